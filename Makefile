@@ -1,0 +1,70 @@
+# One entry point for people and CI. Every target creates .venv and installs on first use,
+# so a fresh machine with Python 3.11+, Node 20+ and git needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: help demo serve tamper bench test lint typecheck unit tools synth deploy destroy clean
+
+help:
+	@echo "make demo     - run the whole pipeline locally (emulated AWS, TCP for vsock), 10 cards"
+	@echo "make serve    - keep the local stack running and print how to send a card by hand"
+	@echo "make tamper   - run the local demo with an enclave whose measurement is not the pinned one"
+	@echo "make bench    - 1,000 cards through the local pipeline, against the emulator's ceiling"
+	@echo "make test     - lint, type-check and every test"
+	@echo "make synth / deploy / destroy - the CDK stack (deploy and destroy need AWS credentials)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local,infra,dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# shellcheck and systemd-analyze check the host's real files; Debian packages, installed on first use.
+tools:
+	@command -v shellcheck >/dev/null && command -v systemd-analyze >/dev/null || { \
+	  echo "installing shellcheck and systemd (Debian packages) for the host-file checks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck systemd >/dev/null; }
+
+demo: $(STAMP)
+	$(BIN)/python -m app.local demo --count 10
+
+serve: $(STAMP)
+	$(BIN)/python -m app.local serve
+
+tamper: $(STAMP)
+	$(BIN)/python -m app.local demo --count 3 --tamper
+
+bench: $(STAMP)
+	$(BIN)/python -m app.local bench --cards 1000
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy app infra tests
+
+unit: $(STAMP) $(NODE_STAMP) tools
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+synth: $(STAMP) $(NODE_STAMP)
+	npx cdk synth --quiet
+
+deploy: $(STAMP) $(NODE_STAMP)
+	npx cdk deploy --require-approval never -O cdk-outputs.json
+
+destroy: $(STAMP) $(NODE_STAMP)
+	npx cdk destroy --force
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,183 @@
+"""Serves framed requests on a listening socket: many connections, many requests in flight on each.
+
+It owns connections, framing and concurrency, and nothing about what a request means (that is the
+handler's job). A bad frame or message gets an error answer and the server keeps serving; a frame over
+the limit, or one left half-sent, ends that connection only. `stop()` stops accepting, lets requests in
+flight finish within a bound, then closes every connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from app.shared import framing, protocol
+from app.shared.protocol import ErrorCode, Request, Response
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Response]
+
+WORKERS = 32
+MAX_IN_FLIGHT_PER_CONNECTION = 256
+PARTIAL_FRAME_TIMEOUT_S = 10.0
+DRAIN_GRACE_S = 30.0  # upper bound only; stop() closes connections once its own drain bound passes
+POLL_INTERVAL_S = 0.5
+RECV_BYTES = 64 * 1024
+
+
+class FrameServer:
+    def __init__(self, listener: socket.socket, handler: Handler, *, workers: int = WORKERS) -> None:
+        self._listener = listener
+        self._handler = handler
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="enclave-worker")
+        self._stopping = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def serve_forever(self) -> None:
+        """Accept until `stop()`; each connection gets a reader thread."""
+        self._listener.settimeout(POLL_INTERVAL_S)
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    break
+                raise
+            with self._connections_lock:
+                self._connections.add(conn)
+            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+
+    def stop(self, drain_timeout_s: float) -> bool:
+        """Stop accepting, wait for in-flight requests (bounded), close everything. True if drained."""
+        self._stopping.set()
+        self._listener.close()
+        deadline = time.monotonic() + drain_timeout_s
+        with self._idle:
+            drained = self._idle.wait_for(lambda: self._in_flight == 0, max(deadline - time.monotonic(), 0))
+        with self._connections_lock:
+            for conn in self._connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        self._pool.shutdown(wait=drained, cancel_futures=True)
+        return drained
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        writer = _FrameWriter(conn)
+        try:
+            self._read_requests(conn, writer)
+            writer.wait_idle(DRAIN_GRACE_S)  # stopping: answers still being computed go out first
+        except framing.FramingError as error:
+            log.warning("closing connection: bad framing", extra={"fields": {"error": str(error)}})
+            writer.send(protocol.error_response(0, ErrorCode.BAD_REQUEST, str(error)))
+        except OSError as error:
+            log.info("connection dropped", extra={"fields": {"error": type(error).__name__}})
+        finally:
+            with self._connections_lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    def _read_requests(self, conn: socket.socket, writer: _FrameWriter) -> None:
+        decoder = framing.FrameDecoder()
+        conn.settimeout(POLL_INTERVAL_S)
+        last_data = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                data = conn.recv(RECV_BYTES)
+            except TimeoutError:
+                if decoder.pending_bytes and time.monotonic() - last_data > PARTIAL_FRAME_TIMEOUT_S:
+                    raise framing.FramingError(
+                        f"frame left incomplete for {PARTIAL_FRAME_TIMEOUT_S:.0f} s "
+                        f"({decoder.pending_bytes} bytes buffered)"
+                    ) from None
+                continue
+            if not data:
+                decoder.close()
+                return
+            last_data = time.monotonic()
+            for frame in decoder.feed(data):
+                self._dispatch(frame, writer)
+
+    def _dispatch(self, frame: bytes, writer: _FrameWriter) -> None:
+        try:
+            request = protocol.decode_request(frame)
+        except protocol.ProtocolError as error:
+            writer.send(protocol.error_response(error.request_id, error.code, str(error)))
+            return
+        if self._stopping.is_set():
+            writer.send(protocol.error_response(request.id, ErrorCode.BUSY, "server is stopping"))
+            return
+        if not writer.begin():
+            writer.send(protocol.error_response(request.id, ErrorCode.BUSY, "too many requests in flight"))
+            return
+        with self._idle:
+            self._in_flight += 1
+        try:
+            self._pool.submit(self._answer, request, writer)
+        except RuntimeError:  # the pool shut down between the check above and now
+            self._finish(writer)
+            writer.send(protocol.error_response(request.id, ErrorCode.BUSY, "server is stopping"))
+
+    def _answer(self, request: Request, writer: _FrameWriter) -> None:
+        try:
+            response = self._handler(request)
+        except Exception as error:  # the boundary: one bad request must not take the server down
+            log.exception("handler failed", extra={"fields": {"op": request.op, "id": request.id}})
+            response = protocol.error_response(request.id, ErrorCode.INTERNAL, type(error).__name__)
+        # Count the request as done only once its answer is on the wire, so a drain waits for it.
+        writer.send(response)
+        self._finish(writer)
+
+    def _finish(self, writer: _FrameWriter) -> None:
+        writer.end()
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+
+class _FrameWriter:
+    """Serialises answers from many worker threads onto one socket."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._count_lock = threading.Condition()
+        self._in_flight = 0
+
+    def begin(self) -> bool:
+        """Reserve a slot for one more request on this connection; False when it is full."""
+        with self._count_lock:
+            if self._in_flight >= MAX_IN_FLIGHT_PER_CONNECTION:
+                return False
+            self._in_flight += 1
+            return True
+
+    def end(self) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
+            self._count_lock.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> None:
+        with self._count_lock:
+            self._count_lock.wait_for(lambda: self._in_flight == 0, timeout_s)
+
+    def send(self, response: Response) -> None:
+        payload = framing.encode_frame(protocol.encode_response(response))
+        with self._lock:
+            try:
+                self._conn.sendall(payload)
+            except OSError as error:
+                log.info(
+                    "answer not delivered: peer gone",
+                    extra={"fields": {"id": response.id, "error": str(error)}},
+                )

@@ -1,0 +1,154 @@
+"""`python -m app.local bench`: cards through the local pipeline vs. the same calls made directly.
+
+Both phases start from a pre-loaded cards queue of the same depth (loading is not timed). Throughput is
+cards / (last result's processed_at - the moment the consumer started). p50/p99 are per-card decrypt times:
+the enclave's own (`ResultMessage.enclave_ms`) for the pipeline, the same steps timed by the ceiling for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.local import processes
+from app.local.ceiling import DEFAULT_POLLERS, percentiles
+from app.local.processes import Child, ChildFailed, ChildSpec
+from app.local.provision import local_client
+from app.local.stack import LocalStack, StackInfo
+from app.producer.card_file import load_cards
+from app.producer.progress import Progress
+from app.producer.sender import pick_cards, send_cards
+from app.shared import deployment
+from app.shared.queue_messages import ResultMessage
+
+PHASE_TIMEOUT_S = 600.0
+POLL_S = 0.1
+RELAY_STARTED = "relay started"
+
+
+def preload(info: StackInfo, count: int, label: str) -> None:
+    kms, sqs = local_client("kms", info.endpoints.http), local_client("sqs", info.endpoints.http)
+    progress = Progress(label, count)
+    send_cards(
+        kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
+        fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=pick_cards(load_cards(), count),
+        on_batch=progress.advance,
+    )  # fmt: skip
+    progress.close()
+
+
+def drain_results(info: StackInfo, count: int) -> list[ResultMessage]:
+    """Receive (and delete) `count` results from the results queue, waiting as needed."""
+    sqs = local_client("sqs", info.endpoints.http)
+    results: list[ResultMessage] = []
+    deadline = time.monotonic() + PHASE_TIMEOUT_S
+    while len(results) < count:
+        if time.monotonic() > deadline:
+            raise ChildFailed(f"only {len(results)} of {count} results after {PHASE_TIMEOUT_S:g} s")
+        url = info.resources.results_queue_url
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        results += [ResultMessage.from_json(m["Body"]) for m in messages]
+        if messages:
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    return results
+
+
+def queue_depth(sqs: Any, url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def wait_for_results(info: StackInfo, count: int, watch: Child) -> None:
+    """Block (without consuming) until `count` results are queued; fail if `watch` dies first."""
+    sqs = local_client("sqs", info.endpoints.http)
+    deadline = time.monotonic() + PHASE_TIMEOUT_S
+    while queue_depth(sqs, info.resources.results_queue_url) < count:
+        if watch.process.poll() is not None:
+            raise ChildFailed(f"{watch.name} exited early (see {watch.stderr_path})")
+        if time.monotonic() > deadline:
+            raise ChildFailed(f"fewer than {count} results after {PHASE_TIMEOUT_S:g} s")
+        time.sleep(POLL_S)
+
+
+def relay_started_at(relay: Child) -> float:
+    """The wall-clock second the relay logged that it started polling (its JSON log's ts)."""
+    deadline = time.monotonic() + processes.READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in relay.stderr_path.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line) if line.startswith("{") else {}
+            if entry.get("msg") == RELAY_STARTED:
+                return datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
+        if relay.process.poll() is not None:
+            break
+        time.sleep(POLL_S)
+    raise ChildFailed(f"the relay did not log {RELAY_STARTED!r} (see {relay.stderr_path})")
+
+
+def pipeline_phase(stack: LocalStack, info: StackInfo, count: int) -> dict[str, float]:
+    preload(info, count, "loading the cards queue (pipeline)")
+    relay = stack.start_relay()
+    started = relay_started_at(relay)
+    wait_for_results(info, count, relay)
+    results = drain_results(info, count)
+    stack.stop_relay()
+    finished = max((r.processed_at.timestamp() for r in results if r.processed_at), default=time.time())
+    p50, p99 = percentiles([r.enclave_ms for r in results if r.enclave_ms is not None])
+    ok = sum(1 for r in results if r.status == "ok")
+    return {"cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99}
+
+
+def ceiling_phase(info: StackInfo, count: int) -> dict[str, float]:
+    preload(info, count, "loading the cards queue (ceiling)")
+    args = (
+        "--endpoint", info.endpoints.http, "--kms-endpoint", info.endpoints.https,
+        "--pki", str(info.run_dir / "pki"), "--pin", info.pin_hex, "--cards", str(count),
+        "--cards-queue-url", info.resources.cards_queue_url,
+        "--results-queue-url", info.resources.results_queue_url, "--pollers", str(pollers()),
+    )  # fmt: skip
+    child = processes.start(ChildSpec("ceiling", "app.local.ceiling", args), info.run_dir)
+    try:
+        code = child.process.wait(timeout=PHASE_TIMEOUT_S)
+    finally:
+        child.stop()
+    if code != 0:
+        raise ChildFailed(f"the ceiling exited with status {code} (see {child.stderr_path})")
+    summary: dict[str, float] = json.loads(child.stdout_path.read_text(encoding="utf-8").splitlines()[-1])
+    return summary
+
+
+def pollers() -> int:
+    return int(os.environ.get("RELAY_POLLERS") or DEFAULT_POLLERS)
+
+
+def run(count: int, run_dir: Path) -> int:
+    """Both phases on one stack; the last line printed is the JSON summary."""
+    stack = LocalStack(run_dir, relay=False)
+    with stack as info:
+        print(f"local stack up; logs in {info.run_dir}", flush=True)
+        pipeline = pipeline_phase(stack, info, count)
+        print(f"pipeline: {count} cards in {pipeline['seconds']:.2f} s", flush=True)
+        ceiling = ceiling_phase(info, count)
+        print(f"ceiling:  {count} cards in {ceiling['seconds']:.2f} s", flush=True)
+    cards_per_s = count / pipeline["seconds"]
+    summary = {
+        "cards": count,
+        "ok": int(pipeline["ok"]),
+        "cards_per_s": round(cards_per_s, 1),
+        "p50_ms": round(pipeline["p50_ms"], 1),
+        "p99_ms": round(pipeline["p99_ms"], 1),
+        "ceiling_cards_per_s": ceiling["cards_per_s"],
+        "ceiling_p50_ms": ceiling["p50_ms"],
+        "ceiling_p99_ms": ceiling["p99_ms"],
+        "ratio": round(cards_per_s / ceiling["cards_per_s"], 3),
+        "pollers": pollers(),
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if pipeline["ok"] == count else 1

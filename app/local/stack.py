@@ -1,0 +1,174 @@
+"""The local stack: emulator, provisioned key and queues, software enclave and relay, as child processes.
+
+`LocalStack` is a context manager: everything it starts is stopped on exit, in reverse order. It wires
+processes and environment only; the programs themselves are the real ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from app.local import processes
+from app.local.processes import Child, ChildSpec
+from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, Provisioned, provision
+from app.local.software_nsm import LocalPki, measure_enclave_sources
+from app.shared import settings
+
+ENCLAVE_READY_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    http: str
+    https: str
+
+    @property
+    def https_port(self) -> int:
+        return int(self.https.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What a user (or a test) needs to talk to a running local stack."""
+
+    run_dir: Path
+    endpoints: Endpoints
+    resources: Provisioned
+    enclave_url: str
+    pin_hex: str
+
+    def environment(self) -> dict[str, str]:
+        """The variables the producer and relay read (boto3 honours AWS_ENDPOINT_URL)."""
+        return {
+            "AWS_REGION": self.resources.region,
+            "AWS_DEFAULT_REGION": self.resources.region,
+            "AWS_ENDPOINT_URL": self.endpoints.http,
+            "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
+            settings.ENV_CARDS_QUEUE_URL: self.resources.cards_queue_url,
+            settings.ENV_RESULTS_QUEUE_URL: self.resources.results_queue_url,
+            settings.ENV_DEAD_LETTER_QUEUE_URL: self.resources.dead_letter_queue_url,
+            settings.ENV_KMS_KEY_ID: self.resources.key_alias,
+            settings.ENV_ENCRYPTION_CONTEXT: json.dumps(dict(settings.DEFAULT_ENCRYPTION_CONTEXT)),
+            settings.ENV_ENCLAVE_URL: self.enclave_url,
+        }
+
+
+class LocalStack:
+    """`with LocalStack(run_dir, tamper=...) as info:` starts emulator, enclave and relay; stops them all."""
+
+    def __init__(self, run_dir: Path, *, tamper: bool = False, relay: bool = True):
+        self.run_dir = run_dir
+        self.tamper = tamper
+        self._with_relay = relay
+        self._exit = contextlib.ExitStack()
+        self._enclave: Child | None = None
+        self._relay: Child | None = None
+        self.info: StackInfo | None = None
+
+    def __enter__(self) -> StackInfo:
+        try:
+            self.info = self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self.info
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_relay()
+        self.stop_enclave()
+        self._exit.close()
+
+    def _start(self) -> StackInfo:
+        pki_dir = self.run_dir / "pki"
+        LocalPki.generate().save(pki_dir)
+        pin = measure_enclave_sources(processes.REPO_ROOT).hex()
+        emulator = self._exit.enter_context(
+            processes.running(
+                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki_dir), "--pin", pin)),
+                self.run_dir,
+                processes.has_ready_line,
+            )
+        )
+        ready = json.loads(emulator.first_line() or "{}")
+        endpoints = Endpoints(http=ready["http"], https=ready["https"])
+        enclave_url = f"tcp://{processes.LOOPBACK}:{processes.free_port()}"
+        info = StackInfo(self.run_dir, endpoints, provision(endpoints.http), enclave_url, pin)
+        self.info = info
+        self.start_enclave(tamper=self.tamper)
+        if self._with_relay:
+            self.start_relay()
+        return info
+
+    def _require_info(self) -> StackInfo:
+        if self.info is None:
+            raise RuntimeError("the stack is not started")
+        return self.info
+
+    def enclave_spec(self, *, tamper: bool) -> ChildSpec:
+        info = self._require_info()
+        args = [
+            "--listen", info.enclave_url, "--pki", str(self.run_dir / "pki"),
+            "--kms-endpoint", info.endpoints.https,
+            "--egress", f"tcp://{processes.LOOPBACK}:{info.endpoints.https_port}",
+        ]  # fmt: skip
+        tail = ["--tamper"] if tamper else []
+        # No AWS settings of its own: credentials come with each request, as on Nitro.
+        return ChildSpec("enclave", "app.local.enclave", (*args, *tail), drop_env_prefixes=("AWS_",))
+
+    def start_enclave(self, *, tamper: bool = False) -> Child:
+        """Start (or restart) the software enclave and wait until it answers a ping."""
+        info = self._require_info()
+        self.stop_enclave()
+        child = processes.start(self.enclave_spec(tamper=tamper), self.run_dir)
+        self._enclave = child
+        ping = ChildSpec("ping", "app.parent", ("ping",), info.environment())
+        processes.wait_ready(child, processes.command_succeeds(ping), ENCLAVE_READY_TIMEOUT_S)
+        return child
+
+    def kill_enclave(self) -> None:
+        """SIGKILL the enclave (a crash, for tests); the relay must keep every message."""
+        if self._enclave is not None:
+            self._enclave.kill()
+            self._enclave = None
+
+    def stop_enclave(self) -> None:
+        if self._enclave is not None:
+            self._enclave.stop()
+            self._enclave = None
+
+    def start_relay(self) -> Child:
+        info = self._require_info()
+        self.stop_relay()
+        self._relay = processes.start(
+            ChildSpec("relay", "app.parent", ("run",), info.environment()), self.run_dir
+        )
+        return self._relay
+
+    def stop_relay(self) -> int | None:
+        """SIGTERM the relay (it drains in-flight batches) and return its exit status."""
+        relay, self._relay = self._relay, None
+        return relay.stop() if relay is not None else None
+
+
+@contextlib.contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set variables for an in-process program (the producer) and restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old

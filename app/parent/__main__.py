@@ -1,0 +1,131 @@
+"""The parent instance's commands: `run` (the relay daemon) and `ping` (is the enclave answering?).
+
+Options > environment (see app/shared/settings.py; the deployed host's /etc/nitro-enclave-demo/demo.env)
+> defaults. Exit codes: 0 ok, 1 failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+import boto3
+from botocore.config import Config
+
+from app.parent.enclave_client import EnclaveClient, EnclaveError
+from app.parent.relay import Relay, RelaySettings
+from app.shared import deployment, logs, settings
+from app.shared.protocol import Credentials, Op
+
+log = logging.getLogger("app.parent")
+
+PING_TIMEOUT_S = 5.0
+ENV_POLLERS = "RELAY_POLLERS"
+ENV_WAIT_TIME_S = "RELAY_WAIT_TIME_S"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app.parent", description=__doc__)
+    parser.add_argument(
+        "--enclave-url", default=settings.env(settings.ENV_ENCLAVE_URL, settings.DEFAULT_ENCLAVE_URL)
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="relay cards from SQS to the enclave until SIGTERM")
+    run.add_argument("--cards-queue-url", default=settings.env(settings.ENV_CARDS_QUEUE_URL))
+    run.add_argument("--results-queue-url", default=settings.env(settings.ENV_RESULTS_QUEUE_URL))
+    run.add_argument("--dead-letter-queue-url", default=settings.env(settings.ENV_DEAD_LETTER_QUEUE_URL))
+    run.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
+    run.add_argument("--pollers", type=int, default=int(settings.env(ENV_POLLERS, "4") or 4))
+    run.add_argument(
+        "--wait-time", type=int, default=int(settings.env(ENV_WAIT_TIME_S) or deployment.LONG_POLL_WAIT_S)
+    )
+    commands.add_parser("ping", help="exit 0 if the enclave answers a health request")
+    return parser
+
+
+def _relay_settings(args: argparse.Namespace) -> RelaySettings:
+    return RelaySettings(
+        cards_queue_url=settings.require(args.cards_queue_url, settings.ENV_CARDS_QUEUE_URL),
+        results_queue_url=settings.require(args.results_queue_url, settings.ENV_RESULTS_QUEUE_URL),
+        dead_letter_queue_url=settings.require(
+            args.dead_letter_queue_url, settings.ENV_DEAD_LETTER_QUEUE_URL
+        ),
+        region=args.region,
+        encryption_context=settings.parse_encryption_context(settings.env(settings.ENV_ENCRYPTION_CONTEXT)),
+        enclave_url=args.enclave_url,
+        pollers=args.pollers,
+        wait_time_s=args.wait_time,
+    )
+
+
+def _credentials_from(session: boto3.session.Session) -> Credentials:
+    """The instance role's current credentials (IMDSv2 on EC2), refreshed by botocore before expiry."""
+    current = session.get_credentials()
+    if current is None:
+        raise RuntimeError("no AWS credentials found by boto3's default chain")
+    frozen = current.get_frozen_credentials()
+    if not frozen.access_key or not frozen.secret_key:
+        raise RuntimeError("the AWS credentials found are incomplete")
+    return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+
+def run(args: argparse.Namespace) -> int:
+    relay_settings = _relay_settings(args)
+    session = boto3.session.Session(region_name=relay_settings.region)
+    sqs = session.client("sqs", config=Config(max_pool_connections=4 * relay_settings.pollers + 4))
+    enclave = EnclaveClient(relay_settings.enclave_url)
+    relay = Relay(relay_settings, sqs=sqs, credentials=lambda: _credentials_from(session), enclave=enclave)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(
+                1
+            )  # second signal: leave now; in-flight messages reappear after their visibility timeout
+        log.info(
+            "draining: finishing the batches in flight", extra=logs.fields(signal=signal.Signals(signum).name)
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "relay started", extra=logs.fields(enclave=relay_settings.enclave_url, pollers=relay_settings.pollers)
+    )
+    relay.run(stop)
+    enclave.close()
+    log.info("relay stopped")
+    return 0
+
+
+def ping(args: argparse.Namespace) -> int:
+    client = EnclaveClient(args.enclave_url, request_timeout_s=PING_TIMEOUT_S)
+    try:
+        answer = client.call(Op.PING)
+    except EnclaveError as error:
+        print(f"enclave at {args.enclave_url} is not answering: {error}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    uptime = answer.get("uptime_s")
+    print(f"enclave at {args.enclave_url} is up (protocol {answer.get('protocol')}, uptime {uptime} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
+    try:
+        return run(args) if args.command == "run" else ping(args)
+    except settings.SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

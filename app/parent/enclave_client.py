@@ -1,0 +1,181 @@
+"""The parent's side of the vsock link: many requests in flight on one long-lived connection.
+
+Thread-safe. Each call gets a future resolved by a reader thread when the answer with its id arrives,
+so answers may come back in any order. A dead connection fails every pending call with a retryable
+`enclave_unavailable` error, and the next call reconnects (with back-off), so an enclave restart costs
+a retry, never a lost request. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from app.shared import framing, protocol, transport
+from app.shared.protocol import ErrorCode, Op, Request, Response
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 15.0
+RECONNECT_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+RECV_BYTES = 64 * 1024
+
+
+class EnclaveError(Exception):
+    """A call that did not get a successful answer; `code` says why, `retryable` whether to try again."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.reason = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in protocol.RETRYABLE
+
+
+class _Connection:
+    """One socket, its pending calls and the thread that reads answers for them."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending: dict[int, Future[Response]] = {}
+        self.lock = threading.Lock()
+        self.alive = True
+        sock.settimeout(None)  # the reader blocks; callers bound their own waits
+        self.reader = threading.Thread(target=self._read_loop, name="enclave-reader", daemon=True)
+        self.reader.start()
+
+    def send(self, request_id: int, payload: bytes) -> Future[Response]:
+        future: Future[Response] = Future()
+        with self.lock:
+            if not self.alive:
+                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
+            self.pending[request_id] = future
+            try:
+                self.sock.sendall(framing.encode_frame(payload))
+            except OSError as error:
+                self.pending.pop(request_id, None)
+                self._fail_all(f"send failed: {error}")
+                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"send failed: {error}") from error
+        return future
+
+    def close(self, reason: str) -> None:
+        with self.lock:
+            if self.alive:
+                self._fail_all(reason)
+
+    def _read_loop(self) -> None:
+        decoder = framing.FrameDecoder()
+        reason = "enclave closed the connection"
+        try:
+            while True:
+                data = self.sock.recv(RECV_BYTES)
+                if not data:
+                    decoder.close()
+                    break
+                for frame in decoder.feed(data):
+                    self._deliver(protocol.decode_response(frame))
+        except (OSError, framing.FramingError, protocol.ProtocolError) as error:
+            reason = f"connection lost: {error}"
+        with self.lock:
+            self._fail_all(reason)
+
+    def _deliver(self, response: Response) -> None:
+        with self.lock:
+            future = self.pending.pop(response.id, None)
+        if future is not None and not future.done():
+            future.set_result(response)
+        elif response.id == 0 and response.error is not None:
+            log.warning(
+                "enclave reported a connection error", extra={"fields": {"code": response.error.code}}
+            )
+
+    def _fail_all(self, reason: str) -> None:
+        """Called with the lock held."""
+        self.alive = False
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, reason))
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class EnclaveClient:
+    """`call(op, body)` from any thread; one connection shared by all of them."""
+
+    def __init__(self, url: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self._endpoint = transport.parse_url(url)
+        self._timeout_s = request_timeout_s
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._connection: _Connection | None = None
+        self._failures = 0
+        self._next_attempt = 0.0
+
+    def _connected(self) -> _Connection:
+        with self._lock:
+            if self._connection is not None and self._connection.alive:
+                return self._connection
+            if time.monotonic() < self._next_attempt:
+                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"{self._endpoint} down, backing off")
+            try:
+                self._connection = _Connection(transport.connect(self._endpoint))
+            except transport.TransportError as error:
+                delay = RECONNECT_BACKOFF_S[min(self._failures, len(RECONNECT_BACKOFF_S) - 1)]
+                self._failures += 1
+                self._next_attempt = time.monotonic() + delay
+                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, str(error)) from error
+            if self._failures:
+                log.info("reconnected to the enclave", extra={"fields": {"after_failures": self._failures}})
+            self._failures = 0
+            return self._connection
+
+    def submit(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]]:
+        """Send without waiting; pair with `wait`. Raises EnclaveError if the enclave is unreachable."""
+        request_id = next(self._ids)
+        connection = self._connected()
+        payload = protocol.encode_request(Request(request_id, op, body))
+        return request_id, connection.send(request_id, payload)
+
+    def wait(self, request_id: int, future: Future[Response], deadline: float) -> Mapping[str, Any]:
+        """The answer's body, or EnclaveError (timeouts included) — never a hang past `deadline`."""
+        try:
+            response = future.result(timeout=max(deadline - time.monotonic(), 0.0))
+        except FutureTimeout as error:
+            # A peer that stays silent this long is wedged (a half-open vsock after an enclave crash
+            # looks just like this): drop the connection so the next call reconnects.
+            self._drop_connection("request timed out")
+            raise EnclaveError(
+                ErrorCode.ENCLAVE_TIMEOUT, f"no answer within {self._timeout_s:.0f} s"
+            ) from error
+        if response.error is not None:
+            raise EnclaveError(response.error.code, response.error.message)
+        return response.body or {}
+
+    def call(self, op: Op, body: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        request_id, future = self.submit(op, body or {})
+        return self.wait(request_id, future, time.monotonic() + self._timeout_s)
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self._timeout_s
+
+    def _drop_connection(self, reason: str) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close(reason)
+
+    def close(self) -> None:
+        self._drop_connection("client closed")

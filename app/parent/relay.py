@@ -1,0 +1,243 @@
+"""The relay: cards queue → enclave → results queue, with retries and the dead-letter queue.
+
+For each batch of up to 10: parse, send every card to the enclave at once (one connection, pipelined),
+publish the answers, park permanent failures on the dead-letter queue with their error code, delete
+what was published, and push transient failures back with exponential back-off. A message is deleted
+only after its result (and, if rejected, its dead-letter copy) is safely stored. Never sees a full
+number: the enclave answers with four digits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.parent import queues
+from app.parent.enclave_client import EnclaveClient, EnclaveError
+from app.parent.queues import Received
+from app.shared import logs, protocol
+from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
+from app.shared.queue_messages import CardMessage, MalformedMessage, ResultMessage, encryption_context
+
+log = logging.getLogger(__name__)
+
+BASE_BACKOFF_S = 2
+MAX_BACKOFF_S = 300
+IDLE_PAUSE_S = 1.0  # after a batch where the enclave was unreachable, so pollers do not spin
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    cards_queue_url: str
+    results_queue_url: str
+    dead_letter_queue_url: str
+    region: str
+    encryption_context: Mapping[str, str]
+    enclave_url: str
+    pollers: int = 4
+    wait_time_s: int = 20
+
+
+@dataclass
+class _Fate:
+    """What became of one received message in this batch."""
+
+    message: Received
+    card_id: str | None = None
+    result: ResultMessage | None = None  # set when the card is done (ok or rejected)
+    retry: EnclaveError | None = None  # set when a later attempt may succeed
+    done_ms: float = field(default=0.0)
+
+
+def backoff_s(receive_count: int) -> int:
+    """Seconds a transiently failed message stays invisible: 2, 4, 8, ... capped at 5 minutes."""
+    return int(min(BASE_BACKOFF_S * 2 ** max(receive_count - 1, 0), MAX_BACKOFF_S))
+
+
+class Relay:
+    def __init__(
+        self,
+        settings: RelaySettings,
+        *,
+        sqs: Any,
+        credentials: Callable[[], Credentials],
+        enclave: EnclaveClient,
+    ) -> None:
+        self._settings = settings
+        self._sqs = sqs
+        self._credentials = credentials
+        self._enclave = enclave
+        self._max_receives = queues.max_receive_count(sqs, settings.cards_queue_url)
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll with `pollers` threads until `stop` is set; each finishes its batch before leaving."""
+        threads = [
+            threading.Thread(target=self._poll_until, args=(stop,), name=f"poller-{n}")
+            for n in range(self._settings.pollers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _poll_until(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                messages = queues.receive(
+                    self._sqs, self._settings.cards_queue_url, self._settings.wait_time_s
+                )
+                if messages and not self.process(messages):
+                    stop.wait(IDLE_PAUSE_S)
+            except Exception as error:  # a poller must outlive any one SQS failure
+                log.error(
+                    "poll failed", extra=logs.fields(error=type(error).__name__, detail=str(error)[:200])
+                )
+                stop.wait(IDLE_PAUSE_S)
+
+    def process(self, messages: list[Received]) -> bool:
+        """Handle one batch; False when the enclave could not be reached at all."""
+        fates = self._ask_enclave(messages)
+        self._settle(fates)
+        return any(f.retry is None or f.retry.code is not ErrorCode.ENCLAVE_UNAVAILABLE for f in fates)
+
+    def _ask_enclave(self, messages: list[Received]) -> list[_Fate]:
+        fates = [_Fate(message) for message in messages]
+        pending = []
+        credentials: Credentials | None = None
+        for fate in fates:
+            try:
+                card = CardMessage.from_json(fate.message.body)
+            except MalformedMessage as error:
+                self._reject(fate, ErrorCode.MALFORMED_MESSAGE, str(error))
+                continue
+            fate.card_id = card.card_id
+            try:
+                credentials = credentials or self._credentials()
+                request = DecryptRequest(
+                    card.ciphertext,
+                    encryption_context(dict(self._settings.encryption_context), card.card_id),
+                    self._settings.region,
+                    credentials,
+                )
+                pending.append((fate, *self._enclave.submit(Op.DECRYPT, protocol.decrypt_body(request))))
+            except EnclaveError as error:
+                fate.retry = error
+            except Exception as error:  # credential refresh failures (IMDS down, expired role)
+                fate.retry = EnclaveError(
+                    ErrorCode.CREDENTIALS_EXPIRED, f"no credentials: {type(error).__name__}"
+                )
+        deadline = time.monotonic() + self._enclave.request_timeout_s
+        for fate, request_id, future in pending:
+            self._collect(fate, request_id, future, deadline)
+        return fates
+
+    def _collect(self, fate: _Fate, request_id: int, future: Any, deadline: float) -> None:
+        try:
+            body = self._enclave.wait(request_id, future, deadline)
+            answer = protocol.parse_decrypt_result(body)
+        except EnclaveError as error:
+            if error.retryable:
+                fate.retry = error
+            else:
+                self._reject(fate, error.code, error.reason)
+            return
+        except protocol.ProtocolError as error:
+            self._reject(fate, ErrorCode.INTERNAL, str(error))
+            return
+        fate.result = ResultMessage(
+            card_id=fate.card_id,
+            message_id=fate.message.message_id,
+            status="ok",
+            last4=answer.last4,
+            enclave_ms=answer.enclave_ms,
+            end_to_end_ms=_since_ms(fate.message.sent_at_ms),
+        )
+
+    def _reject(self, fate: _Fate, code: ErrorCode, reason: str) -> None:
+        fate.result = ResultMessage(
+            card_id=fate.card_id,
+            message_id=fate.message.message_id,
+            status="rejected",
+            error_code=code.value,
+            error_message=reason,
+            end_to_end_ms=_since_ms(fate.message.sent_at_ms),
+        )
+
+    def _settle(self, fates: list[_Fate]) -> None:
+        self._give_up_on_last_attempt(fates)
+        entries = {str(i): fate for i, fate in enumerate(fates)}
+        done = {i: (f, f.result) for i, f in entries.items() if f.result is not None}
+        unpublished = queues.send_batch(
+            self._sqs,
+            self._settings.results_queue_url,
+            [{"Id": i, "MessageBody": result.to_json()} for i, (_, result) in done.items()],
+        )
+        rejected = {i: pair for i, pair in done.items() if i not in unpublished and pair[1].error_code}
+        unparked = queues.send_batch(self._sqs, self._settings.dead_letter_queue_url, _dlq_entries(rejected))
+        kept = unpublished | unparked  # not safely stored yet: retry rather than delete
+        deletable = {i: f.message.receipt_handle for i, (f, _) in done.items() if i not in kept}
+        undeleted = queues.delete_batch(self._sqs, self._settings.cards_queue_url, deletable)
+        delays = {
+            i: (f.message.receipt_handle, backoff_s(f.message.receive_count))
+            for i, f in entries.items()
+            if f.retry is not None or i in kept
+        }
+        queues.delay_batch(self._sqs, self._settings.cards_queue_url, delays)
+        for i, fate in entries.items():
+            _log_fate(fate, delayed=i in delays, undeleted=i in undeleted)
+
+    def _give_up_on_last_attempt(self, fates: list[_Fate]) -> None:
+        """A transient failure on the queue's last allowed receive is parked by us, with its reason,
+        rather than moved by SQS's redrive with none."""
+        for fate in fates:
+            if (
+                fate.retry is not None
+                and self._max_receives
+                and fate.message.receive_count >= self._max_receives
+            ):
+                reason = f"gave up after {fate.message.receive_count} attempts: {fate.retry.reason}"
+                self._reject(fate, fate.retry.code, reason)
+                fate.retry = None
+
+
+def _dlq_entries(rejected: Mapping[str, tuple[_Fate, ResultMessage]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "Id": entry_id,
+            "MessageBody": fate.message.body,
+            "MessageAttributes": queues.dead_letter_attributes(
+                result.error_code or ErrorCode.INTERNAL.value,
+                result.error_message or "",
+                fate.message.message_id,
+            ),
+        }
+        for entry_id, (fate, result) in rejected.items()
+    ]
+
+
+def _since_ms(sent_at_ms: int | None) -> float | None:
+    return None if sent_at_ms is None else round(time.time() * 1000 - sent_at_ms, 1)
+
+
+def _log_fate(fate: _Fate, delayed: bool, undeleted: bool) -> None:
+    result = fate.result
+    fields = logs.fields(
+        message_id=fate.message.message_id,
+        card_id=fate.card_id,
+        receive_count=fate.message.receive_count,
+        status=result.status if result and not delayed else "retry",
+        code=(result.error_code if result else None) or (fate.retry.code.value if fate.retry else None),
+        enclave_ms=result.enclave_ms if result else None,
+        end_to_end_ms=result.end_to_end_ms if result else None,
+        delete_failed=undeleted or None,
+    )
+    if fate.retry is not None:
+        log.warning("card will be retried", extra=fields)
+    elif result is not None and result.status == "rejected":
+        log.warning("card rejected and parked on the dead-letter queue", extra=fields)
+    else:
+        log.info("card processed", extra=fields)

@@ -1,0 +1,106 @@
+"""Collects the ResultMessages for the cards this producer sent, ten per ReceiveMessage.
+
+Results for other card ids are left alone (not deleted): they become visible again to their own reader
+after the results queue's visibility timeout. Results for our ids, duplicates included, are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.shared import logs
+from app.shared.deployment import MAX_BATCH
+from app.shared.queue_messages import MalformedMessage, ResultMessage
+
+from .sender import SentCard
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+logger = logging.getLogger(__name__)
+MAX_POLL_WAIT_S = 5  # short long-polls so the deadline is honoured closely
+
+
+@dataclass(frozen=True)
+class CardOutcome:
+    sent: SentCard
+    result: ResultMessage
+    latency_ms: float
+
+    @property
+    def matches(self) -> bool:
+        """Ok, and the enclave's last four digits are the ones this producer encrypted."""
+        return self.result.status == "ok" and self.result.last4 == self.sent.last4
+
+
+@dataclass(frozen=True)
+class Collected:
+    outcomes: tuple[CardOutcome, ...]
+    missing: tuple[SentCard, ...]
+    finished_monotonic: float
+
+
+class _Collector:
+    """The bookkeeping of one wait: which cards are pending, which are done."""
+
+    def __init__(self, sent: Sequence[SentCard], on_outcome: Callable[[CardOutcome], None] | None):
+        self.pending = {card.card_id: card for card in sent}
+        self.done: set[str] = set()
+        self.outcomes: list[CardOutcome] = []
+        self._on_outcome = on_outcome
+
+    def take(self, message: MessageTypeDef) -> bool:
+        """Record the message if it is a result for one of our cards; True when it should be deleted."""
+        try:
+            result = ResultMessage.from_json(message.get("Body", ""))
+        except MalformedMessage as error:
+            logger.warning("unreadable result left on the queue", extra=logs.fields(reason=str(error)))
+            return False
+        card_id = result.card_id or ""
+        if card_id in self.done:
+            return True  # a duplicate of a result we already have (at-least-once delivery)
+        card = self.pending.pop(card_id, None)
+        if card is None:
+            return False
+        self.done.add(card_id)
+        outcome = CardOutcome(card, result, (time.monotonic() - card.sent_monotonic) * 1000)
+        self.outcomes.append(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return True
+
+
+def collect_results(
+    sqs: SQSClient,
+    results_queue_url: str,
+    sent: Sequence[SentCard],
+    timeout_s: float,
+    on_outcome: Callable[[CardOutcome], None] | None = None,
+) -> Collected:
+    """Wait until every sent card has a result or `timeout_s` passes."""
+    collector = _Collector(sent, on_outcome)
+    deadline = time.monotonic() + timeout_s
+    while collector.pending and (remaining := deadline - time.monotonic()) > 0:
+        answer = sqs.receive_message(
+            QueueUrl=results_queue_url,
+            MaxNumberOfMessages=MAX_BATCH,
+            WaitTimeSeconds=min(MAX_POLL_WAIT_S, max(1, math.ceil(remaining))),
+        )
+        messages = answer.get("Messages", [])
+        _delete(sqs, results_queue_url, [m["ReceiptHandle"] for m in messages if collector.take(m)])
+    return Collected(tuple(collector.outcomes), tuple(collector.pending.values()), time.monotonic())
+
+
+def _delete(sqs: SQSClient, queue_url: str, handles: Sequence[str]) -> None:
+    if not handles:
+        return
+    entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+    answer = sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+    for failure in answer.get("Failed", []):
+        logger.warning("result not deleted", extra=logs.fields(code=failure.get("Code")))

@@ -1,0 +1,50 @@
+"""Card-number rules shared by every program: validation, Luhn, masking.
+
+Nothing here logs or raises with a full number in it: errors name the rule that failed, never the value.
+"""
+
+from __future__ import annotations
+
+MIN_CARD_DIGITS = 12
+MAX_CARD_DIGITS = 19
+LAST_DIGITS_SHOWN = 4
+
+
+class NotACardNumber(ValueError):
+    """The plaintext is not a plausible card number (the message says which rule failed, not the value)."""
+
+
+def luhn_ok(digits: str) -> bool:
+    """True when the Luhn check digit is right (ISO/IEC 7812-1)."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def validate_card_number(candidate: str) -> str:
+    """Return the number if it is 12-19 ASCII digits with a valid Luhn digit; raise NotACardNumber if not."""
+    if not (candidate.isascii() and candidate.isdigit()):
+        raise NotACardNumber("not digits only")
+    if not MIN_CARD_DIGITS <= len(candidate) <= MAX_CARD_DIGITS:
+        raise NotACardNumber(f"length {len(candidate)} outside {MIN_CARD_DIGITS}-{MAX_CARD_DIGITS} digits")
+    if not luhn_ok(candidate):
+        raise NotACardNumber("Luhn check failed")
+    return candidate
+
+
+def last_four(card_number: str) -> str:
+    """The only part of a number that may leave the enclave."""
+    return validate_card_number(card_number)[-LAST_DIGITS_SHOWN:]
+
+
+def mask(last4: str, length: int = 16) -> str:
+    """How people see a processed card: `************1111` (the length is cosmetic)."""
+    if len(last4) != LAST_DIGITS_SHOWN or not last4.isdigit():
+        raise ValueError("last4 must be four digits")
+    return "*" * max(length - LAST_DIGITS_SHOWN, 0) + last4

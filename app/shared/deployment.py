@@ -1,0 +1,34 @@
+"""Queue and key settings shared by the cloud stack (infra) and local mode, declared once.
+
+Constants only: no AWS calls, no environment reads. Infra and `app.local.provision` both build from these.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from app.shared.settings import DEFAULT_ENCRYPTION_CONTEXT, DEFAULT_KEY_ALIAS
+
+KEY_ALIAS: Final = DEFAULT_KEY_ALIAS
+KEY_DESCRIPTION: Final = "nitro-enclave-demo: card numbers, decryptable only by the attested enclave"
+ENCRYPTION_CONTEXT: Final = DEFAULT_ENCRYPTION_CONTEXT
+
+CARDS_QUEUE_NAME: Final = "nitro-enclave-demo-cards"
+RESULTS_QUEUE_NAME: Final = "nitro-enclave-demo-results"
+DEAD_LETTER_QUEUE_NAME: Final = "nitro-enclave-demo-cards-dlq"
+
+# Long enough for a batch of 10 to go through the enclave (KMS round trips) with room for retries.
+CARDS_VISIBILITY_TIMEOUT_S: Final = 60
+RESULTS_VISIBILITY_TIMEOUT_S: Final = 30
+# A message that fails this many receives (transient errors that never clear) is parked on the DLQ.
+MAX_RECEIVE_COUNT: Final = 5
+CARDS_RETENTION_S: Final = 4 * 24 * 3600
+RESULTS_RETENTION_S: Final = 4 * 24 * 3600
+# The DLQ keeps messages longer than its source (SQS keeps the original enqueue time on redrive).
+DEAD_LETTER_RETENTION_S: Final = 14 * 24 * 3600
+LONG_POLL_WAIT_S: Final = 20
+MAX_BATCH: Final = 10  # SQS ReceiveMessage / SendMessageBatch / DeleteMessageBatch hard limit
+
+# Message attributes the relay sets on a message it parks on the dead-letter queue.
+DLQ_ATTRIBUTE_ERROR_CODE: Final = "error_code"
+DLQ_ATTRIBUTE_ERROR_MESSAGE: Final = "error_message"

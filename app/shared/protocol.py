@@ -1,0 +1,281 @@
+"""Versioned request/response messages for the parent ↔ enclave link (inside frames, JSON encoded).
+
+Request:  {"v": 1, "id": <int>, "op": "ping" | "decrypt" | "attest", "body": {...}}
+Response: {"v": 1, "id": <int>, "ok": true, "body": {...}}
+       or {"v": 1, "id": <int>, "ok": false, "error": {"code": ..., "message": ..., "retryable": bool}}
+Ids let many requests share one connection; answers may come back in any order. Pure: no I/O here.
+Secrets (credentials) travel in request bodies but never appear in a repr, a log or an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_REQUEST_ID = 2**63 - 1
+
+
+class Op(StrEnum):
+    PING = "ping"
+    DECRYPT = "decrypt"
+    ATTEST = "attest"
+
+
+class ErrorCode(StrEnum):
+    """Every failure has a code; `RETRYABLE` says whether trying again later can help."""
+
+    BAD_REQUEST = "bad_request"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    MALFORMED_MESSAGE = "malformed_message"  # an SQS body the relay cannot read
+    INVALID_CIPHERTEXT = "invalid_ciphertext"  # includes a wrong encryption context
+    ACCESS_DENIED = "access_denied"  # the key policy refused this enclave's attestation
+    KEY_UNUSABLE = "key_unusable"  # key disabled, pending deletion, not found
+    NOT_A_CARD = "not_a_card"
+    KMS_THROTTLED = "kms_throttled"
+    KMS_UNAVAILABLE = "kms_unavailable"
+    CREDENTIALS_EXPIRED = "credentials_expired"
+    ENCLAVE_UNAVAILABLE = "enclave_unavailable"
+    ENCLAVE_TIMEOUT = "enclave_timeout"
+    BUSY = "busy"
+    INTERNAL = "internal"
+
+
+RETRYABLE = frozenset(
+    {
+        ErrorCode.KMS_THROTTLED,
+        ErrorCode.KMS_UNAVAILABLE,
+        ErrorCode.CREDENTIALS_EXPIRED,
+        ErrorCode.ENCLAVE_UNAVAILABLE,
+        ErrorCode.ENCLAVE_TIMEOUT,
+        ErrorCode.BUSY,
+        ErrorCode.INTERNAL,
+    }
+)
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol; carries the code to answer with and the request id if known."""
+
+    def __init__(self, code: ErrorCode, message: str, request_id: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: ErrorCode
+    message: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    op: Op
+    body: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class Response:
+    id: int
+    body: Mapping[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """AWS credentials the relay lends the enclave (which has no IMDS of its own)."""
+
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DecryptRequest:
+    ciphertext: bytes = field(repr=False)
+    encryption_context: Mapping[str, str]
+    region: str
+    credentials: Credentials = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DecryptResult:
+    last4: str
+    kms_ms: float
+    enclave_ms: float
+
+
+def _load(payload: bytes, min_id: int = 1) -> dict[str, Any]:
+    """Parse and check the envelope. Responses may carry id 0: an error about the connection itself."""
+    try:
+        message = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not a JSON message") from error
+    if not isinstance(message, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "message is not a JSON object")
+    request_id = message.get("id")
+    if (
+        not isinstance(request_id, int)
+        or isinstance(request_id, bool)
+        or not min_id <= request_id <= MAX_REQUEST_ID
+    ):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"id must be an integer >= {min_id}, got {request_id!r}")
+    if message.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version {message.get('v')!r} not supported (expected {PROTOCOL_VERSION})",
+            request_id,
+        )
+    return message
+
+
+def _dump(message: Mapping[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def encode_request(request: Request) -> bytes:
+    return _dump({"v": PROTOCOL_VERSION, "id": request.id, "op": request.op.value, "body": request.body})
+
+
+def decode_request(payload: bytes) -> Request:
+    message = _load(payload)
+    request_id: int = message["id"]
+    try:
+        op = Op(str(message.get("op")))
+    except ValueError as error:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown op {message.get('op')!r}", request_id) from error
+    body = message.get("body", {})
+    if not isinstance(body, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "body is not a JSON object", request_id)
+    return Request(request_id, op, body)
+
+
+def encode_response(response: Response) -> bytes:
+    message: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": response.id, "ok": response.ok}
+    if response.error is None:
+        message["body"] = response.body or {}
+    else:
+        message["error"] = {
+            "code": response.error.code.value,
+            "message": response.error.message,
+            "retryable": response.error.retryable,
+        }
+    return _dump(message)
+
+
+def decode_response(payload: bytes) -> Response:
+    message = _load(payload, min_id=0)
+    if message.get("ok") is True and isinstance(message.get("body"), dict):
+        return Response(message["id"], body=message["body"])
+    error = message.get("error")
+    if message.get("ok") is False and isinstance(error, dict):
+        try:
+            code = ErrorCode(str(error.get("code")))
+        except ValueError:
+            code = ErrorCode.INTERNAL
+        return Response(message["id"], error=ErrorInfo(code, str(error.get("message", ""))))
+    raise ProtocolError(ErrorCode.BAD_REQUEST, "response has neither a body nor an error", message["id"])
+
+
+def error_response(request_id: int, code: ErrorCode, message: str) -> Response:
+    return Response(request_id, error=ErrorInfo(code, message))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as error:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} is not valid base64") from error
+
+
+def decrypt_body(request: DecryptRequest) -> dict[str, Any]:
+    creds = request.credentials
+    return {
+        "ciphertext": _b64(request.ciphertext),
+        "encryption_context": dict(request.encryption_context),
+        "region": request.region,
+        "credentials": {
+            "access_key_id": creds.access_key_id,
+            "secret_access_key": creds.secret_access_key,
+            "session_token": creds.session_token,
+        },
+    }
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be a non-empty string")
+    return value
+
+
+def parse_decrypt(body: Mapping[str, Any]) -> DecryptRequest:
+    context = body.get("encryption_context", {})
+    if not isinstance(context, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in context.items()
+    ):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "encryption_context must be an object of strings")
+    creds = body.get("credentials")
+    if not isinstance(creds, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "credentials missing")
+    token = creds.get("session_token")
+    return DecryptRequest(
+        ciphertext=_unb64(body.get("ciphertext"), "ciphertext"),
+        encryption_context=context,
+        region=_text(body.get("region"), "region"),
+        credentials=Credentials(
+            access_key_id=_text(creds.get("access_key_id"), "credentials.access_key_id"),
+            secret_access_key=_text(creds.get("secret_access_key"), "credentials.secret_access_key"),
+            session_token=token if isinstance(token, str) and token else None,
+        ),
+    )
+
+
+def decrypt_result_body(result: DecryptResult) -> dict[str, Any]:
+    return {"last4": result.last4, "kms_ms": result.kms_ms, "enclave_ms": result.enclave_ms}
+
+
+def parse_decrypt_result(body: Mapping[str, Any]) -> DecryptResult:
+    last4 = body.get("last4")
+    if not isinstance(last4, str) or len(last4) != 4 or not last4.isdigit():
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "last4 must be four digits")
+    return DecryptResult(last4, float(body.get("kms_ms", 0.0)), float(body.get("enclave_ms", 0.0)))
+
+
+def attest_body(nonce: bytes) -> dict[str, Any]:
+    return {"nonce": _b64(nonce)}
+
+
+def parse_attest(body: Mapping[str, Any]) -> bytes:
+    nonce = _unb64(body.get("nonce"), "nonce")
+    if not 16 <= len(nonce) <= 512:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"nonce must be 16-512 bytes, got {len(nonce)}")
+    return nonce
+
+
+def attest_result_body(document: bytes) -> dict[str, Any]:
+    return {"document": _b64(document)}
+
+
+def parse_attest_result(body: Mapping[str, Any]) -> bytes:
+    return _unb64(body.get("document"), "document")

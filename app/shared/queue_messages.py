@@ -1,0 +1,152 @@
+"""The SQS message bodies: a card to process (producer → relay) and its outcome (relay → results).
+
+Schema version 1, JSON. A card message carries only the KMS ciphertext and a card id; no part of the
+number is ever in clear on a queue. The encryption context is the configured fixed pairs plus
+`card_id`, so a ciphertext cannot be replayed under another card's id. Hand-made messages (AWS CLI)
+need only `version`, `card_id` and `ciphertext`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA_VERSION = 1
+CARD_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+MAX_CIPHERTEXT_BYTES = 6144  # KMS CiphertextBlob for 4 KiB of plaintext stays well below this
+CONTEXT_CARD_ID_KEY = "card_id"
+
+
+class MalformedMessage(ValueError):
+    """An SQS body we cannot process (permanent: it goes to the dead-letter queue with this reason)."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_iso(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedMessage(f"{name} must be an ISO-8601 string")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise MalformedMessage(f"{name} is not ISO-8601: {value[:40]!r}") from error
+
+
+def _load_object(body: str | bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MalformedMessage("body is not JSON") from error
+    if not isinstance(parsed, dict):
+        raise MalformedMessage("body is not a JSON object")
+    version = parsed.get("version")
+    if version != SCHEMA_VERSION:
+        raise MalformedMessage(f"unsupported version {version!r} (expected {SCHEMA_VERSION})")
+    return parsed
+
+
+def encryption_context(fixed: dict[str, str], card_id: str) -> dict[str, str]:
+    """The context a card is encrypted under: the deployment's fixed pairs plus its card id."""
+    return {**fixed, CONTEXT_CARD_ID_KEY: card_id}
+
+
+@dataclass(frozen=True)
+class CardMessage:
+    """Producer → relay. `ciphertext` is the raw KMS CiphertextBlob."""
+
+    card_id: str
+    ciphertext: bytes
+    sent_at: datetime | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {
+            "version": SCHEMA_VERSION,
+            "card_id": self.card_id,
+            "ciphertext": base64.b64encode(self.ciphertext).decode("ascii"),
+        }
+        if self.sent_at is not None:
+            body["sent_at"] = _iso(self.sent_at)
+        return json.dumps(body, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str | bytes) -> CardMessage:
+        parsed = _load_object(body)
+        card_id = parsed.get("card_id")
+        if not isinstance(card_id, str) or not CARD_ID_PATTERN.match(card_id):
+            raise MalformedMessage("card_id missing or not 1-64 of [A-Za-z0-9._:-]")
+        encoded = parsed.get("ciphertext")
+        if not isinstance(encoded, str) or not encoded:
+            raise MalformedMessage("ciphertext missing or not a base64 string")
+        try:
+            ciphertext = base64.b64decode(encoded, validate=True)
+        except binascii.Error as error:
+            raise MalformedMessage("ciphertext is not valid base64") from error
+        if len(ciphertext) > MAX_CIPHERTEXT_BYTES:
+            raise MalformedMessage(f"ciphertext of {len(ciphertext)} bytes exceeds {MAX_CIPHERTEXT_BYTES}")
+        return cls(
+            card_id=card_id, ciphertext=ciphertext, sent_at=_parse_iso(parsed.get("sent_at"), "sent_at")
+        )
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """Relay → results queue: the outcome of one card. `last4` is set only when status is "ok"."""
+
+    card_id: str | None
+    message_id: str
+    status: str  # "ok" or "rejected" (a rejected card is also parked on the dead-letter queue)
+    last4: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    enclave_ms: float | None = None
+    end_to_end_ms: float | None = None
+    processed_at: datetime | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {
+            "version": SCHEMA_VERSION,
+            "card_id": self.card_id,
+            "message_id": self.message_id,
+            "status": self.status,
+            "last4": self.last4,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "enclave_ms": self.enclave_ms,
+            "end_to_end_ms": self.end_to_end_ms,
+            "processed_at": _iso(self.processed_at or _utc_now()),
+        }
+        return json.dumps(body, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str | bytes) -> ResultMessage:
+        parsed = _load_object(body)
+        status = parsed.get("status")
+        if status not in ("ok", "rejected"):
+            raise MalformedMessage(f"unknown status {status!r}")
+        message_id = parsed.get("message_id")
+        if not isinstance(message_id, str):
+            raise MalformedMessage("message_id missing")
+        return cls(
+            card_id=parsed.get("card_id"),
+            message_id=message_id,
+            status=status,
+            last4=parsed.get("last4"),
+            error_code=parsed.get("error_code"),
+            error_message=parsed.get("error_message"),
+            enclave_ms=parsed.get("enclave_ms"),
+            end_to_end_ms=parsed.get("end_to_end_ms"),
+            processed_at=_parse_iso(parsed.get("processed_at"), "processed_at"),
+        )

@@ -1,0 +1,39 @@
+#!/bin/bash
+# Runs the nitro-enclave-demo enclave for systemd: refuses an EIF whose PCR0 is not the pinned one, starts
+# it with the fixed CID, then stays in the foreground while it runs so that Restart=on-failure sees it stop.
+set -euo pipefail
+
+readonly NAME=nitro-enclave-demo
+readonly POLL_S=5
+# systemd's RestartPreventExitStatus: a wrong image must not be retried forever.
+readonly EXIT_WRONG_IMAGE=3
+
+: "${ENCLAVE_EIF:?}" "${ENCLAVE_CPU_COUNT:?}" "${ENCLAVE_MEMORY_MIB:?}" "${ENCLAVE_CID:?}"
+
+if [[ -n "${EXPECTED_PCR0:-}" ]]; then
+  actual=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF" | jq -er '.Measurements.PCR0 | ascii_downcase')
+  if [[ "$actual" != "$EXPECTED_PCR0" ]]; then
+    echo "refusing to start $ENCLAVE_EIF: its PCR0 $actual is not the pinned $EXPECTED_PCR0" >&2
+    exit "$EXIT_WRONG_IMAGE"
+  fi
+fi
+
+args=(--enclave-name "$NAME" --eif-path "$ENCLAVE_EIF" --cpu-count "$ENCLAVE_CPU_COUNT"
+  --memory "$ENCLAVE_MEMORY_MIB" --enclave-cid "$ENCLAVE_CID")
+if [[ "${ENCLAVE_DEBUG:-false}" == true ]]; then
+  echo "DEBUG MODE: the enclave console is readable and it attests all-zero PCRs" >&2
+  args+=(--debug-mode)
+fi
+
+nitro-cli terminate-enclave --enclave-name "$NAME" >/dev/null 2>&1 || true
+nitro-cli run-enclave "${args[@]}"
+
+running() {
+  nitro-cli describe-enclaves |
+    jq -e --arg name "$NAME" 'any(.[]; .EnclaveName == $name and .State == "RUNNING")' >/dev/null
+}
+while running; do
+  sleep "$POLL_S"
+done
+echo "enclave $NAME is no longer running" >&2
+exit 1

@@ -1,0 +1,218 @@
+"""Deployment settings: the CDK context knobs, parsed and validated once.
+
+Owns every rule about which values are possible on Nitro hardware. Reads no AWS state: synth must work
+without credentials, so what cannot be known offline (exact instance sizes) is judged from the type name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULTS: Mapping[str, Any] = {
+    "instance_type": "c5.xlarge",
+    "enclave_cpu_count": 2,
+    "enclave_memory_mib": 3072,
+    "enclave_cid": 16,
+    "enclave_port": 5000,
+    "enclave_debug": False,
+    "enclave_pcr0": "",
+    "key_alias": "alias/nitro-enclave-demo",
+    "encryption_context": {"app": "nitro-enclave-demo"},
+    "boot_timeout_minutes": 45,
+    "log_retention_days": 7,
+}
+
+ZERO_PCR = "0" * 96
+# The parent keeps at least this much memory for Docker, the EIF build and the relay.
+PARENT_RESERVED_MEMORY_MIB = 2048
+MIN_ENCLAVE_MEMORY_MIB = 512
+RESERVED_CIDS = range(4)
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365)
+MAX_CID = 0xFFFFFFFE
+# GiB of memory per vCPU for the families whose ratio is fixed; others are not memory-checked.
+MEMORY_GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8}
+# Families without Nitro Enclaves support that can be told from the name alone.
+UNSUPPORTED_FAMILY_PREFIXES = ("t", "mac", "inf1", "f1", "g4ad", "a1")
+_SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
+_TYPE_RE = re.compile(r"(?P<family>(?P<cls>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*))\.(?P<size>[a-z0-9]+)")
+
+
+class SettingsError(ValueError):
+    """A context value that cannot work; the message names the knob and the offending value."""
+
+
+@dataclass(frozen=True)
+class InstanceShape:
+    """What the instance type name tells about the hardware."""
+
+    name: str
+    arm64: bool
+    vcpus: int | None
+    memory_mib: int | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the stack needs from the outside world, after validation."""
+
+    instance: InstanceShape
+    enclave_cpu_count: int
+    enclave_memory_mib: int
+    enclave_cid: int
+    enclave_port: int
+    enclave_debug: bool
+    enclave_pcr0: str
+    key_alias: str
+    encryption_context: Mapping[str, str] = field(default_factory=dict)
+    boot_timeout_minutes: int = 45
+    log_retention_days: int = 7
+
+    @property
+    def pinned_by_user(self) -> bool:
+        return bool(self.enclave_pcr0)
+
+
+def parse_instance_type(name: str) -> InstanceShape:
+    match = _TYPE_RE.fullmatch(name)
+    if match is None:
+        raise SettingsError(f"instance_type {name!r} is not an EC2 instance type name like 'c5.xlarge'")
+    family, cls, size = match["family"], match["cls"], match["size"]
+    if family.startswith(UNSUPPORTED_FAMILY_PREFIXES):
+        raise SettingsError(f"instance_type {name!r}: the {family} family does not support Nitro Enclaves")
+    arm64 = "g" in match["attrs"]
+    vcpus = _size_vcpus(size)
+    ratio = MEMORY_GIB_PER_VCPU.get(cls) if len(cls) == 1 else None
+    memory_mib = vcpus * ratio * 1024 if vcpus is not None and ratio is not None else None
+    return InstanceShape(name=name, arm64=arm64, vcpus=vcpus, memory_mib=memory_mib)
+
+
+def _size_vcpus(size: str) -> int | None:
+    if size in _SIZE_VCPUS:
+        return _SIZE_VCPUS[size]
+    multiple = re.fullmatch(r"(\d+)xlarge", size)
+    if multiple:
+        return 4 * int(multiple[1])
+    if size in {"nano", "micro", "small"}:
+        return 1
+    return None
+
+
+def load_settings(get: Callable[[str], Any]) -> Settings:
+    """Build settings from a context getter (``app.node.try_get_context``); missing keys take DEFAULTS."""
+
+    def value(key: str) -> Any:
+        raw = get(key)
+        return DEFAULTS[key] if raw is None else raw
+
+    instance = parse_instance_type(str(value("instance_type")).strip())
+    settings = Settings(
+        instance=instance,
+        enclave_cpu_count=_as_int("enclave_cpu_count", value("enclave_cpu_count")),
+        enclave_memory_mib=_as_int("enclave_memory_mib", value("enclave_memory_mib")),
+        enclave_cid=_as_int("enclave_cid", value("enclave_cid")),
+        enclave_port=_as_int("enclave_port", value("enclave_port")),
+        enclave_debug=_as_bool("enclave_debug", value("enclave_debug")),
+        enclave_pcr0=_as_pcr0(value("enclave_pcr0")),
+        key_alias=_as_alias(value("key_alias")),
+        encryption_context=_as_context(value("encryption_context")),
+        boot_timeout_minutes=_as_int("boot_timeout_minutes", value("boot_timeout_minutes")),
+        log_retention_days=_as_int("log_retention_days", value("log_retention_days")),
+    )
+    _check_enclave_fits(settings)
+    _check_ranges(settings)
+    return settings
+
+
+def _check_enclave_fits(s: Settings) -> None:
+    cpus, shape = s.enclave_cpu_count, s.instance
+    if cpus < 1:
+        raise SettingsError(f"enclave_cpu_count must be at least 1, got {cpus}")
+    if not shape.arm64 and cpus % 2:
+        raise SettingsError(
+            f"enclave_cpu_count {cpus} is odd: x86 enclaves take whole cores (2 vCPUs each) on {shape.name}"
+        )
+    if shape.vcpus is not None and cpus >= shape.vcpus:
+        raise SettingsError(
+            f"enclave_cpu_count {cpus} leaves no vCPU for the parent: {shape.name} has {shape.vcpus} vCPUs"
+        )
+    if s.enclave_memory_mib < MIN_ENCLAVE_MEMORY_MIB:
+        raise SettingsError(
+            f"enclave_memory_mib {s.enclave_memory_mib} is below {MIN_ENCLAVE_MEMORY_MIB} MiB "
+            "(the enclave needs at least 4 x the EIF size)"
+        )
+    if shape.memory_mib is not None and s.enclave_memory_mib > shape.memory_mib - PARENT_RESERVED_MEMORY_MIB:
+        raise SettingsError(
+            f"enclave_memory_mib {s.enclave_memory_mib} is more than {shape.name} can give: it has "
+            f"{shape.memory_mib} MiB and the parent keeps {PARENT_RESERVED_MEMORY_MIB} MiB"
+        )
+
+
+def _check_ranges(s: Settings) -> None:
+    if s.enclave_cid in RESERVED_CIDS or not 0 < s.enclave_cid <= MAX_CID:
+        raise SettingsError(f"enclave_cid {s.enclave_cid} is reserved or out of range: use 4..{MAX_CID}")
+    if not 1 <= s.enclave_port <= 0xFFFFFFFF or s.enclave_port == 9000:
+        raise SettingsError(f"enclave_port {s.enclave_port} is invalid (9000 is the enclave ready signal)")
+    if not 10 <= s.boot_timeout_minutes <= 720:
+        raise SettingsError(f"boot_timeout_minutes {s.boot_timeout_minutes} must be within 10..720")
+    if s.log_retention_days not in LOG_RETENTION_DAYS:
+        raise SettingsError(
+            f"log_retention_days {s.log_retention_days} is not one this stack offers: {list(LOG_RETENTION_DAYS)}"
+        )
+
+
+def _as_int(key: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise SettingsError(f"{key} must be an integer, got {raw!r}")
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"{key} must be an integer, got {raw!r}") from None
+
+
+def _as_bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{key} must be true or false, got {raw!r}")
+
+
+def _as_pcr0(raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if not text:
+        return ""
+    if not re.fullmatch(r"[0-9a-f]{96}", text):
+        raise SettingsError(f"enclave_pcr0 must be 96 hex characters (SHA-384), got {raw!r}")
+    if text == ZERO_PCR:
+        raise SettingsError("enclave_pcr0 is all zeros (a debug-mode value): use enclave_debug=true instead")
+    return text
+
+
+def _as_alias(raw: Any) -> str:
+    text = str(raw).strip()
+    if not re.fullmatch(r"alias/[a-zA-Z0-9/_-]{1,250}", text) or text.startswith("alias/aws/"):
+        raise SettingsError(f"key_alias must look like 'alias/name' and not use 'alias/aws/', got {raw!r}")
+    return text
+
+
+def _as_context(raw: Any) -> Mapping[str, str]:
+    parsed = raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            raise SettingsError(f"encryption_context must be a JSON object, got {raw!r}") from None
+    if not isinstance(parsed, dict) or not parsed:
+        raise SettingsError(f"encryption_context must be a non-empty JSON object, got {raw!r}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()):
+        raise SettingsError(f"encryption_context keys and values must be strings, got {raw!r}")
+    if "card_id" in parsed:
+        raise SettingsError("encryption_context must not set 'card_id': each message adds its own")
+    return dict(sorted(parsed.items()))

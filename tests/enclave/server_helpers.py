@@ -1,0 +1,54 @@
+"""A FrameServer on 127.0.0.1 with a scriptable handler, run in a thread for tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from app.enclave.server import FrameServer, Handler
+from app.shared import protocol, transport
+from app.shared.protocol import Op, Request, Response
+
+
+def scripted_handler(request: Request) -> Response:
+    """ping → ok; decrypt with body {"sleep": s, "echo": x} → {"echo": x} after s; {"boom": true} → raises."""
+    if request.op is Op.PING:
+        return Response(request.id, body={"status": "ok", "protocol": 1})
+    if request.body.get("boom"):
+        raise RuntimeError("handler bug")
+    time.sleep(float(request.body.get("sleep", 0)))
+    return Response(request.id, body={"echo": request.body.get("echo")})
+
+
+@contextmanager
+def running_server(handler: Handler = scripted_handler, port: int = 0) -> Iterator[tuple[str, FrameServer]]:
+    listener = transport.listen(transport.Endpoint("tcp", "127.0.0.1", port))
+    server = FrameServer(listener, handler, workers=16)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield transport.bound_url(listener, "tcp"), server
+    finally:
+        server.stop(drain_timeout_s=2)
+        thread.join(5)
+
+
+def roundtrip(sock_url: str, payload: bytes, *, read_timeout_s: float = 3.0) -> list[Response]:
+    """Send raw bytes on a fresh connection and collect whatever frames come back until it closes or idles."""
+    from app.shared import framing
+
+    sock = transport.connect(transport.parse_url(sock_url))
+    sock.settimeout(read_timeout_s)
+    sock.sendall(payload)
+    decoder = framing.FrameDecoder()
+    responses: list[Response] = []
+    try:
+        while data := sock.recv(65536):
+            responses += [protocol.decode_response(f) for f in decoder.feed(data)]
+    except TimeoutError:
+        pass
+    finally:
+        sock.close()
+    return responses

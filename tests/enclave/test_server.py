@@ -1,0 +1,92 @@
+"""The enclave's frame server over real TCP sockets: concurrency, bad input, and draining."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.enclave import server as server_module
+from app.shared import framing, protocol, transport
+from app.shared.protocol import ErrorCode, Op, Request
+from tests.enclave.server_helpers import roundtrip, running_server
+
+
+def _frame(request: Request) -> bytes:
+    return framing.encode_frame(protocol.encode_request(request))
+
+
+def test_answers_arrive_by_id_even_out_of_order() -> None:
+    with running_server() as (url, _):
+        slow = _frame(Request(1, Op.DECRYPT, {"sleep": 0.3, "echo": "slow"}))
+        fast = _frame(Request(2, Op.DECRYPT, {"echo": "fast"}))
+        answers = roundtrip(url, slow + fast, read_timeout_s=1.0)
+    assert [(a.id, a.body) for a in answers] == [(2, {"echo": "fast"}), (1, {"echo": "slow"})]
+
+
+def test_garbage_gets_an_error_and_the_connection_keeps_serving() -> None:
+    with running_server() as (url, _):
+        stream = framing.encode_frame(b"{nonsense") + _frame(Request(5, Op.PING))
+        answers = roundtrip(url, stream, read_timeout_s=0.5)
+    assert answers[0].error is not None
+    assert answers[0].error.code is ErrorCode.BAD_REQUEST
+    assert answers[1].id == 5
+    assert answers[1].ok
+
+
+def test_oversized_frame_gets_an_error_and_the_connection_closes() -> None:
+    with running_server() as (url, _):
+        answers = roundtrip(url, framing.HEADER.pack(framing.MAX_FRAME_BYTES + 1))
+    assert len(answers) == 1
+    assert answers[0].error is not None
+    assert "exceeds" in answers[0].error.message
+
+
+def test_half_sent_frame_is_dropped_after_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "PARTIAL_FRAME_TIMEOUT_S", 0.5)
+    with running_server() as (url, _):
+        started = time.monotonic()
+        answers = roundtrip(url, _frame(Request(1, Op.PING))[:6], read_timeout_s=5)
+        elapsed = time.monotonic() - started
+    assert answers[0].error is not None
+    assert "incomplete" in answers[0].error.message
+    assert elapsed < 4  # closed by the server, not by our read timeout
+
+
+def test_a_failing_handler_answers_internal_and_the_server_lives_on() -> None:
+    with running_server() as (url, _):
+        stream = _frame(Request(1, Op.DECRYPT, {"boom": True})) + _frame(Request(2, Op.PING))
+        answers = sorted(roundtrip(url, stream, read_timeout_s=0.5), key=lambda a: a.id)
+    assert answers[0].error is not None
+    assert answers[0].error.code is ErrorCode.INTERNAL
+    assert answers[0].error.retryable
+    assert answers[1].ok
+
+
+def test_many_connections_at_once() -> None:
+    results: list[int] = []
+    with running_server() as (url, _):
+
+        def client(n: int) -> None:
+            answers = roundtrip(url, _frame(Request(n, Op.DECRYPT, {"echo": n})), read_timeout_s=0.5)
+            results.extend(a.body["echo"] for a in answers if a.body)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(1, 21)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(results) == list(range(1, 21))
+
+
+def test_stop_lets_requests_in_flight_finish() -> None:
+    with running_server() as (url, server):
+        sock = transport.connect(transport.parse_url(url))
+        sock.sendall(_frame(Request(1, Op.DECRYPT, {"sleep": 0.5, "echo": "done"})))
+        time.sleep(0.1)
+        assert server.stop(drain_timeout_s=3)
+        decoder = framing.FrameDecoder()
+        frames = decoder.feed(sock.recv(65536))
+        sock.close()
+    assert protocol.decode_response(frames[0]).body == {"echo": "done"}

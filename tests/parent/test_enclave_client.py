@@ -1,0 +1,86 @@
+"""The relay's pipelined enclave client against a real FrameServer on TCP."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from app.parent import enclave_client
+from app.parent.enclave_client import EnclaveClient, EnclaveError
+from app.shared import transport
+from app.shared.protocol import ErrorCode, Op
+from tests.enclave.server_helpers import running_server
+
+
+def test_many_threads_share_one_connection() -> None:
+    with running_server() as (url, _):
+        client = EnclaveClient(url)
+        with ThreadPoolExecutor(16) as pool:
+            echoes = list(
+                pool.map(lambda n: client.call(Op.DECRYPT, {"echo": n, "sleep": 0.01})["echo"], range(64))
+            )
+        client.close()
+    assert echoes == list(range(64))
+
+
+def test_pipelined_submits_resolve_independently() -> None:
+    with running_server() as (url, _):
+        client = EnclaveClient(url)
+        slow = client.submit(Op.DECRYPT, {"echo": "slow", "sleep": 0.3})
+        fast = client.submit(Op.DECRYPT, {"echo": "fast"})
+        deadline = time.monotonic() + 5
+        assert client.wait(*fast, deadline)["echo"] == "fast"
+        assert not slow[1].done()
+        assert client.wait(*slow, deadline)["echo"] == "slow"
+        client.close()
+
+
+def test_unreachable_enclave_is_a_retryable_error() -> None:
+    listener = transport.listen(transport.parse_url("tcp://127.0.0.1:0"))
+    url = transport.bound_url(listener, "tcp")
+    listener.close()
+    with pytest.raises(EnclaveError) as caught:
+        EnclaveClient(url).call(Op.PING)
+    assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE
+    assert caught.value.retryable
+
+
+def test_enclave_restart_fails_pending_calls_then_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(enclave_client, "RECONNECT_BACKOFF_S", (0.0,))
+    with running_server() as (url, _):
+        client = EnclaveClient(url)
+        pending = client.submit(Op.DECRYPT, {"sleep": 2, "echo": "lost"})
+        port = transport.parse_url(url).port
+    with pytest.raises(EnclaveError) as caught:
+        client.wait(*pending, time.monotonic() + 5)
+    assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE
+    with running_server(port=port):
+        assert client.call(Op.PING)["status"] == "ok"
+    client.close()
+
+
+def test_silent_enclave_times_out_instead_of_hanging() -> None:
+    listener = transport.listen(transport.parse_url("tcp://127.0.0.1:0"))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    client = EnclaveClient(transport.bound_url(listener, "tcp"), request_timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(EnclaveError) as caught:
+        client.call(Op.PING)
+    assert caught.value.code is ErrorCode.ENCLAVE_TIMEOUT
+    assert time.monotonic() - started < 3
+    for sock in [*accepted, listener]:
+        sock.close()
+
+
+def test_error_answers_keep_their_code() -> None:
+    with running_server() as (url, _):
+        client = EnclaveClient(url)
+        with pytest.raises(EnclaveError) as caught:
+            client.call(Op.DECRYPT, {"boom": True})
+        client.close()
+    assert caught.value.code is ErrorCode.INTERNAL

@@ -1,0 +1,61 @@
+"""One in-process moto server and one set of provisioned queues for the producer tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, Provisioned, local_client, provision
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def provisioned(moto_endpoint: str) -> Provisioned:
+    return provision(moto_endpoint)
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, provisioned: Provisioned) -> Provisioned:
+    """The session's key with fresh queues, so no test sees another's messages."""
+    client = local_client("sqs", moto_endpoint)
+    suffix = uuid.uuid4().hex[:8]
+    cards, results = (client.create_queue(QueueName=f"{n}-{suffix}")["QueueUrl"] for n in ("cards", "results"))
+    return dataclasses.replace(provisioned, cards_queue_url=cards, results_queue_url=results)
+
+
+@pytest.fixture
+def sqs(moto_endpoint: str) -> Any:
+    return local_client("sqs", moto_endpoint)
+
+
+@pytest.fixture
+def kms(moto_endpoint: str) -> Any:
+    return local_client("kms", moto_endpoint)
+
+
+@pytest.fixture
+def producer_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, stack: Provisioned) -> None:
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_REGION": stack.region,
+        "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
+        "CARDS_QUEUE_URL": stack.cards_queue_url,
+        "RESULTS_QUEUE_URL": stack.results_queue_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("KMS_KEY_ID", raising=False)
+    monkeypatch.delenv("ENCRYPTION_CONTEXT", raising=False)

@@ -1,0 +1,58 @@
+"""SQS bodies: what the producer writes and what a hand-made AWS CLI message may look like."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+
+from app.shared.queue_messages import (
+    CardMessage,
+    MalformedMessage,
+    ResultMessage,
+    encryption_context,
+)
+
+
+def test_card_message_round_trip() -> None:
+    message = CardMessage("card-1", b"\x00\x01", datetime(2026, 1, 1, tzinfo=UTC))
+    assert CardMessage.from_json(message.to_json()) == message
+
+
+def test_hand_made_message_needs_only_three_fields() -> None:
+    body = '{"version":1,"card_id":"hand-1","ciphertext":"' + base64.b64encode(b"blob").decode() + '"}'
+    assert CardMessage.from_json(body) == CardMessage("hand-1", b"blob")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not json", "not JSON"),
+        ("[]", "not a JSON object"),
+        ('{"version":2,"card_id":"a","ciphertext":"AQ=="}', "unsupported version 2"),
+        ('{"version":1,"ciphertext":"AQ=="}', "card_id"),
+        ('{"version":1,"card_id":"a b","ciphertext":"AQ=="}', "card_id"),
+        ('{"version":1,"card_id":"a","ciphertext":"%%%"}', "base64"),
+        ('{"version":1,"card_id":"a"}', "ciphertext missing"),
+        ('{"version":1,"card_id":"a","ciphertext":"AQ==","sent_at":"yesterday"}', "ISO-8601"),
+    ],
+)
+def test_malformed_bodies_say_why(body: str, reason: str) -> None:
+    with pytest.raises(MalformedMessage, match=reason):
+        CardMessage.from_json(body)
+
+
+def test_the_number_is_never_in_the_body_in_clear() -> None:
+    assert "last4" not in CardMessage("c", b"x").to_json()
+
+
+def test_encryption_context_adds_the_card_id() -> None:
+    assert encryption_context({"app": "demo"}, "c-1") == {"app": "demo", "card_id": "c-1"}
+
+
+def test_result_round_trip() -> None:
+    result = ResultMessage(
+        "c", "m", "ok", last4="1111", enclave_ms=1.5, processed_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert ResultMessage.from_json(result.to_json()) == result
