@@ -1,4 +1,5 @@
-"""The parent instance's commands: `run` (the relay daemon) and `ping` (is the enclave answering?).
+"""The parent instance's commands: `run` (the relay daemon), `ping` (is the enclave answering?) and
+`attest` (verify the enclave's attestation and compare its PCR0 with the key policy's pin).
 
 Options > environment (see app/shared/settings.py; the deployed host's /etc/nitro-enclave-demo/demo.env)
 > defaults. Exit codes: 0 ok, 1 failure, 2 usage.
@@ -9,17 +10,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import boto3
 from botocore.config import Config
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from app.parent import attest_report
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.relay import Relay, RelaySettings
-from app.shared import deployment, logs, settings
+from app.shared import attestation, deployment, logs, protocol, settings
 from app.shared.protocol import Credentials, Op
 
 log = logging.getLogger("app.parent")
@@ -27,6 +33,8 @@ log = logging.getLogger("app.parent")
 PING_TIMEOUT_S = 5.0
 ENV_POLLERS = "RELAY_POLLERS"
 ENV_WAIT_TIME_S = "RELAY_WAIT_TIME_S"
+ENV_PINNED_PCR0 = "ENCLAVE_PCR0"
+NONCE_BYTES = 32
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         "--wait-time", type=int, default=int(settings.env(ENV_WAIT_TIME_S) or deployment.LONG_POLL_WAIT_S)
     )
     commands.add_parser("ping", help="exit 0 if the enclave answers a health request")
+    attest = commands.add_parser(
+        "attest", help="verify the enclave's attestation and compare PCR0 with the pin"
+    )
+    attest.add_argument(
+        "--pinned-pcr0", default=settings.env(ENV_PINNED_PCR0), help="hex; default $ENCLAVE_PCR0"
+    )
+    attest.add_argument("--root-pem", type=Path, help="trusted root (default: the AWS Nitro root, pinned)")
     return parser
 
 
@@ -117,11 +132,33 @@ def ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def attest(args: argparse.Namespace) -> int:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    client = EnclaveClient(args.enclave_url, request_timeout_s=PING_TIMEOUT_S)
+    try:
+        document = protocol.parse_attest_result(client.call(Op.ATTEST, protocol.attest_body(nonce)))
+    except (EnclaveError, protocol.ProtocolError) as error:
+        print(f"no attestation from the enclave at {args.enclave_url}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    if args.root_pem is None:
+        root, label = attestation.load_aws_nitro_root(), "the AWS Nitro root"
+    else:
+        pem = x509.load_pem_x509_certificate(args.root_pem.read_bytes())
+        root, label = pem.public_bytes(serialization.Encoding.DER), str(args.root_pem)
+    report = attest_report.check(
+        document, nonce=nonce, root_certificate_der=root, pinned_pcr0=args.pinned_pcr0
+    )
+    print(attest_report.render(report, root_label=label))
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
     try:
-        return run(args) if args.command == "run" else ping(args)
+        return {"run": run, "ping": ping, "attest": attest}[args.command](args)
     except settings.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app.enclave.server import FrameServer, Handler
-from app.shared import protocol, transport
+from app.shared import framing, protocol, transport
 from app.shared.protocol import Op, Request, Response
 
 
@@ -37,8 +37,6 @@ def running_server(handler: Handler = scripted_handler, port: int = 0) -> Iterat
 
 def roundtrip(sock_url: str, payload: bytes, *, read_timeout_s: float = 3.0) -> list[Response]:
     """Send raw bytes on a fresh connection and collect whatever frames come back until it closes or idles."""
-    from app.shared import framing
-
     sock = transport.connect(transport.parse_url(sock_url))
     sock.settimeout(read_timeout_s)
     sock.sendall(payload)
