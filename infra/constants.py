@@ -10,7 +10,8 @@ PROJECT: Final = "nitro-enclave-demo"
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 HOST_FILES_DIR: Final = Path(__file__).resolve().parent / "constructs" / "host"
 
-# The project's code travels as one S3 asset; these never reach the instance (gitignore syntax).
+# The project's code travels as one S3 asset (gitignore syntax for what stays behind). Its hash is part of
+# the boot generation, so it must keep infra/ (host files and the constructs that render the user data).
 CODE_ASSET_EXCLUDES: Final = (
     ".git",
     ".venv",
@@ -27,6 +28,14 @@ CODE_ASSET_EXCLUDES: Final = (
     ".ruff_cache",
     ".pytest_cache",
     ".hypothesis",
+    # Files the instance never uses; leaving them out keeps their edits from replacing the instance.
+    "*.md",
+    "/.ci",
+    "/.gitignore",
+    "/Makefile",
+    "/cdk.json",
+    "/package.json",
+    "/package-lock.json",
 )
 
 INSTALL_DIR: Final = "/opt/nitro-enclave-demo"

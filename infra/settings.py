@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULTS: Mapping[str, Any] = {
@@ -17,7 +17,6 @@ DEFAULTS: Mapping[str, Any] = {
     "enclave_cpu_count": 2,
     "enclave_memory_mib": 3072,
     "enclave_cid": 16,
-    "enclave_port": 5000,
     "enclave_debug": False,
     "enclave_pcr0": "",
     "key_alias": "alias/nitro-enclave-demo",
@@ -35,8 +34,9 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365)
 MAX_CID = 0xFFFFFFFE
 # GiB of memory per vCPU for the families whose ratio is fixed; others are not memory-checked.
 MEMORY_GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8}
-# Families without Nitro Enclaves support that can be told from the name alone.
-UNSUPPORTED_FAMILY_PREFIXES = ("t", "mac", "inf1", "f1", "g4ad", "a1")
+# No Nitro Enclaves support, as far as the name tells: burstable (t*) and Mac classes, these families.
+UNSUPPORTED_CLASSES = frozenset({"t", "mac"})
+UNSUPPORTED_FAMILIES = frozenset({"a1", "f1", "inf1", "g4ad"})
 _SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 _TYPE_RE = re.compile(r"(?P<family>(?P<cls>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*))\.(?P<size>[a-z0-9]+)")
 
@@ -63,17 +63,12 @@ class Settings:
     enclave_cpu_count: int
     enclave_memory_mib: int
     enclave_cid: int
-    enclave_port: int
     enclave_debug: bool
     enclave_pcr0: str
     key_alias: str
-    encryption_context: Mapping[str, str] = field(default_factory=dict)
-    boot_timeout_minutes: int = 45
-    log_retention_days: int = 7
-
-    @property
-    def pinned_by_user(self) -> bool:
-        return bool(self.enclave_pcr0)
+    encryption_context: Mapping[str, str]
+    boot_timeout_minutes: int
+    log_retention_days: int
 
 
 def parse_instance_type(name: str) -> InstanceShape:
@@ -81,7 +76,7 @@ def parse_instance_type(name: str) -> InstanceShape:
     if match is None:
         raise SettingsError(f"instance_type {name!r} is not an EC2 instance type name like 'c5.xlarge'")
     family, cls, size = match["family"], match["cls"], match["size"]
-    if family.startswith(UNSUPPORTED_FAMILY_PREFIXES):
+    if cls in UNSUPPORTED_CLASSES or family in UNSUPPORTED_FAMILIES:
         raise SettingsError(f"instance_type {name!r}: the {family} family does not support Nitro Enclaves")
     arm64 = "g" in match["attrs"]
     vcpus = _size_vcpus(size)
@@ -114,7 +109,6 @@ def load_settings(get: Callable[[str], Any]) -> Settings:
         enclave_cpu_count=_as_int("enclave_cpu_count", value("enclave_cpu_count")),
         enclave_memory_mib=_as_int("enclave_memory_mib", value("enclave_memory_mib")),
         enclave_cid=_as_int("enclave_cid", value("enclave_cid")),
-        enclave_port=_as_int("enclave_port", value("enclave_port")),
         enclave_debug=_as_bool("enclave_debug", value("enclave_debug")),
         enclave_pcr0=_as_pcr0(value("enclave_pcr0")),
         key_alias=_as_alias(value("key_alias")),
@@ -154,13 +148,11 @@ def _check_enclave_fits(s: Settings) -> None:
 def _check_ranges(s: Settings) -> None:
     if s.enclave_cid in RESERVED_CIDS or not 0 < s.enclave_cid <= MAX_CID:
         raise SettingsError(f"enclave_cid {s.enclave_cid} is reserved or out of range: use 4..{MAX_CID}")
-    if not 1 <= s.enclave_port <= 0xFFFFFFFF or s.enclave_port == 9000:
-        raise SettingsError(f"enclave_port {s.enclave_port} is invalid (9000 is the enclave ready signal)")
     if not 10 <= s.boot_timeout_minutes <= 720:
         raise SettingsError(f"boot_timeout_minutes {s.boot_timeout_minutes} must be within 10..720")
     if s.log_retention_days not in LOG_RETENTION_DAYS:
         raise SettingsError(
-            f"log_retention_days {s.log_retention_days} is not one this stack offers: {list(LOG_RETENTION_DAYS)}"
+            f"log_retention_days {s.log_retention_days} is not one of {list(LOG_RETENTION_DAYS)}"
         )
 
 

@@ -25,7 +25,9 @@ class NitroEnclaveDemoStack(Stack):
         names = ParameterNames(measurements=f"{prefix}/measurements", pinned_pcr0=f"{prefix}/pinned-pcr0")
         network = Network(self, "Network", log_retention_days=settings.log_retention_days)
         queues = Queues(self, "Queues")
-        host = EnclaveHost(self, "EnclaveHost", settings=settings, network=network, queues=queues, parameter_names=names)
+        host = EnclaveHost(
+            self, "EnclaveHost", settings=settings, network=network, queues=queues, parameter_names=names
+        )
         pcr0 = settings.enclave_pcr0 or host.measured_pcr0
         key = EnclaveKey(
             self,

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -85,8 +85,17 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench(args: argparse.Namespace) -> int:
+    return bench.run(args.cards, run_dir_for(args.run_dir))
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds the stack's context managers, which stop every child
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logs.configure()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exit_:
@@ -94,15 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "count", 1) < 1 or getattr(args, "cards", 1) < 1:
         print("error: the number of cards must be at least 1", file=sys.stderr)
         return 2
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "demo": demo,
+        "serve": serve,
+        "bench": run_bench,
+    }
     try:
-        if args.command == "demo":
-            return demo(args)
-        if args.command == "serve":
-            return serve(args)
-        return bench.run(args.cards, run_dir_for(args.run_dir))
+        return commands[args.command](args)
     except ChildFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the stack's context managers have stopped every child
+        return 130
 
 
 if __name__ == "__main__":

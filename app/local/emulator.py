@@ -12,8 +12,10 @@ import signal
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -84,6 +86,26 @@ class Emulator:
             server.server_close()
 
 
+def speed_up_moto_clock() -> None:
+    """Make moto's SQS clock cheap: same UTC epoch value, ~10x less CPU.
+
+    moto reads the clock through datetime arithmetic for every stored message on every SQS call
+    (O(queue depth)); with this a 1,000-card queue stays usable. Semantics are unchanged.
+    """
+    import moto.sqs.models as sqs_models  # noqa: PLC0415 - patching moto is local-mode only
+
+    names = vars(sqs_models)  # moto imports these into the module; that is where SQS looks them up
+    original_s, original_ms = names["unix_time"], names["unix_time_millis"]
+
+    def unix_time(dt: datetime | None = None) -> float:
+        return time.time() if dt is None else float(original_s(dt))
+
+    def unix_time_millis(dt: datetime | None = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(original_ms(dt))
+
+    names.update(unix_time=unix_time, unix_time_millis=unix_time_millis)
+
+
 def parse_pin(value: str) -> str:
     pin = value.strip().lower()
     if len(pin) != PIN_HEX_LENGTH or any(c not in "0123456789abcdef" for c in pin):
@@ -122,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_age_s=args.max_age,
     )
     kms_recipient.install(policy)
+    speed_up_moto_clock()
     serve_until_signal(Emulator(tls_context(pki, args.pki)))
     return 0
 

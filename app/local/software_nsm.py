@@ -180,14 +180,12 @@ def software_measurement(paths: Iterable[Path], *, root: Path | None = None) -> 
 
 
 def measure_enclave_sources(repo_root: Path) -> bytes:
-    """Measure every *.py under app/enclave and app/shared, plus the enclave Dockerfile and requirements."""
+    """Measure every file the enclave image copies in: app/enclave and app/shared (bytecode caches aside)."""
     paths = [
-        path for package in ("app/enclave", "app/shared") for path in (repo_root / package).rglob("*.py")
-    ]
-    paths += [
-        repo_root / "app/enclave" / name
-        for name in ("Dockerfile", "requirements.txt")
-        if (repo_root / "app/enclave" / name).is_file()
+        path
+        for package in ("app/enclave", "app/shared")
+        for path in (repo_root / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     ]
     return software_measurement(paths, root=repo_root)
 

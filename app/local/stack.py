@@ -21,6 +21,9 @@ from app.local.software_nsm import LocalPki, measure_enclave_sources
 from app.shared import settings
 
 ENCLAVE_READY_TIMEOUT_S = 20.0
+# Local mode long-polls for 2 s instead of 20 so that SIGTERM drains the relay within a couple of seconds.
+RELAY_LOCAL_ENV = {"RELAY_WAIT_TIME_S": "2"}
+RELAY_STOP_GRACE_S = 25.0  # above any long poll: a draining relay is never SIGKILLed
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,17 @@ class LocalStack:
         try:
             self.info = self._start()
         except BaseException:
-            self._exit.close()
+            self.close()
             raise
         return self.info
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the relay (it drains), then the enclave, then the emulator."""
         self.stop_relay()
         self.stop_enclave()
         self._exit.close()
@@ -148,15 +155,14 @@ class LocalStack:
     def start_relay(self) -> Child:
         info = self._require_info()
         self.stop_relay()
-        self._relay = processes.start(
-            ChildSpec("relay", "app.parent", ("run",), info.environment()), self.run_dir
-        )
+        spec = ChildSpec("relay", "app.parent", ("run",), {**info.environment(), **RELAY_LOCAL_ENV})
+        self._relay = processes.start(spec, self.run_dir)
         return self._relay
 
     def stop_relay(self) -> int | None:
         """SIGTERM the relay (it drains in-flight batches) and return its exit status."""
         relay, self._relay = self._relay, None
-        return relay.stop() if relay is not None else None
+        return relay.stop(RELAY_STOP_GRACE_S) if relay is not None else None
 
 
 @contextlib.contextmanager

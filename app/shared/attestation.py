@@ -196,14 +196,12 @@ def _parse_payload(payload: bytes) -> AttestationDocument:
 
 
 def _timestamp(milliseconds: int) -> datetime:
+    if isinstance(milliseconds, bool) or milliseconds <= 0:
+        raise MalformedDocument(f"timestamp {milliseconds!r} is not a positive number of milliseconds")
     try:
-        if isinstance(milliseconds, bool) or milliseconds <= 0:
-            raise ValueError("not positive")
         return datetime.fromtimestamp(milliseconds // 1000, UTC) + timedelta(milliseconds=milliseconds % 1000)
     except (ValueError, OverflowError, OSError) as exc:
-        raise MalformedDocument(
-            f"timestamp {milliseconds!r} is not a plausible time in milliseconds"
-        ) from exc
+        raise MalformedDocument(f"timestamp {milliseconds!r} is out of range") from exc
 
 
 def _field(fields: Mapping[Any, Any], name: str, kind: type[_T]) -> _T:
@@ -248,7 +246,7 @@ def _parse_pcrs(raw: Any) -> Mapping[int, bytes]:
 def _load_certificate(der: bytes, what: str) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise MalformedDocument(f"{what} is not a DER X.509 certificate: {exc}") from exc
 
 

@@ -16,12 +16,14 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from app.shared import settings as app_settings
 from infra import constants
 from infra.constructs.network import Network
 from infra.constructs.queues import Queues
 from infra.settings import Settings
 
 SECONDS_PER_MINUTE = 60
+RECEIVE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,22 @@ class EnclaveHost(Construct):
         # so a replaced instance always signals afresh and the key re-pins to the new measurement.
         generation = _generation(self.code.asset_hash, settings)
         handle = cfn.CfnWaitConditionHandle(self, f"BootSignal{generation}")
-        self.instance = ec2.Instance(
+        user_data = self._user_data(settings=settings, queues=queues, names=parameter_names, handle=handle)
+        self.instance = self._instance(settings=settings, network=network, user_data=user_data)
+        self.boot_complete = cfn.CfnWaitCondition(
+            self,
+            f"BootComplete{generation}",
+            handle=handle.ref,
+            count=1,
+            timeout=str(settings.boot_timeout_minutes * SECONDS_PER_MINUTE),
+        )
+        self.boot_complete.node.add_dependency(self.instance)
+        self.measured_pcr0 = Fn.select(
+            constants.SIGNAL_DATA_INDEX, Fn.split('"', Token.as_string(self.boot_complete.attr_data))
+        )
+
+    def _instance(self, *, settings: Settings, network: Network, user_data: str) -> ec2.Instance:
+        instance = ec2.Instance(
             self,
             "Instance",
             vpc=network.vpc,
@@ -85,98 +102,60 @@ class EnclaveHost(Construct):
             http_endpoint=True,
             http_put_response_hop_limit=1,
             block_devices=[_root_volume()],
-            user_data=ec2.UserData.custom(
-                self._user_data(settings=settings, queues=queues, names=parameter_names, handle=handle)
-            ),
+            user_data=ec2.UserData.custom(user_data),
             user_data_causes_replacement=True,
             detailed_monitoring=False,
         )
-        cfn_instance = self.instance.node.default_child
+        cfn_instance = instance.node.default_child
         if isinstance(cfn_instance, CfnResource):
             # cfn-lint knows only ami-* ids; EC2 resolves 'resolve:ssm:' itself (RunInstances accepts it).
             cfn_instance.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E1152"]}})
-        Validations.of(self.instance).acknowledge(
+        Validations.of(instance).acknowledge(
             Acknowledgment(
                 id="CloudFormation-Validate::E1152",
                 reason="ImageId 'resolve:ssm:<AL2023 parameter>' is resolved by EC2 at launch (RunInstances "
-                "accepts it): no synth-time lookup, and a newer AMI never replaces the instance behind the pin.",
+                "accepts it): no synth-time lookup, and a newer AMI never replaces the instance "
+                "behind the pin.",
             )
         )
-        self.boot_complete = cfn.CfnWaitCondition(
-            self,
-            f"BootComplete{generation}",
-            handle=handle.ref,
-            count=1,
-            timeout=str(settings.boot_timeout_minutes * SECONDS_PER_MINUTE),
-        )
-        self.boot_complete.node.add_dependency(self.instance)
-        self.measured_pcr0 = Fn.select(
-            constants.SIGNAL_DATA_INDEX, Fn.split('"', Token.as_string(self.boot_complete.attr_data))
-        )
+        return instance
 
     def _role(self, *, queues: Queues, parameter_names: ParameterNames) -> iam.Role:
         role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description="nitro-enclave-demo parent: SSM, its queues, its parameters; KMS only via the key policy",
+            description="nitro-enclave-demo parent: SSM, queues, parameters; KMS only via the key policy",
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="RelayReadsCards",
-                actions=[
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:GetQueueAttributes",
-                    "sqs:GetQueueUrl",
-                ],
-                resources=[queues.cards.queue_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ProducerSendsCards",
-                actions=["sqs:SendMessage"],
-                resources=[queues.cards.queue_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="RelayPublishesResultsAndDeadLetters",
-                actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
-                resources=[queues.results.queue_arn, queues.dead_letter.queue_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ProducerReadsResults",
-                actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
-                resources=[queues.results.queue_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="RecordMeasurements",
-                actions=["ssm:PutParameter", "ssm:GetParameter"],
-                resources=[self.measurements.parameter_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadPinnedMeasurement",
-                actions=["ssm:GetParameter"],
-                resources=[_parameter_arn(self, parameter_names.pinned_pcr0)],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="FetchProjectCode",
-                actions=["s3:GetObject"],
-                resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)],
-            )
-        )
+        cards, results, dlq = queues.cards.queue_arn, queues.results.queue_arn, queues.dead_letter.queue_arn
+        grants: list[tuple[str, list[str], list[str]]] = [
+            ("RelayReadsCards", [*RECEIVE_ACTIONS, "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], [cards]),
+            ("ProducerSendsCards", ["sqs:SendMessage"], [cards]),
+            (
+                "RelayPublishesResultsAndDeadLetters",
+                ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+                [results, dlq],
+            ),
+            ("ProducerReadsResults", list(RECEIVE_ACTIONS), [results]),
+            (
+                "RecordMeasurements",
+                ["ssm:PutParameter", "ssm:GetParameter"],
+                [self.measurements.parameter_arn],
+            ),
+            (
+                "ReadPinnedMeasurement",
+                ["ssm:GetParameter"],
+                [_parameter_arn(self, parameter_names.pinned_pcr0)],
+            ),
+            (
+                "FetchProjectCode",
+                ["s3:GetObject"],
+                [self.code.bucket.arn_for_objects(self.code.s3_object_key)],
+            ),
+        ]
+        for sid, actions, resources in grants:
+            role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
         return role
 
     def _user_data(
@@ -196,7 +175,7 @@ class EnclaveHost(Construct):
                 "KeyAlias": settings.key_alias,
                 "EncryptionContext": json.dumps(dict(settings.encryption_context), separators=(",", ":")),
                 "EnclaveCid": str(settings.enclave_cid),
-                "EnclavePort": str(settings.enclave_port),
+                "EnclavePort": str(app_settings.ENCLAVE_PORT),
                 "EnclaveDebug": "true" if settings.enclave_debug else "false",
                 "ExpectedPcr0": settings.enclave_pcr0,
                 "MeasurementsParameter": names.measurements,
@@ -241,4 +220,3 @@ def _root_volume() -> ec2.BlockDevice:
 
 def _parameter_arn(scope: Construct, name: str) -> str:
     return Stack.of(scope).format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
-

@@ -1,4 +1,4 @@
-"""Key: the KMS key for card numbers, with an explicit key policy that is the only place kms:Decrypt is allowed.
+"""Key: the KMS key for card numbers; its explicit key policy is the only place kms:Decrypt is allowed.
 
 Decrypt is allowed to the instance role only with an attestation whose image measurement (PCR0) is the pinned
 one, and denied to everyone otherwise. Administrators (the account, through IAM) get every action except using
@@ -84,9 +84,30 @@ class EnclaveKey(Construct):
         accepted_pcr0 = [self.pinned_pcr0.string_value]
         if debug:
             accepted_pcr0.append(ZERO_PCR)
-        context_condition = {f"kms:EncryptionContext:{k}": v for k, v in encryption_context.items()}
-        role_principal = iam.ArnPrincipal(role.role_arn)
-        statements = [
+        policy = key_policy(
+            role_arn=role.role_arn, accepted_pcr0=accepted_pcr0, encryption_context=encryption_context
+        )
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=deployment.KEY_DESCRIPTION,
+            enable_key_rotation=True,
+            policy=policy,
+            pending_window=Duration.days(PENDING_WINDOW_DAYS),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.alias = kms.Alias(self, "Alias", alias_name=alias, target_key=self.key)
+        self.alias_name = alias
+
+
+def key_policy(
+    *, role_arn: str, accepted_pcr0: list[str], encryption_context: Mapping[str, str]
+) -> iam.PolicyDocument:
+    """The whole key policy: administration without use, Encrypt for the role, attested Decrypt only."""
+    context_condition = {f"kms:EncryptionContext:{k}": v for k, v in encryption_context.items()}
+    role_principal = iam.ArnPrincipal(role_arn)
+    return iam.PolicyDocument(
+        statements=[
             iam.PolicyStatement(
                 sid="KeyAdministrationWithoutUse",
                 principals=[iam.AccountRootPrincipal()],
@@ -132,14 +153,4 @@ class EnclaveKey(Construct):
                 resources=["*"],
             ),
         ]
-        self.key = kms.Key(
-            self,
-            "Key",
-            description=deployment.KEY_DESCRIPTION,
-            enable_key_rotation=True,
-            policy=iam.PolicyDocument(statements=statements),
-            pending_window=Duration.days(PENDING_WINDOW_DAYS),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.alias = kms.Alias(self, "Alias", alias_name=alias, target_key=self.key)
-        self.alias_name = alias
+    )

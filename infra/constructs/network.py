@@ -41,11 +41,16 @@ class Network(Construct):
             nat_gateways=0,
             restrict_default_security_group=False,
             subnet_configuration=[
-                ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=SUBNET_MASK)
+                ec2.SubnetConfiguration(
+                    name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=SUBNET_MASK
+                )
             ],
         )
         flow_log_group = logs.LogGroup(
-            self, "FlowLogGroup", retention=RETENTION[log_retention_days], removal_policy=RemovalPolicy.DESTROY
+            self,
+            "FlowLogGroup",
+            retention=RETENTION[log_retention_days],
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.vpc.add_flow_log(
             "FlowLog",

@@ -29,11 +29,16 @@ DEMO_COMMAND = (
     f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; "
     f"{constants.VENV_PYTHON} -m app.producer --count 10 --wait'"
 )
+# The pin comes from the parameter the key policy itself reads, not from anything the instance reported.
 ATTEST_COMMAND = (
-    f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; {constants.VENV_PYTHON} -m app.parent attest'"
+    f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; "
+    'ENCLAVE_PCR0=$(aws ssm get-parameter --region "$AWS_REGION" --name "$PINNED_PCR0_PARAMETER" '
+    "--query Parameter.Value --output text) "
+    f"{constants.VENV_PYTHON} -m app.parent attest'"
 )
 DEBUG_WARNING = (
-    "DEBUG MODE - ATTESTATION IS OFF: the enclave runs with --debug-mode, its console is readable and the key "
+    "DEBUG MODE - ATTESTATION IS OFF: the enclave runs with --debug-mode, its console is readable and "
+    "the key "
     "policy accepts all-zero PCRs, so any debug-mode enclave on this role can decrypt. Never use real data."
 )
 

@@ -39,7 +39,8 @@ class Queues(Construct):
         Validations.of(self.results).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-SQS3",
-                reason="Results carry only a card's last 4 digits and status for the producer to print; a result "
+                reason="Results carry only a card's last 4 digits and status for the producer to print; "
+                "a result "
                 "nobody reads expires with the retention period, there is nothing to redrive.",
             )
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,20 +37,23 @@ def evaluate(node: Any) -> str:
         return node
     if isinstance(node, int | float):
         return str(node)
-    assert isinstance(node, dict) and len(node) == 1, f"not an intrinsic function: {node!r}"
+    assert isinstance(node, dict), f"not an intrinsic function: {node!r}"
     ((fn, arg),) = node.items()
-    if fn == "Ref":
-        return PSEUDO.get(arg, f"ref-{arg}")
-    if fn == "Fn::GetAtt":
-        return f"getatt-{arg[0]}-{arg[1]}"
-    if fn == "Fn::Join":
-        return str(arg[0]).join(evaluate(part) for part in arg[1])
-    if fn == "Fn::Base64":
-        return evaluate(arg)
-    if fn == "Fn::Sub":
-        body, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-        return substitute(body, {name: evaluate(value) for name, value in variables.items()})
-    raise AssertionError(f"intrinsic function {fn} is not expected here")
+    return _INTRINSICS[fn](arg)
+
+
+def _sub(arg: Any) -> str:
+    body, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+    return substitute(body, {name: evaluate(value) for name, value in variables.items()})
+
+
+_INTRINSICS: dict[str, Callable[[Any], str]] = {
+    "Ref": lambda arg: PSEUDO.get(arg, f"ref-{arg}"),
+    "Fn::GetAtt": lambda arg: f"getatt-{arg[0]}-{arg[1]}",
+    "Fn::Join": lambda arg: str(arg[0]).join(evaluate(part) for part in arg[1]),
+    "Fn::Base64": evaluate,
+    "Fn::Sub": _sub,
+}
 
 
 def substitute(body: str, variables: Mapping[str, str]) -> str:

@@ -107,13 +107,19 @@ def _decrypt_grants(template: Json) -> list[Statement]:
 def test_only_the_attested_statement_grants_decrypt(variant: str, request: pytest.FixtureRequest) -> None:
     synth: Synth = request.getfixturevalue(variant)
     grants = _decrypt_grants(synth.template)
-    assert [(g.sid, g.where.split(" ")[1]) for g in grants] == [("AttestedEnclaveDecrypts", "(AWS::KMS::Key)")]
+    assert [(g.sid, g.where.split(" ")[1]) for g in grants] == [
+        ("AttestedEnclaveDecrypts", "(AWS::KMS::Key)")
+    ]
     assert IMAGE_SHA384 in grants[0].condition["StringEqualsIgnoreCase"]
 
 
 def test_account_administrators_cannot_use_the_key(template: Json) -> None:
     admin = Statement(
-        where="key", sid="", effect="Allow", principal=None, condition={},
+        where="key",
+        sid="",
+        effect="Allow",
+        principal=None,
+        condition={},
         actions=tuple(key_statements(template)["KeyAdministrationWithoutUse"]["Action"]),
     )
     for action in ("kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:GenerateDataKey"):

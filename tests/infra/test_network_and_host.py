@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.infra.cfn import Json, evaluate, only, resources
 from tests.infra.conftest import Synth, SynthFn
 
@@ -53,7 +55,10 @@ def test_root_volume_is_encrypted_gp3_of_at_least_30_gib(template: Json) -> None
 def test_amazon_linux_2023_resolved_at_launch(default: Synth, synth: SynthFn) -> None:
     _, x86 = only(default.template, "AWS::EC2::Instance")
     _, arm = only(synth({"instance_type": "c6g.xlarge"}).template, "AWS::EC2::Instance")
-    assert x86["Properties"]["ImageId"] == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    assert (
+        x86["Properties"]["ImageId"]
+        == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    )
     assert arm["Properties"]["ImageId"].endswith("al2023-ami-kernel-default-arm64")
 
 
@@ -87,8 +92,53 @@ def test_deploy_waits_for_the_boot_signal(template: Json) -> None:
 def test_user_data_sets_up_allocator_proxy_and_hands_over_to_bootstrap(template: Json) -> None:
     _, instance = only(template, "AWS::EC2::Instance")
     user_data = evaluate(instance["Properties"]["UserData"])
-    assert "/etc/nitro-enclave-demo/allocator.yaml" in user_data
-    assert "---\n" in user_data
+    assert "readonly CONF_DIR=/etc/nitro-enclave-demo" in user_data
+    assert 'cat >"$CONF_DIR/allocator.yaml"' in user_data
+    assert "<<'END_OF_ALLOCATOR_YAML'\n---\n" in user_data
     assert "memory_mib: 3072\ncpu_count: 2" in user_data
     assert "{address: kms.us-east-1.amazonaws.com, port: 443}" in user_data
     assert "infra/constructs/host/bootstrap.sh" in user_data
+
+
+def role_grants(template: Json) -> dict[str, tuple[set[str], list[Any]]]:
+    role_id, _ = instance_role(template)
+    grants: dict[str, tuple[set[str], list[Any]]] = {}
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources_ = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            grants[statement["Sid"]] = (set(actions), resources_)
+    return grants
+
+
+def test_role_has_exactly_the_relay_and_producer_queue_permissions(template: Json) -> None:
+    def arn(construct: str) -> dict[str, list[str]]:
+        (queue_id,) = [k for k in resources(template, "AWS::SQS::Queue") if k.startswith(construct)]
+        return {"Fn::GetAtt": [queue_id, "Arn"]}
+
+    grants = role_grants(template)
+    receive = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
+    assert grants["RelayReadsCards"] == (
+        receive | {"sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+        [arn("QueuesCards")],
+    )
+    assert grants["ProducerSendsCards"] == ({"sqs:SendMessage"}, [arn("QueuesCards")])
+    assert grants["ProducerReadsResults"] == (receive, [arn("QueuesResults")])
+    sends, targets = grants["RelayPublishesResultsAndDeadLetters"]
+    assert "sqs:SendMessage" in sends
+    assert targets == [arn("QueuesResults"), arn("QueuesDeadLetter")]
+    assert not any("*" in action for actions, _ in grants.values() for action in actions)
+
+
+def test_code_asset_carries_the_programs_and_host_files_only(default: Synth) -> None:
+    (asset,) = [p for p in default.outdir.iterdir() if p.name.startswith("asset.") and p.is_dir()]
+    top = {p.name for p in asset.iterdir()}
+    assert {"app", "infra", "pyproject.toml"} <= top
+    assert not top & {"tests", "docs", ".venv", "node_modules", "cdk.out", ".git", "Makefile", "cdk.json"}
+    assert (asset / "infra/constructs/host/bootstrap.sh").is_file()
+    assert (asset / "app/enclave/Dockerfile").is_file()
+    assert not list(asset.rglob("__pycache__"))

@@ -203,8 +203,15 @@ def test_enclave_measurement_covers_shared_python(tmp_path: Path) -> None:
 def test_enclave_measurement_ignores_other_programs(tmp_path: Path) -> None:
     enclave_tree(tmp_path)
     before = measure_enclave_sources(tmp_path)
-    write_tree(tmp_path, {"app/parent/relay.py": b"r", "app/shared/notes.md": b"n"})
+    write_tree(tmp_path, {"app/parent/relay.py": b"r", "app/shared/__pycache__/x.cpython-311.pyc": b"c"})
     assert measure_enclave_sources(tmp_path) == before
+
+
+def test_enclave_measurement_covers_every_file_the_image_copies(tmp_path: Path) -> None:
+    enclave_tree(tmp_path)
+    before = measure_enclave_sources(tmp_path)
+    write_tree(tmp_path, {"app/shared/root.pem": b"pem"})
+    assert measure_enclave_sources(tmp_path) != before
 
 
 def test_enclave_measurement_of_this_repository_is_stable() -> None:

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, Provisioned, local_client, provision
+from app.local.provision import (
+    LOCAL_ACCESS_KEY_ID,
+    LOCAL_SECRET_ACCESS_KEY,
+    Provisioned,
+    local_client,
+    provision,
+)
+
+REGION = "eu-central-1"  # moto keeps state per region; other test modules use their own
 
 
 @pytest.fixture(scope="session")
@@ -24,26 +32,28 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def provisioned(moto_endpoint: str) -> Provisioned:
-    return provision(moto_endpoint)
+    return provision(moto_endpoint, region=REGION)
 
 
 @pytest.fixture
 def stack(moto_endpoint: str, provisioned: Provisioned) -> Provisioned:
     """The session's key with fresh queues, so no test sees another's messages."""
-    client = local_client("sqs", moto_endpoint)
+    client = local_client("sqs", moto_endpoint, REGION)
     suffix = uuid.uuid4().hex[:8]
-    cards, results = (client.create_queue(QueueName=f"{n}-{suffix}")["QueueUrl"] for n in ("cards", "results"))
+    cards, results = (
+        client.create_queue(QueueName=f"{n}-{suffix}")["QueueUrl"] for n in ("cards", "results")
+    )
     return dataclasses.replace(provisioned, cards_queue_url=cards, results_queue_url=results)
 
 
 @pytest.fixture
 def sqs(moto_endpoint: str) -> Any:
-    return local_client("sqs", moto_endpoint)
+    return local_client("sqs", moto_endpoint, REGION)
 
 
 @pytest.fixture
 def kms(moto_endpoint: str) -> Any:
-    return local_client("kms", moto_endpoint)
+    return local_client("kms", moto_endpoint, REGION)
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ def test_every_shipped_number_passes_luhn() -> None:
 
 def test_shipped_numbers_cover_every_brand() -> None:
     numbers = load_cards()
-    missing = [b for b, prefixes in BRAND_PREFIXES.items() if not any(n.startswith(prefixes) for n in numbers)]
+    missing = [
+        b for b, prefixes in BRAND_PREFIXES.items() if not any(n.startswith(prefixes) for n in numbers)
+    ]
     assert missing == []
 
 

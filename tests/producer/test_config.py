@@ -7,7 +7,11 @@ import pytest
 from app.producer.config import resolve
 from app.shared.settings import DEFAULT_KEY_ALIAS, SettingsError
 
-ENV = {"CARDS_QUEUE_URL": "http://env/cards", "RESULTS_QUEUE_URL": "http://env/results", "AWS_REGION": "eu-west-1"}
+ENV = {
+    "CARDS_QUEUE_URL": "http://env/cards",
+    "RESULTS_QUEUE_URL": "http://env/results",
+    "AWS_REGION": "eu-west-1",
+}
 
 
 def test_environment_fills_what_options_leave_out() -> None:
@@ -20,13 +24,20 @@ def test_environment_fills_what_options_leave_out() -> None:
 
 
 def test_options_win_over_environment() -> None:
-    config = resolve(["--queue-url", "http://opt/cards", "--key-id", "alias/other"], {**ENV, "KMS_KEY_ID": "k"})
+    config = resolve(
+        ["--queue-url", "http://opt/cards", "--key-id", "alias/other"], {**ENV, "KMS_KEY_ID": "k"}
+    )
     assert (config.queue_url, config.key_id) == ("http://opt/cards", "alias/other")
 
 
 def test_defaults_apply_last() -> None:
     config = resolve([], {"CARDS_QUEUE_URL": "http://env/cards"})
-    assert (config.key_id, config.count, config.wait, config.cards_file) == (DEFAULT_KEY_ALIAS, 1, False, None)
+    assert (config.key_id, config.count, config.wait, config.cards_file) == (
+        DEFAULT_KEY_ALIAS,
+        1,
+        False,
+        None,
+    )
 
 
 def test_encryption_context_comes_from_the_environment() -> None:

@@ -14,13 +14,17 @@ from app.shared.queue_messages import CardMessage, ResultMessage
 CARD = "6011000990139424"
 
 
-def _fake_relay(sqs: Any, stack: Provisioned, kms: Any, count: int, last4: str | None = None) -> threading.Thread:
+def _fake_relay(
+    sqs: Any, stack: Provisioned, kms: Any, count: int, last4: str | None = None
+) -> threading.Thread:
     """Decrypts like the enclave would (without attestation) and publishes the ResultMessages."""
 
     def relay() -> None:
         done = 0
         while done < count:
-            answer = sqs.receive_message(QueueUrl=stack.cards_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            answer = sqs.receive_message(
+                QueueUrl=stack.cards_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
             for message in answer.get("Messages", []):
                 card = CardMessage.from_json(message["Body"])
                 context = {"app": "nitro-enclave-demo", "card_id": card.card_id}
@@ -44,7 +48,9 @@ def card_file(tmp_path: Any) -> str:
 
 
 @pytest.mark.usefixtures("producer_env")
-def test_wait_exits_0_when_every_last4_matches(sqs: Any, kms: Any, stack: Provisioned, card_file: str) -> None:
+def test_wait_exits_0_when_every_last4_matches(
+    sqs: Any, kms: Any, stack: Provisioned, card_file: str
+) -> None:
     relay = _fake_relay(sqs, stack, kms, 12)
     out = io.StringIO()
     assert main(["--count", "12", "--wait", "--timeout", "20", "--cards-file", card_file], out) == 0

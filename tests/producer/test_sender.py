@@ -16,14 +16,21 @@ NUMBER = "378282246310005"
 
 def _send(kms: Any, sqs: Any, stack: Provisioned, numbers: list[str]) -> Any:
     return send_cards(
-        kms, sqs, queue_url=stack.cards_queue_url, key_id=stack.key_alias, fixed_context=CONTEXT, numbers=numbers
+        kms,
+        sqs,
+        queue_url=stack.cards_queue_url,
+        key_id=stack.key_alias,
+        fixed_context=CONTEXT,
+        numbers=numbers,
     )
 
 
 def _bodies(sqs: Any, stack: Provisioned, count: int) -> list[str]:
     bodies: list[str] = []
     while len(bodies) < count:
-        answer = sqs.receive_message(QueueUrl=stack.cards_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        answer = sqs.receive_message(
+            QueueUrl=stack.cards_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
         bodies += [m["Body"] for m in answer.get("Messages", [])]
     return bodies
 
@@ -34,7 +41,9 @@ def test_picks_are_random_choices_from_the_file() -> None:
     assert set(picks) == {"4111111111111111", "5555555555554444"}
 
 
-def test_the_body_is_a_version_1_card_message_without_the_number(kms: Any, sqs: Any, stack: Provisioned) -> None:
+def test_the_body_is_a_version_1_card_message_without_the_number(
+    kms: Any, sqs: Any, stack: Provisioned
+) -> None:
     sent = _send(kms, sqs, stack, [NUMBER])
     (body,) = _bodies(sqs, stack, 1)
     parsed = json.loads(body)
@@ -47,7 +56,10 @@ def test_the_ciphertext_is_bound_to_the_card_id(kms: Any, sqs: Any, stack: Provi
     sent = _send(kms, sqs, stack, [NUMBER])
     message = CardMessage.from_json(_bodies(sqs, stack, 1)[0])
     context = {**CONTEXT, "card_id": sent[0].card_id}
-    assert kms.decrypt(CiphertextBlob=message.ciphertext, EncryptionContext=context)["Plaintext"] == NUMBER.encode()
+    assert (
+        kms.decrypt(CiphertextBlob=message.ciphertext, EncryptionContext=context)["Plaintext"]
+        == NUMBER.encode()
+    )
     with pytest.raises(kms.exceptions.InvalidCiphertextException):
         kms.decrypt(CiphertextBlob=message.ciphertext, EncryptionContext={**context, "card_id": "other"})
 
@@ -70,5 +82,7 @@ def test_only_last4_and_length_are_remembered(kms: Any, sqs: Any, stack: Provisi
 
 def test_encrypt_uses_the_fixed_context_plus_card_id(kms: Any, stack: Provisioned) -> None:
     blob = encrypt_card(kms, stack.key_alias, CONTEXT, "id-1", NUMBER)
-    answer = kms.decrypt(CiphertextBlob=blob, EncryptionContext={"app": "nitro-enclave-demo", "card_id": "id-1"})
+    answer = kms.decrypt(
+        CiphertextBlob=blob, EncryptionContext={"app": "nitro-enclave-demo", "card_id": "id-1"}
+    )
     assert answer["Plaintext"] == NUMBER.encode()

@@ -27,7 +27,9 @@ def _queue_depth(sqs: Any, stack: Provisioned) -> int:
         QueueUrl=stack.results_queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def test_collects_a_result_for_every_sent_card(sqs: Any, stack: Provisioned) -> None:

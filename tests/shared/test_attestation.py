@@ -213,6 +213,12 @@ def test_text_public_key_is_malformed() -> None:
         parse_document(document)
 
 
+def test_out_of_range_timestamp_is_malformed() -> None:
+    document = resigned(local_document(), local_pki(), lambda payload: payload.update(timestamp=2**62))
+    with pytest.raises(MalformedDocument, match="out of range"):
+        parse_document(document)
+
+
 def test_other_digest_is_malformed() -> None:
     document = resigned(local_document(), local_pki(), lambda payload: payload.update(digest="SHA256"))
     with pytest.raises(MalformedDocument, match="SHA256"):

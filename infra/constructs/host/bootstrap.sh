@@ -4,9 +4,10 @@
 # builds the EIF, records its measurements, starts the enclave and relay services and checks the enclave
 # answers. Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user
 # data). The last step signals the stack's wait condition with PCR0, which the KMS key policy pins.
-set -euo pipefail
+set -Eeuo pipefail
 
-readonly CONF_DIR=/etc/nitro-enclave-demo
+# Overridable only so tests can run the script against a scratch directory.
+readonly CONF_DIR="${NITRO_ENCLAVE_DEMO_CONF_DIR:-/etc/nitro-enclave-demo}"
 readonly HOME_DIR=/opt/nitro-enclave-demo
 readonly SRC_DIR="$HOME_DIR/src"
 readonly VENV_DIR="$HOME_DIR/venv"
@@ -101,7 +102,7 @@ step "record the measurements in the SSM parameter $MEASUREMENTS_PARAMETER"
 aws ssm put-parameter --region "$AWS_REGION" --name "$MEASUREMENTS_PARAMETER" --type String --overwrite \
   --value "$(jq -c .Measurements "$MEASUREMENTS")" >/dev/null
 
-step "install and start nitro-enclave-demo-enclave.service (CID $ENCLAVE_CID, debug mode $ENCLAVE_DEBUG)"
+step "start nitro-enclave-demo-enclave.service: CID $ENCLAVE_CID, debug mode $ENCLAVE_DEBUG, ready when it answers a ping (journalctl -u nitro-enclave-demo-enclave; nitro-cli describe-enclaves)"
 install -d -m 0755 "$HOME_DIR/bin"
 install -m 0755 "$HOST_DIR/enclave-run.sh" "$HOME_DIR/bin/enclave-run.sh"
 install -m 0644 "$HOST_DIR/nitro-enclave-demo-enclave.service" "$HOST_DIR/nitro-enclave-demo-relay.service" \

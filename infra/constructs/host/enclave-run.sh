@@ -1,14 +1,18 @@
 #!/bin/bash
 # Runs the nitro-enclave-demo enclave for systemd: refuses an EIF whose PCR0 is not the pinned one, starts
-# it with the fixed CID, then stays in the foreground while it runs so that Restart=on-failure sees it stop.
-set -euo pipefail
+# it with the fixed CID, tells systemd it is ready once it answers a ping (so the relay starts after it),
+# then stays in the foreground while it runs so that Restart=on-failure sees it stop.
+set -Eeuo pipefail
 
 readonly NAME=nitro-enclave-demo
 readonly POLL_S=5
+readonly READY_ATTEMPTS=40
+readonly READY_INTERVAL_S=2
+readonly PYTHON=/opt/nitro-enclave-demo/venv/bin/python
 # systemd's RestartPreventExitStatus: a wrong image must not be retried forever.
 readonly EXIT_WRONG_IMAGE=3
 
-: "${ENCLAVE_EIF:?}" "${ENCLAVE_CPU_COUNT:?}" "${ENCLAVE_MEMORY_MIB:?}" "${ENCLAVE_CID:?}"
+: "${ENCLAVE_EIF:?}" "${ENCLAVE_CPU_COUNT:?}" "${ENCLAVE_MEMORY_MIB:?}" "${ENCLAVE_CID:?}" "${ENCLAVE_URL:?}"
 
 if [[ -n "${EXPECTED_PCR0:-}" ]]; then
   actual=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF" | jq -er '.Measurements.PCR0 | ascii_downcase')
@@ -27,6 +31,21 @@ fi
 
 nitro-cli terminate-enclave --enclave-name "$NAME" >/dev/null 2>&1 || true
 nitro-cli run-enclave "${args[@]}"
+
+ready=false
+for ((attempt = 1; attempt <= READY_ATTEMPTS; attempt++)); do
+  if "$PYTHON" -m app.parent ping >/dev/null 2>&1; then
+    ready=true
+    break
+  fi
+  sleep "$READY_INTERVAL_S"
+done
+if [[ "$ready" != true ]]; then
+  echo "enclave $NAME started but does not answer a ping over $ENCLAVE_URL" >&2
+  nitro-cli terminate-enclave --enclave-name "$NAME" >/dev/null 2>&1 || true
+  exit 1
+fi
+systemd-notify --ready
 
 running() {
   nitro-cli describe-enclaves |

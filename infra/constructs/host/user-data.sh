@@ -2,7 +2,7 @@
 # First boot of the nitro-enclave-demo parent, rendered by CloudFormation (Fn::Sub).
 # Writes the configuration files, fetches the project's code (an S3 asset) and hands over to bootstrap.sh.
 # Any failure is signalled to the stack's wait condition with its reason, so `cdk deploy` stops and says why.
-set -euo pipefail
+set -Eeuo pipefail
 
 SIGNAL_URL='${SignalUrl}'
 export SIGNAL_URL
@@ -34,7 +34,7 @@ cat >"$CONF_DIR/vsock-proxy.yaml" <<'END_OF_VSOCK_PROXY_YAML'
 ${VsockProxyYaml}
 END_OF_VSOCK_PROXY_YAML
 
-aws s3 cp --only-show-errors 's3://${CodeBucket}/${CodeKey}' "$CODE_ZIP" ||
+aws s3 cp --only-show-errors --region '${AWS::Region}' 's3://${CodeBucket}/${CodeKey}' "$CODE_ZIP" ||
   signal_failure "could not download the project's code from s3://${CodeBucket}/${CodeKey}"
 rm -rf "$HOME_DIR/src"
 python3 -m zipfile -e "$CODE_ZIP" "$HOME_DIR/src" ||

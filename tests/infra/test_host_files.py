@@ -1,0 +1,236 @@
+"""The host's real files, rendered as CloudFormation renders them: shellcheck, systemd-analyze, YAML, env."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.constants import HOST_FILES_DIR
+from tests.infra.cfn import Json, evaluate, only
+from tests.infra.conftest import PCR0_GIVEN, Synth
+
+CONTRACT_ENV = {
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "CARDS_QUEUE_URL",
+    "RESULTS_QUEUE_URL",
+    "DEAD_LETTER_QUEUE_URL",
+    "KMS_KEY_ID",
+    "ENCRYPTION_CONTEXT",
+    "ENCLAVE_CID",
+    "ENCLAVE_PORT",
+    "ENCLAVE_URL",
+}
+UNITS = ("nitro-enclave-demo-enclave.service", "nitro-enclave-demo-relay.service")
+SYSTEM_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make tools` (Debian packages shellcheck and systemd)")
+    return path
+
+
+def user_data_parts(template: Json) -> dict[str, str]:
+    _, instance = only(template, "AWS::EC2::Instance")
+    _, variables = instance["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    parts = {name: evaluate(value) for name, value in variables.items()}
+    parts["user-data.sh"] = evaluate(instance["Properties"]["UserData"])
+    return parts
+
+
+def env_file(template: Json, tmp_path: Path) -> dict[str, str]:
+    """Source the rendered demo.env with bash, as users do, and return what it exports."""
+    path = tmp_path / "demo.env"
+    path.write_text(user_data_parts(template)["DemoEnv"])
+    script = f'set -a; . "{path}"; set +a; env -0'
+    out = subprocess.run(["/bin/bash", "-c", script], capture_output=True, check=True, env={}).stdout
+    pairs = (item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+    return dict(pairs)
+
+
+def shellcheck(path: Path) -> None:
+    result = subprocess.run(
+        [tool("shellcheck"), "-s", "bash", "-x", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendered_user_data_fits_the_ec2_limit(template: Json) -> None:
+    assert len(user_data_parts(template)["user-data.sh"].encode()) < 16 * 1024
+
+
+def test_rendered_user_data_passes_shellcheck(template: Json, tmp_path: Path) -> None:
+    path = tmp_path / "user-data.sh"
+    path.write_text(user_data_parts(template)["user-data.sh"])
+    shellcheck(path)
+
+
+@pytest.mark.parametrize("name", ["bootstrap.sh", "enclave-run.sh"])
+def test_static_scripts_pass_shellcheck(name: str) -> None:
+    shellcheck(HOST_FILES_DIR / name)
+
+
+def test_bootstrap_enables_allocator_and_proxy_after_writing_their_config() -> None:
+    text = (HOST_FILES_DIR / "bootstrap.sh").read_text()
+    order = [
+        'install -m 0644 "$CONF_DIR/allocator.yaml" /etc/nitro_enclaves/allocator.yaml',
+        "systemctl enable --now nitro-enclaves-allocator.service",
+        "systemctl enable --now nitro-enclaves-vsock-proxy.service",
+        "nitro-cli build-enclave",
+        "aws ssm put-parameter",
+        "systemctl enable --now nitro-enclave-demo-enclave.service",
+        "systemctl enable --now nitro-enclave-demo-relay.service",
+        "-m app.parent ping",
+        'signal SUCCESS "enclave running',
+    ]
+    positions = [text.index(line) for line in order]
+    assert positions == sorted(positions)
+
+
+def test_allocator_yaml_starts_with_document_marker_and_parses(template: Json) -> None:
+    text = user_data_parts(template)["AllocatorYaml"]
+    assert text.startswith("---\n")
+    assert yaml.safe_load(text) == {"memory_mib": 3072, "cpu_count": 2}
+
+
+def test_vsock_proxy_allowlist_is_the_regions_kms_only(template: Json) -> None:
+    text = user_data_parts(template)["VsockProxyYaml"]
+    assert yaml.safe_load(text) == {
+        "allowlist": [
+            {"address": "kms.us-east-1.amazonaws.com", "port": 443},
+            {"address": "kms-fips.us-east-1.amazonaws.com", "port": 443},
+        ]
+    }
+
+
+def test_env_file_has_the_contract_names_and_values(template: Json, tmp_path: Path) -> None:
+    env = env_file(template, tmp_path)
+    assert set(env) >= CONTRACT_ENV
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["KMS_KEY_ID"] == "alias/nitro-enclave-demo"
+    assert json.loads(env["ENCRYPTION_CONTEXT"]) == {"app": "nitro-enclave-demo"}
+    assert (env["ENCLAVE_CID"], env["ENCLAVE_PORT"], env["ENCLAVE_URL"]) == ("16", "5000", "vsock://16:5000")
+    assert (env["ENCLAVE_DEBUG"], env["EXPECTED_PCR0"]) == ("false", "")
+    assert env["CARDS_QUEUE_URL"].startswith("ref-QueuesCardsQueue")
+
+
+def test_env_file_carries_debug_mode_and_the_given_pcr0(
+    debug: Synth, given_pcr0: Synth, tmp_path: Path
+) -> None:
+    assert env_file(debug.template, tmp_path)["ENCLAVE_DEBUG"] == "true"
+    assert env_file(given_pcr0.template, tmp_path)["EXPECTED_PCR0"] == PCR0_GIVEN
+
+
+def _scratch_root(root: Path) -> Path:
+    """A directory tree systemd-analyze can verify against without systemd running (containers, CI)."""
+    system_units = next(d for d in SYSTEM_UNIT_DIRS if (d / "sysinit.target").exists())
+    shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
+    etc_units = root / "etc/systemd/system"
+    etc_units.mkdir(parents=True)
+    for name in UNITS:
+        shutil.copy(HOST_FILES_DIR / name, etc_units / name)
+    # Stand-ins for what the Nitro CLI package and bootstrap.sh install on the instance.
+    for name, command in {
+        "nitro-enclaves-allocator.service": "/usr/bin/nitro-cli --version",
+        "nitro-enclaves-vsock-proxy.service": "/usr/bin/vsock-proxy 8000 kms.us-east-1.amazonaws.com 443",
+    }.items():
+        (etc_units / name).write_text(f"[Unit]\nDescription=stub\n[Service]\nExecStart={command}\n")
+    drop_in = etc_units / "nitro-enclaves-vsock-proxy.service.d"
+    drop_in.mkdir()
+    shutil.copy(HOST_FILES_DIR / "vsock-proxy.override.conf", drop_in / "override.conf")
+    for executable in (
+        "usr/bin/nitro-cli",
+        "usr/bin/vsock-proxy",
+        "opt/nitro-enclave-demo/bin/enclave-run.sh",
+        "opt/nitro-enclave-demo/venv/bin/python",
+    ):
+        path = root / executable
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    (root / "etc/nitro-enclave-demo").mkdir(parents=True)
+    (root / "etc/nitro-enclave-demo/demo.env").write_text("AWS_REGION=us-east-1\n")
+    return etc_units
+
+
+def test_units_and_proxy_drop_in_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    etc_units = _scratch_root(tmp_path)
+    targets = [str(etc_units / name) for name in (*UNITS, "nitro-enclaves-vsock-proxy.service")]
+    result = subprocess.run(
+        [tool("systemd-analyze"), "verify", "--man=no", "--generators=no", f"--root={tmp_path}", *targets],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"SYSTEMD_LOG_LEVEL": "notice", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "nitro" not in result.stderr, result.stderr
+
+
+def test_units_read_the_one_env_file() -> None:
+    for name in (*UNITS, "vsock-proxy.override.conf"):
+        assert "EnvironmentFile=/etc/nitro-enclave-demo/demo.env" in (HOST_FILES_DIR / name).read_text()
+    enclave = (HOST_FILES_DIR / "nitro-enclave-demo-enclave.service").read_text()
+    assert "Restart=on-failure" in enclave
+    assert "ExecStop=/usr/bin/nitro-cli terminate-enclave --enclave-name nitro-enclave-demo" in enclave
+    relay = (HOST_FILES_DIR / "nitro-enclave-demo-relay.service").read_text()
+    assert (
+        "After=network-online.target nitro-enclave-demo-enclave.service nitro-enclaves-vsock-proxy.service"
+        in relay
+    )
+    assert "ExecStart=/opt/nitro-enclave-demo/venv/bin/python -m app.parent run" in relay
+
+
+def _run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int) -> tuple[int, list[Json]]:
+    """Run bootstrap.sh with stub commands: dnf exits as told, curl records the signal it would send."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "demo.env").write_text(user_data_parts(template)["DemoEnv"])
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    signals = tmp_path / "signals"
+    (stubs / "dnf").write_text(f"#!/bin/sh\nexit {dnf_exit}\n")
+    # The body is curl's next-to-last argument (the last is the signal URL).
+    (stubs / "curl").write_text(
+        f'#!/bin/sh\nfor a; do body="$url"; url="$a"; done\necho "$body" >> {signals}\n'
+    )
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    result = subprocess.run(
+        ["/bin/bash", str(HOST_FILES_DIR / "bootstrap.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "PATH": f"{stubs}:/usr/bin:/bin",
+            "SIGNAL_URL": "https://example.invalid/signal",
+            "NITRO_ENCLAVE_DEMO_CONF_DIR": str(conf),
+        },
+    )
+    sent = [json.loads(line) for line in signals.read_text().splitlines()] if signals.exists() else []
+    return result.returncode, sent
+
+
+def test_bootstrap_failure_signals_the_failed_step(template: Json, tmp_path: Path) -> None:
+    returncode, sent = _run_bootstrap(template, tmp_path, dnf_exit=1)
+    assert returncode != 0
+    (signal,) = sent
+    assert signal["Status"] == "FAILURE"
+    assert signal["Reason"].startswith("install the Nitro CLI, Docker, Python 3.11 and jq with dnf failed")
+
+
+def test_bootstrap_refuses_an_instance_without_enclave_support(template: Json, tmp_path: Path) -> None:
+    if Path("/dev/nitro_enclaves").exists():
+        pytest.skip("this machine has Nitro Enclaves")
+    returncode, sent = _run_bootstrap(template, tmp_path, dnf_exit=0)
+    assert returncode != 0
+    (signal,) = sent
+    assert signal["Status"] == "FAILURE"
+    assert "check enclave support: /dev/nitro_enclaves" in signal["Reason"]

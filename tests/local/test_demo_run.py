@@ -1,0 +1,52 @@
+"""`python -m app.local demo` as a user runs it: exit codes, and no full card number anywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.local.processes import REPO_ROOT
+
+from .pipeline_helpers import full_numbers_in
+
+pytestmark = pytest.mark.slow
+
+
+def _demo(run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "app.local", "--run-dir", str(run_dir), "demo", *extra]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    run_dir = tmp_path_factory.mktemp("demo")
+    return run_dir, _demo(run_dir, "--count", "10")
+
+
+def test_the_demo_exits_0_with_ten_correct_results(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    _, done = demo_run
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sum(" ok " in line for line in done.stdout.splitlines()) == 10
+    assert "10/10 ok" in done.stdout
+
+
+def test_no_output_or_log_of_the_demo_holds_a_full_number(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    run_dir, done = demo_run
+    logs = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.suffix == ".log")
+    assert len(logs) >= 6  # stdout and stderr of emulator, enclave and relay
+    assert full_numbers_in(logs, [done.stdout, done.stderr]) == []
+
+
+def test_the_tamper_demo_is_refused_and_exits_1(tmp_path: Path) -> None:
+    done = _demo(tmp_path, "--count", "2", "--tamper", "--timeout", "30")
+    assert done.returncode == 1
+    assert done.stdout.count("access_denied") == 2
+    assert "refused the changed enclave" in done.stdout
+    assert full_numbers_in(sorted(tmp_path.glob("*.log")), [done.stdout, done.stderr]) == []

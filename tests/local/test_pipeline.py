@@ -1,0 +1,147 @@
+"""The whole local pipeline, one stack for the module: producer → SQS → relay → enclave → KMS → results."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.local import instructions
+from app.local.stack import LocalStack, StackInfo
+from app.producer.__main__ import main as producer_main
+from app.producer.sender import SentCard, encrypt_card
+from app.shared import deployment
+from app.shared.queue_messages import CardMessage
+
+from .pipeline_helpers import clients, collect, full_numbers_in, parked_with_body, send
+
+pytestmark = pytest.mark.slow
+
+VISA = "4111111111111111"
+AMEX = "378282246310005"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(tmp_path_factory.mktemp("pipeline"))
+    with local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def info(stack: LocalStack) -> StackInfo:
+    assert stack.info is not None
+    return stack.info
+
+
+def test_every_card_comes_back_with_its_last_four_digits(info: StackInfo) -> None:
+    collected = collect(info, send(info, [VISA, AMEX, VISA]))
+    assert all(o.matches for o in collected.outcomes)
+    assert len(collected.outcomes) == 3
+
+
+def test_the_producer_exits_0_when_all_match(
+    info: StackInfo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in info.environment().items():
+        monkeypatch.setenv(name, value)
+    assert producer_main(["--count", "5", "--wait", "--timeout", "60"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("5/5 ok")
+
+
+def test_a_malformed_message_is_parked_with_its_error_code(info: StackInfo) -> None:
+    body = '{"version": 1, "card_id": "malformed-1"}'
+    clients(info)[1].send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=body)
+    parked = parked_with_body(info, body)
+    assert (
+        parked["MessageAttributes"][deployment.DLQ_ATTRIBUTE_ERROR_CODE]["StringValue"] == "malformed_message"
+    )
+
+
+def test_a_ciphertext_under_another_context_is_parked_as_invalid(info: StackInfo) -> None:
+    kms, sqs = clients(info)
+    blob = encrypt_card(kms, info.resources.key_alias, deployment.ENCRYPTION_CONTEXT, "card-a", VISA)
+    body = CardMessage("card-b", blob).to_json()
+    sqs.send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=body)
+    attributes = parked_with_body(info, body)["MessageAttributes"]
+    assert attributes[deployment.DLQ_ATTRIBUTE_ERROR_CODE]["StringValue"] == "invalid_ciphertext"
+    assert VISA not in json.dumps(attributes)
+
+
+def _run_recipe(info: StackInfo) -> str:
+    """Do what the printed AWS CLI lines do, with boto3 (the CLI may not be installed)."""
+    card_line, encrypt_line, send_line, _ = instructions.cli_recipe(info, card_id="hand-1")
+    pattern = re.search(r"grep -m1 -E -x '(.+?)' (\S+)\)", card_line)
+    assert pattern is not None
+    lines = Path(shlex.split(pattern.group(2))[0]).read_text().splitlines()
+    card = next(line for line in lines if re.fullmatch(pattern.group(1).replace("{{", "{"), line))
+    encrypt = shlex.split(encrypt_line.removeprefix("CIPHERTEXT=$(").removesuffix(")"))
+    context = dict(pair.split("=") for pair in encrypt[encrypt.index("--encryption-context") + 1].split(","))
+    kms, sqs = clients(info)
+    blob = kms.encrypt(
+        KeyId=encrypt[encrypt.index("--key-id") + 1], Plaintext=card.encode(), EncryptionContext=context
+    )
+    ciphertext = base64.b64encode(blob["CiphertextBlob"]).decode()
+    send_args = shlex.split(send_line)
+    body = send_args[send_args.index("--message-body") + 1].replace("$CIPHERTEXT", ciphertext)
+    sqs.send_message(QueueUrl=send_args[send_args.index("--queue-url") + 1], MessageBody=body)
+    return card[-4:]
+
+
+def test_the_printed_aws_cli_recipe_is_processed(info: StackInfo) -> None:
+    last4 = _run_recipe(info)
+    (outcome,) = collect(info, [SentCard("hand-1", last4, 16, time.monotonic())]).outcomes
+    assert outcome.matches
+
+
+def _results_depth(info: StackInfo) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    answer = clients(info)[1].get_queue_attributes(
+        QueueUrl=info.resources.results_queue_url, AttributeNames=names
+    )
+    return sum(int(answer["Attributes"][name]) for name in names)
+
+
+def _wait_for_new_results(info: StackInfo, baseline: int) -> int:
+    """How many results were published since `baseline`, as soon as there is one."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if (depth := _results_depth(info)) > baseline:
+            return depth - baseline
+        time.sleep(0.02)
+    raise AssertionError("no result before the kill")
+
+
+def test_killing_the_enclave_mid_stream_loses_nothing(stack: LocalStack, info: StackInfo) -> None:
+    baseline = _results_depth(info)  # results other tests left for card ids nobody waits for
+    sent = send(info, [VISA, AMEX] * 30)
+    done_before_kill = _wait_for_new_results(info, baseline)
+    stack.kill_enclave()
+    time.sleep(1)
+    stack.start_enclave()
+    collected = collect(info, sent, timeout_s=60)
+    assert 0 < done_before_kill < len(sent)  # the kill really happened mid-stream
+    assert collected.missing == ()
+    assert all(o.matches for o in collected.outcomes)
+
+
+def test_an_enclave_with_another_measurement_is_refused(stack: LocalStack, info: StackInfo) -> None:
+    stack.start_enclave(tamper=True)
+    try:
+        (outcome,) = collect(info, send(info, [AMEX])).outcomes
+    finally:
+        stack.start_enclave()
+    assert (outcome.result.status, outcome.result.error_code) == ("rejected", "access_denied")
+    assert "is not the pinned image measurement" in (outcome.result.error_message or "")
+
+
+def test_no_log_of_the_run_holds_a_full_number(info: StackInfo) -> None:
+    logs = sorted(info.run_dir.glob("*.log"))
+    assert {p.name for p in logs} >= {"emulator.stderr.log", "enclave.stderr.log", "relay.stderr.log"}
+    assert full_numbers_in(logs) == []

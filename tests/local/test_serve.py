@@ -1,0 +1,73 @@
+"""`python -m app.local serve`: prints how to use the stack, keeps it up, stops everything on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from app.local import processes
+from app.local.processes import Child, ChildSpec
+from app.local.provision import local_client
+
+from .pipeline_helpers import full_numbers_in
+
+pytestmark = pytest.mark.slow
+
+LAST_LINE_MARK = "# the dead-letter queue"
+
+
+def _printed(child: Child) -> str:
+    return child.stdout_path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Child, dict[str, str]]]:
+    run_dir = tmp_path_factory.mktemp("serve")
+    spec = ChildSpec("serve", "app.local", ("--run-dir", str(run_dir / "stack"), "serve"))
+    child = processes.start(spec, run_dir)
+    try:
+        processes.wait_ready(child, lambda c: LAST_LINE_MARK in _printed(c), timeout_s=60)
+        exports = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in _printed(child).splitlines()
+            if line.startswith("export ")
+        )
+        yield child, exports
+    finally:
+        child.stop()
+
+
+def test_it_prints_the_endpoint_and_the_exports(serving: tuple[Child, dict[str, str]]) -> None:
+    _, exports = serving
+    assert exports["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert {"CARDS_QUEUE_URL", "RESULTS_QUEUE_URL", "KMS_KEY_ID", "ENCLAVE_URL"} <= set(exports)
+
+
+def test_it_prints_the_aws_cli_recipe_with_fileb_plaintext(serving: tuple[Child, dict[str, str]]) -> None:
+    printed = _printed(serving[0])
+    assert "kms encrypt --key-id alias/nitro-enclave-demo --plaintext fileb://" in printed
+    assert "--encryption-context app=nitro-enclave-demo,card_id=hand-1" in printed
+    assert "sqs send-message" in printed
+    assert "sqs receive-message" in printed
+
+
+def test_the_printed_endpoint_serves_the_provisioned_queues(serving: tuple[Child, dict[str, str]]) -> None:
+    _, exports = serving
+    sqs = local_client("sqs", exports["AWS_ENDPOINT_URL"])
+    assert exports["CARDS_QUEUE_URL"] in sqs.list_queues()["QueueUrls"]
+
+
+def test_sigterm_stops_the_stack_and_exits_0(serving: tuple[Child, dict[str, str]]) -> None:
+    child, exports = serving
+    port = int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    child.process.send_signal(signal.SIGTERM)
+    assert child.process.wait(timeout=40) == 0
+    time.sleep(0.2)
+    assert not processes.port_accepts(port)
+
+
+def test_no_printed_line_holds_a_full_number(serving: tuple[Child, dict[str, str]]) -> None:
+    assert full_numbers_in([serving[0].stdout_path, serving[0].stderr_path]) == []
