@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 help:
 	@echo "make demo     - run the whole pipeline locally (emulated AWS, TCP for vsock), 10 cards"
 	@echo "make serve    - keep the local stack running and print how to send a card by hand"
-	@echo "make tamper   - run the local demo with an enclave whose measurement is not the pinned one"
+	@echo "make tamper   - the local demo with a changed enclave: KMS must refuse every card"
 	@echo "make bench    - 1,000 cards through the local pipeline, against the emulator's ceiling"
 	@echo "make test     - lint, type-check and every test"
 	@echo "make synth / deploy / destroy - the CDK stack (deploy and destroy need AWS credentials)"
@@ -39,7 +39,7 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m app.local serve
 
-tamper: $(STAMP)
+tamper: $(STAMP)  ## passes when KMS refuses every card of a changed enclave
 	$(BIN)/python -m app.local demo --count 3 --tamper
 
 bench: $(STAMP)

@@ -1,6 +1,6 @@
 """Entry point inside the Nitro Enclave: `python -m app.enclave` (see the Dockerfile).
 
-Options > environment (LISTEN_URL, KMS_EGRESS_URL, KMS_ENDPOINT_URL) > defaults for Nitro.
+Options > environment (LISTEN_URL, KMS_EGRESS_URL, KMS_ENDPOINT_URL, ENCLAVE_LOG_URL) > defaults for Nitro.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from app.enclave import loopback
+from app.enclave import log_channel, loopback
 from app.enclave.nsm import NsmDevice, NsmError
 from app.enclave.service import EnclaveSettings, serve
 from app.shared import logs, settings, transport
@@ -26,8 +26,13 @@ def parse_args(argv: list[str]) -> EnclaveSettings:
         "--egress", default=settings.env(settings.ENV_KMS_EGRESS_URL, settings.DEFAULT_KMS_EGRESS_URL)
     )
     parser.add_argument("--kms-endpoint", default=settings.env(settings.ENV_KMS_ENDPOINT_URL))
+    parser.add_argument(
+        "--log-url",
+        default=settings.env(log_channel.ENV_ENCLAVE_LOG_URL, log_channel.DEFAULT_NITRO_LOG_URL),
+        help="where the parent's `app.parent logs` listens; 'off' to send no logs",
+    )
     args = parser.parse_args(argv)
-    return EnclaveSettings(args.listen, args.egress, args.kms_endpoint)
+    return EnclaveSettings(args.listen, args.egress, args.kms_endpoint, args.log_url)
 
 
 def main(argv: list[str] | None = None) -> int:

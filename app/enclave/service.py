@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import FrameType
 from urllib.parse import urlsplit
 
+from app.enclave import log_channel
 from app.enclave.decryptor import Decryptor, KmsClients, KmsSettings
 from app.enclave.egress import ConnectProxy, kms_allowlist
 from app.enclave.handler import EnclaveHandler
@@ -31,6 +32,7 @@ class EnclaveSettings:
     listen_url: str
     kms_egress_url: str
     kms_endpoint_url: str | None = None
+    log_url: str | None = None  # None: $ENCLAVE_LOG_URL decides; "off" or unset there: no log channel
 
 
 def _egress_extra(endpoint_url: str | None) -> tuple[str, ...]:
@@ -42,6 +44,8 @@ def _egress_extra(endpoint_url: str | None) -> tuple[str, ...]:
 
 
 def serve(settings: EnclaveSettings, nsm: SecureModule) -> int:
+    log_url = log_channel.resolve_url(settings.log_url, os.environ.get(log_channel.ENV_ENCLAVE_LOG_URL))
+    channel = log_channel.install(log_url) if log_url else None
     proxy = ConnectProxy(settings.kms_egress_url, kms_allowlist(_egress_extra(settings.kms_endpoint_url)))
     proxy.start()
     decryptor = Decryptor(nsm, KmsClients(KmsSettings(proxy.url, settings.kms_endpoint_url)))
@@ -64,11 +68,14 @@ def serve(settings: EnclaveSettings, nsm: SecureModule) -> int:
             "fields": {
                 "listen": transport.bound_url(listener, endpoint.scheme),
                 "egress": settings.kms_egress_url,
+                "log_channel": log_url or "off",
             }
         },
     )
     server.serve_forever()
     drainer.join()
+    if channel is not None:
+        log_channel.uninstall(channel)
     return 0
 
 

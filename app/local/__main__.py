@@ -1,7 +1,7 @@
 """`python -m app.local demo|serve|bench`: the whole pipeline on one machine, against the emulator.
 
 Exit codes: 0 every card matched (demo) / clean stop (serve) / benchmark done; 1 a failure, and always for
-`demo --tamper`, which shows the key policy refusing a changed enclave (it fails on purpose); 2 usage.
+`demo --tamper` passes (0) only when the key policy refused every card of the changed enclave; 2 usage.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from types import FrameType
 
 from app.local import bench, instructions
 from app.local.processes import ChildFailed
+from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo, patched_environ
 from app.producer.__main__ import main as producer_main
-from app.shared import logs
+from app.shared import deployment, logs
 
 DEMO_TIMEOUT_S = 60.0
 
@@ -61,13 +62,41 @@ def demo(args: argparse.Namespace) -> int:
         _banner(info, started, args.tamper)
         with patched_environ(info.environment()):
             code = producer_main(["--count", str(args.count), "--wait", "--timeout", str(args.timeout)])
+            refused = _parked_as_access_denied(info, args.count) if args.tamper else 0
     if not args.tamper:
         return code
     if code == 0:
         print("SECURITY FAILURE: a tampered enclave decrypted cards", flush=True)
-    else:
-        print("tamper demo: the key policy refused the changed enclave, as designed (exit 1 on purpose)")
-    return 1
+        return 1
+    if refused != args.count:
+        print(f"tamper demo inconclusive: {refused}/{args.count} cards parked with access_denied", flush=True)
+        return 1
+    print(
+        f"tamper demo passed: the key policy refused the changed enclave; all {refused} cards are parked "
+        "on the dead-letter queue with error_code=access_denied",
+        flush=True,
+    )
+    return 0
+
+
+def _parked_as_access_denied(info: StackInfo, expected: int) -> int:
+    """How many dead-letter messages carry error_code=access_denied (what the relay parks on refusal)."""
+    sqs = local_client("sqs", info.endpoints.http, info.resources.region)
+    seen: dict[str, str] = {}
+    for _ in range(3):
+        answer = sqs.receive_message(
+            QueueUrl=info.resources.dead_letter_queue_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=[deployment.DLQ_ATTRIBUTE_ERROR_CODE],
+            VisibilityTimeout=30,
+            WaitTimeSeconds=1,
+        )
+        for message in answer.get("Messages", []):
+            attribute = message.get("MessageAttributes", {}).get(deployment.DLQ_ATTRIBUTE_ERROR_CODE, {})
+            seen[message["MessageId"]] = attribute.get("StringValue", "")
+        if len(seen) >= expected:
+            break
+    return sum(code == "access_denied" for code in seen.values())
 
 
 def serve(args: argparse.Namespace) -> int:

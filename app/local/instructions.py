@@ -7,8 +7,10 @@ one out, so no full card number is ever printed.
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 
+from app.local.software_nsm import ATTESTATION_ROOT_FILE
 from app.local.stack import StackInfo
 from app.shared import settings
 
@@ -55,11 +57,15 @@ def serve_text(info: StackInfo) -> str:
         *exports(info),
         "",
         "# 2. send cards with the producer and wait for the results:",
-        "python -m app.producer --count 5 --wait",
+        f"{shlex.quote(sys.executable)} -m app.producer --count 5 --wait",
         "",
-        "# 3. or send one by hand with the AWS CLI v2 (bash):",
+        "# 3. or send one by hand with the AWS CLI (bash):",
         *cli_recipe(info),
         "# the result is a JSON body with status ok and the last four digits (rejected cards also go to",
         f"# the dead-letter queue {info.resources.dead_letter_queue_url})",
+        "",
+        "# 4. verify the enclave's attestation and compare its PCR0 with the pinned one:",
+        f"{shlex.quote(sys.executable)} -m app.parent attest --pinned-pcr0 {info.pin_hex}"
+        f" --root-pem {shlex.quote(str(info.run_dir / 'pki' / ATTESTATION_ROOT_FILE))}",
     ]
     return "\n".join(lines)

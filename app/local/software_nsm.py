@@ -27,10 +27,11 @@ PCR_COUNT = 16
 PCR_BYTES = 48
 ES384_COORDINATE_BYTES = 48
 PROTECTED_HEADER = cbor2.dumps({1: -35})  # alg: ES384
+ATTESTATION_ROOT_FILE = "attestation-root.pem"  # what verifiers of local documents trust
 TLS_CA_FILE = "tls-ca.pem"  # what HTTPS clients of the emulator trust (written by LocalPki.save)
 MEASUREMENT_DOMAIN = b"nitro-enclave-demo/software-measurement/v1\x00"
 _FILES = {
-    "root": "attestation-root.pem",
+    "root": ATTESTATION_ROOT_FILE,
     "intermediate": "attestation-intermediate.pem",
     "leaf": "attestation-leaf.pem",
     "leaf_key": "attestation-leaf.key",

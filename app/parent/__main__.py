@@ -1,5 +1,6 @@
-"""The parent instance's commands: `run` (the relay daemon), `ping` (is the enclave answering?) and
-`attest` (verify the enclave's attestation and compare its PCR0 with the key policy's pin).
+"""The parent instance's commands: `run` (the relay daemon), `ping` (is the enclave answering?),
+`attest` (verify the enclave's attestation and compare its PCR0 with the key policy's pin) and `logs`
+(write the enclave's own log lines, received over vsock, to stdout).
 
 Options > environment (see app/shared/settings.py; the deployed host's /etc/nitro-enclave-demo/demo.env)
 > defaults. Exit codes: 0 ok, 1 failure, 2 usage.
@@ -22,10 +23,10 @@ from botocore.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from app.parent import attest_report
+from app.parent import attest_report, log_sink
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.relay import Relay, RelaySettings
-from app.shared import attestation, deployment, logs, protocol, settings
+from app.shared import attestation, deployment, logs, protocol, settings, transport
 from app.shared.protocol import Credentials, Op
 
 log = logging.getLogger("app.parent")
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "--pinned-pcr0", default=settings.env(ENV_PINNED_PCR0), help="hex; default $ENCLAVE_PCR0"
     )
     attest.add_argument("--root-pem", type=Path, help="trusted root (default: the AWS Nitro root, pinned)")
+    logs_parser = commands.add_parser("logs", help="write the enclave's log lines to stdout until SIGTERM")
+    logs_parser.add_argument(
+        "--listen",
+        default=settings.env(log_sink.ENV_ENCLAVE_LOG_LISTEN_URL, log_sink.DEFAULT_LISTEN_URL),
+        help=f"default ${log_sink.ENV_ENCLAVE_LOG_LISTEN_URL} or {log_sink.DEFAULT_LISTEN_URL}",
+    )
     return parser
 
 
@@ -154,11 +161,31 @@ def attest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def enclave_logs(args: argparse.Namespace) -> int:
+    try:
+        sink, url = log_sink.open_sink(args.listen, sys.stdout)
+    except transport.TransportError as error:
+        log.error("enclave log sink cannot start", extra=logs.fields(error=str(error)))
+        return 1
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("enclave log sink stopping", extra=logs.fields(signal=signal.Signals(signum).name))
+        sink.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("enclave log sink listening", extra=logs.fields(listen=url))
+    sink.serve_forever()
+    log.info("enclave log sink stopped", extra=logs.fields(lines=sink.lines, rejected=sink.rejected))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
     try:
-        return {"run": run, "ping": ping, "attest": attest}[args.command](args)
+        commands = {"run": run, "ping": ping, "attest": attest, "logs": enclave_logs}
+        return commands[args.command](args)
     except settings.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -53,7 +53,7 @@ def test_enclave_restart_fails_pending_calls_then_reconnects(monkeypatch: pytest
     monkeypatch.setattr(enclave_client, "RECONNECT_BACKOFF_S", (0.0,))
     with running_server() as (url, _):
         client = EnclaveClient(url)
-        pending = client.submit(Op.DECRYPT, {"sleep": 2, "echo": "lost"})
+        pending = client.submit(Op.DECRYPT, {"sleep": 4, "echo": "lost"})  # outlives the 2 s drain
         port = transport.parse_url(url).port
     with pytest.raises(EnclaveError) as caught:
         client.wait(*pending, time.monotonic() + 5)

@@ -24,7 +24,7 @@ def test_valid_test_numbers(number: str) -> None:
         ("41111111111", "length 11"),
         ("41111111111111111111", "length 20"),
         ("4111-1111-1111-1111", "digits only"),
-        ("４１１１１１１１１１１１１１１１", "digits only"),
+        ("\uff14" * 16, "digits only"),  # fullwidth digits are not ASCII digits
     ],
 )
 def test_invalid_numbers_name_the_rule_not_the_value(number: str, reason: str) -> None:

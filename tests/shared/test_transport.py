@@ -27,7 +27,7 @@ def test_parse(url: str, expected: Endpoint) -> None:
     "url", ["http://x:1", "tcp://nohost", "tcp://:5", "vsock://abc:5000", "tcp://h:99999"]
 )
 def test_bad_urls_are_refused_with_the_url_in_the_message(url: str) -> None:
-    with pytest.raises(TransportError, match="tcp://|vsock://|unsupported"):
+    with pytest.raises(TransportError, match=r"tcp://|vsock://|unsupported"):
         transport.parse_url(url)
 
 
