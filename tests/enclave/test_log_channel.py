@@ -16,10 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.enclave import log_channel
+from app.enclave.decryptor import DecryptError
+from app.enclave.handler import EnclaveHandler
 from app.enclave.log_channel import LogChannel, scrub, scrub_value
 from app.parent.log_sink import LogSink, open_sink
 from app.shared import framing, protocol, transport
-from app.shared.protocol import Op, Request
+from app.shared.protocol import ErrorCode, Op, Request
 from tests.enclave.server_helpers import roundtrip, running_server
 
 VISA_TEST = "4111111111111111"  # public test numbers only
@@ -256,3 +258,44 @@ def test_the_enclave_keeps_serving_while_its_log_sink_is_stuck() -> None:
         assert elapsed < 5.0
         assert handler.channel.dropped > 0
     stuck.close()
+
+
+class _StubDecryptor:
+    """Answers from a script: a last-4 result, or a refusal with a code."""
+
+    def __init__(self, outcomes: list[protocol.DecryptResult | DecryptError]) -> None:
+        self._outcomes = outcomes
+
+    def decrypt(self, _request: protocol.DecryptRequest) -> protocol.DecryptResult:
+        outcome = self._outcomes.pop(0)
+        if isinstance(outcome, DecryptError):
+            raise outcome
+        return outcome
+
+
+def test_counters_count_what_the_real_handler_logs() -> None:
+    outcomes: list[protocol.DecryptResult | DecryptError] = [
+        protocol.DecryptResult("1111", kms_ms=8.0, enclave_ms=9.5),
+        DecryptError(ErrorCode.ACCESS_DENIED, "the key policy refused this enclave"),
+    ]
+    handler = EnclaveHandler(_StubDecryptor(outcomes), nsm=None)  # type: ignore[arg-type]
+    channel = LogChannel("tcp://127.0.0.1:9")
+    capture = log_channel.ChannelHandler(channel)
+    handler_log = logging.getLogger("app.enclave.handler")
+    handler_log.addHandler(capture)
+    handler_log.setLevel(logging.INFO)  # as logs.configure() sets it in the enclave
+    body = protocol.decrypt_body(
+        protocol.DecryptRequest(b"c", {"app": "x"}, "us-east-1", protocol.Credentials("AK", "SK", None))
+    )
+    try:
+        handler(Request(1, Op.DECRYPT, body))
+        handler(Request(2, Op.DECRYPT, body))
+    finally:
+        handler_log.removeHandler(capture)
+        handler_log.setLevel(logging.NOTSET)
+    assert channel.counters.snapshot() == {
+        "decrypt_ok": 1,
+        "decrypt_failed": {"access_denied": 1},
+        "decrypt_ms_sum": 9.5,
+        "kms_ms_sum": 8.0,
+    }

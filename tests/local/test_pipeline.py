@@ -120,7 +120,7 @@ def _wait_for_new_results(info: StackInfo, baseline: int) -> int:
 
 def test_killing_the_enclave_mid_stream_loses_nothing(stack: LocalStack, info: StackInfo) -> None:
     baseline = _results_depth(info)  # results other tests left for card ids nobody waits for
-    sent = send(info, [VISA, AMEX] * 30)
+    sent = send(info, [VISA, AMEX] * 60)  # enough that the kill lands mid-stream even on a loaded machine
     done_before_kill = _wait_for_new_results(info, baseline)
     stack.kill_enclave()
     time.sleep(1)

@@ -1,0 +1,1 @@
+"""Operator tools for the parent instance: `doctor` (known failure modes, in words) and `status`."""

@@ -1,0 +1,91 @@
+"""`status`: each part's verdict from recorded output, and a local run against moto and a TCP enclave."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from app.ops import __main__ as ops_main
+from app.ops import status
+from app.ops.findings import Status
+from tests.enclave.server_helpers import running_server
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_recent_errors_keep_warnings_and_errors_only() -> None:
+    finding = status.recent_errors((FIXTURES / "relay_journal_errors.txt").read_text())
+    assert finding.status is Status.WARN
+    assert "2 line(s)" in finding.what
+    assert "access_denied" in finding.what
+    assert "relay started" not in finding.what
+
+
+def test_recent_errors_pick_up_nitro_cli_e_codes() -> None:
+    finding = status.recent_errors((FIXTURES / "nitro_cli_e27.txt").read_text())
+    assert "[ E27 ]" in finding.what
+
+
+def test_a_non_empty_dead_letter_queue_is_a_warning() -> None:
+    attributes = {"ApproximateNumberOfMessages": "2", "ApproximateNumberOfMessagesNotVisible": "0"}
+    assert status.queue_finding("dead-letter", attributes, dead_letter=True).status is Status.WARN
+    assert status.queue_finding("cards", attributes, dead_letter=False).status is Status.OK
+
+
+def test_an_old_card_means_the_relay_is_behind() -> None:
+    assert status.age_finding(900).status is Status.WARN
+    assert status.age_finding(3).status is Status.OK
+    assert status.age_finding(None).status is Status.SKIP
+
+
+def test_measurements_come_from_describe_enclaves() -> None:
+    finding = status.enclave_measurements((FIXTURES / "describe_running.json").read_text())
+    assert (FIXTURES / "pinned_pcr0.txt").read_text().strip() in finding.what
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("cards", "dlq", "results")}
+        sqs.send_message(QueueUrl=urls["dlq"], MessageBody="{}")
+        yield {
+            "AWS_REGION": "us-east-1",
+            "CARDS_QUEUE_URL": urls["cards"],
+            "DEAD_LETTER_QUEUE_URL": urls["dlq"],
+            "RESULTS_QUEUE_URL": urls["results"],
+        }
+
+
+def test_local_status_reports_queues_and_a_live_enclave(aws: dict[str, str]) -> None:
+    with running_server() as (url, _):
+        findings = {f.check: f for f in status.gather(aws, url)}
+    assert findings["enclave ping"].status is Status.OK
+    assert findings["queue cards"].what == "0 waiting, 0 in flight"
+    assert findings["queue dead-letter"].status is Status.WARN
+    assert findings["queue results"].status is Status.OK
+
+
+def test_status_says_when_the_enclave_does_not_answer(aws: dict[str, str]) -> None:
+    findings = {f.check: f for f in status.gather(aws, "tcp://127.0.0.1:9")}
+    assert findings["enclave ping"].status is Status.FAIL
+    assert "no answer over tcp://127.0.0.1:9" in findings["enclave ping"].what
+
+
+def test_status_command_prints_json(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    with running_server() as (url, _):
+        code = ops_main.main(["--json", "status", "--enclave-url", url])
+    checks = {entry["check"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert checks["enclave ping"]["status"] == "ok"
+    assert code == 0
