@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.ops import collect, doctor, enclave_checks, host_checks
 from app.ops import __main__ as ops_main
+from app.ops import collect, doctor, enclave_checks, host_checks
 from app.ops.collect import Observations
 from app.ops.findings import Finding, Status, exit_code, render_text
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from app.parent import queues
 from app.parent.enclave_client import EnclaveClient
@@ -42,18 +41,14 @@ def scripted_enclave(request: Request) -> Response:
 
 
 @pytest.fixture(scope="module")
-def sqs() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield boto3.client(
+def sqs(moto_endpoint: str) -> Any:
+    return boto3.client(
         "sqs",
         region_name=REGION,
-        endpoint_url=f"http://{host}:{port}",
+        endpoint_url=moto_endpoint,
         aws_access_key_id="a",
         aws_secret_access_key="b",
     )
-    server.stop()
 
 
 @pytest.fixture
