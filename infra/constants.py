@@ -41,6 +41,9 @@ CODE_ASSET_EXCLUDES: Final = (
 INSTALL_DIR: Final = "/opt/nitro-enclave-demo"
 ENV_FILE: Final = "/etc/nitro-enclave-demo/demo.env"
 VENV_PYTHON: Final = f"{INSTALL_DIR}/venv/bin/python"
+# The one command on the instance (host/nitro-demo.sh, installed by the bootstrap); the SSM documents run it.
+NITRO_DEMO: Final = "/usr/local/bin/nitro-demo"
+METRIC_NAMESPACE: Final = "NitroEnclaveDemo"
 
 AL2023_AMI_PARAMETER: Final = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 ROOT_DEVICE: Final = "/dev/xvda"

@@ -9,8 +9,10 @@ from infra import constants
 from infra.constructs.enclave_host import EnclaveHost, ParameterNames
 from infra.constructs.key import EnclaveKey
 from infra.constructs.network import Network
+from infra.constructs.observability import Observability
 from infra.constructs.outputs import Outputs, OutputValues
 from infra.constructs.queues import Queues
+from infra.constructs.run_documents import RunDocuments
 from infra.settings import Settings
 
 
@@ -25,9 +27,19 @@ class NitroEnclaveDemoStack(Stack):
         names = ParameterNames(measurements=f"{prefix}/measurements", pinned_pcr0=f"{prefix}/pinned-pcr0")
         network = Network(self, "Network", log_retention_days=settings.log_retention_days)
         queues = Queues(self, "Queues")
-        host = EnclaveHost(
-            self, "EnclaveHost", settings=settings, network=network, queues=queues, parameter_names=names
+        observability = Observability(
+            self, "Observability", log_retention_days=settings.log_retention_days, queues=queues
         )
+        host = EnclaveHost(
+            self,
+            "EnclaveHost",
+            settings=settings,
+            network=network,
+            queues=queues,
+            parameter_names=names,
+            log_group=observability.log_group,
+        )
+        documents = RunDocuments(self, "RunDocuments")
         pcr0 = settings.enclave_pcr0 or host.measured_pcr0
         key = EnclaveKey(
             self,
@@ -54,5 +66,10 @@ class NitroEnclaveDemoStack(Stack):
                 pinned_pcr0_parameter=names.pinned_pcr0,
                 pinned_pcr0=key.pinned_pcr0.string_value,
                 debug=settings.enclave_debug,
+                log_group_name=observability.log_group.log_group_name,
+                dashboard_url=observability.dashboard_url,
+                dead_letter_alarm_name=observability.dead_letter_alarm.alarm_name,
+                send_cards_document=documents.send_cards.ref,
+                status_document=documents.status.ref,
             ),
         )

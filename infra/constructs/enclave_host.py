@@ -12,6 +12,7 @@ from aws_cdk import Acknowledgment, CfnResource, Fn, IgnoreMode, Stack, Token, V
 from aws_cdk import aws_cloudformation as cfn
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -50,8 +51,10 @@ class EnclaveHost(Construct):
         network: Network,
         queues: Queues,
         parameter_names: ParameterNames,
+        log_group: logs.ILogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.log_group = log_group
         self.code = s3_assets.Asset(
             self,
             "Code",
@@ -156,6 +159,7 @@ class EnclaveHost(Construct):
         ]
         for sid, actions, resources in grants:
             role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        _allow_operations(role, self.log_group)
         return role
 
     def _user_data(
@@ -180,6 +184,7 @@ class EnclaveHost(Construct):
                 "ExpectedPcr0": settings.enclave_pcr0,
                 "MeasurementsParameter": names.measurements,
                 "PinnedPcr0Parameter": names.pinned_pcr0,
+                "LogGroupName": self.log_group.log_group_name,
             },
         )
         return Fn.sub(
@@ -191,8 +196,36 @@ class EnclaveHost(Construct):
                 "DemoEnv": demo_env,
                 "AllocatorYaml": Fn.sub(host_file("allocator.yaml"), sizing),
                 "VsockProxyYaml": Fn.sub(host_file("vsock-proxy.yaml")),
+                "CloudWatchAgentJson": Fn.sub(
+                    host_file("amazon-cloudwatch-agent.json"), {"LogGroupName": self.log_group.log_group_name}
+                ),
             },
         )
+
+
+def _allow_operations(role: iam.Role, log_group: logs.ILogGroup) -> None:
+    """The CloudWatch agent writes to the stack's log group only. `nitro-demo status` reads the cards queue's
+    age of oldest message: a CloudWatch metric, not a queue attribute; metric reads have no resource-level
+    permissions."""
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="ShipLogs",
+            actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[log_group.log_group_arn],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="StatusReadsQueueAge", actions=["cloudwatch:GetMetricStatistics"], resources=["*"]
+        )
+    )
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="Only cloudwatch:GetMetricStatistics (read-only, for `nitro-demo status`) has Resource *: "
+            "CloudWatch metric reads support no resource-level permissions.",
+        )
+    )
 
 
 def _generation(asset_hash: str, settings: Settings) -> str:

@@ -23,6 +23,11 @@ class OutputValues:
     pinned_pcr0_parameter: str
     pinned_pcr0: str
     debug: bool
+    log_group_name: str
+    dashboard_url: str
+    dead_letter_alarm_name: str
+    send_cards_document: str
+    status_document: str
 
 
 DEMO_COMMAND = (
@@ -41,6 +46,27 @@ DEBUG_WARNING = (
     "the key "
     "policy accepts all-zero PCRs, so any debug-mode enclave on this role can decrypt. Never use real data."
 )
+
+
+def ssm_run_command(instance_id: str, document: str, parameters: str) -> str:
+    """`aws ssm send-command`, wait for it, print its output: one line to paste in a shell."""
+    target = ["--instance-id ", instance_id, " --region ", Aws.REGION]
+    return Fn.join(
+        "",
+        [
+            "id=$(aws ssm send-command --document-name ",
+            document,
+            " --instance-ids ",
+            instance_id,
+            f" {parameters}--region ",
+            Aws.REGION,
+            ' --query Command.CommandId --output text) && aws ssm wait command-executed --command-id "$id" ',
+            *target,
+            '; aws ssm get-command-invocation --command-id "$id" ',
+            *target,
+            " --query StandardOutputContent --output text",
+        ],
+    )
 
 
 class Outputs(Construct):
@@ -74,6 +100,28 @@ class Outputs(Construct):
         )
         self._out("DemoCommand", DEMO_COMMAND, "Run on the instance: 10 cards through the enclave")
         self._out("AttestCommand", ATTEST_COMMAND, "Run on the instance: verify the enclave against the pin")
+        self._operations(v)
+
+    def _operations(self, v: OutputValues) -> None:
+        self._out("LogGroupName", v.log_group_name, "CloudWatch Logs: relay, enclave, vsock-proxy, bootstrap")
+        self._out("DashboardUrl", v.dashboard_url, "CloudWatch dashboard: cards, failures, latency, queues")
+        self._out(
+            "DeadLetterAlarmName",
+            v.dead_letter_alarm_name,
+            "In alarm while the dead-letter queue holds cards",
+        )
+        self._out("SendCardsDocument", v.send_cards_document, "SSM document: send Count cards, print results")
+        self._out("StatusDocument", v.status_document, "SSM document: status and doctor of every part")
+        self._out(
+            "SendCardsCommand",
+            ssm_run_command(v.instance_id, v.send_cards_document, "--parameters Count=10 "),
+            "Paste in your shell: 10 cards through the enclave via SSM, then their results",
+        )
+        self._out(
+            "StatusCommand",
+            ssm_run_command(v.instance_id, v.status_document, ""),
+            "Paste in your shell: status and doctor via SSM",
+        )
 
     def _out(self, name: str, value: str, description: str) -> CfnOutput:
         output = CfnOutput(self, name, value=value, description=description)

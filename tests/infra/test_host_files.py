@@ -26,7 +26,13 @@ CONTRACT_ENV = {
     "ENCLAVE_PORT",
     "ENCLAVE_URL",
 }
-UNITS = ("nitro-enclave-demo-enclave.service", "nitro-enclave-demo-relay.service")
+UNITS = (
+    "nitro-enclave-demo-enclave.service",
+    "nitro-enclave-demo-relay.service",
+    "nitro-enclave-demo-logs.service",
+)
+JOURNAL_TEMPLATE = "nitro-enclave-demo-journal@.service"
+JOURNAL_INSTANCE = "nitro-enclave-demo-journal@nitro-enclave-demo-relay.service"
 SYSTEM_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
 
 
@@ -72,7 +78,7 @@ def test_rendered_user_data_passes_shellcheck(template: Json, tmp_path: Path) ->
     shellcheck(path)
 
 
-@pytest.mark.parametrize("name", ["bootstrap.sh", "enclave-run.sh"])
+@pytest.mark.parametrize("name", ["bootstrap.sh", "enclave-run.sh", "nitro-demo.sh"])
 def test_static_scripts_pass_shellcheck(name: str) -> None:
     shellcheck(HOST_FILES_DIR / name)
 
@@ -80,14 +86,17 @@ def test_static_scripts_pass_shellcheck(name: str) -> None:
 def test_bootstrap_enables_allocator_and_proxy_after_writing_their_config() -> None:
     text = (HOST_FILES_DIR / "bootstrap.sh").read_text()
     order = [
+        '"$CW_AGENT_CTL" -a fetch-config',  # logs ship from the first step that can fail for a Nitro reason
         'install -m 0644 "$CONF_DIR/allocator.yaml" /etc/nitro_enclaves/allocator.yaml',
         "systemctl enable --now nitro-enclaves-allocator.service",
         "systemctl enable --now nitro-enclaves-vsock-proxy.service",
         "nitro-cli build-enclave",
         "aws ssm put-parameter",
+        "systemctl enable --now nitro-enclave-demo-logs.service",
         "systemctl enable --now nitro-enclave-demo-enclave.service",
         "systemctl enable --now nitro-enclave-demo-relay.service",
         "-m app.parent ping",
+        '"$VENV_DIR/bin/python" -m app.ops doctor ||',
         'signal SUCCESS "enclave running',
     ]
     positions = [text.index(line) for line in order]
@@ -134,8 +143,9 @@ def _scratch_root(root: Path) -> Path:
     shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
     etc_units = root / "etc/systemd/system"
     etc_units.mkdir(parents=True)
-    for name in UNITS:
+    for name in (*UNITS, JOURNAL_TEMPLATE):
         shutil.copy(HOST_FILES_DIR / name, etc_units / name)
+    (etc_units / JOURNAL_INSTANCE).symlink_to(JOURNAL_TEMPLATE)
     # Stand-ins for what the Nitro CLI package and bootstrap.sh install on the instance.
     for name, command in {
         "nitro-enclaves-allocator.service": "/usr/bin/nitro-cli --version",
@@ -148,6 +158,7 @@ def _scratch_root(root: Path) -> Path:
     for executable in (
         "usr/bin/nitro-cli",
         "usr/bin/vsock-proxy",
+        "usr/bin/journalctl",
         "opt/nitro-enclave-demo/bin/enclave-run.sh",
         "opt/nitro-enclave-demo/venv/bin/python",
     ):
@@ -162,7 +173,8 @@ def _scratch_root(root: Path) -> Path:
 
 def test_units_and_proxy_drop_in_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     etc_units = _scratch_root(tmp_path)
-    targets = [str(etc_units / name) for name in (*UNITS, "nitro-enclaves-vsock-proxy.service")]
+    names = (*UNITS, JOURNAL_INSTANCE, "nitro-enclaves-vsock-proxy.service")
+    targets = [str(etc_units / name) for name in names]
     result = subprocess.run(
         [tool("systemd-analyze"), "verify", "--man=no", "--generators=no", f"--root={tmp_path}", *targets],
         capture_output=True,

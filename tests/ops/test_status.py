@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from app.ops import __main__ as ops_main
 from app.ops import status
@@ -49,19 +48,24 @@ def test_measurements_come_from_describe_enclaves() -> None:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Queues on the shared emulator, reached as local mode reaches it (boto3 honours AWS_ENDPOINT_URL)."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
-    with mock_aws():
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("cards", "dlq", "results")}
-        sqs.send_message(QueueUrl=urls["dlq"], MessageBody="{}")
-        yield {
-            "AWS_REGION": "us-east-1",
-            "CARDS_QUEUE_URL": urls["cards"],
-            "DEAD_LETTER_QUEUE_URL": urls["dlq"],
-            "RESULTS_QUEUE_URL": urls["results"],
-        }
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    suffix = uuid.uuid4().hex[:8]
+    urls = {
+        name: sqs.create_queue(QueueName=f"{name}-{suffix}")["QueueUrl"]
+        for name in ("cards", "dlq", "results")
+    }
+    sqs.send_message(QueueUrl=urls["dlq"], MessageBody="{}")
+    return {
+        "AWS_REGION": "us-east-1",
+        "CARDS_QUEUE_URL": urls["cards"],
+        "DEAD_LETTER_QUEUE_URL": urls["dlq"],
+        "RESULTS_QUEUE_URL": urls["results"],
+    }
 
 
 def test_local_status_reports_queues_and_a_live_enclave(aws: dict[str, str]) -> None:

@@ -16,6 +16,9 @@ readonly MEASUREMENTS="$HOME_DIR/measurements.json"
 readonly IMAGE=nitro-enclave-demo-enclave:latest
 readonly HEALTH_ATTEMPTS=30
 readonly HEALTH_INTERVAL_S=10
+readonly CW_AGENT_CTL=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
+readonly JOURNAL_EXPORTS=(nitro-enclave-demo-relay nitro-enclave-demo-logs nitro-enclave-demo-enclave
+  nitro-enclaves-vsock-proxy nitro-enclaves-allocator)
 readonly ZERO_PCR=000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
 STEP="starting"
 
@@ -30,11 +33,21 @@ signal() {
   curl -sS --fail --retry 5 -X PUT -H 'Content-Type:' --data-binary "$body" "$SIGNAL_URL" >/dev/null
 }
 
+# The first failing finding of `app.ops doctor`, if the relay's venv exists yet (printed in full to the log).
+diagnosis() {
+  local report
+  [[ -x "$VENV_DIR/bin/python" ]] || return 0
+  report=$("$VENV_DIR/bin/python" -m app.ops doctor 2>/dev/null) || true
+  printf '%s\n' "$report" >&2
+  printf '%s\n' "$report" | grep -m1 '^\[FAIL\]' || true
+}
+
 on_error() {
-  local rc=$?
+  local rc=$? found
   trap - ERR
   log "FAILED: $STEP (exit $rc)"
-  signal FAILURE "$STEP failed (exit $rc); details in /var/log/cloud-init-output.log on the instance" failed || true
+  found=$(diagnosis)
+  signal FAILURE "$STEP failed (exit $rc); ${found:+doctor: $found; }details in /var/log/cloud-init-output.log and CloudWatch Logs ${CW_LOG_GROUP:-}" failed || true
   exit "$rc"
 }
 trap on_error ERR
@@ -56,10 +69,21 @@ set -a
 set +a
 
 step "install the Nitro CLI, Docker, Python 3.11 and jq with dnf"
-dnf install -y -q aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel docker python3.11 python3.11-pip jq
+dnf install -y -q aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel docker python3.11 python3.11-pip jq \
+  amazon-cloudwatch-agent
 
 step "check enclave support: /dev/nitro_enclaves exists only on an instance launched with enclaves enabled"
 test -c /dev/nitro_enclaves
+
+step "ship logs to CloudWatch Logs group $CW_LOG_GROUP (journal exports and the CloudWatch agent)"
+# Created here too: systemd may open StandardOutput=append: before it creates LogsDirectory=.
+install -d -m 0755 /var/log/nitro-enclave-demo /var/lib/nitro-enclave-demo
+install -m 0644 "$HOST_DIR/nitro-enclave-demo-journal@.service" /etc/systemd/system/
+systemctl daemon-reload
+for unit in "${JOURNAL_EXPORTS[@]}"; do
+  systemctl enable --now "nitro-enclave-demo-journal@$unit.service"
+done
+"$CW_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$CONF_DIR/amazon-cloudwatch-agent.json"
 
 step "write /etc/nitro_enclaves/allocator.yaml ($ENCLAVE_MEMORY_MIB MiB, $ENCLAVE_CPU_COUNT vCPUs) and the vsock-proxy allowlist"
 install -m 0644 "$CONF_DIR/allocator.yaml" /etc/nitro_enclaves/allocator.yaml
@@ -105,9 +129,11 @@ aws ssm put-parameter --region "$AWS_REGION" --name "$MEASUREMENTS_PARAMETER" --
 step "start nitro-enclave-demo-enclave.service: CID $ENCLAVE_CID, debug mode $ENCLAVE_DEBUG, ready when it answers a ping (journalctl -u nitro-enclave-demo-enclave; nitro-cli describe-enclaves)"
 install -d -m 0755 "$HOME_DIR/bin"
 install -m 0755 "$HOST_DIR/enclave-run.sh" "$HOME_DIR/bin/enclave-run.sh"
+install -m 0755 "$HOST_DIR/nitro-demo.sh" /usr/local/bin/nitro-demo
 install -m 0644 "$HOST_DIR/nitro-enclave-demo-enclave.service" "$HOST_DIR/nitro-enclave-demo-relay.service" \
-  /etc/systemd/system/
+  "$HOST_DIR/nitro-enclave-demo-logs.service" /etc/systemd/system/
 systemctl daemon-reload
+systemctl enable --now nitro-enclave-demo-logs.service
 systemctl enable --now nitro-enclave-demo-enclave.service
 
 step "start nitro-enclave-demo-relay.service"
@@ -127,6 +153,9 @@ if [[ "$healthy" != true ]]; then
   fail "health check: no answer to a ping over $ENCLAVE_URL after $HEALTH_ATTEMPTS attempts (see journalctl -u nitro-enclave-demo-enclave)"
 fi
 systemctl is-active --quiet nitro-enclave-demo-relay.service || fail "relay service is not running (journalctl -u nitro-enclave-demo-relay)"
+
+step "doctor: known failure modes (informational; nitro-demo doctor runs it again)"
+"$VENV_DIR/bin/python" -m app.ops doctor || log "doctor reported a failure above; the enclave answers, continuing"
 
 step "signal CloudFormation: the enclave is up; the key policy pins PCR0 $pcr0"
 trap - ERR

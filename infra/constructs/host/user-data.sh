@@ -34,6 +34,10 @@ cat >"$CONF_DIR/vsock-proxy.yaml" <<'END_OF_VSOCK_PROXY_YAML'
 ${VsockProxyYaml}
 END_OF_VSOCK_PROXY_YAML
 
+cat >"$CONF_DIR/amazon-cloudwatch-agent.json" <<'END_OF_CLOUDWATCH_AGENT_JSON'
+${CloudWatchAgentJson}
+END_OF_CLOUDWATCH_AGENT_JSON
+
 aws s3 cp --only-show-errors --region '${AWS::Region}' 's3://${CodeBucket}/${CodeKey}' "$CODE_ZIP" ||
   signal_failure "could not download the project's code from s3://${CodeBucket}/${CodeKey}"
 rm -rf "$HOME_DIR/src"

@@ -1,0 +1,170 @@
+"""Observability: the log group the instance's CloudWatch agent ships to, metrics drawn from the relay's and
+the enclave's JSON log lines (metric filters: no code change in the relay), a dashboard with SQS's own
+metrics beside them, and an alarm when a card lands on the dead-letter queue. Grants nothing to anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import constants
+from infra.constructs.network import RETENTION
+from infra.constructs.queues import Queues
+
+PERIOD = Duration.minutes(1)
+RELAY = '$.logger = "app.parent.relay"'
+ENCLAVE = '$.source = "enclave"'
+
+
+@dataclass(frozen=True)
+class LogMetric:
+    """One metric filter: a JSON pattern over the log lines and what it counts or measures."""
+
+    construct_id: str
+    metric_name: str
+    pattern: str
+    value: str = "1"
+    unit: cloudwatch.Unit = cloudwatch.Unit.COUNT
+    by_error_code: bool = False
+
+
+LOG_METRICS = (
+    LogMetric("CardsProcessed", "CardsProcessed", f'{{ {RELAY} && $.msg = "card processed" }}'),
+    LogMetric(
+        "CardFailures",
+        "CardFailures",
+        f'{{ {RELAY} && ($.status = "rejected" || $.status = "retry") }}',
+        by_error_code=True,
+    ),
+    LogMetric(
+        "EndToEndLatency",
+        "EndToEndLatency",
+        f'{{ {RELAY} && $.msg = "card processed" && $.end_to_end_ms >= 0 }}',
+        value="$.end_to_end_ms",
+        unit=cloudwatch.Unit.MILLISECONDS,
+    ),
+    LogMetric(
+        "EnclaveLatency",
+        "EnclaveLatency",
+        f'{{ {RELAY} && $.msg = "card processed" && $.enclave_ms >= 0 }}',
+        value="$.enclave_ms",
+        unit=cloudwatch.Unit.MILLISECONDS,
+    ),
+    LogMetric(
+        "EnclaveDecryptFailures",
+        "EnclaveDecryptFailures",
+        f'{{ {ENCLAVE} && $.msg = "decrypt refused" }}',
+        by_error_code=True,
+    ),
+)
+
+
+class Observability(Construct):
+    """Log group, metric filters, dashboard and the dead-letter alarm."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, log_retention_days: int, queues: Queues
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", retention=RETENTION[log_retention_days], removal_policy=RemovalPolicy.DESTROY
+        )
+        self.metrics = {m.metric_name: self._metric_filter(m) for m in LOG_METRICS}
+        dead_letters = queues.dead_letter.metric_approximate_number_of_messages_visible(
+            period=PERIOD, statistic="Maximum"
+        )
+        self.dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLetterAlarm",
+            alarm_description="nitro-enclave-demo: a card was parked on the dead-letter queue; its "
+            "error_code attribute says why (nitro-demo status, then read the message)",
+            metric=dead_letters,
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.dashboard = self._dashboard(queues, dead_letters)
+        self.dashboard_url = Fn.join(
+            "",
+            [
+                f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}#dashboards:name=",
+                self.dashboard.dashboard_name,
+            ],
+        )
+
+    def _metric_filter(self, spec: LogMetric) -> cloudwatch.Metric:
+        self.log_group.add_metric_filter(
+            spec.construct_id,
+            filter_pattern=logs.FilterPattern.literal(spec.pattern),
+            metric_namespace=constants.METRIC_NAMESPACE,
+            metric_name=spec.metric_name,
+            metric_value=spec.value,
+            unit=spec.unit,
+            # CloudWatch refuses a default value on a filter with dimensions.
+            default_value=None if spec.by_error_code else 0,
+            dimensions={"ErrorCode": "$.code"} if spec.by_error_code else None,
+        )
+        statistic = "Sum" if spec.unit is cloudwatch.Unit.COUNT else "p90"
+        return cloudwatch.Metric(
+            namespace=constants.METRIC_NAMESPACE,
+            metric_name=spec.metric_name,
+            period=PERIOD,
+            statistic=statistic,
+        )
+
+    def _failures_by_code(self, metric_name: str) -> cloudwatch.MathExpression:
+        search = (
+            f"SEARCH('{{{constants.METRIC_NAMESPACE},ErrorCode}} MetricName=\"{metric_name}\"', 'Sum', 60)"
+        )
+        return cloudwatch.MathExpression(expression=search, label=metric_name, period=PERIOD)
+
+    def _dashboard(self, queues: Queues, dead_letters: cloudwatch.IMetric) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        cards = queues.cards
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Cards processed", left=[self.metrics["CardsProcessed"]], width=8),
+            cloudwatch.GraphWidget(
+                title="Failures by error code (relay)", left=[self._failures_by_code("CardFailures")], width=8
+            ),
+            cloudwatch.GraphWidget(
+                title="Decrypts refused in the enclave",
+                left=[self._failures_by_code("EnclaveDecryptFailures")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Latency p90 (ms)",
+                left=[self.metrics["EndToEndLatency"], self.metrics["EnclaveLatency"]],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Cards queue",
+                left=[
+                    cards.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
+                ],
+                right=[cards.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(title="Dead-letter queue depth", left=[dead_letters], width=8),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=[self.dead_letter_alarm], width=8, height=3),
+            self._recent_problems(),
+        )
+        return dashboard
+
+    def _recent_problems(self) -> cloudwatch.LogQueryWidget:
+        return cloudwatch.LogQueryWidget(
+            title="Recent warnings and errors (relay, enclave, vsock-proxy, bootstrap)",
+            log_group_names=[self.log_group.log_group_name],
+            query_lines=[
+                "fields @timestamp, @logStream, level, msg, code, @message",
+                'filter level in ["warning", "error", "critical"] or @message like /\\[ E\\d\\d \\]|Error:/',
+                "sort @timestamp desc",
+                "limit 50",
+            ],
+            width=16,
+        )
