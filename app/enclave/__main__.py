@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from app.enclave import log_channel, loopback
+from app.enclave import loopback
 from app.enclave.nsm import NsmDevice, NsmError
 from app.enclave.service import EnclaveSettings, serve
 from app.shared import logs, settings, transport
@@ -28,7 +28,7 @@ def parse_args(argv: list[str]) -> EnclaveSettings:
     parser.add_argument("--kms-endpoint", default=settings.env(settings.ENV_KMS_ENDPOINT_URL))
     parser.add_argument(
         "--log-url",
-        default=settings.env(log_channel.ENV_ENCLAVE_LOG_URL, log_channel.DEFAULT_NITRO_LOG_URL),
+        default=settings.env(settings.ENV_ENCLAVE_LOG_URL, settings.DEFAULT_ENCLAVE_LOG_URL),
         help="where the parent's `app.parent logs` listens; 'off' to send no logs",
     )
     args = parser.parse_args(argv)

@@ -22,9 +22,6 @@ from app.shared import framing, transport
 
 log = logging.getLogger(__name__)
 
-ENV_ENCLAVE_LOG_URL = "ENCLAVE_LOG_URL"
-LOG_PORT = 5005  # not 5000 (requests), 8000 (KMS egress) or 9000 (the enclave's ready signal)
-DEFAULT_NITRO_LOG_URL = f"vsock://3:{LOG_PORT}"
 OFF_VALUES = frozenset({"", "off", "none"})
 
 QUEUE_LINES = 2048

@@ -20,6 +20,7 @@ from app.enclave.egress import ConnectProxy, kms_allowlist
 from app.enclave.handler import EnclaveHandler
 from app.enclave.nsm import SecureModule
 from app.enclave.server import FrameServer
+from app.shared import settings as app_settings
 from app.shared import transport
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _egress_extra(endpoint_url: str | None) -> tuple[str, ...]:
 
 
 def serve(settings: EnclaveSettings, nsm: SecureModule) -> int:
-    log_url = log_channel.resolve_url(settings.log_url, os.environ.get(log_channel.ENV_ENCLAVE_LOG_URL))
+    log_url = log_channel.resolve_url(settings.log_url, os.environ.get(app_settings.ENV_ENCLAVE_LOG_URL))
     channel = log_channel.install(log_url) if log_url else None
     proxy = ConnectProxy(settings.kms_egress_url, kms_allowlist(_egress_extra(settings.kms_endpoint_url)))
     proxy.start()

@@ -49,6 +49,7 @@ def run_dir_for(given: Path | None) -> Path:
 def _banner(info: StackInfo, started: float, tamper: bool) -> None:
     print(f"local stack up in {time.monotonic() - started:.1f} s; logs in {info.run_dir}", flush=True)
     print(f"key policy pins enclave PCR0 {info.pin_hex}", flush=True)
+    print(f"the enclave's own log channel writes to {info.enclave_log_file}", flush=True)
     if tamper:
         from app.local.enclave import enclave_measurement  # noqa: PLC0415 - only the tamper demo needs it
 

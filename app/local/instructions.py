@@ -67,5 +67,9 @@ def serve_text(info: StackInfo) -> str:
         "# 4. verify the enclave's attestation and compare its PCR0 with the pinned one:",
         f"{shlex.quote(sys.executable)} -m app.parent attest --pinned-pcr0 {info.pin_hex}"
         f" --root-pem {shlex.quote(str(info.run_dir / 'pki' / ATTESTATION_ROOT_FILE))}",
+        "",
+        "# 5. the health of every part, and the enclave's own log channel:",
+        f"{shlex.quote(sys.executable)} -m app.ops status",
+        f"tail -f {shlex.quote(str(info.enclave_log_file))}",
     ]
     return "\n".join(lines)

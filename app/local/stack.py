@@ -24,6 +24,7 @@ ENCLAVE_READY_TIMEOUT_S = 20.0
 # Local mode long-polls for 2 s instead of 20 so that SIGTERM drains the relay within a couple of seconds.
 RELAY_LOCAL_ENV = {"RELAY_WAIT_TIME_S": "2"}
 RELAY_STOP_GRACE_S = 25.0  # above any long poll: a draining relay is never SIGKILLed
+ENCLAVE_LOG_SINK = "enclave-log-sink"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ class StackInfo:
     resources: Provisioned
     enclave_url: str
     pin_hex: str
+    enclave_log_url: str  # the parent-side sink of the enclave's own log channel
+
+    @property
+    def enclave_log_file(self) -> Path:
+        """Where the sink writes the enclave's log lines (the journal's job on AWS)."""
+        return self.run_dir / f"{ENCLAVE_LOG_SINK}.stdout.log"
 
     def environment(self) -> dict[str, str]:
         """The variables the producer and relay read (boto3 honours AWS_ENDPOINT_URL)."""
@@ -108,7 +115,16 @@ class LocalStack:
         ready = json.loads(emulator.first_line() or "{}")
         endpoints = Endpoints(http=ready["http"], https=ready["https"])
         enclave_url = f"tcp://{processes.LOOPBACK}:{processes.free_port()}"
-        info = StackInfo(self.run_dir, endpoints, provision(endpoints.http), enclave_url, pin)
+        log_port = processes.free_port()
+        log_url = f"tcp://{processes.LOOPBACK}:{log_port}"
+        self._exit.enter_context(  # the same log channel as on Nitro, with TCP for vsock
+            processes.running(
+                ChildSpec(ENCLAVE_LOG_SINK, "app.parent", ("logs", "--listen", log_url)),
+                self.run_dir,
+                processes.accepts_on(log_port),
+            )
+        )
+        info = StackInfo(self.run_dir, endpoints, provision(endpoints.http), enclave_url, pin, log_url)
         self.info = info
         self.start_enclave(tamper=self.tamper)
         if self._with_relay:
@@ -129,7 +145,8 @@ class LocalStack:
         ]  # fmt: skip
         tail = ["--tamper"] if tamper else []
         # No AWS settings of its own: credentials come with each request, as on Nitro.
-        return ChildSpec("enclave", "app.local.enclave", (*args, *tail), drop_env_prefixes=("AWS_",))
+        env = {settings.ENV_ENCLAVE_LOG_URL: info.enclave_log_url}
+        return ChildSpec("enclave", "app.local.enclave", (*args, *tail), env, drop_env_prefixes=("AWS_",))
 
     def start_enclave(self, *, tamper: bool = False) -> Child:
         """Start (or restart) the software enclave and wait until it answers a ping."""

@@ -64,8 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     logs_parser = commands.add_parser("logs", help="write the enclave's log lines to stdout until SIGTERM")
     logs_parser.add_argument(
         "--listen",
-        default=settings.env(log_sink.ENV_ENCLAVE_LOG_LISTEN_URL, log_sink.DEFAULT_LISTEN_URL),
-        help=f"default ${log_sink.ENV_ENCLAVE_LOG_LISTEN_URL} or {log_sink.DEFAULT_LISTEN_URL}",
+        default=settings.env(settings.ENV_ENCLAVE_LOG_LISTEN_URL, settings.DEFAULT_ENCLAVE_LOG_LISTEN_URL),
+        help=f"default ${settings.ENV_ENCLAVE_LOG_LISTEN_URL} or {settings.DEFAULT_ENCLAVE_LOG_LISTEN_URL}",
     )
     return parser
 

@@ -17,9 +17,6 @@ from app.shared import framing, transport
 
 log = logging.getLogger(__name__)
 
-ENV_ENCLAVE_LOG_LISTEN_URL = "ENCLAVE_LOG_LISTEN_URL"
-LOG_PORT = 5005  # the enclave's app/enclave/log_channel.py connects to vsock://3:5005
-DEFAULT_LISTEN_URL = f"vsock://any:{LOG_PORT}"
 SOURCE = "enclave"
 MAX_LINE_FRAME_BYTES = 64 * 1024
 POLL_INTERVAL_S = 0.5

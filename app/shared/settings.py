@@ -21,6 +21,8 @@ ENV_LISTEN_URL = "LISTEN_URL"
 ENV_KMS_EGRESS_URL = "KMS_EGRESS_URL"
 ENV_KMS_ENDPOINT_URL = "KMS_ENDPOINT_URL"
 ENV_LOG_LEVEL = "LOG_LEVEL"
+ENV_ENCLAVE_LOG_URL = "ENCLAVE_LOG_URL"  # where the enclave ships its own log lines
+ENV_ENCLAVE_LOG_LISTEN_URL = "ENCLAVE_LOG_LISTEN_URL"  # where the parent's log sink listens
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_KEY_ALIAS = "alias/nitro-enclave-demo"
@@ -31,6 +33,10 @@ DEFAULT_ENCLAVE_URL = f"vsock://{DEFAULT_ENCLAVE_CID}:{ENCLAVE_PORT}"
 DEFAULT_LISTEN_URL = f"vsock://any:{ENCLAVE_PORT}"
 # The parent's nitro-enclaves-vsock-proxy forwards this vsock port to kms.<region>.amazonaws.com:443.
 DEFAULT_KMS_EGRESS_URL = "vsock://3:8000"
+# The enclave's log channel: not 5000 (requests), 8000 (KMS egress) or 9000 (the enclave's ready signal).
+ENCLAVE_LOG_PORT = 5005
+DEFAULT_ENCLAVE_LOG_URL = f"vsock://3:{ENCLAVE_LOG_PORT}"
+DEFAULT_ENCLAVE_LOG_LISTEN_URL = f"vsock://any:{ENCLAVE_LOG_PORT}"
 
 
 class SettingsError(ValueError):

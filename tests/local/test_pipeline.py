@@ -119,8 +119,10 @@ def _wait_for_new_results(info: StackInfo, baseline: int) -> int:
 
 
 def test_killing_the_enclave_mid_stream_loses_nothing(stack: LocalStack, info: StackInfo) -> None:
+    stack.stop_relay()  # queue everything first, so the kill cannot come after the last card
+    sent = send(info, [VISA, AMEX] * 30)
     baseline = _results_depth(info)  # results other tests left for card ids nobody waits for
-    sent = send(info, [VISA, AMEX] * 60)  # enough that the kill lands mid-stream even on a loaded machine
+    stack.start_relay()
     done_before_kill = _wait_for_new_results(info, baseline)
     stack.kill_enclave()
     time.sleep(1)
