@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.shared import framing, transport
+from app.shared import framing, logs, transport
 
 log = logging.getLogger(__name__)
 
@@ -97,24 +97,9 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def _timestamp(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
-
-
 def record_entry(record: logging.LogRecord) -> dict[str, Any]:
-    """The same fixed keys as app/shared/logs.py, scrubbed."""
-    entry: dict[str, Any] = {
-        "ts": _timestamp(record.created),
-        "level": record.levelname.lower(),
-        "logger": record.name,
-        "msg": record.getMessage(),
-    }
-    fields = getattr(record, "fields", None)
-    if isinstance(fields, dict):
-        entry.update({k: v for k, v in fields.items() if k not in entry})
-    if record.exc_info and record.exc_info[0] is not None:
-        entry["exc_type"] = record.exc_info[0].__name__
-    scrubbed: dict[str, Any] = scrub_value(entry)
+    """The same fixed keys as every other log line (app/shared/logs.py), scrubbed."""
+    scrubbed: dict[str, Any] = scrub_value(logs.record_entry(record))
     return scrubbed
 
 
@@ -145,7 +130,7 @@ class LogChannel:
             self._ready.notify()
 
     def counters_entry(self) -> dict[str, Any]:
-        entry = {"ts": _timestamp(time.time()), "level": "info", "logger": __name__, "msg": "counters"}
+        entry = {"ts": logs.timestamp(time.time()), "level": "info", "logger": __name__, "msg": "counters"}
         with self._ready:
             totals = {"dropped": self.dropped, "sent": self.sent}
         return {**entry, "kind": "counters", **self.counters.snapshot(), **totals}

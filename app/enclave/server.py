@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from app.shared import framing, protocol
+from app.shared import framing, protocol, transport
 from app.shared.protocol import ErrorCode, Request, Response
 
 log = logging.getLogger(__name__)
@@ -44,19 +44,7 @@ class FrameServer:
 
     def serve_forever(self) -> None:
         """Accept until `stop()`; each connection gets a reader thread."""
-        self._listener.settimeout(POLL_INTERVAL_S)
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stopping.is_set():
-                    break
-                raise
-            with self._connections_lock:
-                self._connections.add(conn)
-            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+        transport.accept_until(self._listener, self._stopping, self._serve_connection)
 
     def stop(self, drain_timeout_s: float) -> bool:
         """Stop accepting, wait for in-flight requests (bounded), close everything. True if drained."""
@@ -73,6 +61,8 @@ class FrameServer:
         return drained
 
     def _serve_connection(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(conn)
         writer = _FrameWriter(conn)
         try:
             self._read_requests(conn, writer)

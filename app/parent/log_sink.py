@@ -35,17 +35,7 @@ class LogSink:
         self.rejected = 0
 
     def serve_forever(self) -> None:
-        self._listener.settimeout(POLL_INTERVAL_S)
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stopping.is_set():
-                    break
-                raise
-            threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
+        transport.accept_until(self._listener, self._stopping, self._serve_connection)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -15,24 +15,33 @@ from typing import IO, Any
 FIXED_KEYS = ("ts", "level", "logger", "msg")
 
 
+def timestamp(created: float) -> str:
+    """UTC, millisecond precision, `Z`-suffixed: the `ts` of every line."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+
+
+def record_entry(record: logging.LogRecord) -> dict[str, Any]:
+    """ts, level, logger, msg, then the record's `fields`: the shape of every log line we write."""
+    entry: dict[str, Any] = {
+        "ts": timestamp(record.created),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    fields = getattr(record, "fields", None)
+    if isinstance(fields, dict):
+        entry.update({k: v for k, v in fields.items() if k not in FIXED_KEYS})
+    if record.exc_info and record.exc_info[0] is not None:
+        # The exception type only: exception texts from libraries can echo request data.
+        entry["exc_type"] = record.exc_info[0].__name__
+    return entry
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, then the record's `fields`."""
+    """One JSON object per line (see `record_entry`)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update({k: v for k, v in fields.items() if k not in FIXED_KEYS})
-        if record.exc_info and record.exc_info[0] is not None:
-            # The exception type only: exception texts from libraries can echo request data.
-            entry["exc_type"] = record.exc_info[0].__name__
-        return json.dumps(entry, default=str, separators=(",", ":"))
+        return json.dumps(record_entry(record), default=str, separators=(",", ":"))
 
 
 def configure(level: str = "INFO", stream: IO[str] | None = None) -> None:

@@ -6,11 +6,14 @@ Nothing above this module knows which family it is talking over. Every socket it
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 CONNECT_TIMEOUT_S = 5.0
 LISTEN_BACKLOG = 128
+ACCEPT_POLL_S = 0.5  # how quickly an accept loop notices it should stop
 # The parent is CID 3 and enclaves are given CIDs from 4 up; 0-2 are the hypervisor, local and host.
 VSOCK_ANY = "any"
 
@@ -84,6 +87,23 @@ def listen(endpoint: Endpoint, backlog: int = LISTEN_BACKLOG) -> socket.socket:
         sock.close()
         raise TransportError(f"cannot listen on {endpoint}: {error.strerror or error}") from error
     return sock
+
+
+def accept_until(
+    listener: socket.socket, stopping: threading.Event, serve: Callable[[socket.socket], None]
+) -> None:
+    """Accept connections until `stopping` is set, each served by `serve` on a thread of its own."""
+    listener.settimeout(ACCEPT_POLL_S)
+    while not stopping.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            if stopping.is_set():
+                return  # the listener was closed to stop us
+            raise
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
 def bound_url(sock: socket.socket, scheme: str) -> str:

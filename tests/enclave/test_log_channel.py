@@ -19,10 +19,11 @@ from app.enclave import log_channel
 from app.enclave.decryptor import DecryptError
 from app.enclave.handler import EnclaveHandler
 from app.enclave.log_channel import LogChannel, scrub, scrub_value
-from app.parent.log_sink import LogSink, open_sink
+from app.parent.log_sink import LogSink
 from app.shared import framing, protocol, transport
 from app.shared.protocol import ErrorCode, Op, Request
 from tests.enclave.server_helpers import roundtrip, running_server
+from tests.parent.sink_helpers import running_sink
 
 VISA_TEST = "4111111111111111"  # public test numbers only
 AMEX_TEST = "378282246310005"
@@ -125,19 +126,6 @@ def test_off_unless_a_url_is_given() -> None:
     assert log_channel.resolve_url("off", "tcp://127.0.0.1:1") is None
     assert log_channel.resolve_url(None, "tcp://127.0.0.1:9") == "tcp://127.0.0.1:9"
     assert log_channel.resolve_url("vsock://3:5005", None) == "vsock://3:5005"
-
-
-@contextmanager
-def running_sink() -> Iterator[tuple[str, LogSink, io.StringIO]]:
-    out = io.StringIO()
-    sink, url = open_sink("tcp://127.0.0.1:0", out)
-    thread = threading.Thread(target=sink.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield url, sink, out
-    finally:
-        sink.stop()
-        thread.join(5)
 
 
 @contextmanager

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from app.parent import __main__ as parent_main
 from app.parent import log_sink
-from app.parent.log_sink import LogSink, open_sink, parse_line
+from app.parent.log_sink import parse_line
 from app.shared import framing, transport
-
-
-@contextmanager
-def running_sink() -> Iterator[tuple[str, LogSink, io.StringIO]]:
-    out = io.StringIO()
-    sink, url = open_sink("tcp://127.0.0.1:0", out)
-    thread = threading.Thread(target=sink.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield url, sink, out
-    finally:
-        sink.stop()
-        thread.join(5)
+from tests.parent.sink_helpers import running_sink
 
 
 def _send(url: str, payload: bytes) -> None:
