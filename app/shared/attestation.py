@@ -21,6 +21,33 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from app.shared.attestation_errors import (
+    AttestationError,
+    BadSignature,
+    CertificateExpired,
+    MalformedDocument,
+    NonceMismatch,
+    NotValidAtTime,
+    StaleDocument,
+    UntrustedChain,
+)
+from app.shared.cert_chain import load_certificate, verify_chain
+
+__all__ = [
+    "AttestationDocument",
+    "AttestationError",
+    "BadSignature",
+    "CertificateExpired",
+    "MalformedDocument",
+    "NonceMismatch",
+    "NotValidAtTime",
+    "StaleDocument",
+    "UntrustedChain",
+    "load_aws_nitro_root",
+    "parse_document",
+    "verify_document",
+]
+
 AWS_NITRO_ROOT_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
 AWS_NITRO_ROOT_RESOURCE = "aws_nitro_root_g1.pem"
 MAX_DOCUMENT_BYTES = 32 * 1024
@@ -34,38 +61,6 @@ DIGEST = "SHA384"
 OPTIONAL_FIELD_MAX_BYTES = {"public_key": 1024, "user_data": 512, "nonce": 512}
 
 _T = TypeVar("_T")
-_E = TypeVar("_E", bound=x509.ExtensionType)
-
-
-class AttestationError(Exception):
-    """Base class: the attestation document cannot be trusted."""
-
-
-class MalformedDocument(AttestationError):
-    """The bytes are not a Nitro attestation document."""
-
-
-class BadSignature(AttestationError):
-    """The COSE signature does not verify with the document's certificate."""
-
-
-class UntrustedChain(AttestationError):
-    """The certificate chain does not lead to the pinned root."""
-
-
-class CertificateExpired(AttestationError):
-    """A certificate of the chain is not valid at the checked time."""
-
-
-NotValidAtTime = CertificateExpired
-
-
-class StaleDocument(AttestationError):
-    """The document is older than allowed, or from the future."""
-
-
-class NonceMismatch(AttestationError):
-    """The document does not carry the expected nonce."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +123,10 @@ def verify_document(
         raise ValueError("`at` must be timezone-aware")
     envelope = _decode_cose(cose)
     document = _parse_payload(envelope.payload)
-    leaf = _load_certificate(document.certificate, "certificate")
+    leaf = load_certificate(document.certificate, "certificate")
     try:
         _verify_cose_signature(envelope, leaf)
-        _verify_chain(document, leaf, root_certificate_der, when)
+        verify_chain(document.cabundle, leaf, root_certificate_der, when)
     except (ValueError, UnsupportedAlgorithm) as exc:  # cryptography decodes keys and extensions lazily
         raise MalformedDocument(f"a certificate in the document is malformed: {exc}") from exc
     if max_age_s is not None:
@@ -243,13 +238,6 @@ def _parse_pcrs(raw: Any) -> Mapping[int, bytes]:
     return MappingProxyType(pcrs)
 
 
-def _load_certificate(der: bytes, what: str) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except (ValueError, x509.InvalidVersion) as exc:
-        raise MalformedDocument(f"{what} is not a DER X.509 certificate: {exc}") from exc
-
-
 def _verify_cose_signature(envelope: _CoseSign1, leaf: x509.Certificate) -> None:
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
@@ -265,66 +253,6 @@ def _verify_cose_signature(envelope: _CoseSign1, leaf: x509.Certificate) -> None
         raise BadSignature(
             f"COSE signature does not verify with certificate {leaf.subject.rfc4514_string()}"
         ) from exc
-
-
-def _verify_chain(
-    document: AttestationDocument, leaf: x509.Certificate, root_der: bytes, when: datetime
-) -> None:
-    expected = hashlib.sha256(root_der).hexdigest()
-    presented = hashlib.sha256(document.cabundle[0]).hexdigest()
-    if not hmac.compare_digest(expected, presented):
-        raise UntrustedChain(f"cabundle root has SHA-256 {presented}, the pinned root is {expected}")
-    chain = [_load_certificate(der, f"cabundle[{i}]") for i, der in enumerate(document.cabundle)]
-    chain.append(leaf)
-    for position, certificate in enumerate(chain):
-        _check_validity(certificate, when)
-        if position + 1 < len(chain):
-            _check_issuer(certificate, chain[position + 1], cas_below=len(chain) - position - 2)
-    _check_leaf(leaf)
-
-
-def _check_validity(certificate: x509.Certificate, when: datetime) -> None:
-    if not certificate.not_valid_before_utc <= when <= certificate.not_valid_after_utc:
-        start = certificate.not_valid_before_utc.isoformat()
-        end = certificate.not_valid_after_utc.isoformat()
-        raise CertificateExpired(
-            f"certificate {certificate.subject.rfc4514_string()} is valid from {start} to {end}, "
-            f"not at {when.isoformat()}"
-        )
-
-
-def _check_issuer(issuer: x509.Certificate, child: x509.Certificate, *, cas_below: int) -> None:
-    name = issuer.subject.rfc4514_string()
-    constraints = _extension(issuer, x509.BasicConstraints)
-    if constraints is None or not constraints.ca:
-        raise UntrustedChain(f"certificate {name} issues a certificate but is not a CA")
-    if constraints.path_length is not None and cas_below > constraints.path_length:
-        raise UntrustedChain(
-            f"certificate {name} allows {constraints.path_length} CAs below it, found {cas_below}"
-        )
-    usage = _extension(issuer, x509.KeyUsage)
-    if usage is not None and not usage.key_cert_sign:
-        raise UntrustedChain(f"certificate {name} may not sign certificates (keyUsage)")
-    try:
-        child.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise UntrustedChain(f"certificate {child.subject.rfc4514_string()} is not signed by {name}") from exc
-
-
-def _check_leaf(leaf: x509.Certificate) -> None:
-    constraints = _extension(leaf, x509.BasicConstraints)
-    if constraints is not None and constraints.ca:
-        raise UntrustedChain(f"document certificate {leaf.subject.rfc4514_string()} is a CA")
-    usage = _extension(leaf, x509.KeyUsage)
-    if usage is not None and not usage.digital_signature:
-        raise UntrustedChain(f"document certificate {leaf.subject.rfc4514_string()} may not sign (keyUsage)")
-
-
-def _extension(certificate: x509.Certificate, kind: type[_E]) -> _E | None:
-    try:
-        return certificate.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
 
 
 def _check_freshness(timestamp: datetime, when: datetime, max_age_s: float) -> None:
