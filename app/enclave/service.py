@@ -20,7 +20,6 @@ from app.enclave.egress import ConnectProxy, kms_allowlist
 from app.enclave.handler import EnclaveHandler
 from app.enclave.nsm import SecureModule
 from app.enclave.server import FrameServer
-from app.shared import settings as app_settings
 from app.shared import transport
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ class EnclaveSettings:
     listen_url: str
     kms_egress_url: str
     kms_endpoint_url: str | None = None
-    log_url: str | None = None  # None: $ENCLAVE_LOG_URL decides; "off" or unset there: no log channel
+    log_url: str | None = None  # None or "off": no log channel (entry points read $ENCLAVE_LOG_URL)
 
 
 def _egress_extra(endpoint_url: str | None) -> tuple[str, ...]:
@@ -45,7 +44,7 @@ def _egress_extra(endpoint_url: str | None) -> tuple[str, ...]:
 
 
 def serve(settings: EnclaveSettings, nsm: SecureModule) -> int:
-    log_url = log_channel.resolve_url(settings.log_url, os.environ.get(app_settings.ENV_ENCLAVE_LOG_URL))
+    log_url = log_channel.resolve_url(settings.log_url, None)
     channel = log_channel.install(log_url) if log_url else None
     proxy = ConnectProxy(settings.kms_egress_url, kms_allowlist(_egress_extra(settings.kms_endpoint_url)))
     proxy.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app.enclave.service import EnclaveSettings, serve
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm, measure_enclave_sources
-from app.shared import logs, transport
+from app.shared import logs, settings, transport
 
 log = logging.getLogger("app.local.enclave")
 
@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kms-endpoint", required=True, help="the emulator's HTTPS URL")
     parser.add_argument("--egress", required=True, help="tcp://127.0.0.1:PORT of the emulator's TLS port")
     parser.add_argument("--tamper", action="store_true", help="report a measurement the policy does not pin")
+    parser.add_argument(
+        "--log-url",
+        default=settings.env(settings.ENV_ENCLAVE_LOG_URL),
+        help="the parent's log sink (default: off)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
     # boto3 inside the "enclave" must trust the emulator's TLS certificate, as it trusts KMS's on Nitro.
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("software enclave measured", extra=logs.fields(pcr0=measurement.hex(), tampered=args.tamper))
     nsm = SoftwareNsm(LocalPki.load(args.pki), {0: measurement})
     try:
-        return serve(EnclaveSettings(args.listen, args.egress, args.kms_endpoint), nsm)
+        return serve(EnclaveSettings(args.listen, args.egress, args.kms_endpoint, args.log_url), nsm)
     except transport.TransportError as error:
         log.error("enclave server cannot start", extra=logs.fields(error=str(error)))
         return 1

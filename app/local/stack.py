@@ -142,11 +142,11 @@ class LocalStack:
             "--listen", info.enclave_url, "--pki", str(self.run_dir / "pki"),
             "--kms-endpoint", info.endpoints.https,
             "--egress", f"tcp://{processes.LOOPBACK}:{info.endpoints.https_port}",
+            "--log-url", info.enclave_log_url,
         ]  # fmt: skip
         tail = ["--tamper"] if tamper else []
         # No AWS settings of its own: credentials come with each request, as on Nitro.
-        env = {settings.ENV_ENCLAVE_LOG_URL: info.enclave_log_url}
-        return ChildSpec("enclave", "app.local.enclave", (*args, *tail), env, drop_env_prefixes=("AWS_",))
+        return ChildSpec("enclave", "app.local.enclave", (*args, *tail), drop_env_prefixes=("AWS_",))
 
     def start_enclave(self, *, tamper: bool = False) -> Child:
         """Start (or restart) the software enclave and wait until it answers a ping."""
