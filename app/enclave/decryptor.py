@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app.enclave import cms, kms_errors
 from app.enclave.nsm import SecureModule
 from app.enclave.recipient_keys import RecipientKeys
-from app.shared import cards
+from app.shared import cards, deployment
 from app.shared.protocol import Credentials, DecryptRequest, DecryptResult, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 KEY_ENCRYPTION_ALGORITHM = "RSAES_OAEP_SHA_256"
 KMS_CONNECT_TIMEOUT_S = 3.0
 KMS_READ_TIMEOUT_S = 8.0
-KMS_MAX_POOL_CONNECTIONS = 32
+KMS_MAX_POOL_CONNECTIONS = deployment.KMS_CONNECTIONS
 CLIENT_CACHE_SIZE = 4  # instance-role credentials rotate about hourly; a few clients cover the overlap
 
 

@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from app.shared import framing, protocol, transport
+from app.shared import deployment, framing, protocol, transport
 from app.shared.protocol import ErrorCode, Request, Response
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Response]
 
-WORKERS = 32
+WORKERS = deployment.KMS_CONNECTIONS  # each worker holds at most one KMS connection
 MAX_IN_FLIGHT_PER_CONNECTION = 256
 PARTIAL_FRAME_TIMEOUT_S = 10.0
 DRAIN_GRACE_S = 30.0  # upper bound only; stop() closes connections once its own drain bound passes

@@ -29,6 +29,12 @@ DEAD_LETTER_RETENTION_S: Final = 14 * 24 * 3600
 LONG_POLL_WAIT_S: Final = 20
 MAX_BATCH: Final = 10  # SQS ReceiveMessage / SendMessageBatch / DeleteMessageBatch hard limit
 
+# The most connections the enclave holds open to KMS at once (all its workers together), and exactly
+# the number of workers the parent's vsock-proxy gets (`--num_workers`). vsock-proxy hands each accepted
+# connection to a thread pool whose worker is busy until that connection closes (aws/aws-nitro-enclaves-cli,
+# vsock_proxy/src/main.rs and proxy.rs; default 4), so connection N+1 would be accepted and then hang.
+KMS_CONNECTIONS: Final = 32
+
 # Message attributes the relay sets on a message it parks on the dead-letter queue.
 DLQ_ATTRIBUTE_ERROR_CODE: Final = "error_code"
 DLQ_ATTRIBUTE_ERROR_MESSAGE: Final = "error_message"
