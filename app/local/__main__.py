@@ -24,6 +24,7 @@ from app.producer.__main__ import main as producer_main
 from app.shared import deployment, logs
 
 DEMO_TIMEOUT_S = 60.0
+PRODUCER_LOG = "producer.log"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,10 +60,14 @@ def _banner(info: StackInfo, started: float, tamper: bool) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    print("starting the local stack: emulator (KMS, SQS), software enclave, relay", flush=True)
     with LocalStack(run_dir_for(args.run_dir), tamper=args.tamper) as info:
         _banner(info, started, args.tamper)
         with patched_environ(info.environment()):
-            code = producer_main(["--count", str(args.count), "--wait", "--timeout", str(args.timeout)])
+            # The producer's JSON log goes to the run directory: the terminal gets the result lines only.
+            log_file = str(info.run_dir / PRODUCER_LOG)
+            wait = ["--wait", "--timeout", str(args.timeout), "--log-file", log_file]
+            code = producer_main(["--count", str(args.count), *wait])
             refused = _parked_as_access_denied(info, args.count) if args.tamper else 0
     if not args.tamper:
         return code

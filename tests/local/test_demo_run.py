@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,19 @@ def test_the_demo_exits_0_with_ten_correct_results(
     assert done.returncode == 0, done.stderr[-2000:]
     assert sum(" ok " in line for line in done.stdout.splitlines()) == 10
     assert "10/10 ok" in done.stdout
+
+
+def test_the_demo_prints_human_lines_only_and_keeps_json_logs_in_the_run_dir(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """Output to a file, as `make demo > out.txt`: no progress redraws, no JSON log line on stdout."""
+    run_dir, done = demo_run
+    assert "\r" not in done.stdout
+    assert [line for line in done.stdout.splitlines() if line.lstrip().startswith("{")] == []
+    assert done.stdout.splitlines()[0].startswith("starting the local stack")
+    assert done.stderr == ""
+    (entry,) = [json.loads(line) for line in (run_dir / "producer.log").read_text().splitlines()]
+    assert entry["msg"] == "cards queued"
 
 
 def test_no_output_or_log_of_the_demo_holds_a_full_number(
