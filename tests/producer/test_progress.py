@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from app.producer.progress import progress
+from app.producer.progress import progress, steps
 
 
 class Terminal(io.StringIO):
@@ -39,3 +39,13 @@ def test_the_bar_is_closed_when_the_step_fails() -> None:
         raise RuntimeError("SQS refused the batch")
     # leave=False: closing erases the bar, so the error line that follows starts on a clean line
     assert stream.getvalue().endswith("\r")
+
+
+def test_steps_show_the_current_step_on_a_terminal_only() -> None:
+    terminal, file = Terminal(), io.StringIO()
+    for stream in (terminal, file):
+        with steps(2, stream) as doing:
+            doing("checking the services")
+            doing("pinging the enclave")
+    assert "pinging the enclave (1/2)" in terminal.getvalue()
+    assert file.getvalue() == ""
