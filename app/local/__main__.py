@@ -25,6 +25,7 @@ from app.shared import deployment, logs
 
 DEMO_TIMEOUT_S = 60.0
 PRODUCER_LOG = "producer.log"
+STARTING = "starting the local stack: emulator (KMS, SQS), software enclave, relay"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,7 +61,7 @@ def _banner(info: StackInfo, started: float, tamper: bool) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    print("starting the local stack: emulator (KMS, SQS), software enclave, relay", flush=True)
+    print(STARTING, flush=True)
     with LocalStack(run_dir_for(args.run_dir), tamper=args.tamper) as info:
         _banner(info, started, args.tamper)
         with patched_environ(info.environment()):
@@ -113,6 +114,7 @@ def serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    print(STARTING, flush=True)
     with LocalStack(run_dir_for(args.run_dir)) as info:
         print(instructions.serve_text(info), flush=True)
         stop.wait()
@@ -147,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args)
     except ChildFailed as error:
         print(f"error: {error}", file=sys.stderr)
+        print("what to do: read that log; running the command again starts a fresh stack", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: the stack's context managers have stopped every child
         return 130

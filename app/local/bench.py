@@ -133,6 +133,7 @@ def pollers() -> int:
 def run(count: int, run_dir: Path) -> int:
     """Both phases on one stack; the last line printed is the JSON summary."""
     stack = LocalStack(run_dir, relay=False)
+    print("starting the local stack: emulator (KMS, SQS), software enclave", flush=True)
     with stack as info:
         print(f"local stack up; logs in {info.run_dir}", flush=True)
         pipeline = pipeline_phase(stack, info, count)
