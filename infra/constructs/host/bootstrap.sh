@@ -22,7 +22,7 @@ readonly JOURNAL_EXPORTS=(nitro-enclave-demo-relay nitro-enclave-demo-logs nitro
 readonly ZERO_PCR=000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
 STEP="starting"
 
-# cloud-final runs the user data as root with no HOME. `nitro-cli build-enclave` needs NITRO_CLI_ARTIFACTS,
+# cloud-final runs the user data as root with no HOME. nitro-cli's `build-enclave` needs NITRO_CLI_ARTIFACTS,
 # else HOME, for its intermediate files, and stops with E51 when neither is set (artifacts_path() in
 # src/lib.rs of aws/aws-nitro-enclaves-cli). Give it a directory of the demo's own. HOME is set to root's
 # too, so docker, pip and the AWS CLI read root's configuration directly instead of each tool's fallback.
