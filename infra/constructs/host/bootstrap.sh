@@ -29,6 +29,13 @@ STEP="starting"
 export NITRO_CLI_ARTIFACTS="$HOME_DIR/nitro-cli-artifacts"
 export HOME="${HOME:-/root}"
 
+# A copy of everything this script prints (cloud-init still gets it all): the failure signal quotes the
+# failing step's last lines, because a failed first deploy rolls back and deletes the instance and its log
+# group, and the signal's Reason, kept in the stack events, is then all that is left.
+readonly BOOT_LOG="$HOME_DIR/bootstrap.log"
+readonly REASON_OUTPUT_BYTES=1500
+exec > >(tee -a "$BOOT_LOG") 2>&1
+
 log() {
   printf 'nitro-enclave-demo bootstrap: %s\n' "$*"
 }
@@ -49,12 +56,27 @@ diagnosis() {
   printf '%s\n' "$report" | grep -m1 '^\[FAIL\]' || true
 }
 
+# The failing step's output (since its "step:" line), last REASON_OUTPUT_BYTES, newlines shown as " | ".
+# tee writes asynchronously: wait (up to 5 s) until a token printed now has reached the copy.
+step_output() {
+  local token="output-ends-$$-$RANDOM" attempt
+  log "$token" >&2 # stdout is the caller's $(...); stderr goes to the copy
+  for ((attempt = 0; attempt < 50; attempt++)); do
+    grep -q "$token" "$BOOT_LOG" 2>/dev/null && break
+    sleep 0.1
+  done
+  awk -v token="$token" 'index($0, token) { exit } /^nitro-enclave-demo bootstrap: step: / { out = ""; next }
+    { out = out $0 " | " } END { printf "%s", out }' "$BOOT_LOG" 2>/dev/null | tail -c "$REASON_OUTPUT_BYTES" || true
+}
+
 on_error() {
-  local rc=$? found
+  local rc=$? found output
   trap - ERR
+  output=$(step_output) || true
+  output=${output//"$SIGNAL_URL"/<signal url>} # the handle is a bearer secret; stack events are not
   log "FAILED: $STEP (exit $rc)"
   found=$(diagnosis)
-  signal FAILURE "$STEP failed (exit $rc); ${found:+doctor: $found; }details in /var/log/cloud-init-output.log and CloudWatch Logs ${CW_LOG_GROUP:-}" failed || true
+  signal FAILURE "$STEP failed (exit $rc); ${found:+doctor: $found; }the rollback deletes the instance and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}" failed || true
   exit "$rc"
 }
 trap on_error ERR
