@@ -158,3 +158,13 @@ def test_cloudformation_alone_writes_the_measurements_parameter(template: Json) 
     assert param["Properties"]["Value"] == {"Fn::Join": ["", ['{"PCR0":"', measured, '"}']]}
     writes = [s for s in statements(template) if allows(s, "ssm:PutParameter")]
     assert writes == [], f"something may write SSM parameters: {writes}"
+
+
+def test_the_account_may_rewrite_the_key_policy_as_the_docs_say(template: Json) -> None:
+    # docs/infra.md and README: an administrator allowed kms:PutKeyPolicy through the account statement can
+    # replace the policy and its pin; the instance role is denied it. If this changes, so must the docs.
+    key_policy = [s for s in statements(template) if "AWS::KMS::Key" in s.where]
+    rewriters = [s for s in key_policy if allows(s, "kms:PutKeyPolicy")]
+    assert rewriters, "the docs say the account keeps kms:PutKeyPolicy"
+    assert all("root" in str(s.principal) for s in rewriters)  # the account, through IAM; nobody else
+    assert not [s for s in key_policy if allows(s, "kms:Decrypt") and not s.condition]
