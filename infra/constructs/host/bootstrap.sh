@@ -73,7 +73,7 @@ on_error() {
   local rc=$? found output
   trap - ERR
   output=$(step_output) || true
-  output=${output//"$SIGNAL_URL"/<signal url>} # the handle is a bearer secret; stack events are not
+  [[ -z "${SIGNAL_URL:-}" ]] || output=${output//"$SIGNAL_URL"/<signal url>} # a bearer secret; events are not
   log "FAILED: $STEP (exit $rc)"
   found=$(diagnosis)
   signal FAILURE "$STEP failed (exit $rc); ${found:+doctor: $found; }the rollback deletes the instance and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}" failed || true
