@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.shared import deployment
 from infra.constants import HOST_FILES_DIR
 from tests.infra.cfn import Json, evaluate, only
 from tests.infra.conftest import PCR0_GIVEN, Synth
@@ -91,7 +93,6 @@ def test_bootstrap_enables_allocator_and_proxy_after_writing_their_config() -> N
         "systemctl enable --now nitro-enclaves-allocator.service",
         "systemctl enable --now nitro-enclaves-vsock-proxy.service",
         "nitro-cli build-enclave",
-        "aws ssm put-parameter",
         "systemctl enable --now nitro-enclave-demo-logs.service",
         "systemctl enable --now nitro-enclave-demo-enclave.service",
         "systemctl enable --now nitro-enclave-demo-relay.service",
@@ -200,49 +201,32 @@ def test_units_read_the_one_env_file() -> None:
     assert "ExecStart=/opt/nitro-enclave-demo/venv/bin/python -m app.parent run" in relay
 
 
-def _run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int) -> tuple[int, list[Json]]:
-    """Run bootstrap.sh with stub commands: dnf exits as told, curl records the signal it would send."""
-    conf = tmp_path / "conf"
-    conf.mkdir()
-    (conf / "demo.env").write_text(user_data_parts(template)["DemoEnv"])
-    stubs = tmp_path / "bin"
-    stubs.mkdir()
-    signals = tmp_path / "signals"
-    (stubs / "dnf").write_text(f"#!/bin/sh\nexit {dnf_exit}\n")
-    # The body is curl's next-to-last argument (the last is the signal URL).
-    (stubs / "curl").write_text(
-        f'#!/bin/sh\nfor a; do body="$url"; url="$a"; done\necho "$body" >> {signals}\n'
-    )
-    for stub in stubs.iterdir():
-        stub.chmod(0o755)
-    result = subprocess.run(
-        ["/bin/bash", str(HOST_FILES_DIR / "bootstrap.sh")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "PATH": f"{stubs}:/usr/bin:/bin",
-            "SIGNAL_URL": "https://example.invalid/signal",
-            "NITRO_ENCLAVE_DEMO_CONF_DIR": str(conf),
-        },
-    )
-    sent = [json.loads(line) for line in signals.read_text().splitlines()] if signals.exists() else []
-    return result.returncode, sent
+def _systemd_expand(command_line: str, env: dict[str, str]) -> list[str]:
+    """ExecStart= as systemd runs it: `${NAME}` becomes the variable's value as one word (systemd.service(5),
+    "Command lines"); words are split on whitespace first. Unset variables expand to nothing."""
+    words = command_line.split()
+    return [re.sub(r"\$\{(\w+)\}", lambda m: env.get(m[1], ""), word) for word in words]
 
 
-def test_bootstrap_failure_signals_the_failed_step(template: Json, tmp_path: Path) -> None:
-    returncode, sent = _run_bootstrap(template, tmp_path, dnf_exit=1)
-    assert returncode != 0
-    (signal,) = sent
-    assert signal["Status"] == "FAILURE"
-    assert signal["Reason"].startswith("install the Nitro CLI, Docker, Python 3.11 and jq with dnf failed")
+def _vsock_proxy_workers(argv: list[str]) -> int:
+    """`--num_workers`/`-w` of vsock-proxy, default 4 (clap definition in vsock_proxy/src/main.rs of
+    aws/aws-nitro-enclaves-cli): `--num_workers N`, `--num_workers=N`, `-w N` or `-wN`."""
+    workers = "4"
+    for index, arg in enumerate(argv):
+        if arg in ("--num_workers", "-w"):
+            workers = argv[index + 1]
+        elif arg.startswith("--num_workers="):
+            workers = arg.split("=", 1)[1]
+        elif arg.startswith("-w") and len(arg) > 2:
+            workers = arg[2:]
+    return int(workers)
 
 
-def test_bootstrap_refuses_an_instance_without_enclave_support(template: Json, tmp_path: Path) -> None:
-    if Path("/dev/nitro_enclaves").exists():
-        pytest.skip("this machine has Nitro Enclaves")
-    returncode, sent = _run_bootstrap(template, tmp_path, dnf_exit=0)
-    assert returncode != 0
-    (signal,) = sent
-    assert signal["Status"] == "FAILURE"
-    assert "check enclave support: /dev/nitro_enclaves" in signal["Reason"]
+def test_vsock_proxy_gets_a_worker_for_every_kms_connection_the_enclave_holds(
+    template: Json, tmp_path: Path
+) -> None:
+    drop_in = (HOST_FILES_DIR / "vsock-proxy.override.conf").read_text().splitlines()
+    exec_start = [line.removeprefix("ExecStart=") for line in drop_in if line.startswith("ExecStart=")][-1]
+    argv = _systemd_expand(exec_start, env_file(template, tmp_path))
+    assert argv[:4] == ["/usr/bin/vsock-proxy", "8000", "kms.us-east-1.amazonaws.com", "443"]
+    assert _vsock_proxy_workers(argv) >= deployment.KMS_CONNECTIONS
