@@ -10,6 +10,10 @@ import json
 import os
 from collections.abc import Mapping
 
+# The rehearsal only (`make rehearse`): this machine's CID, and vsock is carried over TCP. Declared beside
+# its mapping rule in app.shared.vsock_tcp, so the rehearsal's stand-ins can use that one file unchanged.
+from app.shared.vsock_tcp import ENV_VSOCK_OVER_TCP  # noqa: F401 - declared here for every program
+
 ENV_REGION = "AWS_REGION"
 ENV_CARDS_QUEUE_URL = "CARDS_QUEUE_URL"
 ENV_RESULTS_QUEUE_URL = "RESULTS_QUEUE_URL"
