@@ -161,7 +161,8 @@ def docker_daemon(root: Path) -> Iterator[None]:
 
 
 def build_enclave_image(root: Path, context: Path, dockerfile: Path | None = None) -> str:
-    done = run(root, "/usr/bin/docker", "build", "-q", "-f", str(dockerfile or context / "enclave/Dockerfile"),
-               "-t", "nitro-enclave-demo-enclave:latest", str(context))  # fmt: skip
+    recipe = str(dockerfile or context / "enclave/Dockerfile")
+    tag = "nitro-enclave-demo-enclave:latest"
+    done = run(root, "/usr/bin/docker", "build", "-q", "-f", recipe, "-t", tag, str(context))
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

@@ -1,4 +1,4 @@
-"""nitro-enclaves-allocator stand-in: the allocator's parse rules (the shared checker), then what it may reserve."""
+"""nitro-enclaves-allocator stand-in: the allocator's parse rules (the shared checker), then its pool."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ def test_the_list_here_is_the_one_bootstrap_installs() -> None:
 def test_installing_the_bootstraps_packages_puts_the_stand_ins_in_place(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     install_packages(root)
-    for program in ("usr/bin/nitro-cli", "usr/bin/vsock-proxy", "usr/bin/nitro-enclaves-allocator",
-                    "usr/bin/docker", "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"):  # fmt: skip
+    programs = [f"usr/bin/{p}" for p in ("nitro-cli", "vsock-proxy", "nitro-enclaves-allocator", "docker")]
+    for program in [*programs, "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"]:
         assert (root / program).exists(), program
     assert (root / "etc/nitro_enclaves/vsock-proxy.yaml").read_text().startswith("allowlist:")
     assert (root / "usr/share/nitro_enclaves/blobs/cmdline").exists()
@@ -33,7 +33,8 @@ def test_the_units_keep_the_packages_names_and_exec_start(tmp_path: Path) -> Non
     units = root / "usr/lib/systemd/system"
     allocator = (units / "nitro-enclaves-allocator.service").read_text()
     assert "ExecStart=/usr/bin/nitro-enclaves-allocator\n" in allocator
-    assert "Type=oneshot" in allocator and "RemainAfterExit=true" in allocator
+    assert "Type=oneshot" in allocator
+    assert "RemainAfterExit=true" in allocator
     proxy = (units / "nitro-enclaves-vsock-proxy.service").read_text()
     assert "exec /usr/bin/vsock-proxy 8000 kms.$${REGION}.amazonaws.com 443" in proxy
     assert "--config /etc/nitro_enclaves/vsock-proxy.yaml" in proxy
