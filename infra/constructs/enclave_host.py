@@ -17,6 +17,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from app.shared import deployment
 from app.shared import settings as app_settings
 from infra import constants
 from infra.constructs.network import Network
@@ -192,6 +193,7 @@ class EnclaveHost(Construct):
                 "MeasurementsParameter": names.measurements,
                 "PinnedPcr0Parameter": names.pinned_pcr0,
                 "LogGroupName": self.log_group.log_group_name,
+                "VsockProxyWorkers": str(deployment.KMS_CONNECTIONS),
             },
         )
         return Fn.sub(
