@@ -28,10 +28,13 @@ from tests.rehearsal.standin_helpers import (
     docker_daemon,
     install_packages,
     make_root,
+    needs_linux,
     run,
     settings,
     short_tmp,
 )
+
+pytestmark = needs_linux
 
 OVER_TCP = {vsock_tcp.ENV_VSOCK_OVER_TCP: "3"}
 ALLOWLIST = REPO_ROOT / "infra/constructs/host/vsock-proxy.yaml"
