@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.keypolicy.conditions import holds
-from app.keypolicy.document import account_root_arn
+from app.keypolicy.document import IMAGE_SHA384, account_root_arn
 from app.keypolicy.grammar import Statement, parse_policy
 
 RESOURCE_BASED = "resource-based"
@@ -134,19 +134,21 @@ def _identity_statements(caller: Caller) -> tuple[Statement, ...]:
 
 
 def access_denied_message(decision: Decision, request: Request) -> str:
-    """KMS's AccessDeniedException wording (IAM's access-denied message format), plus which statement
-    decided, in brackets: that last part is a local-mode addition real KMS does not send."""
+    """KMS's AccessDeniedException wording (IAM's access-denied message format), plus, in brackets, which
+    statement decided and the attested image: that last part is a local-mode addition real KMS does not send."""
     head = (
         f"User: {request.caller.arn} is not authorized to perform: {request.action} "
         f"on resource: {request.resource}"
     )
+    image = request.context.get(IMAGE_SHA384)
+    attested = f"; attested {IMAGE_SHA384} {image}" if image else f"; no {IMAGE_SHA384} in the request"
     if decision.kind == "explicit_deny":
         article = "an" if decision.policy_type == IDENTITY_BASED else "a"
         return (
             f"{head} with an explicit deny in {article} {decision.policy_type} policy "
-            f'[local emulator: denied by statement "{decision.statement}"]'
+            f'[local emulator: denied by statement "{decision.statement}"{attested}]'
         )
     return (
         f"{head} because no {decision.policy_type} policy allows the {request.action} action "
-        "[local emulator: no statement allows it]"
+        f"[local emulator: no statement allows it{attested}]"
     )
