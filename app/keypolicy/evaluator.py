@@ -135,7 +135,7 @@ def _identity_statements(caller: Caller) -> tuple[Statement, ...]:
 
 def access_denied_message(decision: Decision, request: Request) -> str:
     """KMS's AccessDeniedException wording (IAM's access-denied message format), plus, in brackets, which
-    statement decided and the attested image: that last part is a local-mode addition real KMS does not send."""
+    statement decided and the attested image: a local-mode addition that real KMS does not send."""
     head = (
         f"User: {request.caller.arn} is not authorized to perform: {request.action} "
         f"on resource: {request.resource}"

@@ -2,7 +2,8 @@
 
 Both listeners serve the same in-memory backends. Before anything is served, every KMS call is
 authorized with the key's own policy and Decrypt gets the Recipient behaviour of real KMS
-(`kms_enforcement`); the pin lives in the key policy that provisioning writes. Local mode only; nothing in the enclave image imports it.
+(`kms_enforcement`); the pin lives in the key policy that provisioning writes. Local mode only; nothing
+in the enclave image imports it.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from app.keypolicy.conditions import UnsupportedCondition, holds, parse_condition
@@ -9,7 +11,7 @@ from app.keypolicy.conditions import UnsupportedCondition, holds, parse_conditio
 KEY = "kms:RecipientAttestation:ImageSha384"
 
 
-def check(condition: dict[str, object], context: dict[str, str]) -> bool:
+def check(condition: Mapping[str, object], context: dict[str, str]) -> bool:
     return holds(parse_condition(condition), context)
 
 
@@ -98,6 +100,6 @@ def test_an_empty_condition_holds() -> None:
         {"Null": {"k": "maybe"}},
     ],
 )
-def test_unsupported_grammar_is_refused_by_name(condition: dict[str, object]) -> None:
+def test_unsupported_grammar_is_refused_by_name(condition: Mapping[str, object]) -> None:
     with pytest.raises(UnsupportedCondition):
         parse_condition(condition)

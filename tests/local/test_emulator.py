@@ -11,11 +11,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from app.local import processes
-from app.local.processes import Child, ChildSpec
 from app.local.principals import ADMINISTRATOR
+from app.local.processes import Child, ChildSpec
 from app.local.provision import create_key, local_client
-from app.shared import deployment
 from app.local.software_nsm import TLS_CA_FILE, LocalPki
+from app.shared import deployment
 
 PIN = "ab" * 48
 

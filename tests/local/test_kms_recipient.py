@@ -5,7 +5,6 @@ Whether an image may decrypt is the key policy's decision: see test_kms_enforcem
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
