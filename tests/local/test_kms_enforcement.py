@@ -145,7 +145,7 @@ def test_the_role_reads_the_key_and_its_policy(endpoint: str, key_id: str) -> No
 
 @pytest.mark.parametrize("operation", ["put_key_policy", "create_grant"])
 def test_the_role_cannot_change_who_may_use_the_key(endpoint: str, key_id: str, operation: str) -> None:
-    arguments = {
+    table: dict[str, dict[str, Any]] = {
         "put_key_policy": {
             "KeyId": key_id,
             "PolicyName": "default",
@@ -156,8 +156,8 @@ def test_the_role_cannot_change_who_may_use_the_key(endpoint: str, key_id: str, 
             "GranteePrincipal": INSTANCE_ROLE.caller.arn,
             "Operations": ["Decrypt"],
         },
-    }[operation]
-    error = refusal(getattr(client(endpoint), operation), **arguments)
+    }
+    error = refusal(getattr(client(endpoint), operation), **table[operation])
     assert (error["Code"], '"DenyInstanceRoleKeyManagement"' in error["Message"]) == (
         "AccessDeniedException",
         True,
