@@ -65,8 +65,8 @@ def recipient(pcr0: bytes = PINNED) -> dict[str, Any]:
 def refusal(call: Any, **kwargs: Any) -> dict[str, str]:
     with pytest.raises(ClientError) as caught:
         call(**kwargs)
-    error: dict[str, str] = caught.value.response["Error"]
-    return error
+    error = caught.value.response["Error"]
+    return {"Code": str(error.get("Code")), "Message": str(error.get("Message"))}
 
 
 def test_the_pinned_enclave_gets_only_a_ciphertext_for_recipient(endpoint: str, ciphertext: bytes) -> None:
