@@ -6,7 +6,7 @@ AWS account and enables IAM policies"):
 1. A statement applies when its Principal names the caller (see `Caller`), its Action/NotAction and
    Resource match, and its Condition holds (`app.keypolicy.conditions`).
 2. An applicable Deny in the key policy or in the caller's identity-based policies wins over every Allow
-   (explicit deny).
+   (explicit deny). A Deny whose Principal names the account applies to every principal of the account.
 3. An applicable Allow in the key policy that names the caller itself (its user ARN, its role's ARN) or
    `"*"` allows: KMS needs no IAM policy then.
 4. An applicable Allow that names only the account (`arn:aws:iam::<id>:root` or the bare id) delegates to

@@ -88,7 +88,7 @@ def _statement(raw: Any, index: int, resource_policy: bool) -> Statement:
         principals=_principals(raw, label) if resource_policy else _no_principal(raw, label),
         actions=_strings(raw["NotAction" if not_action else "Action"], label, "Action"),
         not_action=not_action,
-        resources=_strings(raw.get("Resource", "*"), label, "Resource"),
+        resources=_strings(raw.get("Resource"), label, "Resource"),  # required, as IAM requires it
         condition=_condition(raw.get("Condition", {}), label),
     )
 

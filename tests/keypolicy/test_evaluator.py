@@ -193,6 +193,7 @@ def test_an_implicit_refusal_says_no_policy_allows_it() -> None:
             ]
         },
         {"Statements": []},
+        {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*"}]},  # no Resource
     ],
 )
 def test_grammar_outside_the_supported_set_is_refused(document: dict[str, Any]) -> None:
