@@ -1,7 +1,8 @@
 """`python -m app.local demo|serve|bench`: the whole pipeline on one machine, against the emulator.
 
-Exit codes: 0 every card matched (demo) / clean stop (serve) / benchmark done; 1 a failure, and always for
-`demo --tamper` passes (0) only when the key policy refused every card of the changed enclave; 2 usage.
+Exit codes: 0 every card matched and the parent's own Decrypt was refused (demo) / clean stop (serve) /
+benchmark done; 1 a failure; `demo --tamper` passes (0) only when the key policy refused every card of the
+changed enclave; 2 usage.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from app.local import bench, instructions
+from app.local import bench, instructions, parent_refusal
 from app.local.processes import ChildFailed
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo, patched_environ
@@ -62,7 +63,8 @@ def _banner(info: StackInfo, started: float, tamper: bool) -> None:
 def demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print(STARTING, flush=True)
-    with LocalStack(run_dir_for(args.run_dir), tamper=args.tamper) as info:
+    stack = LocalStack(run_dir_for(args.run_dir), tamper=args.tamper)
+    with stack as info:
         _banner(info, started, args.tamper)
         with patched_environ(info.environment()):
             # The producer's JSON log goes to the run directory: the terminal gets the result lines only.
@@ -70,8 +72,9 @@ def demo(args: argparse.Namespace) -> int:
             wait = ["--wait", "--timeout", str(args.timeout), "--log-file", log_file]
             code = producer_main(["--count", str(args.count), *wait])
             refused = _parked_as_access_denied(info, args.count) if args.tamper else 0
+        parent_refused = args.tamper or parent_refusal.parent_decrypt_refused(stack, info)
     if not args.tamper:
-        return code
+        return code if parent_refused else 1
     if code == 0:
         print("SECURITY FAILURE: a tampered enclave decrypted cards", flush=True)
         return 1
