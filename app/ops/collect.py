@@ -96,7 +96,8 @@ def _size(path: str | None) -> int | None:
 
 
 def pinned_pcr0(environ: Mapping[str, str], region: str | None) -> str | None:
-    """$ENCLAVE_PCR0, else the SSM parameter the key policy reads its pin from."""
+    """$ENCLAVE_PCR0, else the SSM record of the pin (CloudFormation copied the same value into the key
+    policy at deploy time; KMS never reads SSM, and `attest` reads the key policy itself)."""
     if environ.get(ENV_PINNED_PCR0):
         return environ[ENV_PINNED_PCR0]
     name = environ.get(ENV_PINNED_PCR0_PARAMETER)
