@@ -18,6 +18,7 @@ CODE_ASSET_EXCLUDES: Final = (
     "node_modules",
     "cdk.out",
     "cdk-outputs.json",
+    ".cache",
     "/tests",
     "/docs",
     "/build",

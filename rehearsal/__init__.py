@@ -1,0 +1,1 @@
+"""`make rehearse`: the parent instance's first boot under real systemd, with stand-ins for EC2 and Nitro."""
