@@ -1,1 +1,1 @@
-"""`make rehearse`: the parent instance's first boot under real systemd, with stand-ins for EC2 and Nitro."""
+"""The parent's first boot rehearsed on one machine: contracts of the tools only EC2 or Nitro has."""
