@@ -58,6 +58,9 @@ class Container:
         ]  # fmt: skip
 
     def __enter__(self) -> Container:
+        return self.start()
+
+    def start(self) -> Container:
         with self.console.open("ab") as out:
             self._process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-
-from app.local.processes import ChildSpec
 
 IMDS_ADDRESS = "169.254.169.254"
 NETNS_DIR = Path("/run/netns")
@@ -55,14 +52,12 @@ class Namespace:
         _ip("netns", "delete", self.name)
 
 
-@dataclass(frozen=True)
-class NetnsChildSpec(ChildSpec):
-    """A local-mode child (`python -m module`, the host's venv) started inside the namespace."""
+def exec_argv(name: str, argv: list[str]) -> list[str]:
+    """`argv` run inside the namespace (the rehearsal re-runs itself there, so everything it starts is in).
 
-    netns: str = ""
-
-    def command(self) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, *super().command()]
+    `nsenter --net` and not `ip netns exec`: the latter remounts /sys, hiding the cgroup mounts nspawn needs.
+    """
+    return ["nsenter", f"--net={NETNS_DIR / name}", "--", *argv]
 
 
 def default_name() -> str:

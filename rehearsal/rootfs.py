@@ -85,14 +85,12 @@ def base(cache: Path, wheelhouse: Path) -> Path:
     return ready
 
 
-def fresh_copy(base_dir: Path, runs: Path, name: str) -> Path:
-    """Copy the base to runs/<name>/root; keep only the newest KEEP_RUNS runs (each is a few hundred MB)."""
-    runs.mkdir(parents=True, exist_ok=True)
-    earlier = sorted(p for p in runs.iterdir() if p.is_dir())
+def fresh_copy(base_dir: Path, run_dir: Path) -> Path:
+    """Copy the base to <run_dir>/root; keep only the newest KEEP_RUNS runs (each is a few hundred MB)."""
+    earlier = sorted(p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir)
     for old in earlier[: max(0, len(earlier) - (KEEP_RUNS - 1))]:
         shutil.rmtree(old, ignore_errors=True)
-    root = runs / name / "root"
-    root.parent.mkdir(parents=True)
+    root = run_dir / "root"
     done = subprocess.run(["cp", "-a", "--reflink=auto", str(base_dir), str(root)], check=False)
     if done.returncode != 0:
         raise RootfsError(f"could not copy {base_dir} to {root}")

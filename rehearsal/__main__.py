@@ -1,0 +1,133 @@
+"""`python -m rehearsal` (`make rehearse`): the parent instance's first boot under real systemd.
+
+Exit 0 when the boot signals SUCCESS and 20 + 200 cards come back ok; 1 naming the step and the reason
+otherwise; 2 for usage. Needs Linux, root, debootstrap and systemd-nspawn (see `preflight`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rehearsal import deviations, rootfs
+from rehearsal.cloud import Cloud
+from rehearsal.container import Container
+from rehearsal.netns import Namespace, default_name, exec_argv
+from rehearsal.run import (
+    HANDLE_PORT,
+    RehearsalFailed,
+    Run,
+    host_services,
+    new_run,
+    prepare,
+    start_imds,
+    wait_for_signal,
+)
+from rehearsal.wait_handle import wait_condition_data
+from rehearsal.wheelhouse import CONTAINER_WHEELHOUSE
+
+REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter")
+SEND_COUNT, LOAD_COUNT = 20, 200
+NETNS_ENV = "REHEARSAL_NETNS"  # set for the inner run: the path of the namespace it runs in
+
+
+def preflight() -> str | None:
+    """Why the rehearsal cannot run here, or None."""
+    if not sys.platform.startswith("linux"):
+        return f"it needs Linux (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return "it needs root (network namespaces, systemd-nspawn)"
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    return (
+        f"missing tools: {', '.join(missing)} (apt-get install debootstrap systemd-container)"
+        if missing
+        else None
+    )
+
+
+def boot(run: Run) -> None:
+    synthesized, wheels, root = prepare(run)
+    netns = Path(os.environ[NETNS_ENV])
+    with host_services(run) as endpoint:
+        run.say(f"network namespace {netns.name}: emulator {endpoint}, IMDS, wait handle :{HANDLE_PORT}")
+        cloud = Cloud(synthesized, endpoint, signal_url=f"http://127.0.0.1:{HANDLE_PORT}/signal")
+        run.step(
+            "create the stack's queues, parameters and code asset in the emulator",
+            lambda: cloud.before_boot(run.dir),
+        )
+        user_data = run.step(
+            "render the instance's user data (Fn::Sub)",
+            lambda: synthesized.render_user_data(cloud.resolver()),
+        )
+        environment = {"AWS_ENDPOINT_URL": endpoint}
+        run.step(
+            "configure the root filesystem",
+            lambda: rootfs.configure(root, user_data=user_data, default_environment=environment),
+        )
+        with start_imds(run, cloud):
+            binds = [(wheels, CONTAINER_WHEELHOUSE), (run.dir / "pki", "/var/lib/rehearsal/pki")]
+            box = Container(
+                root, machine=netns.name, netns=netns, binds_ro=binds, console=run.dir / "console.log"
+            )
+            run.step("boot the container (systemd-nspawn --boot)", box.start)
+            try:
+                run.say(f"container init is pid {box.leader}; waiting for the wait condition's signal")
+                signals = wait_for_signal(run, box, run.dir / "signals.jsonl")
+                first = next(s for s in signals if s.status in ("SUCCESS", "FAILURE"))
+                if first.status == "FAILURE":
+                    raise RehearsalFailed("boot signal", f"FAILURE: {first.reason}")
+                run.say(f"SUCCESS signal: {first.reason}")
+                after_success(run, box, cloud, wait_condition_data(signals))
+            finally:
+                box.stop()
+
+
+def after_success(run: Run, box: Container, cloud: Cloud, data: str) -> None:
+    pcr0 = run.step(
+        "take PCR0 out of WaitCondition.Data with the template's Fn::Select/Fn::Split",
+        lambda: cloud.after_signal(data),
+    )
+    run.say(f"pinned PCR0 {pcr0}")
+    key_arn = run.step("create the key with the template's key policy", cloud.create_key)
+    run.say(f"key {key_arn}")
+    for argv in (["send", str(SEND_COUNT)], ["status"], ["attest"], ["send", str(LOAD_COUNT)]):
+        done = run.step(
+            f"nitro-demo {' '.join(argv)}", lambda a=argv: box.run_unit(["/usr/local/bin/nitro-demo", *a])
+        )
+        print(done.stdout, end="", flush=True)
+        if done.returncode != 0:
+            raise RehearsalFailed(
+                f"nitro-demo {' '.join(argv)}", f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__)
+    parser.parse_args(argv)
+    reason = preflight()
+    if reason:
+        print(f"rehearsal not run: {reason}")
+        return 1
+    if NETNS_ENV not in os.environ:
+        with Namespace(default_name()) as ns:
+            inner = exec_argv(ns.name, [sys.executable, "-m", "rehearsal", *(argv or sys.argv[1:])])
+            return subprocess.run(inner, env={**os.environ, NETNS_ENV: str(ns.path)}, check=False).returncode
+    run = new_run()
+    print("deviations from a real instance:\n" + "\n".join(deviations.lines()), flush=True)
+    try:
+        boot(run)
+    except RehearsalFailed as failed:
+        print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
+        print(f"root filesystem left in place: {run.dir / 'root'}")
+        return 1
+    print(f"REHEARSAL PASSED; root filesystem left in place: {run.dir / 'root'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
