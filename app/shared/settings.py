@@ -10,6 +10,8 @@ import json
 import os
 from collections.abc import Mapping
 
+from app.shared import vsock_tcp
+
 ENV_REGION = "AWS_REGION"
 ENV_CARDS_QUEUE_URL = "CARDS_QUEUE_URL"
 ENV_RESULTS_QUEUE_URL = "RESULTS_QUEUE_URL"
@@ -23,6 +25,9 @@ ENV_KMS_ENDPOINT_URL = "KMS_ENDPOINT_URL"
 ENV_LOG_LEVEL = "LOG_LEVEL"
 ENV_ENCLAVE_LOG_URL = "ENCLAVE_LOG_URL"  # where the enclave ships its own log lines
 ENV_ENCLAVE_LOG_LISTEN_URL = "ENCLAVE_LOG_LISTEN_URL"  # where the parent's log sink listens
+# The rehearsal only (`make rehearse`): this machine's CID; vsock is carried over TCP. Named beside
+# its mapping rule in app.shared.vsock_tcp, so the rehearsal's stand-ins can use that one file unchanged.
+ENV_VSOCK_OVER_TCP = vsock_tcp.ENV_VSOCK_OVER_TCP
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_KEY_ALIAS = "alias/nitro-enclave-demo"

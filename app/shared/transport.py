@@ -1,6 +1,7 @@
 """One URL picks the socket: `vsock://16:5000`, `vsock://any:5000` on Nitro, `tcp://127.0.0.1:5000` locally.
 
 Nothing above this module knows which family it is talking over. Every socket it returns has a timeout.
+In the first-boot rehearsal only, `NITRO_DEMO_VSOCK_OVER_TCP` carries vsock over TCP (see `vsock_tcp`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from app.shared import vsock_tcp
 
 CONNECT_TIMEOUT_S = 5.0
 LISTEN_BACKLOG = 128
@@ -32,8 +35,16 @@ class Endpoint:
     def address(self) -> tuple[str, int] | tuple[int, int]:
         if self.scheme == "tcp":
             return (self.host, self.port)
+        own_cid = _over_tcp()
+        if own_cid is not None:
+            return vsock_tcp.tcp_address(own_cid if self.host == VSOCK_ANY else int(self.host), self.port)
         cid = socket.VMADDR_CID_ANY if self.host == VSOCK_ANY else int(self.host)
         return (cid, self.port)
+
+    @property
+    def over_tcp(self) -> bool:
+        """True for a TCP socket: a tcp:// URL, or vsock carried over TCP in the rehearsal."""
+        return self.scheme == "tcp" or _over_tcp() is not None
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
@@ -52,8 +63,16 @@ def parse_url(url: str) -> Endpoint:
     return Endpoint(parts.scheme, host.strip("[]"), int(port_text))
 
 
+def _over_tcp() -> int | None:
+    """This machine's CID when the rehearsal carries vsock over TCP, else None."""
+    try:
+        return vsock_tcp.local_cid()
+    except vsock_tcp.VsockOverTcpError as error:
+        raise TransportError(str(error)) from error
+
+
 def _new_socket(endpoint: Endpoint) -> socket.socket:
-    if endpoint.scheme == "vsock":
+    if endpoint.scheme == "vsock" and not endpoint.over_tcp:
         if not hasattr(socket, "AF_VSOCK"):
             raise TransportError("this platform has no AF_VSOCK; use a tcp:// URL locally")
         return socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
@@ -66,11 +85,11 @@ def connect(endpoint: Endpoint, timeout_s: float = CONNECT_TIMEOUT_S) -> socket.
     sock = _new_socket(endpoint)
     sock.settimeout(timeout_s)
     try:
-        sock.connect(endpoint.address)
+        sock.connect(_checked_address(endpoint))
     except OSError as error:
         sock.close()
         raise TransportError(f"cannot connect to {endpoint}: {error.strerror or error}") from error
-    if endpoint.scheme == "tcp":
+    if endpoint.over_tcp:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -78,15 +97,22 @@ def connect(endpoint: Endpoint, timeout_s: float = CONNECT_TIMEOUT_S) -> socket.
 def listen(endpoint: Endpoint, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A listening socket; port 0 picks a free one (read it back with `bound_url`)."""
     sock = _new_socket(endpoint)
-    if endpoint.scheme == "tcp":
+    if endpoint.over_tcp:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(endpoint.address)
+        sock.bind(_checked_address(endpoint))
         sock.listen(backlog)
     except OSError as error:
         sock.close()
         raise TransportError(f"cannot listen on {endpoint}: {error.strerror or error}") from error
     return sock
+
+
+def _checked_address(endpoint: Endpoint) -> tuple[str, int] | tuple[int, int]:
+    try:
+        return endpoint.address
+    except vsock_tcp.VsockOverTcpError as error:
+        raise TransportError(f"cannot use {endpoint}: {error}") from error
 
 
 def accept_until(
@@ -109,6 +135,8 @@ def accept_until(
 def bound_url(sock: socket.socket, scheme: str) -> str:
     """The URL a peer would use to reach this listening socket."""
     host, port = sock.getsockname()[:2]
+    if scheme == "vsock" and sock.family != getattr(socket, "AF_VSOCK", None):
+        return f"vsock://{vsock_tcp.cid_of(host)}:{port}"  # vsock over TCP (the rehearsal)
     if scheme == "vsock":
         return f"vsock://{VSOCK_ANY if host == socket.VMADDR_CID_ANY else host}:{port}"
     return f"tcp://{host}:{port}"

@@ -39,6 +39,13 @@ def host_file(name: str) -> str:
     return (constants.HOST_FILES_DIR / name).read_text(encoding="utf-8")
 
 
+def heredoc_body(name: str) -> str:
+    """A host file as the body of a user-data heredoc: without its final newline, because the line that
+    holds the body already ends in one. Left in, it becomes a trailing blank line, and a blank line after
+    `---` is an error to the Nitro Enclaves allocator's parser."""
+    return host_file(name).removesuffix("\n")
+
+
 class EnclaveHost(Construct):
     """The instance, its role and the boot signal carrying the measured PCR0."""
 
@@ -170,7 +177,7 @@ class EnclaveHost(Construct):
             "EnclaveMemoryMib": str(settings.enclave_memory_mib),
         }
         demo_env = Fn.sub(
-            host_file("demo.env"),
+            heredoc_body("demo.env"),
             {
                 **sizing,
                 "CardsQueueUrl": queues.cards.queue_url,
@@ -194,10 +201,11 @@ class EnclaveHost(Construct):
                 "CodeBucket": self.code.s3_bucket_name,
                 "CodeKey": self.code.s3_object_key,
                 "DemoEnv": demo_env,
-                "AllocatorYaml": Fn.sub(host_file("allocator.yaml"), sizing),
-                "VsockProxyYaml": Fn.sub(host_file("vsock-proxy.yaml")),
+                "AllocatorYaml": Fn.sub(heredoc_body("allocator.yaml"), sizing),
+                "VsockProxyYaml": Fn.sub(heredoc_body("vsock-proxy.yaml")),
                 "CloudWatchAgentJson": Fn.sub(
-                    host_file("amazon-cloudwatch-agent.json"), {"LogGroupName": self.log_group.log_group_name}
+                    heredoc_body("amazon-cloudwatch-agent.json"),
+                    {"LogGroupName": self.log_group.log_group_name},
                 ),
             },
         )

@@ -6,9 +6,9 @@
 # data). The last step signals the stack's wait condition with PCR0, which the KMS key policy pins.
 set -Eeuo pipefail
 
-# Overridable only so tests can run the script against a scratch directory.
+# Overridable only so tests can run the script against scratch directories.
 readonly CONF_DIR="${NITRO_ENCLAVE_DEMO_CONF_DIR:-/etc/nitro-enclave-demo}"
-readonly HOME_DIR=/opt/nitro-enclave-demo
+readonly HOME_DIR="${NITRO_ENCLAVE_DEMO_HOME_DIR:-/opt/nitro-enclave-demo}"
 readonly SRC_DIR="$HOME_DIR/src"
 readonly VENV_DIR="$HOME_DIR/venv"
 readonly HOST_DIR="$SRC_DIR/infra/constructs/host"
@@ -21,6 +21,13 @@ readonly JOURNAL_EXPORTS=(nitro-enclave-demo-relay nitro-enclave-demo-logs nitro
   nitro-enclaves-vsock-proxy nitro-enclaves-allocator)
 readonly ZERO_PCR=000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
 STEP="starting"
+
+# cloud-final runs the user data as root with no HOME. `nitro-cli build-enclave` needs NITRO_CLI_ARTIFACTS,
+# else HOME, for its intermediate files, and stops with E51 when neither is set (artifacts_path() in
+# src/lib.rs of aws/aws-nitro-enclaves-cli). Give it a directory of the demo's own. HOME is set to root's
+# too, so docker, pip and the AWS CLI read root's configuration directly instead of each tool's fallback.
+export NITRO_CLI_ARTIFACTS="$HOME_DIR/nitro-cli-artifacts"
+export HOME="${HOME:-/root}"
 
 log() {
   printf 'nitro-enclave-demo bootstrap: %s\n' "$*"

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""Stand-in for /usr/bin/docker: `docker build -q -f DOCKERFILE -t TAG CONTEXT` and nothing else.
+
+Contract (docs.docker.com/reference/cli/docker/buildx/build: `-q` prints only the image ID, `sha256:<hex>`;
+`-f` names the Dockerfile, `-t` the tag, `name` meaning `name:latest`): the client needs the daemon
+(docker.service, whose socket is /var/run/docker.sock), else "Cannot connect to the Docker daemon ...", exit
+1. It stores the files the Dockerfile's COPY lines bring in (dockerfile.py) under the image store
+(image_store.py). It does not pull the base image or execute RUN: the software enclave runs the image's code
+with the venv's python and packages, pinned to the same versions as the image's requirements.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import socket
+import sys
+from pathlib import Path, PurePosixPath
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from rehearsal.standins import eif, host, image_store
+from rehearsal.standins.dockerfile import DockerfileError, Recipe, ignore_rules, ignored, parse
+
+SOCKET = "/var/run/docker.sock"
+
+
+def _copy(recipe: Recipe, context: Path, rootfs: Path) -> None:
+    rules = ignore_rules(context)
+    for sources, dest in recipe.copies:
+        for source in sources:
+            origin = (context / source).resolve()
+            if not origin.is_relative_to(context.resolve()) or not origin.exists():
+                raise DockerfileError(f"COPY failed: file not found in build context: {source}")
+            files = [p for p in origin.rglob("*") if p.is_file()] if origin.is_dir() else [origin]
+            for file in files:
+                relative = PurePosixPath(file.relative_to(context.resolve()).as_posix())
+                if ignored(relative, rules):
+                    continue
+                if origin.is_dir():
+                    target = PurePosixPath(dest) / file.relative_to(origin).as_posix()
+                elif dest.endswith("/"):
+                    target = PurePosixPath(dest) / file.name
+                else:
+                    target = PurePosixPath(dest)
+                placed = rootfs / str(target).lstrip("/")
+                placed.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, placed)
+
+
+def build(dockerfile: Path, tag: str, context: Path) -> str:
+    recipe = parse(dockerfile.read_text(encoding="utf-8"))
+    scratch = image_store.store() / ".building"
+    shutil.rmtree(scratch, ignore_errors=True)
+    _copy(recipe, context, scratch / "rootfs")
+    config = {"From": recipe.base, "Env": recipe.env, "WorkingDir": recipe.workdir, "Cmd": recipe.cmd,
+              "Run (not executed by the stand-in)": recipe.runs}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    digest.update(eif.content_digest(scratch / "rootfs").encode())
+    image_id = f"sha256:{digest.hexdigest()}"
+    host.write_json(scratch / "config.json", config)
+    final = image_store.image_directory(image_id)
+    shutil.rmtree(final, ignore_errors=True)
+    scratch.rename(final)
+    image_store.tag_image(tag, image_id)
+    return image_id
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="docker")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_args = commands.add_parser("build")
+    build_args.add_argument("-q", "--quiet", action="store_true")
+    build_args.add_argument("-f", "--file", type=Path)
+    build_args.add_argument("-t", "--tag", required=True)
+    build_args.add_argument("context", type=Path)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        host.fail(f"rehearsal stand-in docker: {' '.join(unknown)} is not supported here", 125)
+    try:
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(str(host.path(SOCKET)))
+    except OSError:
+        host.fail(f"Cannot connect to the Docker daemon at unix://{SOCKET}. Is the docker daemon running?")
+    try:
+        image_id = build(args.file or args.context / "Dockerfile", args.tag, args.context)
+    except (DockerfileError, OSError) as error:
+        host.fail(f"ERROR: failed to build: {error}")
+    print(image_id if args.quiet else f"Successfully built {image_id}\nSuccessfully tagged {args.tag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,99 @@
+"""The part of the Dockerfile format the docker stand-in builds: FROM, ENV, WORKDIR, COPY, RUN, CMD.
+
+Rules from the Dockerfile reference (docs.docker.com/reference/dockerfile: line continuation, `#` comments,
+`ENV k=v ...`, `COPY src... dest` relative to the context and, for a relative dest, to WORKDIR; a directory
+source copies its contents) and .dockerignore (`**` any number of directories, else Go filepath.Match; an
+excluded directory excludes what is inside it). Anything else is refused by name, never guessed at.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+
+class DockerfileError(Exception):
+    """A Dockerfile or .dockerignore this stand-in cannot build faithfully."""
+
+
+@dataclass
+class Recipe:
+    base: str = ""
+    env: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    copies: list[tuple[list[str], str]] = field(default_factory=list)  # (sources, absolute destination)
+    runs: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    joined, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    return [(ins.split(None, 1)[0].upper(), [*ins.split(None, 1), ""][1].strip()) for ins in joined]
+
+
+def parse(text: str) -> Recipe:
+    recipe = Recipe()
+    for keyword, rest in _instructions(text):
+        if keyword == "FROM":
+            recipe.base = rest
+        elif keyword == "ENV":
+            recipe.env += [item for item in shlex.split(rest) if "=" in item] or [
+                " ".join(rest.split(None, 1))
+            ]
+        elif keyword == "WORKDIR":
+            recipe.workdir = str(PurePosixPath(recipe.workdir) / rest)
+        elif keyword == "COPY":
+            words = shlex.split(rest)
+            if len(words) < 2 or any(w.startswith("--") for w in words):
+                raise DockerfileError(f"COPY {rest}: the stand-in copies `COPY src... dest` only, no flags")
+            dest = words[-1] if words[-1].startswith("/") else f"{recipe.workdir.rstrip('/')}/{words[-1]}"
+            recipe.copies.append((words[:-1], dest))
+        elif keyword == "RUN":
+            recipe.runs.append(rest)
+        elif keyword == "CMD":
+            recipe.cmd = json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
+        else:
+            raise DockerfileError(f"{keyword} is not supported by the rehearsal's docker stand-in")
+    if not recipe.base:
+        raise DockerfileError("no FROM instruction")
+    return recipe
+
+
+def _matches(parts: list[str], pattern: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
+
+
+def ignore_rules(context: Path) -> list[list[str]]:
+    ignore_file = context / ".dockerignore"
+    if not ignore_file.exists():
+        return []
+    rules = []
+    for raw in ignore_file.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("!"):
+            raise DockerfileError(f".dockerignore exception {line!r} is not supported by the stand-in")
+        rules.append([p for p in PurePosixPath(line.strip("/")).parts if p != "."])
+    return rules
+
+
+def ignored(relative: PurePosixPath, rules: list[list[str]]) -> bool:
+    parts = list(relative.parts)
+    return any(_matches(parts[:n], rule) for rule in rules for n in range(1, len(parts) + 1))
