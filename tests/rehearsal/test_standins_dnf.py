@@ -1,0 +1,63 @@
+"""dnf stand-in: the bootstrap's AL2023 package names install their stand-ins; any other name is refused."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.rehearsal.standin_helpers import BOOTSTRAP_PACKAGES, REPO_ROOT, install_packages, make_root, run
+
+BOOTSTRAP = REPO_ROOT / "infra/constructs/host/bootstrap.sh"
+
+
+def test_the_list_here_is_the_one_bootstrap_installs() -> None:
+    command = re.search(r"dnf install -y -q (.*?)\n(?!\s)", BOOTSTRAP.read_text(), re.S)
+    assert command is not None
+    assert tuple(command[1].replace("\\", " ").split()) == BOOTSTRAP_PACKAGES
+
+
+def test_installing_the_bootstraps_packages_puts_the_stand_ins_in_place(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    install_packages(root)
+    programs = [f"usr/bin/{p}" for p in ("nitro-cli", "vsock-proxy", "nitro-enclaves-allocator", "docker")]
+    for program in [*programs, "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"]:
+        assert (root / program).exists(), program
+    assert (root / "etc/nitro_enclaves/vsock-proxy.yaml").read_text().startswith("allowlist:")
+    assert (root / "usr/share/nitro_enclaves/blobs/cmdline").exists()
+    assert any(line.startswith("ne:x:") for line in (root / "etc/group").read_text().splitlines())
+
+
+def test_the_units_keep_the_packages_names_and_exec_start(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    install_packages(root, "aws-nitro-enclaves-cli")
+    units = root / "usr/lib/systemd/system"
+    allocator = (units / "nitro-enclaves-allocator.service").read_text()
+    assert "ExecStart=/usr/bin/nitro-enclaves-allocator\n" in allocator
+    assert "Type=oneshot" in allocator
+    assert "RemainAfterExit=true" in allocator
+    proxy = (units / "nitro-enclaves-vsock-proxy.service").read_text()
+    assert "exec /usr/bin/vsock-proxy 8000 kms.$${REGION}.amazonaws.com 443" in proxy
+    assert "--config /etc/nitro_enclaves/vsock-proxy.yaml" in proxy
+
+
+def test_an_unknown_name_is_refused_as_dnf_refuses_it_and_nothing_is_installed(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    done = run(root, "/usr/bin/dnf", "install", "-y", "docker", "amazon-linux-extras")
+    assert done.returncode == 1
+    assert "No match for argument: amazon-linux-extras" in done.stderr
+    assert "Error: Unable to find a match: amazon-linux-extras" in done.stderr
+    assert not (root / "usr/bin/docker").exists()
+
+
+def test_without_yes_and_no_terminal_dnf_aborts(tmp_path: Path) -> None:
+    done = run(make_root(tmp_path), "/usr/bin/dnf", "install", "jq")
+    assert done.returncode == 1
+    assert "Operation aborted." in done.stderr
+
+
+def test_a_package_the_debian_root_must_bring_is_checked_for(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    (root / "usr/bin/jq").unlink()
+    done = run(root, "/usr/bin/dnf", "install", "-y", "jq")
+    assert done.returncode == 1
+    assert "/usr/bin/jq" in done.stderr
