@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import deviations, rootfs
+from rehearsal import blockers, deviations, rootfs
 from rehearsal.cloud import Cloud
 from rehearsal.container import Container
 from rehearsal.netns import Namespace, default_name, exec_argv
@@ -28,6 +28,8 @@ from rehearsal.run import (
     start_imds,
     wait_for_signal,
 )
+from rehearsal.standins import StandinSettings, install_standins, nspawn_arguments
+from rehearsal.template import Synthesized
 from rehearsal.wait_handle import wait_condition_data
 from rehearsal.wheelhouse import CONTAINER_WHEELHOUSE
 
@@ -50,41 +52,61 @@ def preflight() -> str | None:
     )
 
 
-def boot(run: Run) -> None:
+def boot(run: Run, revert: str | None) -> None:
     synthesized, wheels, root = prepare(run)
     netns = Path(os.environ[NETNS_ENV])
-    with host_services(run) as endpoint:
-        run.say(f"network namespace {netns.name}: emulator {endpoint}, IMDS, wait handle :{HANDLE_PORT}")
-        cloud = Cloud(synthesized, endpoint, signal_url=f"http://127.0.0.1:{HANDLE_PORT}/signal")
+    with host_services(run) as emulator:
+        run.say(f"network namespace {netns.name}: emulator {emulator.http}, IMDS, wait handle :{HANDLE_PORT}")
+        cloud = Cloud(synthesized, emulator.http, signal_url=f"http://127.0.0.1:{HANDLE_PORT}/signal")
         run.step(
-            "create the stack's queues, parameters and code asset in the emulator",
-            lambda: cloud.before_boot(run.dir),
+            "create the stack's resources in the emulator",
+            lambda: cloud.before_boot(run.dir, blockers.asset_patch(revert)),
         )
-        user_data = run.step(
-            "render the instance's user data (Fn::Sub)",
-            lambda: synthesized.render_user_data(cloud.resolver()),
+        user_data = run.step("render the user data (Fn::Sub)", lambda: render(synthesized, cloud, revert))
+        settings = StandinSettings(
+            region=cloud.region, emulator_https_url=emulator.https, enclave_kms_endpoint_url=emulator.https
         )
-        environment = {"AWS_ENDPOINT_URL": endpoint}
-        run.step(
-            "configure the root filesystem",
-            lambda: rootfs.configure(root, user_data=user_data, default_environment=environment),
-        )
+        run.step("install the stand-ins", lambda: install_standins(root, settings=settings))
+        run.step("configure the root filesystem", lambda: configure(root, user_data, emulator.http))
         with start_imds(run, cloud):
-            binds = [(wheels, CONTAINER_WHEELHOUSE), (run.dir / "pki", "/var/lib/rehearsal/pki")]
             box = Container(
-                root, machine=netns.name, netns=netns, binds_ro=binds, console=run.dir / "console.log"
+                root,
+                machine=netns.name,
+                netns=netns,
+                binds_ro=[(wheels, CONTAINER_WHEELHOUSE)],
+                console=run.dir / "console.log",
+                extra_args=nspawn_arguments(settings, pki_host_dir=run.dir / "pki"),
             )
             run.step("boot the container (systemd-nspawn --boot)", box.start)
             try:
-                run.say(f"container init is pid {box.leader}; waiting for the wait condition's signal")
-                signals = wait_for_signal(run, box, run.dir / "signals.jsonl")
-                first = next(s for s in signals if s.status in ("SUCCESS", "FAILURE"))
-                if first.status == "FAILURE":
-                    raise RehearsalFailed("boot signal", f"FAILURE: {first.reason}")
-                run.say(f"SUCCESS signal: {first.reason}")
-                after_success(run, box, cloud, wait_condition_data(signals))
+                first_boot(run, box, cloud)
             finally:
                 box.stop()
+
+
+def render(synthesized: Synthesized, cloud: Cloud, revert: str | None) -> str:
+    return blockers.revert_user_data(revert, synthesized.render_user_data(cloud.resolver()))
+
+
+def configure(root: Path, user_data: str, endpoint: str) -> None:
+    rootfs.configure(root, user_data=user_data, default_environment={"AWS_ENDPOINT_URL": endpoint})
+
+
+def first_boot(run: Run, box: Container, cloud: Cloud) -> None:
+    run.say(f"container init is pid {box.leader}; waiting for the wait condition's signal")
+    signals = wait_for_signal(run, box, run.dir / "signals.jsonl")
+    first = next(s for s in signals if s.status in ("SUCCESS", "FAILURE"))
+    if first.status == "FAILURE":
+        raise RehearsalFailed("boot signal", f"FAILURE: {first.reason}\n{failed_units(box)}")
+    run.say(f"SUCCESS signal: {first.reason}")
+    after_success(run, box, cloud, wait_condition_data(signals))
+
+
+def failed_units(box: Container) -> str:
+    parts = []
+    for unit in box.failed_units():
+        parts.append(f"failed unit {unit}, journal tail:\n{box.journal(unit, 15)}")
+    return "\n".join(parts)
 
 
 def after_success(run: Run, box: Container, cloud: Cloud, data: str) -> None:
@@ -108,7 +130,8 @@ def after_success(run: Run, box: Container, cloud: Cloud, data: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__)
-    parser.parse_args(argv)
+    parser.add_argument("--revert", choices=blockers.NAMES, help="put one fixed deploy blocker back")
+    args = parser.parse_args(argv)
     reason = preflight()
     if reason:
         print(f"rehearsal not run: {reason}")
@@ -120,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = new_run()
     print("deviations from a real instance:\n" + "\n".join(deviations.lines()), flush=True)
     try:
-        boot(run)
+        if args.revert:
+            print(f"reverted on purpose: {args.revert} (this run must fail, naming the tool that refused)")
+        boot(run, args.revert)
     except RehearsalFailed as failed:
         print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
         print(f"root filesystem left in place: {run.dir / 'root'}")

@@ -10,6 +10,7 @@ pattern `<stack>-<LogicalId>-<suffix>`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ class Cloud:
     def physical_name(self, logical_id: str) -> str:
         return f"{PSEUDO['AWS::StackName']}-{logical_id}-{SUFFIX}"[:80]
 
-    def before_boot(self, code_zip_dir: Path) -> None:
+    def before_boot(self, code_zip_dir: Path, patch: Callable[[str, bytes], bytes]) -> None:
         """Queues, role and log group names, parameters, the wait handle and the code asset."""
         handle_id, _ = self.synthesized.only("AWS::CloudFormation::WaitConditionHandle")
         self.refs[handle_id] = self.signal_url
@@ -58,7 +59,7 @@ class Cloud:
         self._queues()
         for logical_id in self.synthesized.resources("AWS::SSM::Parameter"):
             self._parameter(logical_id, skip_unresolved=True)
-        self._code_asset(code_zip_dir)
+        self._code_asset(code_zip_dir, patch)
 
     def _queues(self) -> None:
         sqs = self.client("sqs")
@@ -98,13 +99,13 @@ class Cloud:
         self.attributes[(logical_id, "Value")] = value
         return value
 
-    def _code_asset(self, code_zip_dir: Path) -> None:
+    def _code_asset(self, code_zip_dir: Path, patch: Callable[[str, bytes], bytes]) -> None:
         from rehearsal.template import code_asset_zip  # noqa: PLC0415
 
         variables = self.synthesized.user_data_variables()
         bucket = self.resolver().text(variables["CodeBucket"])
         key = self.resolver().text(variables["CodeKey"])
-        archive = code_asset_zip(self.synthesized, key, code_zip_dir / key)
+        archive = code_asset_zip(self.synthesized, key, code_zip_dir / key, patch)
         s3 = self.client("s3")
         s3.create_bucket(Bucket=bucket)
         s3.upload_file(str(archive), bucket, key)

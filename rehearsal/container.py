@@ -42,10 +42,17 @@ class Container:
     """`with Container(root, ...) as box:` boots the root with systemd; `box.run([...])` runs a command."""
 
     def __init__(
-        self, root: Path, *, machine: str, netns: Path, binds_ro: Sequence[tuple[Path, str]], console: Path
+        self,
+        root: Path,
+        *,
+        machine: str,
+        netns: Path,
+        binds_ro: Sequence[tuple[Path, str]],
+        console: Path,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.root, self.machine, self.netns, self.console = root, machine, netns, console
-        self.binds_ro = binds_ro
+        self.binds_ro, self.extra_args = binds_ro, extra_args
         self._process: subprocess.Popen[bytes] | None = None
         self.leader = 0
 
@@ -54,7 +61,7 @@ class Container:
         return [
             "systemd-nspawn", "--boot", "--quiet", "--register=no", "--keep-unit", "--console=pipe",
             f"--machine={self.machine}", f"--directory={self.root}",
-            f"--network-namespace-path={self.netns}", *binds,
+            f"--network-namespace-path={self.netns}", *binds, *self.extra_args,
         ]  # fmt: skip
 
     def __enter__(self) -> Container:

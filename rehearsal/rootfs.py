@@ -128,3 +128,4 @@ def configure(root: Path, *, user_data: str, default_environment: Mapping[str, s
     (wants / CLOUD_FINAL_UNIT).symlink_to(f"/etc/systemd/system/{CLOUD_FINAL_UNIT}")
     # The instance's hostname and machine id are its own; nspawn needs an empty machine-id to make one.
     install_text(root, "etc/hostname", "ip-10-0-0-10.ec2.internal\n")
+    install_text(root, "etc/hosts", "127.0.0.1 localhost\n::1 localhost\n")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.local import processes
+from app.local.emulator import Endpoints as EmulatorEndpoints
 from app.local.processes import ChildSpec
 from app.local.software_nsm import LocalPki
 from infra.constants import REPO_ROOT
@@ -67,7 +68,7 @@ def new_run() -> Run:
 
 
 @contextlib.contextmanager
-def host_services(run: Run) -> Iterator[str]:
+def host_services(run: Run) -> Iterator[EmulatorEndpoints]:
     """Emulator and wait handle (this process runs inside the namespace); yields the emulator's endpoint."""
     with contextlib.ExitStack() as stack:
         pki = run.dir / "pki"
@@ -79,7 +80,8 @@ def host_services(run: Run) -> Iterator[str]:
                 processes.has_ready_line,
             )
         )
-        endpoint = json.loads(emulator.first_line() or "{}")["http"]
+        ready = json.loads(emulator.first_line() or "{}")
+        endpoints = EmulatorEndpoints(http=ready["http"], https=ready["https"])
         handle_args = ("--listen", f"127.0.0.1:{HANDLE_PORT}", "--record", str(run.dir / "signals.jsonl"))
         stack.enter_context(
             processes.running(
@@ -88,7 +90,7 @@ def host_services(run: Run) -> Iterator[str]:
                 processes.has_ready_line,
             )
         )
-        yield endpoint
+        yield endpoints
         stack.close()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,9 @@ def synth(outdir: Path) -> Synthesized:
     return Synthesized(template=template, outdir=outdir)
 
 
-def code_asset_zip(synthesized: Synthesized, object_key: str, target: Path) -> Path:
+def code_asset_zip(
+    synthesized: Synthesized, object_key: str, target: Path, patch: Callable[[str, bytes], bytes]
+) -> Path:
     """Zip the cdk.out asset directory published as `object_key` (the user data's CodeKey)."""
     manifest = json.loads(next(synthesized.outdir.glob("*.assets.json")).read_text(encoding="utf-8"))
     for asset in manifest["files"].values():
@@ -72,6 +75,7 @@ def code_asset_zip(synthesized: Synthesized, object_key: str, target: Path) -> P
             with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
                 for path in sorted(source.rglob("*")):
                     if path.is_file():
-                        archive.write(path, path.relative_to(source).as_posix())
+                        name = path.relative_to(source).as_posix()
+                        archive.writestr(name, patch(name, path.read_bytes()))
             return target
     raise LookupError(f"no zip asset with object key {object_key} in {synthesized.outdir}")
