@@ -7,6 +7,7 @@ otherwise; 2 for usage. Needs Linux, root, debootstrap and systemd-nspawn (see `
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -35,6 +36,10 @@ from rehearsal.wheelhouse import CONTAINER_WHEELHOUSE
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter")
 SEND_COUNT, LOAD_COUNT = 20, 200
+SOFTWARE_ROOT_NOTE = (
+    "attest: PCR0 equals the key policy's pin; the chain ends at the local PKI's root, not the AWS Nitro "
+    "root (a deviation: the software NSM)"
+)
 NETNS_ENV = "REHEARSAL_NETNS"  # set for the inner run: the path of the namespace it runs in
 
 
@@ -118,14 +123,23 @@ def after_success(run: Run, box: Container, cloud: Cloud, data: str) -> None:
     key_arn = run.step("create the key with the template's key policy", cloud.create_key)
     run.say(f"key {key_arn}")
     for argv in (["send", str(SEND_COUNT)], ["status"], ["attest"], ["send", str(LOAD_COUNT)]):
-        done = run.step(
-            f"nitro-demo {' '.join(argv)}", lambda a=argv: box.run_unit(["/usr/local/bin/nitro-demo", *a])
-        )
+        command = ["/usr/local/bin/nitro-demo", *argv]
+        done = run.step(f"nitro-demo {' '.join(argv)}", functools.partial(box.run_unit, command))
         print(done.stdout, end="", flush=True)
+        if argv == ["attest"] and attested_but_software_root(done.stdout):
+            run.say(SOFTWARE_ROOT_NOTE)
+            continue
         if done.returncode != 0:
             raise RehearsalFailed(
                 f"nitro-demo {' '.join(argv)}", f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"
             )
+
+
+def attested_but_software_root(report: str) -> bool:
+    """`nitro-demo attest` trusts only the AWS Nitro root; the software NSM's chain ends at the local root."""
+    rows = [line.split() for line in report.splitlines() if line.startswith("PCR0 ")]
+    pcr0_matches = len(rows) == 1 and len(rows[0]) == 3 and rows[0][1] == rows[0][2]
+    return pcr0_matches and "NOT VERIFIED: UntrustedChain: cabundle root" in report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

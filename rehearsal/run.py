@@ -99,7 +99,8 @@ def start_imds(run: Run, cloud: Cloud) -> contextlib.AbstractContextManager[proc
     for logical_id, resource in cloud.synthesized.resources("AWS::IAM::Role").items():
         if "ec2.amazonaws.com" in json.dumps(resource["Properties"]["AssumeRolePolicyDocument"]):
             role_id = logical_id
-    args = ("--listen", f"{IMDS_ADDRESS}:80", "--role", cloud.refs[role_id], "--region", cloud.region)
+    args: tuple[str, ...] = ("--listen", f"{IMDS_ADDRESS}:80", "--role", cloud.refs[role_id])
+    args += ("--region", cloud.region)
     args += ("--account", "123456789012")
     return processes.running(ChildSpec("imds", "rehearsal.imds", args), run.dir, processes.has_ready_line)
 
