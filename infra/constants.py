@@ -10,34 +10,30 @@ PROJECT: Final = "nitro-enclave-demo"
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 HOST_FILES_DIR: Final = Path(__file__).resolve().parent / "constructs" / "host"
 
-# The project's code travels as one S3 asset (gitignore syntax for what stays behind). Its hash is part of
-# the boot generation, so it must keep infra/ (host files and the constructs that render the user data).
-CODE_ASSET_EXCLUDES: Final = (
-    ".git",
-    ".venv",
-    "node_modules",
-    "cdk.out",
-    "cdk-outputs.json",
-    ".cache",
-    "/tests",
-    "/docs",
-    "/build",
-    "*.egg-info",
-    "__pycache__",
-    "*.pyc",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    ".hypothesis",
-    # Files the instance never uses; leaving them out keeps their edits from replacing the instance.
-    "*.md",
-    "/.ci",
-    "/.gitignore",
-    "/Makefile",
-    "/cdk.json",
-    "/package.json",
-    "/package-lock.json",
+# The project's code travels as one S3 asset holding exactly these files (globs from the repo root; `**`
+# spans directories): what the instance installs, builds and runs, and nothing else, so a stray file in a
+# checkout or an output directory inside the repo (`cdk synth -o out`) never reaches S3 or the instance.
+# The templates rendered into the user data (user-data.sh, demo.env, *.yaml, the agent config) arrive that
+# way and are not shipped; the boot generation hashes all of infra/ itself (infra/constructs/code_asset.py).
+CODE_ASSET_FILES: Final = (
+    "pyproject.toml",
+    "app/**/*.py",
+    "app/.dockerignore",
+    "app/enclave/Dockerfile",
+    "app/enclave/requirements.txt",
+    "app/producer/cards.txt",
+    "app/shared/aws_nitro_root_g1.pem",
+    "infra/constructs/host/bootstrap.sh",
+    "infra/constructs/host/enclave-run.sh",
+    "infra/constructs/host/nitro-demo.sh",
+    "infra/constructs/host/nitro-enclave-demo-enclave.service",
+    "infra/constructs/host/nitro-enclave-demo-relay.service",
+    "infra/constructs/host/nitro-enclave-demo-logs.service",
+    "infra/constructs/host/nitro-enclave-demo-journal@.service",
+    "infra/constructs/host/vsock-proxy.override.conf",
 )
+# Never shipped, even inside an allowed directory.
+CODE_ASSET_NEVER: Final = ("__pycache__/", "*.pyc")
 
 INSTALL_DIR: Final = "/opt/nitro-enclave-demo"
 ENV_FILE: Final = "/etc/nitro-enclave-demo/demo.env"

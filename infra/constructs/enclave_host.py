@@ -8,17 +8,18 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, CfnResource, Fn, IgnoreMode, Stack, Token, Validations
+from aws_cdk import Acknowledgment, CfnResource, Fn, Stack, Token, Validations
 from aws_cdk import aws_cloudformation as cfn
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from app.shared import deployment
 from app.shared import settings as app_settings
 from infra import constants
+from infra.constructs.code_asset import code_asset, source_digest
 from infra.constructs.network import Network
 from infra.constructs.queues import Queues
 from infra.settings import Settings
@@ -62,13 +63,7 @@ class EnclaveHost(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = log_group
-        self.code = s3_assets.Asset(
-            self,
-            "Code",
-            path=str(constants.REPO_ROOT),
-            exclude=list(constants.CODE_ASSET_EXCLUDES),
-            ignore_mode=IgnoreMode.GIT,
-        )
+        self.code = code_asset(self, "Code")
         self.measurements = ssm.StringParameter(
             self,
             "Measurements",
@@ -80,7 +75,7 @@ class EnclaveHost(Construct):
         self.role = self._role(queues=queues, parameter_names=parameter_names)
         # A new boot generation (code, host files or settings changed) gets a new handle and wait condition,
         # so a replaced instance always signals afresh and the key re-pins to the new measurement.
-        generation = _generation(self.code.asset_hash, settings)
+        generation = _generation(self.code.asset_hash, source_digest(constants.REPO_ROOT / "infra"), settings)
         handle = cfn.CfnWaitConditionHandle(self, f"BootSignal{generation}")
         user_data = self._user_data(settings=settings, queues=queues, names=parameter_names, handle=handle)
         self.instance = self._instance(settings=settings, network=network, user_data=user_data)
@@ -192,6 +187,7 @@ class EnclaveHost(Construct):
                 "MeasurementsParameter": names.measurements,
                 "PinnedPcr0Parameter": names.pinned_pcr0,
                 "LogGroupName": self.log_group.log_group_name,
+                "VsockProxyWorkers": str(deployment.KMS_CONNECTIONS),
             },
         )
         return Fn.sub(
@@ -236,8 +232,8 @@ def _allow_operations(role: iam.Role, log_group: logs.ILogGroup) -> None:
     )
 
 
-def _generation(asset_hash: str, settings: Settings) -> str:
-    digest = hashlib.sha256(f"{asset_hash}|{settings!r}".encode())
+def _generation(asset_hash: str, infra_digest: str, settings: Settings) -> str:
+    digest = hashlib.sha256(f"{asset_hash}|{infra_digest}|{settings!r}".encode())
     return digest.hexdigest()[:12]
 
 

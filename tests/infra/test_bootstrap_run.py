@@ -17,6 +17,7 @@ from tests.infra.cfn import Json
 from tests.infra.test_host_files import user_data_parts
 
 STUB_PCR0 = "5e" * 48
+DNF_ERROR = "Error: Unable to find a match: aws-nitro-enclaves-cli"
 MEASUREMENTS = {"HashAlgorithm": "Sha384 { ... }", "PCR0": STUB_PCR0, "PCR1": "01" * 48, "PCR2": "02" * 48}
 
 # nitro-cli build-enclave needs NITRO_CLI_ARTIFACTS, else HOME (then $HOME/.nitro_cli/), and creates the
@@ -65,7 +66,7 @@ def run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int = 0, on_nitro
         directory.mkdir()
     (conf / "demo.env").write_text(user_data_parts(template)["DemoEnv"])
     scripts = {
-        "dnf": f"#!/bin/sh\nexit {dnf_exit}\n",
+        "dnf": f"#!/bin/sh\n[ {dnf_exit} = 0 ] || echo '{DNF_ERROR}' >&2\nexit {dnf_exit}\n",
         "curl": CURL,
         "nitro-cli": NITRO_CLI.replace("MEASUREMENTS", json.dumps(MEASUREMENTS)),
         "python3.11": PYTHON,
@@ -132,3 +133,11 @@ def test_nitro_cli_keeps_its_artifacts_in_the_demos_own_directory(template: Json
     run = run_bootstrap(template, tmp_path)
     assert run.record == [f"artifacts={run.home_dir}/nitro-cli-artifacts"]
     assert (run.home_dir / "nitro-cli-artifacts").is_dir()
+
+
+def test_a_failure_signal_carries_the_failed_steps_own_output(template: Json, tmp_path: Path) -> None:
+    # A failed first deploy rolls back: the instance and its log group are deleted, the stack events stay.
+    run = run_bootstrap(template, tmp_path, dnf_exit=1)
+    (signal,) = run.signals
+    assert signal["Reason"].endswith(f"last output: {DNF_ERROR} | ")
+    assert "--no-rollback" in signal["Reason"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.shared import deployment
 from infra.constants import HOST_FILES_DIR
 from tests.infra.cfn import Json, evaluate, only
 from tests.infra.conftest import PCR0_GIVEN, Synth
@@ -198,3 +200,34 @@ def test_units_read_the_one_env_file() -> None:
         in relay
     )
     assert "ExecStart=/opt/nitro-enclave-demo/venv/bin/python -m app.parent run" in relay
+
+
+def _systemd_expand(command_line: str, env: dict[str, str]) -> list[str]:
+    """ExecStart= as systemd runs it: `${NAME}` becomes the variable's value as one word (systemd.service(5),
+    "Command lines"); words are split on whitespace first. Unset variables expand to nothing."""
+    words = command_line.split()
+    return [re.sub(r"\$\{(\w+)\}", lambda m: env.get(m[1], ""), word) for word in words]
+
+
+def _vsock_proxy_workers(argv: list[str]) -> int:
+    """`--num_workers`/`-w` of vsock-proxy, default 4 (clap definition in vsock_proxy/src/main.rs of
+    aws/aws-nitro-enclaves-cli): `--num_workers N`, `--num_workers=N`, `-w N` or `-wN`."""
+    workers = "4"
+    for index, arg in enumerate(argv):
+        if arg in ("--num_workers", "-w"):
+            workers = argv[index + 1]
+        elif arg.startswith("--num_workers="):
+            workers = arg.split("=", 1)[1]
+        elif arg.startswith("-w") and len(arg) > 2:
+            workers = arg[2:]
+    return int(workers)
+
+
+def test_vsock_proxy_gets_a_worker_for_every_kms_connection_the_enclave_holds(
+    template: Json, tmp_path: Path
+) -> None:
+    drop_in = (HOST_FILES_DIR / "vsock-proxy.override.conf").read_text().splitlines()
+    exec_start = [line.removeprefix("ExecStart=") for line in drop_in if line.startswith("ExecStart=")][-1]
+    argv = _systemd_expand(exec_start, env_file(template, tmp_path))
+    assert argv[:4] == ["/usr/bin/vsock-proxy", "8000", "kms.us-east-1.amazonaws.com", "443"]
+    assert _vsock_proxy_workers(argv) >= deployment.KMS_CONNECTIONS

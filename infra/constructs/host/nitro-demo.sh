@@ -9,14 +9,21 @@ readonly MAX_CARDS=1000
 
 usage() {
   cat >&2 <<'END_OF_USAGE'
-usage: nitro-demo status          health of every part (services, enclave, queues, recent errors)
-       nitro-demo doctor          known failure modes: what happened and what to do
-       nitro-demo send [COUNT]    send COUNT test cards (default 10, at most 1000) and print the results
-       nitro-demo attest          verify the enclave's attestation against the key policy's pin
-       nitro-demo logs [ARGS...]  the enclave's own log lines and the relay's (journalctl ARGS, e.g. -f)
+usage: nitro-demo status [--report-only]  health of every part (services, enclave, queues, recent errors)
+       nitro-demo doctor [--report-only]  known failure modes: what happened and what to do
+       nitro-demo send [COUNT]            send COUNT test cards (default 10, at most 1000) and print the results
+       nitro-demo attest                  verify the enclave's attestation against the key policy's pin
+       nitro-demo logs [ARGS...]          the enclave's own log lines and the relay's (journalctl ARGS, e.g. -f)
 END_OF_USAGE
   exit 2
 }
+
+# Session Manager logs in as ssm-user, which is neither root nor in group `ne`: nitro-cli (root or `ne` on
+# /dev/nitro_enclaves), the journal and the enclave's state are root's. ssm-user has passwordless sudo.
+if [[ "$(id -u)" -ne 0 ]]; then
+  echo "nitro-demo needs root (nitro-cli, the journal, /etc/nitro-enclave-demo): run  sudo nitro-demo $*" >&2
+  exit 1
+fi
 
 set -a
 # shellcheck source=/dev/null
@@ -26,8 +33,11 @@ set +a
 command="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$command" in
-  status) exec "$PYTHON" -m app.ops status ;;
-  doctor) exec "$PYTHON" -m app.ops doctor ;;
+  # --report-only: exit 0 when the tool ran, whatever it found (the SSM document's status)
+  status | doctor)
+    [[ "$*" == "" || "$*" == "--report-only" ]] || usage
+    exec "$PYTHON" -m app.ops "$@" "$command"
+    ;;
   send)
     count="${1:-10}"
     if [[ ! "$count" =~ ^[0-9]+$ ]] || ((count < 1 || count > MAX_CARDS)); then
