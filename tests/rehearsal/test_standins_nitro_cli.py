@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from tests.rehearsal.standin_helpers import (
     make_root,
     run,
     short_tmp,
+    wait_for,
 )
 
 OVER_TCP = {vsock_tcp.ENV_VSOCK_OVER_TCP: "3"}
@@ -184,3 +188,49 @@ def _parent(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         command, env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False, cwd=REPO_ROOT
     )
+
+
+ENCLAVE_RUN = REPO_ROOT / "infra/constructs/host/enclave-run.sh"
+
+
+def _jq_filter(pattern: str) -> str:
+    found = re.search(pattern, ENCLAVE_RUN.read_text())
+    assert found is not None, pattern
+    return found[1]
+
+
+def _jq(filter_text: str, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed here (the Debian root and AL2023 have it)")
+    return subprocess.run(
+        ["jq", "-e", *args, filter_text], input=text, capture_output=True, text=True, check=False
+    )
+
+
+def test_enclave_run_sh_reads_the_pcr0_from_describe_eif(built: Path) -> None:
+    described = run(built, "/usr/bin/nitro-cli", "describe-eif", "--eif-path", str(eif(built))).stdout
+    done = _jq(_jq_filter(r"jq -er '([^']+)'"), described, "-r")
+    assert done.stdout.strip() == measure_enclave_sources(REPO_ROOT).hex()
+
+
+def test_a_debug_enclave_is_flagged_and_a_dead_one_leaves_describe_enclaves(built: Path) -> None:
+    args = ("--enclave-name", "nitro-enclave-demo", "--cpu-count", "2", "--memory", "3072", "--debug-mode")
+    started = run(
+        built, "/usr/bin/nitro-cli", "run-enclave", "--eif-path", str(eif(built)), *args, env=OVER_TCP
+    )
+    assert started.returncode == 0, started.stderr
+    running_filter = _jq_filter(r"jq -e --arg name \"\$NAME\" '([^']+)'")
+    try:
+        described = run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout
+        assert json.loads(described)[0]["Flags"] == "DEBUG_MODE"
+        assert enclave_checks.check_enclave(described, None).status.name == "WARN"
+        assert _jq(running_filter, described, "--arg", "name", "nitro-enclave-demo").returncode == 0
+    finally:
+        os.killpg(json.loads(started.stdout)["ProcessID"], signal.SIGKILL)  # the enclave dies on its own
+    wait_for(
+        lambda: run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout.strip() == "[]", "its record"
+    )
+    gone = run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout
+    assert (
+        _jq(running_filter, gone, "--arg", "name", "nitro-enclave-demo").returncode != 0
+    )  # enclave-run.sh exits
