@@ -15,9 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import blockers, deviations, rootfs
+from rehearsal import blockers, deviations, figures, rootfs
 from rehearsal.cloud import Cloud
 from rehearsal.container import Container
+from rehearsal.figures import Figures
 from rehearsal.netns import Namespace, default_name, exec_argv
 from rehearsal.run import (
     HANDLE_PORT,
@@ -123,16 +124,29 @@ def after_success(run: Run, box: Container, cloud: Cloud, data: str) -> None:
     key_arn = run.step("create the key with the template's key policy", cloud.create_key)
     run.say(f"key {key_arn}")
     for argv in (["send", str(SEND_COUNT)], ["status"], ["attest"], ["send", str(LOAD_COUNT)]):
-        command = ["/usr/local/bin/nitro-demo", *argv]
-        done = run.step(f"nitro-demo {' '.join(argv)}", functools.partial(box.run_unit, command))
-        print(done.stdout, end="", flush=True)
-        if argv == ["attest"] and attested_but_software_root(done.stdout):
-            run.say(SOFTWARE_ROOT_NOTE)
-            continue
-        if done.returncode != 0:
-            raise RehearsalFailed(
-                f"nitro-demo {' '.join(argv)}", f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"
-            )
+        nitro_demo(run, box, argv)
+    found = run.step("figures of the load (relay and vsock-proxy journals)", lambda: load_figures(box))
+    run.say(found.summary())
+    if found.problems():
+        raise RehearsalFailed(f"nitro-demo send {LOAD_COUNT}", "; ".join(found.problems()))
+
+
+def nitro_demo(run: Run, box: Container, argv: list[str]) -> None:
+    """`nitro-demo ARGV` on the host, as a unit; per-card lines go to the run directory, the rest is shown."""
+    name = f"nitro-demo {' '.join(argv)}"
+    done = run.step(name, functools.partial(box.run_unit, ["/usr/local/bin/nitro-demo", *argv]))
+    (run.dir / f"{name.replace(' ', '-')}.out").write_text(done.stdout + done.stderr, encoding="utf-8")
+    print("".join(line for line in done.stdout.splitlines(True) if "card_id=" not in line), end="")
+    if argv == ["attest"] and attested_but_software_root(done.stdout):
+        run.say(SOFTWARE_ROOT_NOTE)
+        return
+    if done.returncode != 0:
+        raise RehearsalFailed(name, f"exit {done.returncode}: {done.stderr.strip()[-1500:]}")
+
+
+def load_figures(box: Container) -> Figures:
+    relay = box.journal(figures.RELAY_UNIT, "all")
+    return figures.from_journals(relay, box.journal(figures.PROXY_UNIT, "all"))
 
 
 def attested_but_software_root(report: str) -> bool:

@@ -130,7 +130,8 @@ class Container:
         done = self.run(["systemctl", "show", "--property=ActiveState,Result", "--value", unit], 30)
         return " ".join(done.stdout.split())
 
-    def journal(self, unit: str, lines: int = 30) -> str:
+    def journal(self, unit: str, lines: int | str = 30) -> str:
+        """The unit's journal, `lines` last lines ("all" for the whole)."""
         done = self.run(["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit], 30)
         return done.stdout
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rehearsal import blockers
+from rehearsal import blockers, figures
 from rehearsal.cfn import Resolver, UnresolvedReference
 from rehearsal.emulator import pinned_image_sha384
 from rehearsal.imds import Metadata
@@ -86,3 +86,22 @@ def test_reverting_blocker_2_removes_nitro_clis_home() -> None:
 def test_a_reversion_with_nothing_to_revert_is_an_error() -> None:
     with pytest.raises(blockers.NothingToRevert):
         blockers.vsock_proxy_workers("ExecStart=/usr/bin/vsock-proxy 8000 kms 443\n")
+
+
+def _card(status: str, code: str | None = None, receive_count: int = 1) -> str:
+    fate = {"logger": "app.parent.relay", "card_id": "c", "status": status, "code": code}
+    return json.dumps({**fate, "receive_count": receive_count, "enclave_ms": 100.0})
+
+
+def test_a_healthy_load_has_no_problems() -> None:
+    found = figures.from_journals("\n".join([_card("ok")] * 3 + ["Started relay"]), "listening\n")
+    assert (found.processed, found.ok, found.problems()) == (3, 3, [])
+
+
+def test_kms_timeouts_and_a_full_proxy_fail_the_load() -> None:
+    relay = "\n".join([_card("retry", "kms_unavailable"), _card("ok", receive_count=2)])
+    proxy = "rehearsal stand-in vsock-proxy: all 4 workers busy; connection 5 waits\n"
+    problems = " ".join(figures.from_journals(relay, proxy).problems())
+    assert "kms_unavailable" in problems
+    assert "received more than once" in problems
+    assert "every worker busy 1 time" in problems
