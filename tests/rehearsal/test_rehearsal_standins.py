@@ -98,10 +98,15 @@ def test_a_healthy_load_has_no_problems() -> None:
     assert (found.processed, found.ok, found.problems()) == (3, 3, [])
 
 
-def test_kms_timeouts_and_a_full_proxy_fail_the_load() -> None:
+def test_kms_timeouts_and_redeliveries_fail_the_load_and_name_the_busy_proxy() -> None:
     relay = "\n".join([_card("retry", "kms_unavailable"), _card("ok", receive_count=2)])
     proxy = "rehearsal stand-in vsock-proxy: all 4 workers busy; connection 5 waits\n"
     problems = " ".join(figures.from_journals(relay, proxy).problems())
     assert "kms_unavailable" in problems
     assert "received more than once" in problems
     assert "every worker busy 1 time" in problems
+
+
+def test_a_proxy_busy_for_a_moment_alone_fails_nothing() -> None:
+    proxy = "rehearsal stand-in vsock-proxy: all 32 workers busy; an accepted connection waits\n"
+    assert figures.from_journals(_card("ok"), proxy).problems() == []
