@@ -6,7 +6,8 @@ Until local mode evaluates whole key policies (issue 10), only the policy's
 `StringEqualsIgnoreCase kms:RecipientAttestation:ImageSha384` values are enforced here, through
 `app.local.kms_recipient` (attestation verified against the local PKI's root, fresh, RSA-2048 recipient);
 a key whose policy has none refuses every Decrypt. Run inside the rehearsal's network namespace:
-`python -m rehearsal.emulator --pki DIR` prints its endpoints as one JSON line.
+`python -m rehearsal.emulator --pki DIR` prints its endpoints as one JSON line: `http`, `https`, and
+`kms_keepalive`, the keep-alive HTTPS front (rehearsal.keepalive) the enclave's KMS calls go to.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from app.local import kms_recipient
 from app.local.cms_wrap import wrap_for_recipient
-from app.local.emulator import ATTESTATION_MAX_AGE_S, Emulator, serve_until_signal, speed_up_moto_clock
+from app.local.emulator import ATTESTATION_MAX_AGE_S, TLS_HOSTNAME, Emulator, speed_up_moto_clock
 from app.local.emulator import tls_context as local_tls_context
 from app.local.software_nsm import LocalPki
 from app.shared import logs
+from rehearsal import keepalive
 
 IMAGE_SHA384 = "kms:RecipientAttestation:ImageSha384"
 
@@ -85,7 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     pki = LocalPki.load(args.pki)
     install(pki.root_certificate_der)
     speed_up_moto_clock()
-    serve_until_signal(Emulator(local_tls_context(pki, args.pki)))
+    tls = local_tls_context(pki, args.pki)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with Emulator(tls) as endpoints:
+        front = keepalive.start(endpoints.http, tls)
+        ready = {"http": endpoints.http, "https": endpoints.https}
+        ready["kms_keepalive"] = f"https://{TLS_HOSTNAME}:{front.server_address[1]}"
+        print(json.dumps(ready, separators=(",", ":")), flush=True)
+        stop.wait()
+        front.shutdown()
     return 0
 
 

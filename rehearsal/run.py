@@ -69,7 +69,8 @@ def new_run() -> Run:
 
 @contextlib.contextmanager
 def host_services(run: Run) -> Iterator[EmulatorEndpoints]:
-    """Emulator and wait handle (this process runs inside the namespace); yields the emulator's endpoint."""
+    """Emulator and wait handle (this process runs inside the namespace); yields the emulator's endpoints
+    (`https` is the keep-alive front, as KMS keeps connections open)."""
     with contextlib.ExitStack() as stack:
         pki = run.dir / "pki"
         LocalPki.generate().save(pki)
@@ -81,7 +82,7 @@ def host_services(run: Run) -> Iterator[EmulatorEndpoints]:
             )
         )
         ready = json.loads(emulator.first_line() or "{}")
-        endpoints = EmulatorEndpoints(http=ready["http"], https=ready["https"])
+        endpoints = EmulatorEndpoints(http=ready["http"], https=ready["kms_keepalive"])
         handle_args = ("--listen", f"127.0.0.1:{HANDLE_PORT}", "--record", str(run.dir / "signals.jsonl"))
         stack.enter_context(
             processes.running(
