@@ -141,7 +141,11 @@ def nitro_demo(run: Run, box: Container, argv: list[str]) -> None:
         run.say(SOFTWARE_ROOT_NOTE)
         return
     if done.returncode != 0:
-        raise RehearsalFailed(name, f"exit {done.returncode}: {done.stderr.strip()[-1500:]}")
+        reason = f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"
+        if argv[0] == "send":  # say why cards went missing: the relay's and vsock-proxy's journals
+            found = load_figures(box)
+            reason += "\n" + found.summary() + "".join(f"\n{p}" for p in found.problems())
+        raise RehearsalFailed(name, reason)
 
 
 def load_figures(box: Container) -> Figures:
