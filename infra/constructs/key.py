@@ -1,8 +1,10 @@
 """Key: the KMS key for card numbers; its explicit key policy is the only place kms:Decrypt is allowed.
 
 Decrypt is allowed to the instance role only with an attestation whose image measurement (PCR0) is the pinned
-one, and denied to everyone otherwise. Administrators (the account, through IAM) get every action except using
-the key. Nothing here delegates Decrypt to IAM, so no IAM policy can grant it around the attestation.
+one, and explicitly denied to everyone otherwise, which no IAM policy or grant can override. Administrators
+(the account, through IAM) get every action except using the key, but that includes kms:PutKeyPolicy: whoever
+may call it can rewrite this policy, and so the pin. CloudFormation copies the pin into the policy at deploy
+time; KMS never reads the SSM parameter.
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ class EnclaveKey(Construct):
         pinned_parameter_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        # The parameter is the pin: the key policy reads it, so what it shows is exactly what KMS enforces.
+        # The parameter states the pin; CloudFormation copies its value into the key policy (Fn::GetAtt) at
+        # deploy time, so after a deploy it shows what KMS enforces. KMS never reads it: editing it outside
+        # CloudFormation changes nothing KMS enforces (and is drift).
         self.pinned_pcr0 = ssm.StringParameter(
             self,
             "PinnedPcr0",

@@ -83,7 +83,9 @@ class Outputs(Construct):
         self._out("ResultsQueueUrl", v.results_queue_url, "Answers from the enclave (last 4 digits)")
         self._out("KeyArn", v.key_arn, "KMS key for card numbers")
         self._out("KeyAlias", v.key_alias, "Alias of the KMS key")
-        self._out("MeasurementsParameter", v.measurements_parameter, "SSM parameter with PCR0/1/2 of the EIF")
+        self._out(
+            "MeasurementsParameter", v.measurements_parameter, "SSM parameter: PCR0 the instance measured"
+        )
         self._out("PinnedPcr0Parameter", v.pinned_pcr0_parameter, "SSM parameter with the pinned PCR0")
         self._out("PinnedPcr0", v.pinned_pcr0, "PCR0 the key policy lets decrypt (ImageSha384)")
         self._out(

@@ -70,7 +70,8 @@ def run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int = 0, on_nitro
         "curl": CURL,
         "nitro-cli": NITRO_CLI.replace("MEASUREMENTS", json.dumps(MEASUREMENTS)),
         "python3.11": PYTHON,
-        **dict.fromkeys(("systemctl", "install", "docker", "aws"), "#!/bin/sh\nexit 0\n"),
+        "aws": '#!/bin/sh\necho "aws $*" >> "$AWS_CALLS"\n',
+        **dict.fromkeys(("systemctl", "install", "docker"), "#!/bin/sh\nexit 0\n"),
     }
     for name, text in scripts.items():
         (stubs / name).write_text(text)
@@ -83,6 +84,7 @@ def run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int = 0, on_nitro
         "NITRO_ENCLAVE_DEMO_HOME_DIR": str(home_dir),
         "SIGNALS": str(tmp_path / "signals"),
         "RECORD": str(tmp_path / "record"),
+        "AWS_CALLS": str(tmp_path / "aws_calls"),
     }
     if on_nitro:
         env["BASH_ENV"] = str(tmp_path / "bash_env")
@@ -141,3 +143,10 @@ def test_a_failure_signal_carries_the_failed_steps_own_output(template: Json, tm
     (signal,) = run.signals
     assert signal["Reason"].endswith(f"last output: {DNF_ERROR} | ")
     assert "--no-rollback" in signal["Reason"]
+
+
+def test_the_bootstrap_writes_no_parameter_cloudformation_owns(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    calls = tmp_path / "aws_calls"
+    assert not [c for c in (calls.read_text().splitlines() if calls.exists() else []) if "put-parameter" in c]

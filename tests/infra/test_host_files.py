@@ -93,7 +93,6 @@ def test_bootstrap_enables_allocator_and_proxy_after_writing_their_config() -> N
         "systemctl enable --now nitro-enclaves-allocator.service",
         "systemctl enable --now nitro-enclaves-vsock-proxy.service",
         "nitro-cli build-enclave",
-        "aws ssm put-parameter",
         "systemctl enable --now nitro-enclave-demo-logs.service",
         "systemctl enable --now nitro-enclave-demo-enclave.service",
         "systemctl enable --now nitro-enclave-demo-relay.service",

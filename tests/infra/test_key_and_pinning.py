@@ -143,3 +143,28 @@ def test_no_iam_policy_mentions_kms(template: Json) -> None:
     for statement in statements(template):
         if "IAM::" in statement.where:
             assert not any(a.lower().startswith("kms:") or a == "*" for a in statement.actions), statement
+
+
+def test_cloudformation_alone_writes_the_measurements_parameter(template: Json) -> None:
+    # The instance used to overwrite a value the template owns: drift, and any stack update reset it.
+    (_, param), *others = [
+        (k, r)
+        for k, r in resources(template, "AWS::SSM::Parameter").items()
+        if "/measurements" in str(r["Properties"]["Name"])
+    ]
+    assert not others
+    wait_id, _ = only(template, "AWS::CloudFormation::WaitCondition")
+    measured = {"Fn::Select": [3, {"Fn::Split": ['"', {"Fn::GetAtt": [wait_id, "Data"]}]}]}
+    assert param["Properties"]["Value"] == {"Fn::Join": ["", ['{"PCR0":"', measured, '"}']]}
+    writes = [s for s in statements(template) if allows(s, "ssm:PutParameter")]
+    assert writes == [], f"something may write SSM parameters: {writes}"
+
+
+def test_the_account_may_rewrite_the_key_policy_as_the_docs_say(template: Json) -> None:
+    # docs/infra.md and README: an administrator allowed kms:PutKeyPolicy through the account statement can
+    # replace the policy and its pin; the instance role is denied it. If this changes, so must the docs.
+    key_policy = [s for s in statements(template) if "AWS::KMS::Key" in s.where]
+    rewriters = [s for s in key_policy if allows(s, "kms:PutKeyPolicy")]
+    assert rewriters, "the docs say the account keeps kms:PutKeyPolicy"
+    assert all("root" in str(s.principal) for s in rewriters)  # the account, through IAM; nobody else
+    assert not [s for s in key_policy if allows(s, "kms:Decrypt") and not s.condition]

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Bootstrap of the nitro-enclave-demo parent instance; runs once, as root, from the user data.
 # Installs the Nitro CLI and Docker, starts the allocator and vsock-proxy, installs the relay and producer,
-# builds the EIF, records its measurements, starts the enclave and relay services and checks the enclave
+# builds the EIF, keeps its measurements, starts the enclave and relay services and checks the enclave
 # answers. Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user
 # data). The last step signals the stack's wait condition with PCR0, which the KMS key policy pins.
 set -Eeuo pipefail
@@ -73,7 +73,7 @@ on_error() {
   local rc=$? found output
   trap - ERR
   output=$(step_output) || true
-  output=${output//"$SIGNAL_URL"/<signal url>} # the handle is a bearer secret; stack events are not
+  [[ -z "${SIGNAL_URL:-}" ]] || output=${output//"$SIGNAL_URL"/<signal url>} # a bearer secret; events are not
   log "FAILED: $STEP (exit $rc)"
   found=$(diagnosis)
   signal FAILURE "$STEP failed (exit $rc); ${found:+doctor: $found; }the rollback deletes the instance and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}" failed || true
@@ -150,10 +150,6 @@ fi
 if [[ -n "${EXPECTED_PCR0:-}" && "$pcr0" != "$EXPECTED_PCR0" ]]; then
   fail "PCR0 check: this EIF has PCR0 $pcr0 but enclave_pcr0 pins $EXPECTED_PCR0; refusing to run it (rebuild elsewhere-built code identically, or deploy without enclave_pcr0)"
 fi
-
-step "record the measurements in the SSM parameter $MEASUREMENTS_PARAMETER"
-aws ssm put-parameter --region "$AWS_REGION" --name "$MEASUREMENTS_PARAMETER" --type String --overwrite \
-  --value "$(jq -c .Measurements "$MEASUREMENTS")" >/dev/null
 
 step "start nitro-enclave-demo-enclave.service: CID $ENCLAVE_CID, debug mode $ENCLAVE_DEBUG, ready when it answers a ping (journalctl -u nitro-enclave-demo-enclave; nitro-cli describe-enclaves)"
 install -d -m 0755 "$HOME_DIR/bin"
