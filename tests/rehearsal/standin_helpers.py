@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from rehearsal.standins import MachineModel, StandinSettings, install_standins
 from rehearsal.standins.host import ENV_ROOT, LIB_DIR
 
@@ -27,6 +29,10 @@ BOOTSTRAP_PACKAGES = (
     "amazon-cloudwatch-agent",
 )  # fmt: skip
 RUN_TIMEOUT_S = 120.0
+# The stand-ins' vsock over TCP binds 127.0.0.3 and 127.0.0.<CID>: all loopback on Linux, not elsewhere.
+needs_linux = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="vsock over TCP binds 127.0.0.<CID>: Linux only"
+)
 READY_TIMEOUT_S = 30.0
 
 

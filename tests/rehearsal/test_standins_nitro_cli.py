@@ -25,10 +25,13 @@ from tests.rehearsal.standin_helpers import (
     docker_daemon,
     install_packages,
     make_root,
+    needs_linux,
     run,
     short_tmp,
     wait_for,
 )
+
+pytestmark = needs_linux
 
 OVER_TCP = {vsock_tcp.ENV_VSOCK_OVER_TCP: "3"}
 BUILD = ("build-enclave", "--docker-uri", "nitro-enclave-demo-enclave:latest", "--output-file")

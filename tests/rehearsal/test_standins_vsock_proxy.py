@@ -17,10 +17,13 @@ from tests.rehearsal.standin_helpers import (
     free_port,
     install_packages,
     make_root,
+    needs_linux,
     run,
     settings,
     wait_for,
 )
+
+pytestmark = needs_linux
 
 ALLOWLIST = REPO_ROOT / "infra/constructs/host/vsock-proxy.yaml"
 KMS = ("kms.us-east-1.amazonaws.com", "443")

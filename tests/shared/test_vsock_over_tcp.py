@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 
 import pytest
 
 from app.shared import settings, transport, vsock_tcp
 from app.shared.transport import TransportError
+
+# Linux routes all of 127.0.0.0/8 to lo; elsewhere (macOS) only 127.0.0.1 exists without an alias.
+needs_loopback_net = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="binding 127.0.0.<CID> needs Linux's loopback /8"
+)
 
 
 def test_unset_leaves_vsock_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,6 +56,7 @@ def test_a_non_number_is_refused_with_the_variable_named(monkeypatch: pytest.Mon
         transport.connect(transport.parse_url("vsock://16:5000"))
 
 
+@needs_loopback_net
 def test_a_parent_reaches_an_enclave_listener_over_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(settings.ENV_VSOCK_OVER_TCP, "16")
     listener = transport.listen(transport.parse_url("vsock://any:0"))
@@ -74,6 +81,7 @@ def test_a_parent_reaches_an_enclave_listener_over_tcp(monkeypatch: pytest.Monke
     assert accepted == [b"hello"]
 
 
+@needs_loopback_net
 def test_a_wrong_cid_is_not_reached(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(settings.ENV_VSOCK_OVER_TCP, "16")
     listener = transport.listen(transport.parse_url("vsock://any:0"))
