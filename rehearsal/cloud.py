@@ -111,16 +111,23 @@ class Cloud:
         s3.upload_file(str(archive), bucket, key)
 
     def after_signal(self, wait_condition_data: str) -> str:
-        """Record WaitCondition.Data, create the parameters that depend on it; the pinned PCR0 back."""
+        """Record WaitCondition.Data, create the parameters that depend on it; back: the value of the
+        parameter the key policy pins (its `Fn::GetAtt [<Parameter>, Value]`)."""
         condition_id, _ = self.synthesized.only("AWS::CloudFormation::WaitCondition")
         self.attributes[(condition_id, "Data")] = wait_condition_data
-        pinned = ""
-        for logical_id, resource in self.synthesized.resources("AWS::SSM::Parameter").items():
+        for logical_id in self.synthesized.resources("AWS::SSM::Parameter"):
             if (logical_id, "Value") not in self.attributes:
-                value = self._parameter(logical_id, skip_unresolved=False) or ""
-                if "GetAtt" in json.dumps(resource["Properties"]["Value"]):
-                    pinned = value
-        return pinned
+                self._parameter(logical_id, skip_unresolved=False)
+        _, key = self.synthesized.only("AWS::KMS::Key")
+        policy = json.dumps(key["Properties"]["KeyPolicy"])
+        pinned = [
+            value
+            for (logical_id, attribute), value in self.attributes.items()
+            if attribute == "Value" and json.dumps({"Fn::GetAtt": [logical_id, "Value"]}) in policy
+        ]
+        if len(pinned) != 1:
+            raise LookupError(f"the key policy should pin one SSM parameter's value, found {len(pinned)}")
+        return pinned[0]
 
     def create_key(self) -> str:
         """The KMS key with the template's key policy, rendered, and its alias; the key's ARN.
