@@ -2,8 +2,8 @@
 to a fresh run directory for every rehearsal (and left there, so anyone can inspect what the boot wrote).
 
 The base holds what an AL2023 AMI brings that the user data relies on (systemd, python3, curl, jq) plus the
-AWS CLI v1 in its own venv as /usr/local/bin/aws (AL2023 ships CLI v2; the user data calls only `aws s3 cp`
-and `aws ssm put-parameter`/`get-parameter`, which both have). Nothing here talks to the network except
+AWS CLI v1 in its own venv as /usr/local/bin/aws (AL2023 ships CLI v2; the host files call only `aws s3 cp`
+and `aws ssm get-parameter`, which both have). Nothing here talks to the network except
 debootstrap (Debian's mirror) and, inside the base's one-off nspawn, nothing: pip reads the wheelhouse.
 """
 
