@@ -1,7 +1,8 @@
 """`python -m app.local demo|serve|bench`: the whole pipeline on one machine, against the emulator.
 
-Exit codes: 0 every card matched (demo) / clean stop (serve) / benchmark done; 1 a failure, and always for
-`demo --tamper` passes (0) only when the key policy refused every card of the changed enclave; 2 usage.
+Exit codes: 0 every card matched and the parent's own Decrypt was refused (demo) / clean stop (serve) /
+benchmark done; 1 a failure; `demo --tamper` passes (0) only when the key policy refused every card of the
+changed enclave; 2 usage.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from app.local import bench, instructions
+from app.local import bench, instructions, parent_refusal
 from app.local.processes import ChildFailed
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo, patched_environ
@@ -24,6 +25,8 @@ from app.producer.__main__ import main as producer_main
 from app.shared import deployment, logs
 
 DEMO_TIMEOUT_S = 60.0
+PRODUCER_LOG = "producer.log"
+STARTING = "starting the local stack: emulator (KMS, SQS), software enclave, relay"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,13 +62,19 @@ def _banner(info: StackInfo, started: float, tamper: bool) -> None:
 
 def demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    with LocalStack(run_dir_for(args.run_dir), tamper=args.tamper) as info:
+    print(STARTING, flush=True)
+    stack = LocalStack(run_dir_for(args.run_dir), tamper=args.tamper)
+    with stack as info:
         _banner(info, started, args.tamper)
         with patched_environ(info.environment()):
-            code = producer_main(["--count", str(args.count), "--wait", "--timeout", str(args.timeout)])
+            # The producer's JSON log goes to the run directory: the terminal gets the result lines only.
+            log_file = str(info.run_dir / PRODUCER_LOG)
+            wait = ["--wait", "--timeout", str(args.timeout), "--log-file", log_file]
+            code = producer_main(["--count", str(args.count), *wait])
             refused = _parked_as_access_denied(info, args.count) if args.tamper else 0
+        parent_refused = args.tamper or parent_refusal.parent_decrypt_refused(stack, info)
     if not args.tamper:
-        return code
+        return code if parent_refused else 1
     if code == 0:
         print("SECURITY FAILURE: a tampered enclave decrypted cards", flush=True)
         return 1
@@ -108,6 +117,7 @@ def serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    print(STARTING, flush=True)
     with LocalStack(run_dir_for(args.run_dir)) as info:
         print(instructions.serve_text(info), flush=True)
         stop.wait()
@@ -142,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args)
     except ChildFailed as error:
         print(f"error: {error}", file=sys.stderr)
+        print("what to do: read that log; running the command again starts a fresh stack", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: the stack's context managers have stopped every child
         return 130

@@ -20,7 +20,7 @@ from app.local.processes import Child, ChildFailed, ChildSpec
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo
 from app.producer.card_file import load_cards
-from app.producer.progress import Progress
+from app.producer.progress import progress
 from app.producer.sender import pick_cards, send_cards
 from app.shared import deployment
 from app.shared.queue_messages import ResultMessage
@@ -30,15 +30,17 @@ POLL_S = 0.1
 RELAY_STARTED = "relay started"
 
 
-def preload(info: StackInfo, count: int, label: str) -> None:
+def preload(info: StackInfo, count: int, phase: str) -> None:
+    """Fill the cards queue before a phase: a bar on a terminal, then one line either way."""
     kms, sqs = local_client("kms", info.endpoints.http), local_client("sqs", info.endpoints.http)
-    progress = Progress(label, count)
-    send_cards(
-        kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
-        fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=pick_cards(load_cards(), count),
-        on_batch=progress.advance,
-    )  # fmt: skip
-    progress.close()
+    started = time.monotonic()
+    with progress(f"loading the cards queue ({phase})", count) as advance:
+        send_cards(
+            kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
+            fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=pick_cards(load_cards(), count),
+            on_batch=advance,
+        )  # fmt: skip
+    print(f"{phase}: {count} cards loaded in {time.monotonic() - started:.2f} s (not timed)", flush=True)
 
 
 def drain_results(info: StackInfo, count: int) -> list[ResultMessage]:
@@ -93,7 +95,7 @@ def relay_started_at(relay: Child) -> float:
 
 
 def pipeline_phase(stack: LocalStack, info: StackInfo, count: int) -> dict[str, float]:
-    preload(info, count, "loading the cards queue (pipeline)")
+    preload(info, count, "pipeline")
     relay = stack.start_relay()
     started = relay_started_at(relay)
     wait_for_results(info, count, relay)
@@ -106,7 +108,7 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int) -> dict[str, 
 
 
 def ceiling_phase(info: StackInfo, count: int) -> dict[str, float]:
-    preload(info, count, "loading the cards queue (ceiling)")
+    preload(info, count, "ceiling")
     args = (
         "--endpoint", info.endpoints.http, "--kms-endpoint", info.endpoints.https,
         "--pki", str(info.run_dir / "pki"), "--pin", info.pin_hex, "--cards", str(count),
@@ -131,6 +133,7 @@ def pollers() -> int:
 def run(count: int, run_dir: Path) -> int:
     """Both phases on one stack; the last line printed is the JSON summary."""
     stack = LocalStack(run_dir, relay=False)
+    print("starting the local stack: emulator (KMS, SQS), software enclave", flush=True)
     with stack as info:
         print(f"local stack up; logs in {info.run_dir}", flush=True)
         pipeline = pipeline_phase(stack, info, count)

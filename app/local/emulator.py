@@ -1,7 +1,9 @@
 """The local AWS emulator: moto's KMS and SQS in one process, on plain HTTP and on HTTPS for localhost.
 
-Both listeners serve the same in-memory backends. KMS Decrypt gets the Recipient behaviour of real KMS
-(`kms_recipient`) before anything is served. Local mode only; nothing in the enclave image imports it.
+Both listeners serve the same in-memory backends. Before anything is served, every KMS call is
+authorized with the key's own policy and Decrypt gets the Recipient behaviour of real KMS
+(`kms_enforcement`); the pin lives in the key policy that provisioning writes. Local mode only; nothing
+in the enclave image imports it.
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app.local import kms_recipient
+from app.local.kms_enforcement import install_policy_enforcement
 from app.local.software_nsm import LocalPki
 from app.shared import logs
 
 LOOPBACK = "127.0.0.1"
 TLS_HOSTNAME = "localhost"  # the certificate names localhost, so clients check a real hostname
 ATTESTATION_MAX_AGE_S = 300
-PIN_HEX_LENGTH = 96  # SHA-384, lowercase hex, like kms:RecipientAttestation:ImageSha384
 
 
 @dataclass(frozen=True)
@@ -106,17 +107,9 @@ def speed_up_moto_clock() -> None:
     names.update(unix_time=unix_time, unix_time_millis=unix_time_millis)
 
 
-def parse_pin(value: str) -> str:
-    pin = value.strip().lower()
-    if len(pin) != PIN_HEX_LENGTH or any(c not in "0123456789abcdef" for c in pin):
-        raise argparse.ArgumentTypeError(f"a pin is {PIN_HEX_LENGTH} hex digits (SHA-384), got {value!r}")
-    return pin
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app.local.emulator", description=__doc__)
     p.add_argument("--pki", type=Path, required=True, help="directory written by LocalPki.save()")
-    p.add_argument("--pin", type=parse_pin, action="append", required=True, help="allowed PCR0 (hex)")
     p.add_argument("--max-age", type=float, default=ATTESTATION_MAX_AGE_S, help="attestation freshness (s)")
     return p
 
@@ -138,12 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure()
     args = parser().parse_args(argv)
     pki = LocalPki.load(args.pki)
-    policy = kms_recipient.RecipientPolicy(
-        root_certificate_der=pki.root_certificate_der,
-        allowed_image_sha384=frozenset(args.pin),
-        max_age_s=args.max_age,
-    )
-    kms_recipient.install(policy)
+    install_policy_enforcement(pki.root_certificate_der, max_age_s=args.max_age)
     speed_up_moto_clock()
     serve_until_signal(Emulator(tls_context(pki, args.pki)))
     return 0

@@ -64,8 +64,8 @@ def serve_text(info: StackInfo) -> str:
         "# the result is a JSON body with status ok and the last four digits (rejected cards also go to",
         f"# the dead-letter queue {info.resources.dead_letter_queue_url})",
         "",
-        "# 4. verify the enclave's attestation and compare its PCR0 with the pinned one:",
-        f"{shlex.quote(sys.executable)} -m app.parent attest --pinned-pcr0 {info.pin_hex}"
+        "# 4. verify the enclave's attestation and compare its PCR0 with the pin in the key policy:",
+        f"{shlex.quote(sys.executable)} -m app.parent attest"
         f" --root-pem {shlex.quote(str(info.run_dir / 'pki' / ATTESTATION_ROOT_FILE))}",
         "",
         "# 5. the health of every part, and the enclave's own log channel:",

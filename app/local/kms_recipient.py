@@ -1,14 +1,16 @@
-"""What real KMS does with Decrypt's `Recipient` (moto ignores it), enforcing our key policy. Local mode only.
+"""What real KMS does with Decrypt's `Recipient` (moto ignores it): validate it and verify the attestation
+document, give the key policy its `kms:RecipientAttestation:*` condition keys, and wrap the plaintext for
+the enclave's public key. Local mode only.
 
-Decrypt succeeds only for a fresh, verified attestation whose PCR0 is pinned; the answer never has Plaintext.
+Whether the attested image may decrypt is not decided here: the key policy decides it
+(`app.local.kms_enforcement` evaluates the stack's own statements with the context built here).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,9 +25,8 @@ ACCESS_DENIED = "AccessDeniedException"
 VALIDATION = "ValidationException"
 KEY_ENCRYPTION_ALGORITHM = "RSAES_OAEP_SHA_256"
 RECIPIENT_RSA_KEY_BITS = 2048
-PCR0_HEX_LENGTH = 96
-_HEX_DIGITS = frozenset("0123456789abcdef")
-_installed: dict[str, Callable[..., str]] = {}
+RECIPIENT_KEY_PREFIX = "kms:RecipientAttestation:"
+IMAGE_SHA384_KEY = f"{RECIPIENT_KEY_PREFIX}ImageSha384"
 
 
 class RecipientRefused(Exception):
@@ -38,33 +39,38 @@ class RecipientRefused(Exception):
 
 
 @dataclass(frozen=True)
-class RecipientPolicy:
-    """The key policy's Recipient conditions: trusted root and kms:RecipientAttestation:ImageSha384 values."""
+class RecipientVerifier:
+    """What KMS trusts in an attestation document: the root certificate, and how old it may be."""
 
     root_certificate_der: bytes
-    allowed_image_sha384: frozenset[str]
     max_age_s: float = 300.0
 
     def __post_init__(self) -> None:
-        for pin in self.allowed_image_sha384:
-            if len(pin) != PCR0_HEX_LENGTH or not set(pin) <= _HEX_DIGITS:
-                raise ValueError(f"allowed ImageSha384 {pin!r} is not {PCR0_HEX_LENGTH} lowercase hex digits")
         if self.max_age_s <= 0:
             raise ValueError(f"max_age_s must be positive, got {self.max_age_s}")
 
 
-def ciphertext_for_recipient(
-    plaintext: bytes, recipient: Mapping[str, Any], policy: RecipientPolicy, *, now: datetime | None = None
-) -> bytes:
-    """Check ``recipient`` against ``policy`` and wrap ``plaintext`` for its public key, or raise."""
-    public_key_der = authorize_recipient(recipient, policy, now=now)
-    return wrap_for_recipient(plaintext, public_key_der)
+@dataclass(frozen=True)
+class VerifiedRecipient:
+    public_key_der: bytes
+    document: AttestationDocument
+
+    def context(self) -> dict[str, str]:
+        """The condition keys KMS derives from the verified document: ImageSha384 (= PCR0) and PCR<n>."""
+        keys = {f"{RECIPIENT_KEY_PREFIX}PCR{i}": self.document.pcr_hex(i) for i in sorted(self.document.pcrs)}
+        if 0 in self.document.pcrs:
+            keys[IMAGE_SHA384_KEY] = self.document.pcr_hex(0)
+        return keys
+
+    def wrap(self, plaintext: bytes) -> bytes:
+        """`CiphertextForRecipient`: the plaintext in CMS EnvelopedData for the document's public key."""
+        return wrap_for_recipient(plaintext, self.public_key_der)
 
 
-def authorize_recipient(
-    recipient: Mapping[str, Any], policy: RecipientPolicy, *, now: datetime | None = None
-) -> bytes:
-    """Apply KMS's Recipient validation and the key policy; return the recipient's public key (DER)."""
+def verify_recipient(
+    recipient: Any, verifier: RecipientVerifier, *, now: datetime | None = None
+) -> VerifiedRecipient:
+    """Apply KMS's Recipient validation; raise RecipientRefused(ValidationException) on a bad one."""
     if not isinstance(recipient, Mapping):
         raise RecipientRefused(VALIDATION, "Recipient must be a structure")
     algorithm = recipient.get("KeyEncryptionAlgorithm")
@@ -73,63 +79,11 @@ def authorize_recipient(
             VALIDATION,
             f"KeyEncryptionAlgorithm {algorithm!r} is not supported; use {KEY_ENCRYPTION_ALGORITHM}",
         )
-    document = _verified_document(recipient.get("AttestationDocument"), policy, now)
-    public_key_der = _recipient_public_key(document)
-    _check_image(document, policy)
-    return public_key_der
+    document = _verified_document(recipient.get("AttestationDocument"), verifier, now)
+    return VerifiedRecipient(_recipient_public_key(document), document)
 
 
-def install(policy: RecipientPolicy) -> None:
-    """Make moto's KMS Decrypt behave like real KMS under ``policy`` (replaces any earlier install)."""
-    from moto.kms.responses import KmsResponse  # noqa: PLC0415 - moto is a local-mode-only dependency
-
-    original = _installed.setdefault("decrypt", KmsResponse.decrypt)
-
-    def decrypt(response: Any) -> str:
-        return _decrypt(response, original, policy)
-
-    KmsResponse.decrypt = decrypt  # type: ignore[method-assign,assignment]
-
-
-def uninstall() -> None:
-    """Restore moto's own Decrypt."""
-    from moto.kms.responses import KmsResponse  # noqa: PLC0415 - moto is a local-mode-only dependency
-
-    original = _installed.pop("decrypt", None)
-    if original is not None:
-        KmsResponse.decrypt = original  # type: ignore[method-assign]
-
-
-def _decrypt(response: Any, original: Callable[[Any], str], policy: RecipientPolicy) -> str:
-    from moto.core.exceptions import JsonRESTError  # noqa: PLC0415 - moto is a local-mode-only dependency
-
-    try:
-        public_key_der = _authorize_request(response._get_param("Recipient"), policy)
-    except RecipientRefused as refused:
-        raise JsonRESTError(refused.code, refused.message) from refused
-    answer = json.loads(original(response))
-    plaintext = base64.b64decode(answer.pop("Plaintext"))
-    wrapped = wrap_for_recipient(plaintext, public_key_der)
-    return json.dumps(
-        {
-            "CiphertextForRecipient": base64.b64encode(wrapped).decode("ascii"),
-            "KeyId": answer["KeyId"],
-            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-        }
-    )
-
-
-def _authorize_request(recipient: Any, policy: RecipientPolicy) -> bytes:
-    if recipient is None:
-        raise RecipientRefused(
-            ACCESS_DENIED,
-            "the key policy allows kms:Decrypt only with an attested Recipient "
-            "(kms:RecipientAttestation:ImageSha384); this request has none",
-        )
-    return authorize_recipient(recipient, policy)
-
-
-def _verified_document(raw: Any, policy: RecipientPolicy, now: datetime | None) -> AttestationDocument:
+def _verified_document(raw: Any, verifier: RecipientVerifier, now: datetime | None) -> AttestationDocument:
     if isinstance(raw, str):
         try:
             raw = base64.b64decode(raw, validate=True)
@@ -139,7 +93,7 @@ def _verified_document(raw: Any, policy: RecipientPolicy, now: datetime | None) 
         raise RecipientRefused(VALIDATION, "Recipient has no AttestationDocument")
     try:
         return verify_document(
-            raw, root_certificate_der=policy.root_certificate_der, at=now, max_age_s=policy.max_age_s
+            raw, root_certificate_der=verifier.root_certificate_der, at=now, max_age_s=verifier.max_age_s
         )
     except AttestationError as exc:
         raise RecipientRefused(VALIDATION, f"the attestation document is not valid: {exc}") from exc
@@ -155,16 +109,3 @@ def _recipient_public_key(document: AttestationDocument) -> bytes:
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size != RECIPIENT_RSA_KEY_BITS:
         raise RecipientRefused(VALIDATION, f"public_key must be RSA-{RECIPIENT_RSA_KEY_BITS}")
     return document.public_key
-
-
-def _check_image(document: AttestationDocument, policy: RecipientPolicy) -> None:
-    measured = document.pcr_hex(0)
-    if measured in policy.allowed_image_sha384:
-        return
-    debug = " (a debug-mode enclave: all-zero PCRs)" if document.debug_mode else ""
-    allowed = ", ".join(sorted(policy.allowed_image_sha384)) or "nothing"
-    raise RecipientRefused(
-        ACCESS_DENIED,
-        f"the enclave's measured PCR0 (kms:RecipientAttestation:ImageSha384) {measured}{debug} "
-        f"is not the pinned image measurement; the key policy allows {allowed}",
-    )

@@ -107,7 +107,7 @@ class LocalStack:
         pin = measure_enclave_sources(processes.REPO_ROOT).hex()
         emulator = self._exit.enter_context(
             processes.running(
-                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki_dir), "--pin", pin)),
+                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki_dir))),
                 self.run_dir,
                 processes.has_ready_line,
             )
@@ -124,7 +124,8 @@ class LocalStack:
                 processes.accepts_on(log_port),
             )
         )
-        info = StackInfo(self.run_dir, endpoints, provision(endpoints.http), enclave_url, pin, log_url)
+        resources = provision(endpoints.http, pins=[pin])  # the key policy pins the enclave's measurement
+        info = StackInfo(self.run_dir, endpoints, resources, enclave_url, pin, log_url)
         self.info = info
         self.start_enclave(tamper=self.tamper)
         if self._with_relay:

@@ -12,6 +12,7 @@ import sys
 
 from app.ops import collect, doctor, status
 from app.ops.findings import exit_code, render_json, render_text
+from app.producer.progress import steps
 from app.shared import logs, settings
 
 
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         findings = doctor.diagnose(collect.collect(os.environ))
     else:
-        findings = status.gather(os.environ, args.enclave_url)
+        with steps(status.GATHER_STEPS) as doing:  # which check runs, on a terminal only
+            findings = status.gather(os.environ, args.enclave_url, doing)
     print(render_json(findings) if args.json else render_text(findings))
     return 0 if args.report_only else exit_code(findings)
 

@@ -6,8 +6,7 @@ that do not exist there (systemd, nitro-cli) are reported as skipped.
 from __future__ import annotations
 
 import datetime
-import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
@@ -17,14 +16,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app.ops import collect, enclave_checks, host_checks
 from app.ops.findings import Finding, Status, ok, skip
 from app.parent.enclave_client import EnclaveClient, EnclaveError
+from app.shared import settings
 from app.shared.protocol import Op
-
-log = logging.getLogger(__name__)
 
 ERROR_MARKERS = ('"level":"error"', '"level":"critical"', '"level":"warning"', "[ E", "Error:")
 RECENT_ERRORS = 10
 QUEUE_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 AGE_WARN_S = 300
+ENV_FILE_HINT = "`nitro-demo status` reads /etc/nitro-enclave-demo/demo.env; locally, `make serve` prints it"
+QUEUE_UNREADABLE_TODO = (
+    "the caller needs sqs:GetQueueAttributes on it (`aws sts get-caller-identity` shows the caller); "
+    "locally, is `make serve` still running?"
+)
 
 
 def recent_errors(journal_text: str | None, limit: int = RECENT_ERRORS) -> Finding:
@@ -52,10 +55,15 @@ def enclave_measurements(describe_text: str | None) -> Finding:
     return ok(name, f"PCR0 {enclave.pcr0 or 'unknown'}{' (DEBUG MODE)' if enclave.debug else ''}")
 
 
-def queue_finding(label: str, attributes: Mapping[str, str] | None, *, dead_letter: bool) -> Finding:
+def queue_finding(
+    label: str, attributes: Mapping[str, str] | str | None, *, dead_letter: bool, env_name: str = ""
+) -> Finding:
+    """`attributes` is the queue's attributes, the reason they could not be read, or None for no URL."""
     name = f"queue {label}"
     if attributes is None:
-        return skip(name, "not reachable (no URL or no access)")
+        return Finding(name, Status.SKIP, "no queue URL", f"set {env_name or 'its URL'} ({ENV_FILE_HINT})")
+    if isinstance(attributes, str):
+        return Finding(name, Status.SKIP, f"not readable: {attributes}", QUEUE_UNREADABLE_TODO)
     waiting = int(attributes.get("ApproximateNumberOfMessages", "0"))
     in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", "0"))
     what = f"{waiting} waiting, {in_flight} in flight"
@@ -84,17 +92,18 @@ def ping_finding(answer: Mapping[str, Any] | None, error: str | None, url: str) 
     return ok(name, f"answers over {url} (uptime {answer.get('uptime_s')} s)")
 
 
-def _queue_attributes(sqs: Any, url: str | None) -> Mapping[str, str] | None:
+def _queue_attributes(sqs: Any, url: str | None) -> Mapping[str, str] | str | None:
+    """The attributes, or why they could not be read (an error name, shown in the finding, not logged)."""
     if not url:
         return None
-
     try:
         attributes: Mapping[str, str] = sqs.get_queue_attributes(
             QueueUrl=url, AttributeNames=list(QUEUE_ATTRIBUTES)
         )["Attributes"]
-    except (BotoCoreError, ClientError) as error:
-        log.warning("queue attributes not readable", extra={"fields": {"error": type(error).__name__}})
-        return None
+    except ClientError as error:
+        return str(error.response.get("Error", {}).get("Code") or type(error).__name__)
+    except BotoCoreError as error:
+        return type(error).__name__
     return attributes
 
 
@@ -131,30 +140,46 @@ def _ping(url: str) -> Finding:
         client.close()
 
 
-def _aws_findings(environ: Mapping[str, str]) -> list[Finding]:
-
-    region = environ.get("AWS_REGION", "us-east-1")
-    config = Config(connect_timeout=5, read_timeout=5, retries={"max_attempts": 2})
-    sqs = boto3.client("sqs", region_name=region, config=config)
-    cards_url = environ.get("CARDS_QUEUE_URL")
+def _queues(environ: Mapping[str, str], config: Config) -> list[Finding]:
+    sqs = boto3.client("sqs", region_name=environ.get("AWS_REGION", "us-east-1"), config=config)
+    queues = (
+        ("cards", settings.ENV_CARDS_QUEUE_URL, False),
+        ("dead-letter", settings.ENV_DEAD_LETTER_QUEUE_URL, True),
+        ("results", settings.ENV_RESULTS_QUEUE_URL, False),
+    )
     return [
-        queue_finding("cards", _queue_attributes(sqs, cards_url), dead_letter=False),
-        queue_finding(
-            "dead-letter", _queue_attributes(sqs, environ.get("DEAD_LETTER_QUEUE_URL")), dead_letter=True
-        ),
-        queue_finding("results", _queue_attributes(sqs, environ.get("RESULTS_QUEUE_URL")), dead_letter=False),
-        age_finding(_oldest_age_s(boto3.client("cloudwatch", region_name=region, config=config), cards_url)),
+        queue_finding(label, _queue_attributes(sqs, environ.get(env)), dead_letter=dlq, env_name=env)
+        for label, env, dlq in queues
     ]
 
 
-def gather(environ: Mapping[str, str], enclave_url: str) -> list[Finding]:
+def _oldest(environ: Mapping[str, str], config: Config) -> Finding:
+    cloudwatch = boto3.client("cloudwatch", region_name=environ.get("AWS_REGION", "us-east-1"), config=config)
+    return age_finding(_oldest_age_s(cloudwatch, environ.get(settings.ENV_CARDS_QUEUE_URL)))
+
+
+def gather(
+    environ: Mapping[str, str], enclave_url: str, doing: Callable[[str], None] = lambda _: None
+) -> list[Finding]:
+    """Every check in turn; `doing` hears which one runs (the CLI shows it on a terminal)."""
+    config = Config(connect_timeout=5, read_timeout=5, retries={"max_attempts": 2})
+    doing("reading the services and the enclave (systemctl, nitro-cli)")
     describe = collect.run(["nitro-cli", "describe-enclaves"], allow_failure=True)
     show = collect.run(["systemctl", "show", "-p", collect.SHOW_PROPERTIES, *host_checks.DEMO_UNITS])
-    return [
+    findings = [
         *host_checks.check_services(show),
         enclave_checks.check_enclave(describe, None),
         enclave_measurements(describe),
-        _ping(enclave_url),
-        *_aws_findings(environ),
-        recent_errors(collect.journal(*host_checks.DEMO_UNITS)),
     ]
+    doing(f"pinging the enclave over {enclave_url}")
+    findings.append(_ping(enclave_url))
+    doing("reading the queues (SQS)")
+    findings += _queues(environ, config)
+    doing("reading the age of the oldest card (CloudWatch)")
+    findings.append(_oldest(environ, config))
+    doing("reading recent errors (journal)")
+    findings.append(recent_errors(collect.journal(*host_checks.DEMO_UNITS)))
+    return findings
+
+
+GATHER_STEPS = 5  # the `doing` calls in gather()

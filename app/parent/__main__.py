@@ -1,5 +1,6 @@
 """The parent instance's commands: `run` (the relay daemon), `ping` (is the enclave answering?),
-`attest` (verify the enclave's attestation and compare its PCR0 with the key policy's pin) and `logs`
+`attest` (verify the enclave's attestation and compare its PCR0 with the pin in the key policy, read with
+kms:GetKeyPolicy) and `logs`
 (write the enclave's own log lines, received over vsock, to stdout).
 
 Options > environment (see app/shared/settings.py; the deployed host's /etc/nitro-enclave-demo/demo.env)
@@ -9,6 +10,7 @@ Options > environment (see app/shared/settings.py; the deployed host's /etc/nitr
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import secrets
@@ -20,9 +22,11 @@ from types import FrameType
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from app.keypolicy.grammar import PolicyGrammarError
 from app.parent import attest_report, log_sink
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.relay import Relay, RelaySettings
@@ -34,7 +38,6 @@ log = logging.getLogger("app.parent")
 PING_TIMEOUT_S = 5.0
 ENV_POLLERS = "RELAY_POLLERS"
 ENV_WAIT_TIME_S = "RELAY_WAIT_TIME_S"
-ENV_PINNED_PCR0 = "ENCLAVE_PCR0"
 NONCE_BYTES = 32
 
 
@@ -55,11 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("ping", help="exit 0 if the enclave answers a health request")
     attest = commands.add_parser(
-        "attest", help="verify the enclave's attestation and compare PCR0 with the pin"
+        "attest", help="verify the enclave's attestation and compare PCR0 with the key policy's pin"
     )
     attest.add_argument(
-        "--pinned-pcr0", default=settings.env(ENV_PINNED_PCR0), help="hex; default $ENCLAVE_PCR0"
+        "--key-id",
+        default=settings.env(settings.ENV_KMS_KEY_ID),
+        help=f"the key whose policy holds the pin (default ${settings.ENV_KMS_KEY_ID})",
     )
+    attest.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
+    attest.add_argument("--pinned-pcr0", help="compare with this hex value instead of reading the key policy")
     attest.add_argument("--root-pem", type=Path, help="trusted root (default: the AWS Nitro root, pinned)")
     logs_parser = commands.add_parser("logs", help="write the enclave's log lines to stdout until SIGTERM")
     logs_parser.add_argument(
@@ -154,11 +161,23 @@ def attest(args: argparse.Namespace) -> int:
     else:
         pem = x509.load_pem_x509_certificate(args.root_pem.read_bytes())
         root, label = pem.public_bytes(serialization.Encoding.DER), str(args.root_pem)
-    report = attest_report.check(
-        document, nonce=nonce, root_certificate_der=root, pinned_pcr0=args.pinned_pcr0
-    )
+    try:
+        pin = attest_report.Pin.given(args.pinned_pcr0) if args.pinned_pcr0 else _pin_from_key_policy(args)
+    except (BotoCoreError, ClientError, PolicyGrammarError, json.JSONDecodeError) as error:
+        print(f"cannot read the pin from the key policy: {error}", file=sys.stderr)
+        return 1
+    report = attest_report.check(document, nonce=nonce, root_certificate_der=root, pin=pin)
     print(attest_report.render(report, root_label=label))
     return 0 if report.ok else 1
+
+
+def _pin_from_key_policy(args: argparse.Namespace) -> attest_report.Pin:
+    """The key's own policy (kms:DescribeKey for the ARN, GetKeyPolicy accepts no alias, then the policy)."""
+    key_id = settings.require(args.key_id, settings.ENV_KMS_KEY_ID)
+    kms = boto3.session.Session(region_name=args.region).client("kms")
+    arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    policy = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
+    return attest_report.Pin.from_key_policy(policy)
 
 
 def enclave_logs(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ class ProducerConfig:
     region: str
     encryption_context: Mapping[str, str]
     seed: int | None = None
+    log_file: Path | None = None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key-id", help=f"KMS key (env {settings.ENV_KMS_KEY_ID}, default alias)")
     p.add_argument("--region", help=f"AWS region (env {settings.ENV_REGION})")
     p.add_argument("--seed", type=int, help="seed the random picks (reproducible runs)")
+    p.add_argument(
+        "--log-file", type=Path, help="append the JSON log lines here, at INFO (default: stderr, WARNING)"
+    )
     return p
 
 
@@ -75,4 +79,5 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Pr
             settings.env(settings.ENV_ENCRYPTION_CONTEXT, environ=environ)
         ),
         seed=args.seed,
+        log_file=args.log_file,
     )

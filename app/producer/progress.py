@@ -1,48 +1,56 @@
-"""A plain-text progress bar on a stream (stderr), shown only for long runs or an interactive terminal.
+"""Progress of a long step (or of a run of checks), drawn by tqdm on a terminal only; the caller prints
+the step's one-line result.
 
-No dependency and no card data: it draws counts only.
+Off a terminal (a file, a pipe, CI, an SSM document) nothing is drawn: tqdm's `disable=None` turns the bar
+off when the stream is not a TTY (tqdm/tqdm, tqdm/std.py, `tqdm.__init__`), so a log file never holds
+`\r` redraws. On a terminal the bar is erased when the step ends (`leave=False`), and the caller's line
+takes its place. Counts only: no card data goes near it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
+from collections.abc import Callable, Iterator
 from typing import IO
 
-LONG_RUN_CARDS = 100
-BAR_WIDTH = 30
-MIN_REDRAW_S = 0.1
+from tqdm import tqdm
 
 
-class Progress:
-    """`Progress(label, total).advance(n)` redraws `label [#####.....] 50/100`; `close()` ends the line."""
+@contextlib.contextmanager
+def progress(label: str, total: int, stream: IO[str] | None = None) -> Iterator[Callable[[int], None]]:
+    """`with progress("queueing cards", 1000) as advance: ... advance(10)`: a bar on stderr's terminal."""
+    bar = tqdm(
+        total=total, desc=label, unit="card", file=stream or sys.stderr,
+        disable=None, leave=False, dynamic_ncols=True,
+    )  # fmt: skip
 
-    def __init__(self, label: str, total: int, stream: IO[str] | None = None, enabled: bool | None = None):
-        self._label = label
-        self._total = max(total, 1)
-        self._stream = stream or sys.stderr
-        self._done = 0
-        self._last_draw = 0.0
-        self.enabled = should_show(total, self._stream) if enabled is None else enabled
+    def advance(count: int) -> None:
+        bar.update(count)
 
-    def advance(self, count: int = 1) -> None:
-        self._done = min(self._done + count, self._total)
-        now = time.monotonic()
-        if self.enabled and (now - self._last_draw >= MIN_REDRAW_S or self._done == self._total):
-            self._last_draw = now
-            self._stream.write("\r" + render(self._label, self._done, self._total))
-            self._stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self._stream.write("\r" + render(self._label, self._done, self._total) + "\n")
-            self._stream.flush()
+    try:
+        yield advance
+    finally:
+        bar.close()
 
 
-def should_show(total: int, stream: IO[str]) -> bool:
-    return total >= LONG_RUN_CARDS or stream.isatty()
+@contextlib.contextmanager
+def steps(total: int, stream: IO[str] | None = None) -> Iterator[Callable[[str], None]]:
+    """`with steps(3) as doing: doing("pinging the enclave")`: the current step, on a terminal only."""
+    bar = tqdm(
+        total=total, file=stream or sys.stderr, disable=None, leave=False,
+        bar_format="{desc} ({n}/{total})",
+    )  # fmt: skip
+    started = False
 
+    def doing(label: str) -> None:
+        nonlocal started
+        if started:
+            bar.update(1)
+        started = True
+        bar.set_description_str(label)
 
-def render(label: str, done: int, total: int) -> str:
-    filled = BAR_WIDTH * done // max(total, 1)
-    return f"{label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
+    try:
+        yield doing
+    finally:
+        bar.close()

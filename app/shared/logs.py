@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import IO, Any
 
 FIXED_KEYS = ("ts", "level", "logger", "msg")
@@ -44,11 +45,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(record_entry(record), default=str, separators=(",", ":"))
 
 
-def configure(level: str = "INFO", stream: IO[str] | None = None) -> None:
-    """Route every logger to one JSON-lines handler on stderr (or the given stream)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+def configure(level: str = "INFO", stream: IO[str] | None = None, path: Path | None = None) -> None:
+    """Route every logger to one JSON-lines handler: appended to `path`, else on `stream` (stderr)."""
+    handler: logging.Handler = (
+        logging.FileHandler(path, encoding="utf-8") if path else logging.StreamHandler(stream or sys.stderr)
+    )
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
+    for replaced in root.handlers:
+        if isinstance(replaced, logging.FileHandler):  # ours from an earlier call; never close stderr
+            replaced.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):

@@ -34,12 +34,9 @@ DEMO_COMMAND = (
     f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; "
     f"{constants.VENV_PYTHON} -m app.producer --count 10 --wait'"
 )
-# The pin comes from the parameter the key policy itself reads, not from anything the instance reported.
+# `attest` reads the pin from the key policy itself (kms:GetKeyPolicy on $KMS_KEY_ID), not from a copy.
 ATTEST_COMMAND = (
-    f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; "
-    'ENCLAVE_PCR0=$(aws ssm get-parameter --region "$AWS_REGION" --name "$PINNED_PCR0_PARAMETER" '
-    "--query Parameter.Value --output text) "
-    f"{constants.VENV_PYTHON} -m app.parent attest'"
+    f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; {constants.VENV_PYTHON} -m app.parent attest'"
 )
 DEBUG_WARNING = (
     "DEBUG MODE - ATTESTATION IS OFF: the enclave runs with --debug-mode, its console is readable and "
@@ -101,7 +98,11 @@ class Outputs(Construct):
             "Connect to the instance (Session Manager plugin required)",
         )
         self._out("DemoCommand", DEMO_COMMAND, "Run on the instance: 10 cards through the enclave")
-        self._out("AttestCommand", ATTEST_COMMAND, "Run on the instance: verify the enclave against the pin")
+        self._out(
+            "AttestCommand",
+            ATTEST_COMMAND,
+            "Run on the instance: verify the enclave against the key policy's pin",
+        )
         self._operations(v)
 
     def _operations(self, v: OutputValues) -> None:

@@ -15,15 +15,17 @@ import pytest
 from app.enclave.decryptor import DecryptError, Decryptor, KmsClients, KmsSettings
 from app.enclave.egress import ConnectProxy, kms_allowlist
 from app.enclave.recipient_keys import RecipientKeys
-from app.local import kms_recipient
 from app.local.emulator import Emulator, Endpoints, tls_context
-from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_client
+from app.local.kms_enforcement import install_policy_enforcement, uninstall_policy_enforcement
+from app.local.principals import ADMINISTRATOR
+from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, create_key, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
+from app.shared import deployment
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode
 
 PINNED = bytes(range(48))
 OTHER = bytes(reversed(range(48)))
-CONTEXT = {"app": "test", "card_id": "c-1"}
+CONTEXT = {**deployment.ENCRYPTION_CONTEXT, "card_id": "c-1"}
 CREDS = Credentials(LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY)
 
 
@@ -38,17 +40,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalPki, Path]:
 @pytest.fixture(scope="module")
 def emulator(pki: tuple[LocalPki, Path]) -> Iterator[Endpoints]:
     local, directory = pki
-    kms_recipient.install(
-        kms_recipient.RecipientPolicy(local.root_certificate_der, frozenset({PINNED.hex()}))
-    )
+    install_policy_enforcement(local.root_certificate_der)
     with Emulator(tls_context(local, directory)) as endpoints:
         yield endpoints
-    kms_recipient.uninstall()
+    uninstall_policy_enforcement()
 
 
 @pytest.fixture(scope="module")
 def key_id(emulator: Endpoints) -> str:
-    return str(local_client("kms", emulator.http).create_key()["KeyMetadata"]["KeyId"])
+    """A key with the stack's key policy, pinned to PINNED, created by the administrator."""
+    key, _ = create_key(local_client("kms", emulator.http, principal=ADMINISTRATOR), [PINNED.hex()])
+    return key
 
 
 def _encrypt(emulator: Endpoints, key_id: str, plaintext: bytes, context: dict[str, str] = CONTEXT) -> bytes:
@@ -86,9 +88,7 @@ def test_wrong_encryption_context_is_invalid_ciphertext(
 ) -> None:
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
     with pytest.raises(DecryptError) as caught:
-        _decryptor(pki, emulator, monkeypatch).decrypt(
-            _request(ciphertext, {"app": "test", "card_id": "c-2"})
-        )
+        _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext, {**CONTEXT, "card_id": "c-2"}))
     assert caught.value.code is ErrorCode.INVALID_CIPHERTEXT
 
 
@@ -99,6 +99,7 @@ def test_an_enclave_with_another_measurement_is_denied(
     with pytest.raises(DecryptError) as caught:
         _decryptor(pki, emulator, monkeypatch, pcr0=OTHER).decrypt(_request(ciphertext))
     assert caught.value.code is ErrorCode.ACCESS_DENIED
+    assert "DenyDecryptOutsideThePinnedEnclave" in str(caught.value)
     assert OTHER.hex() in str(caught.value)
 
 

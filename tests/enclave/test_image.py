@@ -10,6 +10,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "app/enclave/Dockerfile"
 REQUIREMENTS = REPO / "app/enclave/requirements.txt"
+# Project dependencies only the parent's programs use; the enclave code must not import them.
+PARENT_ONLY = {"tqdm"}  # progress bars of the producer, bench and status (app/producer/progress.py)
 
 
 def _pins(lines: list[str]) -> dict[str, str]:
@@ -39,7 +41,14 @@ def test_image_pins_match_the_project_pins() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     image = _pins(REQUIREMENTS.read_text().splitlines())
     for name, version in _pins(project).items():
-        assert image.get(name) == version, f"{name}: image {image.get(name)} vs project {version}"
+        if name not in PARENT_ONLY:
+            assert image.get(name) == version, f"{name}: image {image.get(name)} vs project {version}"
+    assert PARENT_ONLY.isdisjoint(image)
+
+
+def test_enclave_code_imports_no_parent_only_dependency() -> None:
+    for package in ("app/enclave", "app/shared"):
+        assert not {m for m in _imports(REPO / package) if m.split(".")[0] in PARENT_ONLY}, package
 
 
 def test_only_enclave_and_shared_code_is_copied() -> None:

@@ -37,6 +37,15 @@ def test_the_last_line_is_the_json_summary(bench_run: tuple[Path, subprocess.Com
     )
 
 
+def test_loading_off_a_terminal_is_one_line_per_phase_and_no_redraws(
+    bench_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    _, done = bench_run
+    loaded = [line for line in done.stdout.splitlines() if " cards loaded in " in line]
+    assert [line.split(":")[0] for line in loaded] == ["pipeline", "ceiling"]
+    assert "\r" not in done.stdout + done.stderr
+
+
 def test_the_ceiling_ran_as_its_own_process(bench_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     run_dir, _ = bench_run
     assert json.loads((run_dir / "ceiling.stdout.log").read_text().splitlines()[-1])["cards"] == 30

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,32 @@ def test_the_demo_exits_0_with_ten_correct_results(
     assert "10/10 ok" in done.stdout
 
 
+def test_the_demo_prints_human_lines_only_and_keeps_json_logs_in_the_run_dir(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """Output to a file, as `make demo > out.txt`: no progress redraws, no JSON log line on stdout."""
+    run_dir, done = demo_run
+    assert "\r" not in done.stdout
+    assert [line for line in done.stdout.splitlines() if line.lstrip().startswith("{")] == []
+    assert done.stdout.splitlines()[0].startswith("starting the local stack")
+    assert done.stderr == ""
+    (entry,) = [json.loads(line) for line in (run_dir / "producer.log").read_text().splitlines()]
+    assert entry["msg"] == "cards queued"
+
+
+def test_the_demo_ends_with_the_parents_own_decrypt_refused_by_the_deny_statement(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    _, done = demo_run
+    tail = done.stdout.split("the parent tries it itself:", 1)[1]
+    assert "with the relay's own credentials and no attestation" in tail
+    assert "KMS refused: AccessDeniedException: User: arn:aws:sts::" in tail
+    assert "with an explicit deny in a resource-based policy" in tail
+    assert tail.rstrip().endswith(
+        "the key policy statement that denied it: DenyDecryptOutsideThePinnedEnclave"
+    )
+
+
 def test_no_output_or_log_of_the_demo_holds_a_full_number(
     demo_run: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -48,5 +75,6 @@ def test_the_tamper_demo_passes_when_every_card_is_refused(tmp_path: Path) -> No
     done = _demo(tmp_path, "--count", "2", "--tamper", "--timeout", "30")
     assert done.returncode == 0, done.stdout[-2000:]
     assert done.stdout.count("access_denied: KMS AccessDeniedException") == 2
+    assert done.stdout.count('denied by statement "DenyDecryptOutsideThePinnedEnclave"') == 2
     assert "all 2 cards are parked on the dead-letter queue with error_code=access_denied" in done.stdout
     assert full_numbers_in(sorted(tmp_path.glob("*.log")), [done.stdout, done.stderr]) == []

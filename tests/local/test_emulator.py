@@ -11,9 +11,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from app.local import processes
+from app.local.principals import ADMINISTRATOR
 from app.local.processes import Child, ChildSpec
-from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_client
+from app.local.provision import create_key, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki
+from app.shared import deployment
 
 PIN = "ab" * 48
 
@@ -29,7 +31,7 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def emulator(pki_dir: Path) -> Iterator[Child]:
-    spec = ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki_dir), "--pin", PIN))
+    spec = ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki_dir)))
     with processes.running(spec, pki_dir.parent, processes.has_ready_line) as child:
         yield child
 
@@ -42,7 +44,7 @@ def endpoints(emulator: Child) -> dict[str, str]:
 
 def _tls_kms(endpoint: str, pki_dir: Path) -> Any:
     session = boto3.session.Session(
-        aws_access_key_id=LOCAL_ACCESS_KEY_ID, aws_secret_access_key=LOCAL_SECRET_ACCESS_KEY
+        aws_access_key_id=ADMINISTRATOR.access_key_id, aws_secret_access_key=ADMINISTRATOR.secret_access_key
     )
     return session.client(
         "kms", region_name="us-east-1", endpoint_url=endpoint, verify=str(pki_dir / TLS_CA_FILE)
@@ -66,28 +68,35 @@ def test_https_answers_kms_with_a_certificate_for_localhost(endpoints: dict[str,
 
 
 def test_both_endpoints_share_one_backend(endpoints: dict[str, str], pki_dir: Path) -> None:
-    key_id = local_client("kms", endpoints["http"]).create_key()["KeyMetadata"]["KeyId"]
+    admin = local_client("kms", endpoints["http"], principal=ADMINISTRATOR)
+    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
     assert _tls_kms(endpoints["https"], pki_dir).describe_key(KeyId=key_id)["KeyMetadata"]["KeyId"] == key_id
 
 
-def test_decrypt_without_an_attestation_is_denied(endpoints: dict[str, str]) -> None:
-    kms = local_client("kms", endpoints["http"])
-    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
-    blob = kms.encrypt(KeyId=key_id, Plaintext=b"secret")["CiphertextBlob"]
+def test_the_key_policy_refuses_the_roles_decrypt_without_an_attestation(endpoints: dict[str, str]) -> None:
+    key_id, _ = create_key(local_client("kms", endpoints["http"], principal=ADMINISTRATOR), [PIN])
+    role = local_client("kms", endpoints["http"])
+    context = dict(deployment.ENCRYPTION_CONTEXT)
+    blob = role.encrypt(KeyId=key_id, Plaintext=b"secret", EncryptionContext=context)["CiphertextBlob"]
     with pytest.raises(ClientError) as caught:
-        kms.decrypt(CiphertextBlob=blob)
-    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+        role.decrypt(CiphertextBlob=blob, EncryptionContext=context)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+    assert "with an explicit deny in a resource-based policy" in error["Message"]
+    assert '"DenyDecryptOutsideThePinnedEnclave"' in error["Message"]
 
 
-def test_a_malformed_pin_is_a_usage_error(pki_dir: Path, tmp_path: Path) -> None:
-    spec = ChildSpec("bad-pin", "app.local.emulator", ("--pki", str(pki_dir), "--pin", "xyz"))
-    child = processes.start(spec, tmp_path)
-    assert child.process.wait(timeout=30) == 2
-    assert "SHA-384" in child.stderr_path.read_text()
+def test_an_unknown_access_key_is_refused(endpoints: dict[str, str]) -> None:
+    stranger = boto3.session.Session(aws_access_key_id="AKIASTRANGER", aws_secret_access_key="x").client(
+        "kms", region_name="us-east-1", endpoint_url=endpoints["http"]
+    )
+    with pytest.raises(ClientError) as caught:
+        stranger.list_keys()
+    assert caught.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
 
 def test_sigterm_stops_it_with_status_0(pki_dir: Path, tmp_path: Path) -> None:
-    spec = ChildSpec("short-lived", "app.local.emulator", ("--pki", str(pki_dir), "--pin", PIN))
+    spec = ChildSpec("short-lived", "app.local.emulator", ("--pki", str(pki_dir)))
     child = processes.start(spec, tmp_path)
     processes.wait_ready(child, processes.has_ready_line)
     child.process.send_signal(signal.SIGTERM)

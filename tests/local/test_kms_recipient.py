@@ -1,22 +1,19 @@
-"""Local KMS Recipient behaviour: the pure policy checks, then boto3 against a real moto server."""
+"""Local KMS Recipient behaviour: KMS's validation of the Recipient, and the condition keys it yields.
+
+Whether an image may decrypt is the key policy's decision: see test_kms_enforcement.py."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from app.enclave.cms import unwrap_ciphertext_for_recipient
-from app.local import kms_recipient
-from app.local.kms_recipient import RecipientPolicy, RecipientRefused, ciphertext_for_recipient
+from app.local.kms_recipient import RecipientRefused, RecipientVerifier, VerifiedRecipient, verify_recipient
 from app.local.software_nsm import SoftwareNsm
 from tests.attestation_helpers import local_pki
 from tests.cms_helpers import public_der, recipient_key
@@ -24,13 +21,10 @@ from tests.cms_helpers import public_der, recipient_key
 CARD = b"4111111111111111"
 PINNED = bytes(range(48))
 OTHER = bytes(range(1, 49))
-CONTEXT = {"purpose": "card"}
 
 
-def policy() -> RecipientPolicy:
-    return RecipientPolicy(
-        root_certificate_der=local_pki().root_certificate_der, allowed_image_sha384=frozenset({PINNED.hex()})
-    )
+def verifier() -> RecipientVerifier:
+    return RecipientVerifier(root_certificate_der=local_pki().root_certificate_der)
 
 
 def document(
@@ -44,32 +38,42 @@ def recipient(doc: bytes | str | None = None, algorithm: str = "RSAES_OAEP_SHA_2
     return {"AttestationDocument": document() if doc is None else doc, "KeyEncryptionAlgorithm": algorithm}
 
 
-def refusal(request: dict[str, Any], **kwargs: Any) -> RecipientRefused:
+def verified(request: dict[str, Any], **kwargs: Any) -> VerifiedRecipient:
+    return verify_recipient(request, verifier(), **kwargs)
+
+
+def refusal(request: Any, **kwargs: Any) -> RecipientRefused:
     with pytest.raises(RecipientRefused) as caught:
-        ciphertext_for_recipient(CARD, request, policy(), **kwargs)
+        verified(request, **kwargs)
     return caught.value
 
 
-def test_pinned_enclave_gets_a_ciphertext_it_can_unwrap() -> None:
-    wrapped = ciphertext_for_recipient(CARD, recipient(), policy())
+def test_a_verified_recipient_wraps_a_ciphertext_it_can_unwrap() -> None:
+    wrapped = verified(recipient()).wrap(CARD)
     assert unwrap_ciphertext_for_recipient(wrapped, recipient_key()) == CARD
 
 
 def test_base64_document_is_accepted() -> None:
-    wrapped = ciphertext_for_recipient(CARD, recipient(base64.b64encode(document()).decode()), policy())
+    wrapped = verified(recipient(base64.b64encode(document()).decode())).wrap(CARD)
     assert unwrap_ciphertext_for_recipient(wrapped, recipient_key()) == CARD
 
 
-def test_unpinned_pcr0_is_denied_naming_the_measurement() -> None:
-    refused = refusal(recipient(document(OTHER)))
-    assert refused.code == "AccessDeniedException"
-    assert OTHER.hex() in refused.message
-    assert "not the pinned" in refused.message
+def test_the_context_carries_image_sha384_and_every_pcr_in_lowercase_hex() -> None:
+    doc = SoftwareNsm(local_pki(), {0: PINNED, 8: OTHER}).attest(public_key=public_der(recipient_key()))
+    context = verified(recipient(doc)).context()
+    assert context["kms:RecipientAttestation:ImageSha384"] == PINNED.hex()
+    assert context["kms:RecipientAttestation:PCR0"] == PINNED.hex()
+    assert context["kms:RecipientAttestation:PCR8"] == OTHER.hex()
+    assert all(key.startswith("kms:RecipientAttestation:") for key in context)
 
 
-def test_debug_mode_enclave_is_denied_and_labelled() -> None:
-    refused = refusal(recipient(document(bytes(48))))
-    assert (refused.code, "debug-mode" in refused.message) == ("AccessDeniedException", True)
+def test_any_measurement_verifies_the_key_policy_decides_who_may_decrypt() -> None:
+    context = verified(recipient(document(bytes(48)))).context()
+    assert context["kms:RecipientAttestation:ImageSha384"] == "0" * 96
+
+
+def test_a_recipient_that_is_not_a_structure_is_invalid() -> None:
+    assert refusal("document").code == "ValidationException"
 
 
 def test_other_key_encryption_algorithm_is_invalid() -> None:
@@ -111,88 +115,6 @@ def test_bad_base64_is_invalid() -> None:
     assert refusal(recipient("not base64!")).code == "ValidationException"
 
 
-@pytest.mark.parametrize("pin", ["AB" * 48, "ab" * 47, "zz" * 48])
-def test_policy_refuses_malformed_pins(pin: str) -> None:
-    with pytest.raises(ValueError, match="lowercase hex"):
-        RecipientPolicy(root_certificate_der=b"x", allowed_image_sha384=frozenset({pin}))
-
-
-@pytest.fixture(scope="module")
-def kms() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    kms_recipient.install(policy())
-    host, port = server.get_host_and_port()
-    try:
-        yield boto3.client(
-            "kms",
-            region_name="us-east-1",
-            endpoint_url=f"http://{host}:{port}",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-    finally:
-        kms_recipient.uninstall()
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def ciphertext(kms: Any) -> bytes:
-    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
-    blob: bytes = kms.encrypt(KeyId=key_id, Plaintext=CARD, EncryptionContext=CONTEXT)["CiphertextBlob"]
-    return blob
-
-
-def error_code(caught: pytest.ExceptionInfo[ClientError]) -> str:
-    return str(caught.value.response["Error"]["Code"])
-
-
-def test_server_decrypt_with_recipient_unwraps_to_the_plaintext(kms: Any, ciphertext: bytes) -> None:
-    answer = kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=CONTEXT, Recipient=recipient())
-    assert unwrap_ciphertext_for_recipient(answer["CiphertextForRecipient"], recipient_key()) == CARD
-
-
-def test_server_answer_has_no_plaintext(kms: Any, ciphertext: bytes) -> None:
-    answer = kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=CONTEXT, Recipient=recipient())
-    assert "Plaintext" not in answer
-    assert answer["KeyId"].startswith("arn:aws:kms:us-east-1:")
-    assert answer["EncryptionAlgorithm"] == "SYMMETRIC_DEFAULT"
-
-
-def test_server_denies_unpinned_pcr0(kms: Any, ciphertext: bytes) -> None:
-    with pytest.raises(ClientError) as caught:
-        kms.decrypt(
-            CiphertextBlob=ciphertext, EncryptionContext=CONTEXT, Recipient=recipient(document(OTHER))
-        )
-    assert error_code(caught) == "AccessDeniedException"
-    assert OTHER.hex() in caught.value.response["Error"]["Message"]
-
-
-def test_server_denies_decrypt_without_recipient(kms: Any, ciphertext: bytes) -> None:
-    with pytest.raises(ClientError) as caught:
-        kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=CONTEXT)
-    assert error_code(caught) == "AccessDeniedException"
-    assert "attested Recipient" in caught.value.response["Error"]["Message"]
-
-
-def test_server_still_enforces_the_encryption_context(kms: Any, ciphertext: bytes) -> None:
-    with pytest.raises(ClientError) as caught:
-        kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext={"purpose": "other"}, Recipient=recipient())
-    assert error_code(caught) == "InvalidCiphertextException"
-
-
-def test_server_refuses_a_stale_document(kms: Any, ciphertext: bytes) -> None:
-    stale = recipient(document(age=timedelta(minutes=10)))
-    with pytest.raises(ClientError) as caught:
-        kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=CONTEXT, Recipient=stale)
-    assert error_code(caught) == "ValidationException"
-
-
-def test_server_refuses_another_key_encryption_algorithm(kms: Any, ciphertext: bytes) -> None:
-    with pytest.raises(ClientError) as caught:
-        kms.decrypt(
-            CiphertextBlob=ciphertext,
-            EncryptionContext=CONTEXT,
-            Recipient=recipient(algorithm="RSA_AES_KEY_WRAP"),
-        )
-    assert error_code(caught) == "ValidationException"
+def test_a_verifier_needs_a_positive_max_age() -> None:
+    with pytest.raises(ValueError, match="max_age_s"):
+        RecipientVerifier(root_certificate_der=b"x", max_age_s=0)

@@ -140,7 +140,9 @@ def test_an_enclave_with_another_measurement_is_refused(stack: LocalStack, info:
     finally:
         stack.start_enclave()
     assert (outcome.result.status, outcome.result.error_code) == ("rejected", "access_denied")
-    assert "is not the pinned image measurement" in (outcome.result.error_message or "")
+    message = outcome.result.error_message or ""
+    assert "with an explicit deny in a resource-based policy" in message
+    assert 'denied by statement "DenyDecryptOutsideThePinnedEnclave"' in message
 
 
 def test_no_log_of_the_run_holds_a_full_number(info: StackInfo) -> None:

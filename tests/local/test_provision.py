@@ -5,10 +5,12 @@ from typing import Any
 
 import pytest
 
-from app.local.provision import Provisioned, local_client, provision
+from app.local.principals import ADMINISTRATOR
+from app.local.provision import Provisioned, local_client, local_key_policy, provision
 from app.shared import deployment
 
 REGION = "eu-west-3"  # moto keeps state per region; other test modules use their own
+PIN = "cd" * 48
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +20,7 @@ def endpoint(moto_endpoint: str) -> str:
 
 @pytest.fixture(scope="module")
 def provisioned(endpoint: str) -> Provisioned:
-    return provision(endpoint, region=REGION)
+    return provision(endpoint, region=REGION, pins=[PIN])
 
 
 def _attributes(endpoint: str, url: str) -> dict[str, Any]:
@@ -30,6 +32,15 @@ def _attributes(endpoint: str, url: str) -> dict[str, Any]:
 def test_the_alias_names_the_key(endpoint: str, provisioned: Provisioned) -> None:
     kms = local_client("kms", endpoint, REGION)
     assert kms.describe_key(KeyId=deployment.KEY_ALIAS)["KeyMetadata"]["KeyId"] == provisioned.key_id
+
+
+def test_the_key_carries_the_stacks_key_policy_with_the_local_pin(
+    endpoint: str, provisioned: Provisioned
+) -> None:
+    kms = local_client("kms", endpoint, REGION, principal=ADMINISTRATOR)
+    policy = json.loads(kms.get_key_policy(KeyId=provisioned.key_id, PolicyName="default")["Policy"])
+    assert policy == local_key_policy([PIN])
+    assert PIN in json.dumps(policy)
 
 
 def test_cards_queue_redrives_to_the_dead_letter_queue(endpoint: str, provisioned: Provisioned) -> None:

@@ -93,3 +93,40 @@ def test_status_command_prints_json(
     checks = {entry["check"]: entry for entry in json.loads(capsys.readouterr().out)}
     assert checks["enclave ping"]["status"] == "ok"
     assert code == 0
+
+
+def test_a_queue_without_url_says_which_variable_to_set() -> None:
+    finding = status.queue_finding("cards", None, dead_letter=False, env_name="CARDS_QUEUE_URL")
+    assert finding.status is Status.SKIP
+    assert "set CARDS_QUEUE_URL" in finding.todo
+
+
+def test_an_unreadable_queue_says_why_in_the_finding_not_in_a_log_line(
+    aws: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = aws["CARDS_QUEUE_URL"].rsplit("/", 1)[0] + "/no-such-queue"
+    findings = {f.check: f for f in status.gather({**aws, "CARDS_QUEUE_URL": missing}, "tcp://127.0.0.1:9")}
+    assert findings["queue cards"].what.startswith("not readable: ")
+    assert "sqs:GetQueueAttributes" in findings["queue cards"].todo
+    assert capsys.readouterr().err == ""
+
+
+def test_gather_announces_each_of_its_steps(aws: dict[str, str]) -> None:
+    heard: list[str] = []
+    status.gather(aws, "tcp://127.0.0.1:9", heard.append)
+    assert len(heard) == status.GATHER_STEPS
+    assert "pinging the enclave over tcp://127.0.0.1:9" in heard
+
+
+def test_status_off_a_terminal_prints_only_the_findings(
+    aws: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    with running_server() as (url, _):
+        ops_main.main(["status", "--enclave-url", url])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert all(line.startswith(("[", "       ")) for line in lines)
+    assert "[OK  ] enclave ping" in captured.out
+    assert captured.err == ""

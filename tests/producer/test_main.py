@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from typing import Any
 
@@ -61,11 +62,39 @@ def test_wait_exits_0_when_every_last4_matches(
 
 
 @pytest.mark.usefixtures("producer_env")
+def test_stdout_holds_the_queued_line_then_results_and_no_json(
+    sqs: Any, kms: Any, stack: Provisioned, card_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_relay(sqs, stack, kms, 2)
+    out = io.StringIO()
+    assert main(["--count", "2", "--wait", "--timeout", "20", "--cards-file", card_file], out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("queued 2 encrypted cards in ")
+    assert lines[0].endswith("; waiting up to 20 s for their results")
+    assert not [line for line in lines if line.startswith("{") or "\r" in line]
+    assert capsys.readouterr().err == ""  # INFO lines stay off stderr unless LOG_LEVEL asks for them
+
+
+@pytest.mark.usefixtures("producer_env")
+def test_the_log_file_takes_the_json_lines(
+    tmp_path: Any, card_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "producer.log"
+    out = io.StringIO()
+    assert main(["--count", "1", "--cards-file", card_file, "--log-file", str(log_file)], out) == 0
+    (entry,) = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert (entry["msg"], entry["cards"]) == ("cards queued", 1)
+    assert out.getvalue().startswith("queued 1 encrypted cards in ")
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.usefixtures("producer_env")
 def test_a_wrong_last4_exits_1(sqs: Any, kms: Any, stack: Provisioned, card_file: str) -> None:
     _fake_relay(sqs, stack, kms, 1, last4="0000").join(0)
     out = io.StringIO()
     assert main(["--count", "1", "--wait", "--timeout", "10", "--cards-file", card_file], out) == 1
     assert "MISMATCH" in out.getvalue()
+    assert "what to do: each rejected card is also on the dead-letter queue" in out.getvalue()
 
 
 @pytest.mark.usefixtures("producer_env")
@@ -73,6 +102,7 @@ def test_a_timeout_exits_1_and_says_how_many_are_missing(sqs: Any, card_file: st
     out = io.StringIO()
     assert main(["--count", "2", "--wait", "--timeout", "1", "--cards-file", card_file], out) == 1
     assert "2 results missing" in out.getvalue()
+    assert "what to do: is the relay running?" in out.getvalue()
 
 
 @pytest.mark.usefixtures("producer_env")
@@ -86,9 +116,27 @@ def test_no_output_holds_a_full_number(
     assert CARD not in out.getvalue() + captured.out + captured.err
 
 
-def test_a_missing_queue_setting_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_queue_setting_exits_2_and_says_where_settings_come_from(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("CARDS_QUEUE_URL", raising=False)
     assert main(["--count", "1"]) == 2
+    assert "what to do: on the instance run `nitro-demo send N`" in capsys.readouterr().err
+
+
+def test_missing_credentials_say_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, card_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    queue = ["--queue-url", "http://127.0.0.1:9/000000000000/cards", "--cards-file", card_file]
+    assert main(["--count", "1", *queue]) == 1
+    err = capsys.readouterr().err
+    assert "what to do: no AWS credentials" in err
 
 
 def test_a_bad_option_exits_2() -> None:

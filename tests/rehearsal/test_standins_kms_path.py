@@ -43,8 +43,7 @@ CARDS = ["4111111111111111", "5555555555554444", "378282246310005"]
 
 @contextlib.contextmanager
 def emulator(run_dir: Path, pki: Path) -> Iterator[Endpoints]:
-    pin = measure_enclave_sources(REPO_ROOT).hex()
-    spec = ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki), "--pin", pin))
+    spec = ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki)))
     with processes.running(spec, run_dir, processes.has_ready_line) as child:
         ready = json.loads(child.first_line() or "{}")
         yield Endpoints(http=ready["http"], https=ready["https"])
@@ -80,7 +79,12 @@ def test_cards_decrypt_through_vsock_proxy_with_the_configured_workers() -> None
                 assert started.returncode == 0, started.stderr
                 try:
                     info = StackInfo(
-                        scratch, endpoints, provision(endpoints.http), f"vsock://{cid}:5000", "", ""
+                        scratch,
+                        endpoints,
+                        provision(endpoints.http, pins=[measure_enclave_sources(REPO_ROOT).hex()]),
+                        f"vsock://{cid}:5000",
+                        "",
+                        "",
                     )
                     relay_env = {**info.environment(), **RELAY_LOCAL_ENV, **OVER_TCP}
                     relay = ChildSpec("relay", "app.parent", ("run",), relay_env)
