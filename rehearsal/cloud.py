@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.local import principals
 from app.local.provision import local_client
 from rehearsal.cfn import PSEUDO, Resolver
 from rehearsal.template import Synthesized
@@ -40,8 +41,9 @@ class Cloud:
     def resolver(self) -> Resolver:
         return Resolver(refs=dict(self.refs), attributes=dict(self.attributes), strict=True)
 
-    def client(self, service: str) -> Any:
-        return local_client(service, self.endpoint, self.region)
+    def client(self, service: str, principal: principals.LocalPrincipal = principals.ADMINISTRATOR) -> Any:
+        """A client as the deployer (CloudFormation acts with an administrator's rights)."""
+        return local_client(service, self.endpoint, self.region, principal=principal)
 
     def physical_name(self, logical_id: str) -> str:
         return f"{PSEUDO['AWS::StackName']}-{logical_id}-{SUFFIX}"[:80]
@@ -50,8 +52,10 @@ class Cloud:
         """Queues, role and log group names, parameters, the wait handle and the code asset."""
         handle_id, _ = self.synthesized.only("AWS::CloudFormation::WaitConditionHandle")
         self.refs[handle_id] = self.signal_url
-        for logical_id in self.synthesized.resources("AWS::IAM::Role"):
+        for logical_id, role in self.synthesized.resources("AWS::IAM::Role").items():
             name = self.physical_name(logical_id)
+            if "ec2.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"]):
+                name = principals.INSTANCE_ROLE_NAME  # the emulator knows the instance role by this name
             self.refs[logical_id] = name
             self.attributes[(logical_id, "Arn")] = f"arn:aws:iam::{PSEUDO['AWS::AccountId']}:role/{name}"
         for logical_id in self.synthesized.resources("AWS::Logs::LogGroup"):

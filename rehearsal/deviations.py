@@ -17,8 +17,8 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
         "endpoints",
         "AWS_ENDPOINT_URL and the vsock-over-TCP map set in systemd's DefaultEnvironment (drop-in)",
     ),
-    ("IAM", "not evaluated: the emulator accepts the IMDS stand-in's local credentials for every call"),
-    ("key policy", "only its ImageSha384 pin is enforced on Decrypt (issue 10 evaluates the whole policy)"),
+    ("IAM", "not evaluated except for KMS: local principals (instance role, administrator) by access key"),
+    ("key policy", "evaluated by local mode's evaluator (app.keypolicy), not by KMS"),
     (
         "IMDS",
         "IMDSv2 stand-in on 169.254.169.254:80 inside the namespace (token, role credentials, identity)",

@@ -9,7 +9,6 @@ import pytest
 
 from rehearsal import blockers, figures
 from rehearsal.cfn import Resolver, UnresolvedReference
-from rehearsal.emulator import pinned_image_sha384
 from rehearsal.imds import Metadata
 from rehearsal.wait_handle import BadSignal, Signal, parse_signal, wait_condition_data
 
@@ -56,18 +55,6 @@ def test_imds_answers_only_with_a_token() -> None:
     credentials = json.loads(metadata.answer("meta-data/iam/security-credentials/role") or "{}")
     assert credentials["Code"] == "Success"
     assert credentials["AccessKeyId"]
-
-
-def test_the_emulator_takes_its_pin_from_the_key_policy() -> None:
-    policy = {
-        "Statement": [
-            {"Effect": "Allow", "Action": "kms:Decrypt", "Condition": {"StringEqualsIgnoreCase": {
-                "kms:RecipientAttestation:ImageSha384": [PCR0.upper()]}}},
-            {"Effect": "Deny", "Action": "kms:Decrypt", "Condition": {"StringNotEqualsIgnoreCase": {
-                "kms:RecipientAttestation:ImageSha384": ["cd" * 48]}}},
-        ]
-    }  # fmt: skip
-    assert pinned_image_sha384(policy) == {PCR0}
 
 
 def test_reverting_blocker_1_puts_the_blank_line_back() -> None:

@@ -156,9 +156,9 @@ def test_run_starts_the_eifs_enclave_and_it_attests_the_built_pcr0(built: Path) 
         info = json.loads(started.stdout)
         shape = (info["EnclaveCID"], info["NumberOfCPUs"], info["CPUIDs"], info["MemoryMiB"])
         assert shape == (int(cid), 2, [1, 3], 3072)
-        parent = {**OVER_TCP, "ENCLAVE_URL": f"vsock://{cid}:5000", "ENCLAVE_PCR0": pcr0}
+        parent = {**OVER_TCP, "ENCLAVE_URL": f"vsock://{cid}:5000"}
         root_pem = built / "opt/rehearsal/pki" / ATTESTATION_ROOT_FILE
-        attest = _parent(parent, "attest", "--root-pem", str(root_pem))
+        attest = _parent(parent, "attest", "--root-pem", str(root_pem), "--pinned-pcr0", pcr0)
         assert attest.returncode == 0, attest.stdout + attest.stderr
         assert "MATCH" in attest.stdout
         described = run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout
