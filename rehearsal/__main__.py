@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,9 +22,11 @@ from rehearsal.container import Container
 from rehearsal.figures import Figures
 from rehearsal.netns import Namespace, default_name, exec_argv
 from rehearsal.run import (
+    CACHE,
     HANDLE_PORT,
     RehearsalFailed,
     Run,
+    cached,
     host_services,
     new_run,
     prepare,
@@ -160,6 +163,19 @@ def attested_but_software_root(report: str) -> bool:
     return pcr0_matches and "NOT VERIFIED: UntrustedChain: cabundle root" in report
 
 
+def outside(argv: Sequence[str] | None) -> int:
+    """Fill the caches while the network is reachable (debootstrap, pip), then re-run inside a namespace."""
+    run = Run(dir=CACHE, started=time.monotonic())
+    try:
+        cached(run)
+    except RehearsalFailed as failed:
+        print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
+        return 1
+    with Namespace(default_name()) as ns:
+        inner = exec_argv(ns.name, [sys.executable, "-m", "rehearsal", *(argv or sys.argv[1:])])
+        return subprocess.run(inner, env={**os.environ, NETNS_ENV: str(ns.path)}, check=False).returncode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__)
     parser.add_argument("--revert", choices=blockers.NAMES, help="put one fixed deploy blocker back")
@@ -169,9 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rehearsal not run: {reason}")
         return 1
     if NETNS_ENV not in os.environ:
-        with Namespace(default_name()) as ns:
-            inner = exec_argv(ns.name, [sys.executable, "-m", "rehearsal", *(argv or sys.argv[1:])])
-            return subprocess.run(inner, env={**os.environ, NETNS_ENV: str(ns.path)}, check=False).returncode
+        return outside(argv)
     run = new_run()
     print("deviations from a real instance:\n" + "\n".join(deviations.lines()), flush=True)
     try:

@@ -127,10 +127,16 @@ def wait_for_signal(run: Run, box: Container, record: Path) -> list[Signal]:
     raise RehearsalFailed("boot signal", f"no SUCCESS or FAILURE signal within {SIGNAL_TIMEOUT_S:g} s")
 
 
+def cached(run: Run) -> tuple[Path, Path]:
+    """The wheelhouse and the base rootfs, made on first use: before the namespace, which has no network."""
+    wheels = run.step("wheelhouse (pip download, cached)", lambda: wheelhouse.ensure(CACHE))
+    base = run.step("root filesystem (debootstrap bookworm, cached)", lambda: rootfs.base(CACHE, wheels))
+    return wheels, base
+
+
 def prepare(run: Run) -> tuple[Synthesized, Path, Path]:
     run.dir.mkdir(parents=True, exist_ok=True)
     synthesized = run.step("synthesize the stack (cdk synth)", lambda: synth(run.dir / "cdk.out"))
-    wheels = run.step("wheelhouse (pip download, cached)", lambda: wheelhouse.ensure(CACHE))
-    base = run.step("root filesystem (debootstrap bookworm, cached)", lambda: rootfs.base(CACHE, wheels))
+    wheels, base = cached(run)
     root = run.step("fresh copy of the root filesystem", lambda: rootfs.fresh_copy(base, run.dir))
     return synthesized, wheels, root
