@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help demo serve tamper bench test lint typecheck unit tools synth deploy destroy clean
+.PHONY: help demo serve tamper bench test lint typecheck unit tools rehearsal-tools rehearse rehearse-if-possible synth deploy destroy clean
 
 help:
 	@echo "make demo     - run the whole pipeline locally (emulated AWS, TCP for vsock), 10 cards"
 	@echo "make serve    - keep the local stack running and print how to send a card by hand"
 	@echo "make tamper   - the local demo with a changed enclave: KMS must refuse every card"
 	@echo "make bench    - 1,000 cards through the local pipeline, against the emulator's ceiling"
-	@echo "make test     - lint, type-check and every test"
+	@echo "make test     - lint, type-check, every test, and the rehearsal where it can run"
+	@echo "make rehearse - the instance's first boot under real systemd (Linux, root; docs/rehearsal.md)"
 	@echo "make synth / deploy / destroy - the CDK stack (deploy and destroy need AWS credentials)"
 
 $(STAMP): pyproject.toml
@@ -50,12 +51,29 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy app infra tests
+	$(BIN)/mypy app infra tests rehearsal
 
 unit: $(STAMP) $(NODE_STAMP) tools
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck unit rehearse-if-possible
+
+# debootstrap and systemd-nspawn are Debian packages, installed on first use (as `tools` does).
+rehearsal-tools:
+	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null || { \
+	  echo "installing debootstrap and systemd-container (Debian packages) for the rehearsal"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container >/dev/null; }
+
+rehearse: $(STAMP) $(NODE_STAMP) rehearsal-tools
+	$(BIN)/python -m rehearsal
+
+# Runs the rehearsal on Linux as root with apt (as on CI); elsewhere says in one line why it did not run.
+rehearse-if-possible: $(STAMP)
+	@if [ "$$(uname -s)" != Linux ]; then echo "rehearsal not run: it needs Linux (this is $$(uname -s))"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "rehearsal not run: it needs root (network namespaces, systemd-nspawn)"; \
+	elif ! command -v apt-get >/dev/null && ! command -v systemd-nspawn >/dev/null; then \
+	  echo "rehearsal not run: no systemd-nspawn and no apt-get to install it"; \
+	else $(MAKE) --no-print-directory rehearse; fi
 
 synth: $(STAMP) $(NODE_STAMP)
 	npx cdk synth --quiet
@@ -67,4 +85,4 @@ destroy: $(STAMP) $(NODE_STAMP)
 	npx cdk destroy --force
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache .cache/rehearsal

@@ -1,0 +1,63 @@
+"""`--revert BLOCKER`: put one of the pre-deploy review's blockers back into what the instance receives (the
+rendered user data or the code asset), so a rehearsal can prove it fails on it, naming the tool that refused.
+
+Each reversion undoes the fix exactly where the fix was made; a reversion that finds nothing to undo is an
+error, so a stale one cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+BOOTSTRAP = "infra/constructs/host/bootstrap.sh"
+VSOCK_PROXY_OVERRIDE = "infra/constructs/host/vsock-proxy.override.conf"
+
+
+class NothingToRevert(ValueError):
+    """The fix this reversion undoes is not where it was expected."""
+
+
+def _replace(pattern: str, replacement: str, text: str, what: str) -> str:
+    patched, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+    if count == 0:
+        raise NothingToRevert(f"cannot revert {what}: the fix is not there")
+    return patched
+
+
+def allocator_blank_line(user_data: str) -> str:
+    """Blocker 1: the heredoc around allocator.yaml writes a blank last line again."""
+    return _replace(r"\nEND_OF_ALLOCATOR_YAML$", "\n\nEND_OF_ALLOCATOR_YAML", user_data, "allocator.yaml")
+
+
+def nitro_cli_home(bootstrap: str) -> str:
+    """Blocker 2: bootstrap.sh no longer gives nitro-cli NITRO_CLI_ARTIFACTS or HOME."""
+    return _replace(r"^export (NITRO_CLI_ARTIFACTS|HOME)=.*\n", "", bootstrap, "nitro-cli's HOME")
+
+
+def vsock_proxy_workers(override: str) -> str:
+    """Blocker 3: vsock-proxy runs with its default of 4 workers again."""
+    return _replace(r" (--num_workers|-w)[ =]\S+", "", override, "vsock-proxy --num_workers")
+
+
+USER_DATA: dict[str, Callable[[str], str]] = {"allocator-blank-line": allocator_blank_line}
+CODE_ASSET: dict[str, tuple[str, Callable[[str], str]]] = {
+    "nitro-cli-home": (BOOTSTRAP, nitro_cli_home),
+    "vsock-proxy-workers": (VSOCK_PROXY_OVERRIDE, vsock_proxy_workers),
+}
+NAMES = (*USER_DATA, *CODE_ASSET)
+
+
+def revert_user_data(blocker: str | None, user_data: str) -> str:
+    return USER_DATA[blocker](user_data) if blocker in USER_DATA else user_data
+
+
+def asset_patch(blocker: str | None) -> Callable[[str, bytes], bytes]:
+    """A function (path in the asset, content) -> content that reverts `blocker`'s file, if it has one."""
+
+    def patch(path: str, content: bytes) -> bytes:
+        if blocker in CODE_ASSET and CODE_ASSET[blocker][0] == path:
+            return CODE_ASSET[blocker][1](content.decode()).encode()
+        return content
+
+    return patch

@@ -1,0 +1,76 @@
+"""The load step's figures, read from the rehearsed host's journals: every card's fate as the relay logged
+it (one JSON line per card, `app.parent.relay`), and how often vsock-proxy had every worker busy (the
+stand-in says so on stderr). A card retried (`kms_unavailable` is blocker 3's symptom: a connection accepted
+and never served until boto3's read timeout), received more than once, or not ok fails the rehearsal. A busy
+proxy alone does not: a connection that waits a moment while another is being torn down is served in time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+RELAY_UNIT = "nitro-enclave-demo-relay"
+PROXY_UNIT = "nitro-enclaves-vsock-proxy"
+PROXY_BUSY = "workers busy"
+KMS_UNAVAILABLE = "kms_unavailable"
+
+
+@dataclass(frozen=True)
+class Figures:
+    processed: int
+    ok: int
+    retried: int
+    kms_unavailable: int
+    redelivered: int
+    proxy_waits: int
+    enclave_ms: tuple[float, ...]
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.kms_unavailable:
+            found.append(
+                f"{self.kms_unavailable} KMS call(s) timed out or failed (kms_unavailable); vsock-proxy had "
+                f"every worker busy {self.proxy_waits} time(s)"
+            )
+        if self.redelivered or self.retried:
+            found.append(f"{self.retried} retried, {self.redelivered} received more than once")
+        if self.ok != self.processed:
+            found.append(f"only {self.ok} of {self.processed} processed cards were ok")
+        return found
+
+    def summary(self) -> str:
+        times = sorted(self.enclave_ms) or [0.0]
+        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+        return (
+            f"relay: {self.processed} cards processed, {self.ok} ok, {self.retried} retried, "
+            f"{self.kms_unavailable} kms_unavailable, {self.redelivered} redelivered; enclave time "
+            f"median {statistics.median(times):.0f} ms, p95 {p95:.0f} ms, max {times[-1]:.0f} ms; "
+            f"vsock-proxy all-workers-busy waits: {self.proxy_waits}"
+        )
+
+
+def from_journals(relay_journal: str, proxy_journal: str) -> Figures:
+    """Figures from `journalctl -o cat` of the relay and vsock-proxy units."""
+    fates = [_json(line) for line in relay_journal.splitlines()]
+    cards = [f for f in fates if f.get("logger") == "app.parent.relay" and f.get("card_id")]
+    processed = [c for c in cards if c.get("status") in ("ok", "rejected")]
+    return Figures(
+        processed=len(processed),
+        ok=sum(1 for c in processed if c.get("status") == "ok"),
+        retried=sum(1 for c in cards if c.get("status") == "retry"),
+        kms_unavailable=sum(1 for c in cards if c.get("code") == KMS_UNAVAILABLE),
+        redelivered=sum(1 for c in processed if int(c.get("receive_count") or 1) > 1),
+        proxy_waits=sum(1 for line in proxy_journal.splitlines() if PROXY_BUSY in line),
+        enclave_ms=tuple(float(c["enclave_ms"]) for c in processed if c.get("enclave_ms") is not None),
+    )
+
+
+def _json(line: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

@@ -1,0 +1,131 @@
+"""The rehearsed host's root filesystem: a Debian base made once with debootstrap and cached, then copied
+to a fresh run directory for every rehearsal (and left there, so anyone can inspect what the boot wrote).
+
+The base holds what an AL2023 AMI brings that the user data relies on (systemd, python3, curl, jq) plus the
+AWS CLI v1 in its own venv as /usr/local/bin/aws (AL2023 ships CLI v2; the host files call only `aws s3 cp`
+and `aws ssm get-parameter`, which both have). Nothing here talks to the network except
+debootstrap (Debian's mirror) and, inside the base's one-off nspawn, nothing: pip reads the wheelhouse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from rehearsal.cfn import DEFAULT as CFN
+from rehearsal.wheelhouse import AWSCLI_VERSION, CONTAINER_WHEELHOUSE
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"  # the mirror this machine's apt sources name
+PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-venv",
+    "jq",
+    "curl",
+    "ca-certificates",
+    "iproute2",
+)
+AWSCLI_VENV = "/opt/aws-cli-v1"
+FILES_DIR = Path(__file__).resolve().parent / "files"
+USER_DATA = "var/lib/cloud/instance/user-data.txt"
+USER_DATA_SCRIPT = "var/lib/cloud/instance/scripts/part-001"
+CLOUD_FINAL_UNIT = "rehearsal-cloud-final.service"
+KEEP_RUNS = 3
+DEBOOTSTRAPPED = ".rehearsal-debootstrapped"
+
+
+class RootfsError(RuntimeError):
+    """The base could not be built, or a run's root could not be prepared."""
+
+
+def cache_key() -> str:
+    recipe = "|".join((SUITE, MIRROR, *PACKAGES, AWSCLI_VERSION, AWSCLI_VENV))
+    return hashlib.sha256(recipe.encode()).hexdigest()[:12]
+
+
+def _run(argv: list[str], log: Path) -> None:
+    with log.open("a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(argv)}\n")
+        out.flush()
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise RootfsError(f"{argv[0]} exited {done.returncode} (see {log})")
+
+
+def base(cache: Path, wheelhouse: Path) -> Path:
+    """The cached base rootfs, built on first use (debootstrap, then the AWS CLI venv)."""
+    ready = cache / f"rootfs-{cache_key()}"
+    if (ready / "etc" / "os-release").exists():
+        return ready
+    partial = cache / f"rootfs-{cache_key()}.partial"
+    log = cache / f"rootfs-{cache_key()}.log"
+    stamp = partial / DEBOOTSTRAPPED
+    if not stamp.exists():  # a debootstrap cut short is redone from scratch
+        shutil.rmtree(partial, ignore_errors=True)
+        log.write_text("", encoding="utf-8")
+        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(partial)]
+        _run([*argv, MIRROR], log)
+        stamp.touch()
+    nspawn = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", str(partial)]
+    bind = [f"--bind-ro={wheelhouse}:{CONTAINER_WHEELHOUSE}"]
+    _run([*nspawn, "/usr/bin/python3", "-m", "venv", AWSCLI_VENV], log)
+    pip = [f"{AWSCLI_VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", CONTAINER_WHEELHOUSE]
+    _run([*nspawn, *bind, *pip, f"awscli=={AWSCLI_VERSION}"], log)
+    aws = partial / "usr/local/bin/aws"
+    aws.unlink(missing_ok=True)
+    aws.symlink_to(f"{AWSCLI_VENV}/bin/aws")
+    stamp.unlink()
+    partial.rename(ready)
+    return ready
+
+
+def fresh_copy(base_dir: Path, run_dir: Path) -> Path:
+    """Copy the base to <run_dir>/root; keep only the newest KEEP_RUNS runs (each is a few hundred MB)."""
+    earlier = sorted(p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir)
+    for old in earlier[: max(0, len(earlier) - (KEEP_RUNS - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+    root = run_dir / "root"
+    done = subprocess.run(["cp", "-a", "--reflink=auto", str(base_dir), str(root)], check=False)
+    if done.returncode != 0:
+        raise RootfsError(f"could not copy {base_dir} to {root}")
+    return root
+
+
+def render_file(name: str, values: Mapping[str, str]) -> str:
+    """One of rehearsal/files/, with its ${Name} placeholders filled (the same Fn::Sub as the template's)."""
+    return CFN.substitute((FILES_DIR / name).read_text(encoding="utf-8"), values)
+
+
+def install_text(root: Path, path: str, text: str, mode: int = 0o644) -> Path:
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    target.chmod(mode)
+    return target
+
+
+def configure(root: Path, *, user_data: str, default_environment: Mapping[str, str]) -> None:
+    """Write the instance's user data, the cloud-final stand-in, pip's no-PyPI config and the endpoints."""
+    install_text(root, USER_DATA, user_data, 0o600)
+    install_text(root, USER_DATA_SCRIPT, user_data, 0o700)
+    install_text(root, "etc/pip.conf", render_file("pip.conf", {"WheelhouseDir": CONTAINER_WHEELHOUSE}))
+    assignments = " ".join(f'"{k}={v}"' for k, v in default_environment.items())
+    install_text(
+        root,
+        "etc/systemd/system.conf.d/rehearsal-endpoints.conf",
+        render_file("endpoints.conf", {"DefaultEnvironment": assignments}),
+    )
+    unit = render_file("cloud-final.service", {"ScriptPath": f"/{USER_DATA_SCRIPT}"})
+    install_text(root, f"etc/systemd/system/{CLOUD_FINAL_UNIT}", unit)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / CLOUD_FINAL_UNIT).symlink_to(f"/etc/systemd/system/{CLOUD_FINAL_UNIT}")
+    # The instance's hostname and machine id are its own; nspawn needs an empty machine-id to make one.
+    install_text(root, "etc/hostname", "ip-10-0-0-10.ec2.internal\n")
+    install_text(root, "etc/hosts", "127.0.0.1 localhost\n::1 localhost\n")
