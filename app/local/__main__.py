@@ -18,6 +18,7 @@ from types import FrameType
 
 from app.local import bench, instructions
 from app.local.processes import ChildFailed
+from app.local.profiler import ProfilerMissing
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo, patched_environ
 from app.producer.__main__ import main as producer_main
@@ -39,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="keep the local stack running and print how to use it")
     b = commands.add_parser("bench", help="time the pipeline against the emulator's ceiling")
     b.add_argument("--cards", type=int, default=1000)
+    b.add_argument(
+        "--profile", action="store_true", help="flame graph of the enclave (py-spy) in the run dir"
+    )
     return p
 
 
@@ -116,7 +120,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    return bench.run(args.cards, run_dir_for(args.run_dir))
+    return bench.run(args.cards, run_dir_for(args.run_dir), profile=args.profile)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -140,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except ChildFailed as error:
+    except (ChildFailed, ProfilerMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: the stack's context managers have stopped every child

@@ -3,6 +3,8 @@
 Both phases start from a pre-loaded cards queue of the same depth (loading is not timed). Throughput is
 cards / (last result's processed_at - the moment the consumer started). p50/p99 are per-card decrypt times:
 the enclave's own (`ResultMessage.enclave_ms`) for the pipeline, the same steps timed by the ceiling for it.
+What the emulator cannot blur is each process's CPU per card (`cpu_accounting`, over the timed phase) and
+the c5.xlarge projection built from it (`projection`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.local import processes
+from app.local import processes, profiler, projection
 from app.local.ceiling import DEFAULT_POLLERS, percentiles
+from app.local.cpu_accounting import CpuMeter
 from app.local.processes import Child, ChildFailed, ChildSpec
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo
@@ -27,6 +30,8 @@ from app.shared.queue_messages import ResultMessage
 
 PHASE_TIMEOUT_S = 600.0
 POLL_S = 0.1
+START_POLL_S = 0.01  # the relay's CPU is metered from its start-up line: notice it quickly
+DECRYPTED = "decrypted"  # the enclave handler's line per card, with kms_ms and ms
 RELAY_STARTED = "relay started"
 
 
@@ -88,21 +93,61 @@ def relay_started_at(relay: Child) -> float:
                 return datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
         if relay.process.poll() is not None:
             break
-        time.sleep(POLL_S)
+        time.sleep(START_POLL_S)
     raise ChildFailed(f"the relay did not log {RELAY_STARTED!r} (see {relay.stderr_path})")
 
 
-def pipeline_phase(stack: LocalStack, info: StackInfo, count: int) -> dict[str, float]:
+def enclave_own_ms(log_file: Path) -> list[float]:
+    """Per card, the enclave's time minus its KMS round trip, from the enclave's own "decrypted" lines."""
+    own = []
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("msg") == DECRYPTED and "ms" in entry and "kms_ms" in entry:
+            own.append(float(entry["ms"]) - float(entry["kms_ms"]))
+    return own
+
+
+def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: bool) -> dict[str, float]:
     preload(info, count, "loading the cards queue (pipeline)")
+    pids = stack.pids()
+    spy = profiler.Profiler(pids["enclave"], info.run_dir) if profile else None
+    if spy is not None:
+        spy.start()
+    meter = CpuMeter({"enclave": pids["enclave"], "emulator": pids["emulator"]})
+    meter.start()  # both idle until the relay starts
     relay = stack.start_relay()
     started = relay_started_at(relay)
+    relay_meter = CpuMeter({"relay": relay.process.pid})
+    relay_meter.start()  # after its start-up (imports, clients): what it costs per card is what counts
     wait_for_results(info, count, relay)
+    cpu_s = {**meter.stop(), **relay_meter.stop()}
+    if spy is not None:
+        report_profile(spy)
     results = drain_results(info, count)
     stack.stop_relay()
     finished = max((r.processed_at.timestamp() for r in results if r.processed_at), default=time.time())
     p50, p99 = percentiles([r.enclave_ms for r in results if r.enclave_ms is not None])
+    own_p50, own_p99 = percentiles(enclave_own_ms(info.run_dir / "enclave.stderr.log"))
     ok = sum(1 for r in results if r.status == "ok")
-    return {"cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99}
+    cpu_ms = {f"{name}_cpu_ms_per_card": round(seconds * 1000 / count, 2) for name, seconds in cpu_s.items()}
+    return {
+        "cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99,
+        "enclave_own_p50_ms": own_p50, "enclave_own_p99_ms": own_p99, **cpu_ms,
+    }  # fmt: skip
+
+
+def report_profile(spy: profiler.Profiler) -> None:
+    svg = spy.stop()
+    print(f"flame graph of the enclave under load: {svg}", flush=True)
+    stacks = svg.with_name(profiler.FLAME_STACKS)
+    if stacks.exists():
+        for title, top in (
+            ("self", profiler.top_self(stacks)),
+            ("inclusive", profiler.top_inclusive(stacks)),
+        ):
+            print(f"top frames ({title} samples):", flush=True)
+            for frame, share in top:
+                print(f"  {share:5.1f}%  {frame}", flush=True)
 
 
 def ceiling_phase(info: StackInfo, count: int) -> dict[str, float]:
@@ -128,22 +173,33 @@ def pollers() -> int:
     return int(os.environ.get("RELAY_POLLERS") or DEFAULT_POLLERS)
 
 
-def run(count: int, run_dir: Path) -> int:
+def run(count: int, run_dir: Path, *, profile: bool = False) -> int:
     """Both phases on one stack; the last line printed is the JSON summary."""
     stack = LocalStack(run_dir, relay=False)
     with stack as info:
         print(f"local stack up; logs in {info.run_dir}", flush=True)
-        pipeline = pipeline_phase(stack, info, count)
+        pipeline = pipeline_phase(stack, info, count, profile=profile)
         print(f"pipeline: {count} cards in {pipeline['seconds']:.2f} s", flush=True)
         ceiling = ceiling_phase(info, count)
         print(f"ceiling:  {count} cards in {ceiling['seconds']:.2f} s", flush=True)
     cards_per_s = count / pipeline["seconds"]
+    enclave_ms, relay_ms = pipeline["enclave_cpu_ms_per_card"], pipeline["relay_cpu_ms_per_card"]
+    estimate = projection.project(enclave_ms, relay_ms)
+    print(projection.describe(estimate), flush=True)
     summary = {
         "cards": count,
         "ok": int(pipeline["ok"]),
         "cards_per_s": round(cards_per_s, 1),
         "p50_ms": round(pipeline["p50_ms"], 1),
         "p99_ms": round(pipeline["p99_ms"], 1),
+        "enclave_own_p50_ms": round(pipeline["enclave_own_p50_ms"], 2),
+        "enclave_own_p99_ms": round(pipeline["enclave_own_p99_ms"], 2),
+        "enclave_cpu_ms_per_card": enclave_ms,
+        "relay_cpu_ms_per_card": relay_ms,
+        "emulator_cpu_ms_per_card": pipeline["emulator_cpu_ms_per_card"],
+        "ceiling_cpu_ms_per_card": ceiling["cpu_ms_per_card"],
+        "projected_cards_per_s": estimate.cards_per_s,
+        "projection": estimate.assumptions(),
         "ceiling_cards_per_s": ceiling["cards_per_s"],
         "ceiling_p50_ms": ceiling["p50_ms"],
         "ceiling_p99_ms": ceiling["p99_ms"],

@@ -78,6 +78,7 @@ class LocalStack:
         self.tamper = tamper
         self._with_relay = relay
         self._exit = contextlib.ExitStack()
+        self._emulator: Child | None = None
         self._enclave: Child | None = None
         self._relay: Child | None = None
         self.info: StackInfo | None = None
@@ -112,6 +113,7 @@ class LocalStack:
                 processes.has_ready_line,
             )
         )
+        self._emulator = emulator
         ready = json.loads(emulator.first_line() or "{}")
         endpoints = Endpoints(http=ready["http"], https=ready["https"])
         enclave_url = f"tcp://{processes.LOOPBACK}:{processes.free_port()}"
@@ -130,6 +132,11 @@ class LocalStack:
         if self._with_relay:
             self.start_relay()
         return info
+
+    def pids(self) -> dict[str, int]:
+        """The running children by role (the benchmark accounts for their CPU)."""
+        children = {"emulator": self._emulator, "enclave": self._enclave, "relay": self._relay}
+        return {name: child.process.pid for name, child in children.items() if child is not None}
 
     def _require_info(self) -> StackInfo:
         if self.info is None:

@@ -16,7 +16,7 @@ from app.enclave.decryptor import DecryptError, Decryptor, KmsClients, KmsSettin
 from app.enclave.egress import ConnectProxy, kms_allowlist
 from app.enclave.recipient_keys import RecipientKeys
 from app.local import kms_recipient
-from app.local.emulator import Emulator, Endpoints, tls_context
+from app.local.emulator import Emulator, Endpoints, tls_files
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode
@@ -41,7 +41,7 @@ def emulator(pki: tuple[LocalPki, Path]) -> Iterator[Endpoints]:
     kms_recipient.install(
         kms_recipient.RecipientPolicy(local.root_certificate_der, frozenset({PINNED.hex()}))
     )
-    with Emulator(tls_context(local, directory)) as endpoints:
+    with Emulator(tls_files(local, directory)) as endpoints:
         yield endpoints
     kms_recipient.uninstall()
 
