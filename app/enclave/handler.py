@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from app.enclave.decryptor import DecryptError, Decryptor
@@ -21,7 +22,7 @@ class EnclaveHandler:
         self._nsm = nsm
         self._started = time.monotonic()
         # A ping says which worker process answered, so the relay can hold a connection to each.
-        self._identity = {"worker": worker, "workers": workers}
+        self._identity = {"worker": worker, "workers": workers, "pid": os.getpid()}
 
     def __call__(self, request: Request) -> Response:
         try:

@@ -38,7 +38,6 @@ DECRYPT_TARGET = "TrentService.Decrypt"
 KEY_ENCRYPTION_ALGORITHM = "RSAES_OAEP_SHA_256"
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 BOTOCORE_CA_BUNDLE = Path(botocore.__file__).with_name("cacert.pem")
-_RETRY_ON_REUSED = (http.client.RemoteDisconnected, ConnectionError, http.client.BadStatusLine)
 
 
 class KmsError(Exception):
@@ -114,6 +113,11 @@ class KmsClient:
         self._max = max_connections
         self._slots = threading.Condition()
 
+    @property
+    def open_connections(self) -> int:
+        with self._slots:
+            return self._open
+
     def host_for(self, region: str) -> str:
         if self._fixed_host is not None:
             return self._fixed_host
@@ -146,7 +150,9 @@ class KmsClient:
         try:
             try:
                 return self._send(connection, headers, body)
-            except _RETRY_ON_REUSED:
+            except TimeoutError:
+                raise
+            except (OSError, http.client.HTTPException):  # reset, EOF, broken pipe, no status line
                 if not connection.used:
                     raise
                 connection.close()  # the server closed it while idle: once more on a fresh one
