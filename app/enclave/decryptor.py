@@ -96,6 +96,7 @@ class Decryptor:
         kms_started = time.perf_counter()
         try:
             answer = client.decrypt(
+                KeyId=request.key_id,  # a ciphertext under any other key fails with IncorrectKeyException
                 CiphertextBlob=request.ciphertext,
                 EncryptionContext=dict(request.encryption_context),
                 Recipient={

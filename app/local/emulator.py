@@ -26,7 +26,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app.local import kms_recipient
+from app.local import kms_recipient, moto_fidelity
 from app.local.software_nsm import LocalPki
 from app.shared import logs
 
@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     kms_recipient.install(policy)
     speed_up_moto_clock()
+    moto_fidelity.install()  # atomic SQS deletes; Decrypt's KeyId checked as KMS does
     serve_until_signal(Emulator(tls_context(pki, args.pki)))
     return 0
 

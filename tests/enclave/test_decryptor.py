@@ -15,7 +15,7 @@ import pytest
 from app.enclave.decryptor import DecryptError, Decryptor, KmsClients, KmsSettings
 from app.enclave.egress import ConnectProxy, kms_allowlist
 from app.enclave.recipient_keys import RecipientKeys
-from app.local import kms_recipient
+from app.local import kms_recipient, moto_fidelity
 from app.local.emulator import Emulator, Endpoints, tls_context
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
@@ -38,6 +38,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalPki, Path]:
 @pytest.fixture(scope="module")
 def emulator(pki: tuple[LocalPki, Path]) -> Iterator[Endpoints]:
     local, directory = pki
+    moto_fidelity.install()
     kms_recipient.install(
         kms_recipient.RecipientPolicy(local.root_certificate_der, frozenset({PINNED.hex()}))
     )
@@ -67,15 +68,15 @@ def _decryptor(
     return Decryptor(SoftwareNsm(local, {0: pcr0}), KmsClients(KmsSettings(proxy.url, emulator.https)))
 
 
-def _request(ciphertext: bytes, context: dict[str, str] = CONTEXT) -> DecryptRequest:
-    return DecryptRequest(ciphertext, context, "us-east-1", CREDS)
+def _request(ciphertext: bytes, key_id: str, context: dict[str, str] = CONTEXT) -> DecryptRequest:
+    return DecryptRequest(ciphertext, context, "us-east-1", CREDS, key_id)
 
 
 def test_attested_decrypt_returns_only_the_last_four(
     pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = _decryptor(pki, emulator, monkeypatch).decrypt(
-        _request(_encrypt(emulator, key_id, b"4111111111111111"))
+        _request(_encrypt(emulator, key_id, b"4111111111111111"), key_id)
     )
     assert result.last4 == "1111"
     assert result.kms_ms > 0
@@ -87,9 +88,20 @@ def test_wrong_encryption_context_is_invalid_ciphertext(
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
     with pytest.raises(DecryptError) as caught:
         _decryptor(pki, emulator, monkeypatch).decrypt(
-            _request(ciphertext, {"app": "test", "card_id": "c-2"})
+            _request(ciphertext, key_id, {"app": "test", "card_id": "c-2"})
         )
     assert caught.value.code is ErrorCode.INVALID_CIPHERTEXT
+
+
+def test_a_ciphertext_under_another_key_is_refused_as_wrong_key(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_key = str(local_client("kms", emulator.http).create_key()["KeyMetadata"]["KeyId"])
+    ciphertext = _encrypt(emulator, other_key, b"4111111111111111")
+    with pytest.raises(DecryptError) as caught:
+        _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext, key_id))
+    assert caught.value.code is ErrorCode.WRONG_KEY
+    assert "IncorrectKeyException" in str(caught.value)
 
 
 def test_an_enclave_with_another_measurement_is_denied(
@@ -97,7 +109,7 @@ def test_an_enclave_with_another_measurement_is_denied(
 ) -> None:
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
     with pytest.raises(DecryptError) as caught:
-        _decryptor(pki, emulator, monkeypatch, pcr0=OTHER).decrypt(_request(ciphertext))
+        _decryptor(pki, emulator, monkeypatch, pcr0=OTHER).decrypt(_request(ciphertext, key_id))
     assert caught.value.code is ErrorCode.ACCESS_DENIED
     assert OTHER.hex() in str(caught.value)
 
@@ -107,7 +119,7 @@ def test_a_plaintext_that_is_not_a_card_is_refused_without_echoing_it(
 ) -> None:
     ciphertext = _encrypt(emulator, key_id, b"4111111111111112")  # fails Luhn
     with pytest.raises(DecryptError) as caught:
-        _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext))
+        _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext, key_id))
     assert caught.value.code is ErrorCode.NOT_A_CARD
     assert "411111111111111" not in str(caught.value)
 
@@ -119,7 +131,7 @@ def test_unreachable_kms_is_retryable(pki: Any, emulator: Endpoints, key_id: str
         SoftwareNsm(local, {0: PINNED}), KmsClients(KmsSettings(proxy.url, "https://localhost:1"))
     )
     with pytest.raises(DecryptError) as caught:
-        decryptor.decrypt(_request(b"\x01" * 32))
+        decryptor.decrypt(_request(b"\x01" * 32, key_id))
     assert caught.value.code is ErrorCode.KMS_UNAVAILABLE
 
 

@@ -18,13 +18,13 @@ def test_request_round_trip() -> None:
 
 
 def test_decrypt_request_round_trip() -> None:
-    original = DecryptRequest(b"\x01\x02", {"app": "x", "card_id": "c1"}, "eu-west-1", CREDS)
+    original = DecryptRequest(b"\x01\x02", {"app": "x", "card_id": "c1"}, "eu-west-1", CREDS, "alias/k")
     decoded = protocol.parse_decrypt(protocol.decrypt_body(original))
     assert decoded == original
 
 
 def test_credentials_never_show_in_a_repr() -> None:
-    text = repr(DecryptRequest(b"\x01", {}, "us-east-1", CREDS))
+    text = repr(DecryptRequest(b"\x01", {}, "us-east-1", CREDS, "alias/k"))
     assert "secret-value" not in text
     assert "token-value" not in text
     assert "AKIDEXAMPLE" not in text
