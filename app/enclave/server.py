@@ -32,7 +32,7 @@ MAX_IN_FLIGHT_PER_CONNECTION = 256
 PARTIAL_FRAME_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = protocol.SERVER_IDLE_TIMEOUT_S
 # The relay holds one connection; ping/attest/status add short-lived ones. Each costs a reader thread.
-MAX_CONNECTIONS = 16
+MAX_CONNECTIONS = 64
 DRAIN_GRACE_S = 30.0  # upper bound only; stop() closes connections once its own drain bound passes
 POLL_INTERVAL_S = 0.5
 RECV_BYTES = 64 * 1024
