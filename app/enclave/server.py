@@ -35,6 +35,8 @@ IDLE_TIMEOUT_S = protocol.SERVER_IDLE_TIMEOUT_S
 MAX_CONNECTIONS = 64
 DRAIN_GRACE_S = 30.0  # upper bound only; stop() closes connections once its own drain bound passes
 POLL_INTERVAL_S = 0.5
+REFUSE_LINGER_S = 0.5
+REFUSE_LINGER_READS = 4
 RECV_BYTES = 64 * 1024
 
 
@@ -80,7 +82,7 @@ class FrameServer:
         if not self._admit(conn):
             log.warning("refusing connection: too many", extra={"fields": {"limit": self._max_connections}})
             writer.send(protocol.error_response(0, ErrorCode.BUSY, "too many connections"))
-            conn.close()
+            _close_gently(conn)
             return
         try:
             self._read_requests(conn, writer)
@@ -171,6 +173,18 @@ class FrameServer:
         with self._idle:
             self._in_flight -= 1
             self._idle.notify_all()
+
+
+def _close_gently(conn: socket.socket) -> None:
+    """Close after what we sent has left: unread input at close() would reset the connection and
+    could destroy our last frame before the peer reads it. Bounded in time and bytes."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(REFUSE_LINGER_S)
+        for _ in range(REFUSE_LINGER_READS):
+            if not conn.recv(RECV_BYTES):
+                break
+    conn.close()
 
 
 class _Pace:
