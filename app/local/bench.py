@@ -14,14 +14,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.local import processes
+from app.local import delivery, processes
 from app.local.ceiling import DEFAULT_POLLERS, percentiles
 from app.local.processes import Child, ChildFailed, ChildSpec
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo
 from app.producer.card_file import load_cards
 from app.producer.progress import Progress
-from app.producer.sender import pick_cards, send_cards
+from app.producer.sender import SentCard, pick_cards, send_cards
 from app.shared import deployment
 from app.shared.queue_messages import ResultMessage
 
@@ -30,15 +30,16 @@ POLL_S = 0.1
 RELAY_STARTED = "relay started"
 
 
-def preload(info: StackInfo, count: int, label: str) -> None:
+def preload(info: StackInfo, count: int, label: str) -> list[SentCard]:
     kms, sqs = local_client("kms", info.endpoints.http), local_client("sqs", info.endpoints.http)
     progress = Progress(label, count)
-    send_cards(
+    sent = send_cards(
         kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
         fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=pick_cards(load_cards(), count),
         on_batch=progress.advance,
     )  # fmt: skip
     progress.close()
+    return sent
 
 
 def drain_results(info: StackInfo, count: int) -> list[ResultMessage]:
@@ -93,16 +94,17 @@ def relay_started_at(relay: Child) -> float:
 
 
 def pipeline_phase(stack: LocalStack, info: StackInfo, count: int) -> dict[str, float]:
-    preload(info, count, "loading the cards queue (pipeline)")
+    sent = preload(info, count, "loading the cards queue (pipeline)")
     relay = stack.start_relay()
     started = relay_started_at(relay)
     wait_for_results(info, count, relay)
-    results = drain_results(info, count)
+    results, delivered = delivery.drain_counting(info, [card.card_id for card in sent])
     stack.stop_relay()
     finished = max((r.processed_at.timestamp() for r in results if r.processed_at), default=time.time())
     p50, p99 = percentiles([r.enclave_ms for r in results if r.enclave_ms is not None])
     ok = sum(1 for r in results if r.status == "ok")
-    return {"cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99}
+    timing = {"cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99}
+    return {**timing, **delivery.as_summary(delivered)}
 
 
 def ceiling_phase(info: StackInfo, count: int) -> dict[str, float]:
@@ -149,6 +151,8 @@ def run(count: int, run_dir: Path) -> int:
         "ceiling_p99_ms": ceiling["p99_ms"],
         "ratio": round(cards_per_s / ceiling["cards_per_s"], 3),
         "pollers": pollers(),
+        "lost": int(pipeline["lost"]),
+        "duplicates": int(pipeline["duplicates"]),
     }
     print(json.dumps(summary), flush=True)
     return 0 if pipeline["ok"] == count else 1
