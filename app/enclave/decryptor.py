@@ -42,6 +42,7 @@ class Decryptor:
             wrapped = self._kms.decrypt(
                 region=request.region,
                 credentials=request.credentials,
+                key_id=request.key_id,  # a ciphertext under any other key fails with IncorrectKeyException
                 ciphertext=request.ciphertext,
                 encryption_context=request.encryption_context,
                 recipient=key.recipient,

@@ -126,14 +126,15 @@ class KmsClient:
         return f"kms.{region}.amazonaws.com"
 
     def decrypt(
-        self, *, region: str, credentials: Credentials, ciphertext: bytes,
+        self, *, region: str, credentials: Credentials, key_id: str, ciphertext: bytes,
         encryption_context: Mapping[str, str], recipient: Recipient,
     ) -> bytes:  # fmt: skip
         """CiphertextForRecipient, or KmsError / KmsUnreachable. Decrypt is idempotent: a connection
         that went stale while idle is replaced and the call sent once more."""
         host = self.host_for(region)
         body = (
-            f'{{"CiphertextBlob":"{base64.b64encode(ciphertext).decode("ascii")}",'
+            f'{{"KeyId":{json.dumps(key_id)},'
+            f'"CiphertextBlob":"{base64.b64encode(ciphertext).decode("ascii")}",'
             f'"EncryptionContext":{json.dumps(dict(encryption_context), separators=(",", ":"))},'
             f'"Recipient":{recipient.json_text}}}'
         ).encode()

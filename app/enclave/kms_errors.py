@@ -10,7 +10,7 @@ from app.shared.protocol import ErrorCode
 
 _BY_KMS_CODE = {
     "InvalidCiphertextException": ErrorCode.INVALID_CIPHERTEXT,  # also: wrong encryption context
-    "IncorrectKeyException": ErrorCode.INVALID_CIPHERTEXT,
+    "IncorrectKeyException": ErrorCode.WRONG_KEY,  # the ciphertext is not under the KeyId we named
     "AccessDeniedException": ErrorCode.ACCESS_DENIED,
     "ValidationException": ErrorCode.BAD_REQUEST,
     "InvalidGrantTokenException": ErrorCode.BAD_REQUEST,

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.local import processes, profiler, projection
+from app.local import delivery, processes, profiler, projection
 from app.local.ceiling import DEFAULT_POLLERS, percentiles
 from app.local.cpu_accounting import CpuMeter
 from app.local.processes import Child, ChildFailed, ChildSpec
@@ -24,7 +24,7 @@ from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo
 from app.producer.card_file import load_cards
 from app.producer.progress import Progress
-from app.producer.sender import pick_cards, send_cards
+from app.producer.sender import SentCard, pick_cards, send_cards
 from app.shared import deployment
 from app.shared.queue_messages import ResultMessage
 
@@ -35,15 +35,16 @@ DECRYPTED = "decrypted"  # the enclave handler's line per card, with kms_ms and 
 RELAY_STARTED = "relay started"
 
 
-def preload(info: StackInfo, count: int, label: str) -> None:
+def preload(info: StackInfo, count: int, label: str) -> list[SentCard]:
     kms, sqs = local_client("kms", info.endpoints.http), local_client("sqs", info.endpoints.http)
     progress = Progress(label, count)
-    send_cards(
+    sent = send_cards(
         kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
         fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=pick_cards(load_cards(), count),
         on_batch=progress.advance,
     )  # fmt: skip
     progress.close()
+    return sent
 
 
 def drain_results(info: StackInfo, count: int) -> list[ResultMessage]:
@@ -108,7 +109,7 @@ def enclave_own_ms(log_file: Path) -> list[float]:
 
 
 def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: bool) -> dict[str, float]:
-    preload(info, count, "loading the cards queue (pipeline)")
+    sent = preload(info, count, "loading the cards queue (pipeline)")
     pids = stack.pids()
     spy = profiler.Profiler(pids["enclave"], info.run_dir) if profile else None
     if spy is not None:
@@ -123,7 +124,7 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: b
     cpu_s = {**meter.stop(), **relay_meter.stop()}
     if spy is not None:
         report_profile(spy)
-    results = drain_results(info, count)
+    results, delivered = delivery.drain_counting(info, [card.card_id for card in sent])
     stack.stop_relay()
     finished = max((r.processed_at.timestamp() for r in results if r.processed_at), default=time.time())
     p50, p99 = percentiles([r.enclave_ms for r in results if r.enclave_ms is not None])
@@ -133,6 +134,7 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: b
     return {
         "cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99,
         "enclave_own_p50_ms": own_p50, "enclave_own_p99_ms": own_p99, **cpu_ms,
+        **delivery.as_summary(delivered),
     }  # fmt: skip
 
 
@@ -205,6 +207,8 @@ def run(count: int, run_dir: Path, *, profile: bool = False) -> int:
         "ceiling_p99_ms": ceiling["p99_ms"],
         "ratio": round(cards_per_s / ceiling["cards_per_s"], 3),
         "pollers": pollers(),
+        "lost": int(pipeline["lost"]),
+        "duplicates": int(pipeline["duplicates"]),
     }
     print(json.dumps(summary), flush=True)
     return 0 if pipeline["ok"] == count else 1

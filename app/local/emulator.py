@@ -27,7 +27,7 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-from app.local import kms_recipient
+from app.local import kms_recipient, moto_fidelity
 from app.local.software_nsm import LocalPki
 from app.shared import logs
 
@@ -168,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     kms_recipient.install(policy)
     speed_up_moto_clock()
+    moto_fidelity.install()  # atomic SQS deletes; Decrypt's KeyId checked as KMS does
     serve_until_signal(Emulator(tls_files(pki, args.pki)))
     return 0
 

@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-queue-url", default=settings.env(settings.ENV_RESULTS_QUEUE_URL))
     run.add_argument("--dead-letter-queue-url", default=settings.env(settings.ENV_DEAD_LETTER_QUEUE_URL))
     run.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
+    run.add_argument(
+        "--key-id",
+        default=settings.env(settings.ENV_KMS_KEY_ID, settings.DEFAULT_KEY_ALIAS),
+        help="the deployment's KMS key, named in every Decrypt (ciphertexts under another key are refused)",
+    )
     run.add_argument("--pollers", type=int, default=int(settings.env(ENV_POLLERS, "4") or 4))
     run.add_argument(
         "--wait-time", type=int, default=int(settings.env(ENV_WAIT_TIME_S) or deployment.LONG_POLL_WAIT_S)
@@ -82,6 +87,7 @@ def _relay_settings(args: argparse.Namespace) -> RelaySettings:
         enclave_url=args.enclave_url,
         pollers=args.pollers,
         wait_time_s=args.wait_time,
+        key_id=args.key_id,
     )
 
 

@@ -3,7 +3,8 @@
 Thread-safe. Each call gets a future resolved by a reader thread when the answer with its id arrives,
 so answers may come back in any order. A dead connection fails every pending call with a retryable
 `enclave_unavailable` error, and the next call reconnects (with back-off), so an enclave restart costs
-a retry, never a lost request. Every wait is bounded.
+a retry, never a lost request. Every wait is bounded. A connection idle for `CLIENT_IDLE_RETIRE_S` is
+retired before the next call, so the enclave's idle close (after twice that) never meets a request.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class _Connection:
         self.pending: dict[int, Future[Response]] = {}
         self.lock = threading.Lock()
         self.alive = True
+        self.last_activity = time.monotonic()
         sock.settimeout(None)  # the reader blocks; callers bound their own waits
         self.reader = threading.Thread(target=self._read_loop, name="enclave-reader", daemon=True)
         self.reader.start()
@@ -60,6 +62,7 @@ class _Connection:
             if not self.alive:
                 raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
             self.pending[request_id] = future
+            self.last_activity = time.monotonic()
             try:
                 self.sock.sendall(framing.encode_frame(payload))
             except OSError as error:
@@ -72,6 +75,11 @@ class _Connection:
         with self.lock:
             if self.alive:
                 self._fail_all(reason)
+
+    def idle_for(self, seconds: float) -> bool:
+        """Nothing pending and nothing sent or received for `seconds`."""
+        with self.lock:
+            return not self.pending and time.monotonic() - self.last_activity > seconds
 
     def _read_loop(self) -> None:
         decoder = framing.FrameDecoder()
@@ -86,11 +94,14 @@ class _Connection:
                     self._deliver(protocol.decode_response(frame))
         except (OSError, framing.FramingError, protocol.ProtocolError) as error:
             reason = f"connection lost: {error}"
+        except Exception as error:  # an answer we cannot even decode must not strand pending calls
+            reason = f"connection lost: undecodable answer ({type(error).__name__})"
         with self.lock:
             self._fail_all(reason)
 
     def _deliver(self, response: Response) -> None:
         with self.lock:
+            self.last_activity = time.monotonic()
             future = self.pending.pop(response.id, None)
         if future is not None and not future.done():
             future.set_result(response)
@@ -98,14 +109,18 @@ class _Connection:
             log.warning(
                 "enclave reported a connection error", extra={"fields": {"code": response.error.code}}
             )
+            with self.lock:  # the enclave closes after this (e.g. busy: too many connections)
+                self._fail_all(response.error.message, response.error.code)
 
-    def _fail_all(self, reason: str) -> None:
+    def _fail_all(self, reason: str, code: ErrorCode = ErrorCode.ENCLAVE_UNAVAILABLE) -> None:
         """Called with the lock held."""
         self.alive = False
         pending, self.pending = self.pending, {}
+        if code not in protocol.RETRYABLE:
+            code = ErrorCode.ENCLAVE_UNAVAILABLE  # a connection-level error says nothing about a card
         for future in pending.values():
             if not future.done():
-                future.set_exception(EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, reason))
+                future.set_exception(EnclaveError(code, reason))
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
@@ -125,8 +140,11 @@ class EnclaveClient:
 
     def _connected(self) -> _Connection:
         with self._lock:
-            if self._connection is not None and self._connection.alive:
-                return self._connection
+            connection = self._connection
+            if connection is not None and connection.alive:
+                if not connection.idle_for(protocol.CLIENT_IDLE_RETIRE_S):
+                    return connection
+                connection.close("retired after being idle")  # before the enclave's idle close
             if time.monotonic() < self._next_attempt:
                 raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"{self._endpoint} down, backing off")
             try:

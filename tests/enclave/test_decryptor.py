@@ -17,7 +17,7 @@ import pytest
 from app.enclave.decryptor import DecryptError, Decryptor
 from app.enclave.kms_client import KmsClient
 from app.enclave.recipient_keys import RENEW_AHEAD_S, RecipientKeys
-from app.local import kms_recipient
+from app.local import kms_recipient, moto_fidelity
 from app.local.emulator import Emulator, Endpoints, tls_files
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
@@ -42,6 +42,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalPki, Path]:
 @pytest.fixture(scope="module")
 def emulator(pki: tuple[LocalPki, Path]) -> Iterator[Endpoints]:
     local, directory = pki
+    moto_fidelity.install()
     kms_recipient.install(
         kms_recipient.RecipientPolicy(local.root_certificate_der, frozenset({PINNED.hex()}))
     )
@@ -70,15 +71,15 @@ def _decryptor(
     return Decryptor(SoftwareNsm(local, {0: pcr0}), kms)
 
 
-def _request(ciphertext: bytes, context: dict[str, str] = CONTEXT) -> DecryptRequest:
-    return DecryptRequest(ciphertext, context, "us-east-1", CREDS)
+def _request(ciphertext: bytes, key_id: str, context: dict[str, str] = CONTEXT) -> DecryptRequest:
+    return DecryptRequest(ciphertext, context, "us-east-1", CREDS, key_id)
 
 
 def test_attested_decrypt_returns_only_the_last_four(
     pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = _decryptor(pki, emulator, monkeypatch).decrypt(
-        _request(_encrypt(emulator, key_id, b"4111111111111111"))
+        _request(_encrypt(emulator, key_id, b"4111111111111111"), key_id)
     )
     assert result.last4 == "1111"
     assert result.kms_ms > 0
@@ -90,9 +91,20 @@ def test_wrong_encryption_context_is_invalid_ciphertext(
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
     with pytest.raises(DecryptError) as caught:
         _decryptor(pki, emulator, monkeypatch).decrypt(
-            _request(ciphertext, {"app": "test", "card_id": "c-2"})
+            _request(ciphertext, key_id, {"app": "test", "card_id": "c-2"})
         )
     assert caught.value.code is ErrorCode.INVALID_CIPHERTEXT
+
+
+def test_a_ciphertext_under_another_key_is_refused_as_wrong_key(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_key = str(local_client("kms", emulator.http).create_key()["KeyMetadata"]["KeyId"])
+    ciphertext = _encrypt(emulator, other_key, b"4111111111111111")
+    with pytest.raises(DecryptError) as caught:
+        _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext, key_id))
+    assert caught.value.code is ErrorCode.WRONG_KEY
+    assert "IncorrectKeyException" in str(caught.value)
 
 
 def test_an_enclave_with_another_measurement_is_denied(
@@ -100,7 +112,7 @@ def test_an_enclave_with_another_measurement_is_denied(
 ) -> None:
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
     with pytest.raises(DecryptError) as caught:
-        _decryptor(pki, emulator, monkeypatch, pcr0=OTHER).decrypt(_request(ciphertext))
+        _decryptor(pki, emulator, monkeypatch, pcr0=OTHER).decrypt(_request(ciphertext, key_id))
     assert caught.value.code is ErrorCode.ACCESS_DENIED
     assert OTHER.hex() in str(caught.value)
 
@@ -110,7 +122,7 @@ def test_a_plaintext_that_is_not_a_card_is_refused_without_echoing_it(
 ) -> None:
     ciphertext = _encrypt(emulator, key_id, b"4111111111111112")  # fails Luhn
     with pytest.raises(DecryptError) as caught:
-        _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext))
+        _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext, key_id))
     assert caught.value.code is ErrorCode.NOT_A_CARD
     assert "411111111111111" not in str(caught.value)
 
@@ -120,7 +132,7 @@ def test_unreachable_kms_is_retryable(pki: Any, emulator: Endpoints, key_id: str
     kms = KmsClient("tcp://127.0.0.1:1", max_connections=1, endpoint_url="https://localhost:1")
     decryptor = Decryptor(SoftwareNsm(local, {0: PINNED}), kms)
     with pytest.raises(DecryptError) as caught:
-        decryptor.decrypt(_request(b"\x01" * 32))
+        decryptor.decrypt(_request(b"\x01" * 32, key_id))
     assert caught.value.code is ErrorCode.KMS_UNAVAILABLE
 
 
@@ -162,9 +174,9 @@ def _kms_through(forwarder: Forwarder, emulator: Endpoints, max_connections: int
     return KmsClient(forwarder.url, max_connections=max_connections, endpoint_url=emulator.https)
 
 
-def _decrypt_with(kms: KmsClient, pki: tuple[LocalPki, Path], ciphertext: bytes) -> str:
+def _decrypt_with(kms: KmsClient, pki: tuple[LocalPki, Path], ciphertext: bytes, key_id: str) -> str:
     decryptor = Decryptor(SoftwareNsm(pki[0], {0: PINNED}), kms)
-    return decryptor.decrypt(_request(ciphertext)).last4
+    return decryptor.decrypt(_request(ciphertext, key_id)).last4
 
 
 @pytest.fixture
@@ -180,7 +192,7 @@ def test_one_tls_connection_serves_call_after_call(
 ) -> None:
     kms = _kms_through(forwarder, emulator, 4)
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
-    assert [_decrypt_with(kms, pki, ciphertext) for _ in range(5)] == ["1111"] * 5
+    assert [_decrypt_with(kms, pki, ciphertext, key_id) for _ in range(5)] == ["1111"] * 5
     assert forwarder.accepted == 1
 
 
@@ -191,7 +203,7 @@ def test_concurrent_calls_never_hold_more_connections_than_the_bound(
     decryptor = Decryptor(SoftwareNsm(pki[0], {0: PINNED}), kms)
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
     with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda _: decryptor.decrypt(_request(ciphertext)).last4, range(36)))
+        answers = list(pool.map(lambda _: decryptor.decrypt(_request(ciphertext, key_id)).last4, range(36)))
     assert answers == ["1111"] * 36
     assert forwarder.most_open <= 3
     assert kms.open_connections <= 3
@@ -202,9 +214,9 @@ def test_a_connection_closed_while_idle_is_replaced_without_failing_the_call(
 ) -> None:
     kms = _kms_through(forwarder, emulator, 1)
     ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
-    assert _decrypt_with(kms, pki, ciphertext) == "1111"
+    assert _decrypt_with(kms, pki, ciphertext, key_id) == "1111"
     forwarder.drop_all()
-    assert _decrypt_with(kms, pki, ciphertext) == "1111"
+    assert _decrypt_with(kms, pki, ciphertext, key_id) == "1111"
     assert forwarder.accepted == 2
 
 
@@ -214,6 +226,6 @@ def test_a_certificate_for_another_host_name_is_refused(
     other_name = emulator.https.replace("localhost", "127.0.0.1")  # the certificate names localhost only
     kms = KmsClient(forwarder.url, max_connections=1, endpoint_url=other_name)
     with pytest.raises(DecryptError) as caught:
-        _decrypt_with(kms, pki, _encrypt(emulator, key_id, b"4111111111111111"))
+        _decrypt_with(kms, pki, _encrypt(emulator, key_id, b"4111111111111111"), key_id)
     assert caught.value.code is ErrorCode.KMS_UNAVAILABLE
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value) or "certificate" in str(caught.value).lower()

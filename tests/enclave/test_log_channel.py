@@ -273,7 +273,9 @@ def test_counters_count_what_the_real_handler_logs() -> None:
     handler_log.addHandler(capture)
     handler_log.setLevel(logging.INFO)  # as logs.configure() sets it in the enclave
     body = protocol.decrypt_body(
-        protocol.DecryptRequest(b"c", {"app": "x"}, "us-east-1", protocol.Credentials("AK", "SK", None))
+        protocol.DecryptRequest(
+            b"c", {"app": "x"}, "us-east-1", protocol.Credentials("AK", "SK", None), "alias/k"
+        )
     )
     try:
         handler(Request(1, Op.DECRYPT, body))

@@ -28,12 +28,13 @@ from .kms_stand_in import HeldKms
 pytestmark = pytest.mark.slow
 
 CREDS = Credentials(LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY)
+KEY_ALIAS = deployment.KEY_ALIAS
 CONNECT_ATTEMPTS = 60  # the kernel picks the worker for each connection; this many finds every one
 
 
 def _decrypt_body(ciphertext: bytes, card_id: str = "w-1") -> dict[str, Any]:
     context = {**deployment.ENCRYPTION_CONTEXT, "card_id": card_id}
-    return protocol.decrypt_body(DecryptRequest(ciphertext, context, "us-east-1", CREDS))
+    return protocol.decrypt_body(DecryptRequest(ciphertext, context, "us-east-1", CREDS, KEY_ALIAS))
 
 
 def _one_client_per_worker(url: str, count: int) -> dict[int, EnclaveClient]:
