@@ -30,6 +30,9 @@ BACKOFF_MAX_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
 COUNTERS_INTERVAL_S = 10.0
 CLOSE_FLUSH_S = 1.0
+# After the first line of a quiet spell the sender waits this long for more, then sends them in one go:
+# one wake-up and one write per batch instead of per line (a line per card made that a cost per card).
+LINGER_S = 0.05
 MAX_TEXT_CHARS = 2000
 REDACTED = "[redacted]"
 
@@ -127,7 +130,8 @@ class LogChannel:
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append(entry)
-            self._ready.notify()
+            if len(self._queue) == 1:  # only the first line of a batch needs the sender awake
+                self._ready.notify()
 
     def counters_entry(self) -> dict[str, Any]:
         entry = {"ts": logs.timestamp(time.time()), "level": "info", "logger": __name__, "msg": "counters"}
@@ -175,6 +179,8 @@ class LogChannel:
         with self._ready:
             if not self._queue and not self._closing.is_set():
                 self._ready.wait(timeout_s)
+            if self._queue and not self._closing.is_set():
+                self._ready.wait(LINGER_S)  # offer() does not wake us while we hold lines back
             batch = list(self._queue)
             self._queue.clear()
             return batch

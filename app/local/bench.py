@@ -120,10 +120,14 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: b
     started = relay_started_at(relay)
     relay_meter = CpuMeter({"relay": relay.process.pid})
     relay_meter.start()  # after its start-up (imports, clients): what it costs per card is what counts
+    relay_spy = profiler.Profiler(relay.process.pid, info.run_dir, "relay") if profile else None
+    if relay_spy is not None:
+        relay_spy.start()
     wait_for_results(info, count, relay)
     cpu_s = {**meter.stop(), **relay_meter.stop()}
-    if spy is not None:
-        report_profile(spy)
+    for recorder in (spy, relay_spy):
+        if recorder is not None:
+            report_profile(recorder)
     results, delivered = delivery.drain_counting(info, [card.card_id for card in sent])
     stack.stop_relay()
     finished = max((r.processed_at.timestamp() for r in results if r.processed_at), default=time.time())
@@ -140,8 +144,8 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: b
 
 def report_profile(spy: profiler.Profiler) -> None:
     svg = spy.stop()
-    print(f"flame graph of the enclave under load: {svg}", flush=True)
-    stacks = svg.with_name(profiler.FLAME_STACKS)
+    print(f"flame graph of the {spy.name} under load: {svg}", flush=True)
+    stacks = spy.stacks
     if stacks.exists():
         for title, top in (
             ("self", profiler.top_self(stacks)),

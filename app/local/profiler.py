@@ -1,7 +1,9 @@
-"""`make profile`: py-spy samples the enclave (every worker process) while the bench drives it.
+"""`make profile`: py-spy samples the enclave (every worker process) and the relay under the bench's load.
 
-Writes a flame graph (`enclave-flame.svg`) and the collapsed stacks it was drawn from (`enclave-flame.txt`)
-into the run directory, and summarises the functions with the most samples of their own. Local mode only;
+Writes flame graphs (`enclave-flame.svg`, `relay-flame.svg`) and the collapsed stacks they were drawn from
+(`*-flame.txt`) into the run directory, and summarises the frames with the most samples. Only samples of
+threads holding the GIL are kept (`--gil`): py-spy cannot tell a thread blocked in a socket read from one
+that runs, and the GIL holder is the one spending Python CPU. Local mode only;
 py-spy is a dev dependency and reads the target's memory, so it needs ptrace rights over it (we are its
 parent's parent here, or root).
 """
@@ -18,8 +20,8 @@ from pathlib import Path
 
 SAMPLES_PER_S = 100
 STOP_GRACE_S = 30.0  # py-spy writes its files after SIGINT
-FLAME_SVG = "enclave-flame.svg"
-FLAME_STACKS = "enclave-flame.txt"
+FLAME_SVG = "{name}-flame.svg"
+FLAME_STACKS = "{name}-flame.txt"
 
 
 class ProfilerMissing(RuntimeError):
@@ -32,6 +34,7 @@ class Profiler:
 
     pid: int
     run_dir: Path
+    name: str = "enclave"
     _recorders: tuple[subprocess.Popen[bytes], ...] = ()
 
     def start(self) -> None:
@@ -41,9 +44,10 @@ class Profiler:
         common = [spy, "record", "--pid", str(self.pid), "--subprocesses", "--nonblocking", "--gil"]
         common += ["--rate", str(SAMPLES_PER_S)]
         recorders = []
-        for kind, name in (("flamegraph", FLAME_SVG), ("raw", FLAME_STACKS)):
-            with (self.run_dir / f"py-spy-{kind}.log").open("ab") as errors:
-                command = [*common, "--format", kind, "--output", str(self.run_dir / name)]
+        for kind, pattern in (("flamegraph", FLAME_SVG), ("raw", FLAME_STACKS)):
+            with (self.run_dir / f"py-spy-{self.name}-{kind}.log").open("ab") as errors:
+                output = self.run_dir / pattern.format(name=self.name)
+                command = [*common, "--format", kind, "--output", str(output)]
                 # py-spy from our own environment, on our own child's pid
                 recorders.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors))  # noqa: S603
         self._recorders = tuple(recorders)
@@ -58,7 +62,11 @@ class Profiler:
             except subprocess.TimeoutExpired:
                 recorder.kill()
                 recorder.wait()
-        return self.run_dir / FLAME_SVG
+        return self.run_dir / FLAME_SVG.format(name=self.name)
+
+    @property
+    def stacks(self) -> Path:
+        return self.run_dir / FLAME_STACKS.format(name=self.name)
 
 
 def top_self(stacks_file: Path, limit: int = 10) -> list[tuple[str, float]]:
