@@ -32,7 +32,7 @@ COUNTERS_INTERVAL_S = 10.0
 CLOSE_FLUSH_S = 1.0
 # After the first line of a quiet spell the sender waits this long for more, then sends them in one go:
 # one wake-up and one write per batch instead of per line (a line per card made that a cost per card).
-LINGER_S = 0.05
+LINGER_S = 0.25
 MAX_TEXT_CHARS = 2000
 REDACTED = "[redacted]"
 

@@ -29,12 +29,13 @@ from app.enclave.server import WORKERS
 from app.local.cpu_accounting import CpuMeter
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
+from app.parent import relay
 from app.shared import cards, deployment, logs, settings
 from app.shared.queue_messages import CardMessage, ResultMessage, encryption_context
 
 KEY_ENCRYPTION_ALGORITHM: Final = "RSAES_OAEP_SHA_256"
 POLL_WAIT_S = 1
-DEFAULT_POLLERS = 4  # the relay's default
+DEFAULT_POLLERS = relay.DEFAULT_POLLERS  # the same concurrency as the pipeline
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from typing import Any
 
 from app.parent import queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
+from app.parent.enclave_pool import EnclavePool
 from app.parent.queues import Received
-from app.shared import limits, logs, protocol, settings
+from app.shared import deployment, limits, logs, protocol, settings
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
 from app.shared.queue_messages import CardMessage, MalformedMessage, ResultMessage, encryption_context
 
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 BASE_BACKOFF_S = 2
 MAX_BACKOFF_S = 300
 IDLE_PAUSE_S = 1.0  # after a batch where the enclave was unreachable, so pollers do not spin
+# The enclave works on at most KMS_CONNECTIONS cards at once (its workers' KMS connections together):
+# that many cards in flight keeps it busy, and the enclave pool's window holds the relay to it.
+DEFAULT_POLLERS = -(-deployment.KMS_CONNECTIONS // deployment.MAX_BATCH)
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class RelaySettings:
     region: str
     encryption_context: Mapping[str, str]
     enclave_url: str
-    pollers: int = 4
+    pollers: int = DEFAULT_POLLERS
     wait_time_s: int = 20
     key_id: str = settings.DEFAULT_KEY_ALIAS  # the deployment's key; the enclave names it in Decrypt
 
@@ -67,7 +71,7 @@ class Relay:
         *,
         sqs: Any,
         credentials: Callable[[], Credentials],
-        enclave: EnclaveClient,
+        enclave: EnclaveClient | EnclavePool,
     ) -> None:
         self._settings = settings
         self._sqs = sqs

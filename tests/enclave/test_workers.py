@@ -20,6 +20,7 @@ from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, lo
 from app.local.software_nsm import LocalPki
 from app.local.stack import LocalStack
 from app.parent.enclave_client import EnclaveClient, EnclaveError
+from app.parent.enclave_pool import EnclavePool
 from app.shared import attestation, deployment, protocol
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
 
@@ -95,9 +96,17 @@ def enclave(held_kms: tuple[HeldKms, Path]) -> Iterator[tuple[Child, str, HeldKm
     )  # fmt: skip
     child = processes.start(ChildSpec("enclave", "app.local.enclave", args), run_dir)
     processes.wait_ready(child, lambda _c: _answers_ping(url))
+    processes.wait_ready(child, lambda _c: _every_worker_answers(url, 2))
     yield child, url, held
     held.released.set()
     child.stop()
+
+
+def _every_worker_answers(url: str, count: int) -> bool:
+    clients = _one_client_per_worker(url, count)
+    for client in clients.values():
+        client.close()
+    return len(clients) == count
 
 
 def _answers_ping(url: str) -> bool:
@@ -159,3 +168,35 @@ def test_the_workers_share_the_kms_connections_without_exceeding_them() -> None:
         assert count * workers.kms_connections_per_worker(count) <= deployment.KMS_CONNECTIONS
     with pytest.raises(ValueError, match="workers must be"):
         workers.worker_count(deployment.KMS_CONNECTIONS + 1)
+
+
+def test_the_relays_pool_holds_a_connection_to_every_worker(enclave: tuple[Child, str, HeldKms]) -> None:
+    _, url, held = enclave
+    pool = EnclavePool(url)
+    pending = [pool.submit(Op.DECRYPT, _decrypt_body(b"\x01" * 64, f"p-{n}")) for n in range(4)]
+    assert pool.workers == [0, 1]
+    assert held.wait_pending(4)
+    held.released.set()
+    for request_id, future in pending:
+        with pytest.raises(EnclaveError) as caught:
+            pool.wait(request_id, future, time.monotonic() + 30)
+        assert caught.value.code is ErrorCode.KMS_THROTTLED
+    pool.close()
+
+
+def test_beyond_its_window_the_pool_refuses_as_busy_instead_of_piling_on(
+    enclave: tuple[Child, str, HeldKms],
+) -> None:
+    _, url, held = enclave
+    pool = EnclavePool(url, window=2, request_timeout_s=1.0)
+    pending = [pool.submit(Op.DECRYPT, _decrypt_body(b"\x01" * 64, f"b-{n}")) for n in range(2)]
+    with pytest.raises(EnclaveError) as caught:
+        pool.submit(Op.DECRYPT, _decrypt_body(b"\x01" * 64, "b-2"))
+    assert caught.value.code is ErrorCode.BUSY
+    assert caught.value.retryable
+    assert held.wait_pending(2)
+    held.released.set()
+    for request_id, future in pending:
+        with pytest.raises(EnclaveError):
+            pool.wait(request_id, future, time.monotonic() + 30)
+    pool.close()
