@@ -19,7 +19,6 @@ from pathlib import Path
 from types import FrameType
 
 import boto3
-from botocore.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -27,6 +26,7 @@ from app.parent import attest_report, log_sink
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
 from app.parent.relay import DEFAULT_POLLERS, Relay, RelaySettings
+from app.parent.sqs_client import LeanSqs
 from app.shared import attestation, deployment, logs, protocol, settings, transport
 from app.shared.protocol import Credentials, Op
 
@@ -109,9 +109,7 @@ def _credentials_from(session: boto3.session.Session) -> Credentials:
 def run(args: argparse.Namespace) -> int:
     relay_settings = _relay_settings(args)
     session = boto3.session.Session(region_name=relay_settings.region)
-    # Our own code builds every SQS request and SQS checks them again: client-side validation only cost CPU.
-    sqs_config = Config(max_pool_connections=4 * relay_settings.pollers + 4, parameter_validation=False)
-    sqs = session.client("sqs", config=sqs_config)
+    sqs = LeanSqs(region=relay_settings.region, credentials=lambda: _credentials_from(session))
     enclave = EnclavePool(relay_settings.enclave_url)
     relay = Relay(relay_settings, sqs=sqs, credentials=lambda: _credentials_from(session), enclave=enclave)
     stop = threading.Event()

@@ -120,7 +120,7 @@ def _wait_for_new_results(info: StackInfo, baseline: int) -> int:
 
 def test_killing_the_enclave_mid_stream_loses_nothing(stack: LocalStack, info: StackInfo) -> None:
     stack.stop_relay()  # queue everything first, so the kill cannot come after the last card
-    sent = send(info, [VISA, AMEX] * 30)
+    sent = send(info, [VISA, AMEX] * 150)  # enough that the pipeline is still busy when the kill comes
     baseline = _results_depth(info)  # results other tests left for card ids nobody waits for
     stack.start_relay()
     done_before_kill = _wait_for_new_results(info, baseline)

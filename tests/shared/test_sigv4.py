@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.enclave.kms_client import CONTENT_TYPE, DECRYPT_TARGET
-from app.enclave.sigv4 import Signer
+from app.shared.sigv4 import Signer
 from app.shared.protocol import Credentials
 
 WHEN = datetime.datetime(2026, 12, 1, 13, 14, 15, tzinfo=datetime.UTC)
