@@ -13,20 +13,20 @@ Nothing here logs; error messages carry KMS's own wording, which never echoes a 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import re
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import botocore
 
+from app.enclave.http11 import Http11Connection
 from app.shared import transport
 from app.shared.protocol import Credentials
 from app.shared.sigv4 import Signer
@@ -75,26 +75,25 @@ def tls_context() -> ssl.SSLContext:
     return context
 
 
-class _Connection(http.client.HTTPConnection):
-    """HTTP/1.1 on a TLS socket we open ourselves over the egress link (no DNS, no proxy)."""
+def _opener(
+    egress: transport.Endpoint, context: ssl.SSLContext, server_name: str
+) -> Callable[[], ssl.SSLSocket]:
+    """Opens a TLS session to KMS over the egress link (no DNS, no proxy), checking `server_name`."""
 
-    def __init__(self, host: str, egress: transport.Endpoint, context: ssl.SSLContext) -> None:
-        super().__init__(host, timeout=READ_TIMEOUT_S)
-        self._egress = egress
-        self._context = context
-        self.used = False
-
-    def connect(self) -> None:
+    def open_tls() -> ssl.SSLSocket:
         try:
-            raw = transport.connect(self._egress, CONNECT_TIMEOUT_S)
+            raw = transport.connect(egress, CONNECT_TIMEOUT_S)
         except transport.TransportError as error:
             raise KmsUnreachable(str(error)) from error
         try:
-            self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
-        except (OSError, ssl.SSLError):
+            tls = context.wrap_socket(raw, server_hostname=server_name)
+        except OSError:
             raw.close()
             raise
-        self.sock.settimeout(READ_TIMEOUT_S)
+        tls.settimeout(READ_TIMEOUT_S)
+        return tls
+
+    return open_tls
 
 
 class KmsClient:
@@ -108,7 +107,7 @@ class KmsClient:
         self._fixed_host = urlsplit(endpoint_url).netloc if endpoint_url else None
         self._context = context or tls_context()
         self._signer = Signer("kms")
-        self._idle: dict[str, list[_Connection]] = {}
+        self._idle: dict[str, list[Http11Connection]] = {}
         self._open = 0
         self._max = max_connections
         self._slots = threading.Condition()
@@ -147,39 +146,35 @@ class KmsClient:
         return _ciphertext_for_recipient(status, data)
 
     def _exchange(self, host: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        head = "".join(
+            (
+                "POST / HTTP/1.1\r\n",
+                *(f"{k}: {v}\r\n" for k, v in headers.items()),
+                f"Content-Length: {len(body)}\r\n\r\n",
+            )
+        ).encode()
         connection = self._take(host)
         try:
             try:
-                return self._send(connection, headers, body)
+                status, data, close = connection.exchange(head, body)
             except TimeoutError:
                 raise
-            except (OSError, http.client.HTTPException):  # reset, EOF, broken pipe, no status line
+            except OSError:  # reset, EOF, broken pipe, no status line
                 if not connection.used:
                     raise
                 connection.close()  # the server closed it while idle: once more on a fresh one
-                connection.used = False
-                return self._send(connection, headers, body)
-        except (OSError, ssl.SSLError, http.client.HTTPException) as error:
+                status, data, close = connection.exchange(head, body)
+        except OSError as error:
             connection.close()
             raise KmsUnreachable(f"{type(error).__name__}: {error}"[:200]) from error
+        else:
+            if close:
+                connection.close()
+            return status, data
         finally:
             self._give_back(host, connection)
 
-    @staticmethod
-    def _send(connection: _Connection, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
-        connection.putrequest("POST", "/", skip_host=True, skip_accept_encoding=True)
-        for name, value in headers.items():
-            connection.putheader(name, value)
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        response = connection.getresponse()
-        data = response.read()
-        connection.used = True
-        if response.will_close:
-            connection.close()
-        return response.status, data
-
-    def _take(self, host: str) -> _Connection:
+    def _take(self, host: str) -> Http11Connection:
         with self._slots:
             while True:
                 idle = self._idle.get(host)
@@ -187,7 +182,8 @@ class KmsClient:
                     return idle.pop()
                 if self._open < self._max:
                     self._open += 1
-                    return _Connection(host, self._egress, self._context)
+                    server_name = host.rsplit(":", 1)[0] if ":" in host else host
+                    return Http11Connection(_opener(self._egress, self._context, server_name))
                 other = next((conns for conns in self._idle.values() if conns), None)
                 if other is not None:  # a slot held by another region's idle connection
                     other.pop().close()
@@ -196,7 +192,7 @@ class KmsClient:
                 if not self._slots.wait(CONNECT_TIMEOUT_S):
                     raise KmsUnreachable(f"all {self._max} KMS connections busy")
 
-    def _give_back(self, host: str, connection: _Connection) -> None:
+    def _give_back(self, host: str, connection: Http11Connection) -> None:
         with self._slots:
             if connection.sock is None:  # closed: its slot is free again
                 self._open -= 1
