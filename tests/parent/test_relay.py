@@ -228,7 +228,7 @@ POISON = {
     "version 1.0": _card(version=1.0),
     "card_id with newline": _card(card_id="poison-1\n"),
     "240 KB version": _card(version="v" * 240_000),
-    "1 MiB body": _card(version="v" * (queues.SQS_MAX_BYTES - 100)),
+    "1 MiB body": _card(version="v" * (1_048_576 - 100)),  # SQS's largest message
 }
 
 
