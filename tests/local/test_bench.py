@@ -15,7 +15,7 @@ from .pipeline_helpers import full_numbers_in
 
 pytestmark = pytest.mark.slow
 
-KEYS = {"cards", "cards_per_s", "p50_ms", "p99_ms", "ceiling_cards_per_s", "ratio"}
+KEYS = {"cards", "cards_per_s", "p50_ms", "p99_ms", "ceiling_cards_per_s", "ratio", "lost", "duplicates"}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def test_the_last_line_is_the_json_summary(bench_run: tuple[Path, subprocess.Com
     summary = json.loads(done.stdout.splitlines()[-1])
     assert set(summary) >= KEYS
     assert summary["cards"] == 30
+    assert (summary["lost"], summary["duplicates"]) == (0, 0)
     assert summary["ratio"] == pytest.approx(
         summary["cards_per_s"] / summary["ceiling_cards_per_s"], rel=0.01
     )

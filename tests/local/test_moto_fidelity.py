@@ -36,10 +36,12 @@ def test_concurrent_deletes_leave_nothing_behind(monkeypatch: pytest.MonkeyPatch
     for _ in range(40):
         backend.send_message(name, "x")
     handles = [m.receipt_handle for m in backend.receive_message(name, 40, 0, 600)]
-    workers = [
-        threading.Thread(target=lambda part=handles[k::4]: [queue.delete_message(h) for h in part])
-        for k in range(4)
-    ]
+
+    def delete_all(part: list[str]) -> None:
+        for handle in part:
+            queue.delete_message(handle)
+
+    workers = [threading.Thread(target=delete_all, args=(handles[k::4],)) for k in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.enclave import server as server_module
 from app.parent import enclave_client
 from app.parent.enclave_client import EnclaveClient, EnclaveError
-from app.enclave import server as server_module
 from app.shared import framing, protocol, transport
 from app.shared.protocol import ErrorCode, Op
 from tests.enclave.server_helpers import running_server
