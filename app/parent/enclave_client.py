@@ -109,15 +109,14 @@ class _Connection:
             log.warning(
                 "enclave reported a connection error", extra={"fields": {"code": response.error.code}}
             )
-            with self.lock:  # the enclave closes after this (e.g. busy: too many connections)
-                self._fail_all(response.error.message, response.error.code)
+            if response.error.code is ErrorCode.BUSY:  # too many connections: the enclave closes this one
+                with self.lock:
+                    self._fail_all(response.error.message, ErrorCode.BUSY)
 
     def _fail_all(self, reason: str, code: ErrorCode = ErrorCode.ENCLAVE_UNAVAILABLE) -> None:
         """Called with the lock held."""
         self.alive = False
         pending, self.pending = self.pending, {}
-        if code not in protocol.RETRYABLE:
-            code = ErrorCode.ENCLAVE_UNAVAILABLE  # a connection-level error says nothing about a card
         for future in pending.values():
             if not future.done():
                 future.set_exception(EnclaveError(code, reason))
