@@ -51,6 +51,7 @@ class _Connection:
         self.pending: dict[int, Future[Response]] = {}
         self.lock = threading.Lock()
         self.alive = True
+        self.closed_with = (ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
         self.last_activity = time.monotonic()
         sock.settimeout(None)  # the reader blocks; callers bound their own waits
         self.reader = threading.Thread(target=self._read_loop, name="enclave-reader", daemon=True)
@@ -60,7 +61,7 @@ class _Connection:
         future: Future[Response] = Future()
         with self.lock:
             if not self.alive:
-                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
+                raise EnclaveError(*self.closed_with)
             self.pending[request_id] = future
             self.last_activity = time.monotonic()
             try:
@@ -109,15 +110,17 @@ class _Connection:
             log.warning(
                 "enclave reported a connection error", extra={"fields": {"code": response.error.code}}
             )
-            with self.lock:  # the enclave closes after this (e.g. busy: too many connections)
-                self._fail_all(response.error.message, response.error.code)
+            if response.error.code is ErrorCode.BUSY:  # too many connections: the enclave closes this one
+                with self.lock:
+                    self._fail_all(response.error.message, ErrorCode.BUSY)
 
     def _fail_all(self, reason: str, code: ErrorCode = ErrorCode.ENCLAVE_UNAVAILABLE) -> None:
-        """Called with the lock held."""
+        """Called with the lock held; the first reason to close is the one kept."""
+        if not self.alive:
+            return
         self.alive = False
+        self.closed_with = (code, reason)
         pending, self.pending = self.pending, {}
-        if code not in protocol.RETRYABLE:
-            code = ErrorCode.ENCLAVE_UNAVAILABLE  # a connection-level error says nothing about a card
         for future in pending.values():
             if not future.done():
                 future.set_exception(EnclaveError(code, reason))

@@ -36,10 +36,12 @@ def test_concurrent_deletes_leave_nothing_behind(monkeypatch: pytest.MonkeyPatch
     for _ in range(40):
         backend.send_message(name, "x")
     handles = [m.receipt_handle for m in backend.receive_message(name, 40, 0, 600)]
-    workers = [
-        threading.Thread(target=lambda part=handles[k::4]: [queue.delete_message(h) for h in part])
-        for k in range(4)
-    ]
+
+    def delete_all(part: list[str]) -> None:
+        for handle in part:
+            queue.delete_message(handle)
+
+    workers = [threading.Thread(target=delete_all, args=(handles[k::4],)) for k in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -71,3 +73,31 @@ def test_decrypt_naming_the_right_key_by_alias_succeeds(moto_endpoint: str) -> N
     kms.create_alias(AliasName=alias, TargetKeyId=key)
     blob = kms.encrypt(KeyId=alias, Plaintext=b"x")["CiphertextBlob"]
     assert kms.decrypt(KeyId=alias, CiphertextBlob=blob)["Plaintext"] == b"x"
+
+
+def test_concurrent_receivers_never_get_the_same_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Message.mark_received
+
+    def yielding(self: Message, visibility_timeout: int | None = None) -> None:  # widen moto's race
+        time.sleep(0)
+        original(self, visibility_timeout=visibility_timeout)
+
+    monkeypatch.setattr(Message, "mark_received", yielding)
+    backend = sqs_backends[ACCOUNT][REGION]
+    name = f"receives-{uuid.uuid4().hex[:8]}"
+    backend.create_queue(name)
+    for _ in range(40):
+        backend.send_message(name, "x")
+    received: list[str] = []
+
+    def receive_all() -> None:
+        while batch := backend.receive_message(name, 10, 0, 600):
+            received.extend(m.id for m in batch)
+
+    workers = [threading.Thread(target=receive_all) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(received) == 40
+    assert len(set(received)) == 40  # each message to one receiver only

@@ -74,6 +74,44 @@ def test_a_ciphertext_under_another_context_is_parked_as_invalid(info: StackInfo
     assert VISA not in json.dumps(attributes)
 
 
+def _poison(**fields: object) -> str:
+    return json.dumps({"version": 1, "card_id": "poison", "ciphertext": "AAAA", **fields})
+
+
+POISON = {
+    "deep nesting": "[" * 100_000 + "]" * 100_000,
+    "non-ASCII base64": _poison(ciphertext="AAAA€AAA"),
+    "version true": _poison(version=True),
+    "card_id with newline": _poison(card_id="poison\n"),
+    "240 KB version": _poison(version="v" * 240_000),
+}
+
+
+@pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
+def test_nine_valid_cards_and_one_poison_message(info: StackInfo, poison: str) -> None:
+    sent = send(info, [VISA, AMEX, VISA] * 3)
+    clients(info)[1].send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=poison)
+    # Within one visibility timeout: a stranded batch would come back only after it.
+    collected = collect(info, sent, timeout_s=deployment.CARDS_VISIBILITY_TIMEOUT_S)
+    assert collected.missing == ()
+    assert all(o.matches for o in collected.outcomes)
+    parked = parked_with_body(info, poison, timeout_s=deployment.CARDS_VISIBILITY_TIMEOUT_S)
+    assert parked["MessageAttributes"][deployment.DLQ_ATTRIBUTE_ERROR_CODE]["StringValue"] == (
+        "malformed_message"
+    )
+
+
+def test_a_ciphertext_under_another_key_is_parked_as_wrong_key(info: StackInfo) -> None:
+    kms, sqs = clients(info)
+    other_key = kms.create_key(Description="not the deployment's key")["KeyMetadata"]["KeyId"]
+    blob = encrypt_card(kms, other_key, deployment.ENCRYPTION_CONTEXT, "other-key-1", VISA)
+    body = CardMessage("other-key-1", blob).to_json()
+    sqs.send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=body)
+    attributes = parked_with_body(info, body)["MessageAttributes"]
+    assert attributes[deployment.DLQ_ATTRIBUTE_ERROR_CODE]["StringValue"] == "wrong_key"
+    assert VISA not in json.dumps(attributes)
+
+
 def _run_recipe(info: StackInfo) -> str:
     """Do what the printed AWS CLI lines do, with boto3 (the CLI may not be installed)."""
     card_line, encrypt_line, send_line, _ = instructions.cli_recipe(info, card_id="hand-1")

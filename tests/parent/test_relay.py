@@ -16,7 +16,7 @@ from app.parent import queues
 from app.parent import relay as relay_module
 from app.parent.enclave_client import EnclaveClient
 from app.parent.relay import Relay, RelaySettings, backoff_s
-from app.shared import protocol
+from app.shared import protocol, queue_messages
 from app.shared.protocol import Credentials, ErrorCode, Op, Request, Response
 from app.shared.queue_messages import CardMessage, ResultMessage
 from tests.enclave.server_helpers import running_server
@@ -228,7 +228,7 @@ POISON = {
     "version 1.0": _card(version=1.0),
     "card_id with newline": _card(card_id="poison-1\n"),
     "240 KB version": _card(version="v" * 240_000),
-    "1 MiB body": _card(version="v" * (queues.SQS_MAX_BYTES - 100)),
+    "1 MiB body": _card(version="v" * (1_048_576 - 100)),  # SQS's largest message
 }
 
 
@@ -268,7 +268,7 @@ def test_a_bug_of_ours_on_one_message_is_internal_and_the_rest_are_settled(
     sqs: Any, relay: tuple[Relay, RelaySettings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subject, settings = relay
-    real = relay_module.encryption_context
+    real = queue_messages.encryption_context
 
     def buggy(fixed: dict[str, str], card_id: str) -> dict[str, str]:
         if card_id == "trigger-bug":
