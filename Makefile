@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help demo serve tamper bench test lint typecheck unit tools rehearsal-tools rehearse rehearse-if-possible synth deploy destroy clean
+.PHONY: help demo serve tamper bench profile test lint typecheck unit tools rehearsal-tools rehearse rehearse-if-possible synth deploy destroy clean
 
 help:
 	@echo "make demo     - run the whole pipeline locally (emulated AWS, TCP for vsock), 10 cards"
 	@echo "make serve    - keep the local stack running and print how to send a card by hand"
 	@echo "make tamper   - the local demo with a changed enclave: KMS must refuse every card"
 	@echo "make bench    - 1,000 cards through the local pipeline, against the emulator's ceiling"
+	@echo "make profile  - the bench with py-spy on the enclave: a flame graph (SVG) in the run dir"
 	@echo "make test     - lint, type-check, every test, and the rehearsal where it can run"
 	@echo "make rehearse - the instance's first boot under real systemd (Linux, root; docs/rehearsal.md)"
 	@echo "make synth / deploy / destroy - the CDK stack (deploy and destroy need AWS credentials)"
@@ -45,6 +46,9 @@ tamper: $(STAMP)  ## passes when KMS refuses every card of a changed enclave
 
 bench: $(STAMP)
 	$(BIN)/python -m app.local bench --cards 1000
+
+profile: $(STAMP)
+	$(BIN)/python -m app.local bench --cards 1000 --profile
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

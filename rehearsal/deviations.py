@@ -27,7 +27,7 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ("PyPI", "a wheelhouse built on the host, bound read-only, /etc/pip.conf no-index"),
     ("AWS CLI", "v1 from PyPI in its own venv as /usr/local/bin/aws (AL2023 ships v2)"),
     ("vsock", "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine)"),
-    ("KMS TLS", "the enclave's KMS calls reach a keep-alive HTTPS front of the emulator (localhost)"),
+    ("KMS TLS", "the enclave's KMS calls reach the emulator's keep-alive HTTPS listener (localhost)"),
     ("attest", "the attestation chain ends at the local PKI's root, not the AWS Nitro root"),
     ("enclave", "a software enclave process with a software NSM and a local PKI, not a Nitro Enclave"),
     (

@@ -70,19 +70,19 @@ def new_run() -> Run:
 @contextlib.contextmanager
 def host_services(run: Run) -> Iterator[EmulatorEndpoints]:
     """Emulator and wait handle (this process runs inside the namespace); yields the emulator's endpoints
-    (`https` is the keep-alive front, as KMS keeps connections open)."""
+    (both keep connections alive, as KMS and SQS do)."""
     with contextlib.ExitStack() as stack:
         pki = run.dir / "pki"
         LocalPki.generate().save(pki)
         emulator = stack.enter_context(
             processes.running(
-                ChildSpec("emulator", "rehearsal.emulator", ("--pki", str(pki))),
+                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki))),
                 run.dir,
                 processes.has_ready_line,
             )
         )
         ready = json.loads(emulator.first_line() or "{}")
-        endpoints = EmulatorEndpoints(http=ready["http"], https=ready["kms_keepalive"])
+        endpoints = EmulatorEndpoints(http=ready["http"], https=ready["https"])
         handle_args = ("--listen", f"127.0.0.1:{HANDLE_PORT}", "--record", str(run.dir / "signals.jsonl"))
         stack.enter_context(
             processes.running(

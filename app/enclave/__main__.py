@@ -9,15 +9,15 @@ import argparse
 import logging
 import sys
 
-from app.enclave import loopback
+from app.enclave import loopback, workers
 from app.enclave.nsm import NsmDevice, NsmError
-from app.enclave.service import EnclaveSettings, serve
+from app.enclave.service import EnclaveSettings, run
 from app.shared import logs, settings, transport
 
 log = logging.getLogger("app.enclave")
 
 
-def parse_args(argv: list[str]) -> EnclaveSettings:
+def parse_args(argv: list[str]) -> tuple[EnclaveSettings, workers.Seat | None]:
     parser = argparse.ArgumentParser(prog="python -m app.enclave", description=__doc__)
     parser.add_argument(
         "--listen", default=settings.env(settings.ENV_LISTEN_URL, settings.DEFAULT_LISTEN_URL)
@@ -31,18 +31,21 @@ def parse_args(argv: list[str]) -> EnclaveSettings:
         default=settings.env(settings.ENV_ENCLAVE_LOG_URL, settings.DEFAULT_ENCLAVE_LOG_URL),
         help="where the parent's `app.parent logs` listens; 'off' to send no logs",
     )
+    workers.add_arguments(parser)
     args = parser.parse_args(argv)
-    return EnclaveSettings(args.listen, args.egress, args.kms_endpoint, args.log_url)
+    enclave = EnclaveSettings(args.listen, args.egress, args.kms_endpoint, args.log_url, args.workers)
+    return enclave, workers.seat_from(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    enclave_settings = parse_args(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    enclave_settings, seat = parse_args(args)
     logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
     try:
-        loopback.bring_up_loopback()  # enclaves boot with lo down; the egress proxy needs it
-        nsm = NsmDevice()
-        return serve(enclave_settings, nsm)
-    except (NsmError, transport.TransportError, OSError) as error:
+        if seat is None:
+            loopback.bring_up_loopback()  # enclaves boot with lo down; 127.0.0.1 works for anything after
+        return run(enclave_settings, seat, NsmDevice, [sys.executable, "-m", "app.enclave", *args])
+    except (NsmError, transport.TransportError, OSError, ValueError) as error:
         log.error("enclave server cannot start", extra={"fields": {"error": str(error)}})
         return 1
 

@@ -19,6 +19,8 @@ AES_BLOCK_BYTES = 16
 AES_256_KEY_BYTES = 32
 KEY_ENCRYPTION_ALGORITHM = "RSAES_OAEP_SHA_256"
 CONTENT_ENCRYPTION_ALGORITHM = "aes256_cbc"
+MAX_REMEMBERED_ALGORITHMS = 4
+_CHECKED_KEY_ENCRYPTIONS: set[bytes] = set()  # DER of OAEP AlgorithmIdentifiers that passed every check
 
 
 class CmsError(Exception):
@@ -116,7 +118,7 @@ def _parse_enveloped_data(content_info: Any) -> _Envelope:
     if recipients[0].name != "ktri":
         raise UnsupportedAlgorithm(f"recipient kind {recipients[0].name!r}, expected key transport ('ktri')")
     recipient = recipients[0].chosen
-    _check_key_encryption(recipient["key_encryption_algorithm"].native)
+    _check_key_encryption_once(recipient["key_encryption_algorithm"])
     content = enveloped["encrypted_content_info"]
     iv = _check_content_encryption(content["content_encryption_algorithm"].native)
     encrypted_content = content["encrypted_content"].native
@@ -128,6 +130,17 @@ def _parse_enveloped_data(content_info: Any) -> _Envelope:
     if not isinstance(encrypted_key, bytes) or not encrypted_key:
         raise MalformedCms("the recipient has no encrypted key")
     return _Envelope(encrypted_key=encrypted_key, iv=iv, encrypted_content=encrypted_content)
+
+
+def _check_key_encryption_once(algorithm: Any) -> None:
+    """KMS sends the same OAEP AlgorithmIdentifier every time: check its DER fully once, then recognise it
+    (turning the nested parameters into Python values cost more than the AES step)."""
+    der = algorithm.dump()
+    if der in _CHECKED_KEY_ENCRYPTIONS:
+        return
+    _check_key_encryption(algorithm.native)
+    if len(_CHECKED_KEY_ENCRYPTIONS) < MAX_REMEMBERED_ALGORITHMS:
+        _CHECKED_KEY_ENCRYPTIONS.add(der)
 
 
 def _check_key_encryption(algorithm: dict[str, Any]) -> None:

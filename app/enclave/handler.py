@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from app.enclave.decryptor import DecryptError, Decryptor
@@ -16,15 +17,20 @@ ATTEST_USER_DATA = b"nitro-enclave-demo/attest"
 
 
 class EnclaveHandler:
-    def __init__(self, decryptor: Decryptor, nsm: SecureModule) -> None:
+    def __init__(self, decryptor: Decryptor, nsm: SecureModule, *, worker: int = 0, workers: int = 1) -> None:
         self._decryptor = decryptor
         self._nsm = nsm
         self._started = time.monotonic()
+        # A ping says which worker process answered, so the relay can hold a connection to each.
+        self._identity = {"worker": worker, "workers": workers, "pid": os.getpid()}
 
     def __call__(self, request: Request) -> Response:
         try:
             if request.op is Op.PING:
-                body = {"status": "ok", "protocol": protocol.PROTOCOL_VERSION, "uptime_s": self._uptime()}
+                body = {
+                    "status": "ok", "protocol": protocol.PROTOCOL_VERSION, "uptime_s": self._uptime(),
+                    **self._identity,
+                }  # fmt: skip
                 return Response(request.id, body=body)
             if request.op is Op.ATTEST:
                 return self._attest(request)

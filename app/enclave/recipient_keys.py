@@ -3,7 +3,9 @@
 One pair and one document serve every request for `KEY_LIFETIME_S`, then both are replaced. Why: an
 RSA-2048 key takes ~50 ms to generate and the NSM call is a syscall round trip, which per request would
 cost more than the KMS call itself, while the document must stay fresh for KMS (our emulator, like a
-careful verifier, refuses documents older than five minutes). The private key never leaves this object.
+careful verifier, refuses documents older than five minutes). The first pair is made before the worker
+serves (`prepare`), and its successor `RENEW_AHEAD_S` before it expires on a background thread, so no
+request waits for a key. The private key never leaves this object.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from app.enclave.kms_client import Recipient
 from app.enclave.nsm import SecureModule
 
 KEY_LIFETIME_S = 240.0
+RENEW_AHEAD_S = 30.0  # the next pair is made this long before the current one expires
 RSA_KEY_BITS = 2048  # KMS Recipient requires RSA-2048 for RSAES_OAEP_SHA_256
 RSA_PUBLIC_EXPONENT = 65537
 ATTESTATION_USER_DATA = b"nitro-enclave-demo/recipient-key"
@@ -28,23 +32,33 @@ class RecipientKey:
     private_key: rsa.RSAPrivateKey = field(repr=False)
     attestation_document: bytes = field(repr=False)
     created_at: float
+    recipient: Recipient = field(repr=False)  # the document, encoded once for every KMS call
 
 
 class RecipientKeys:
-    """Thread-safe holder that rotates the pair lazily, on the first request after it expires."""
+    """Thread-safe holder of the current pair; renews it ahead of expiry, or at once when it must."""
 
     def __init__(self, nsm: SecureModule, *, lifetime_s: float = KEY_LIFETIME_S) -> None:
         self._nsm = nsm
         self._lifetime_s = lifetime_s
         self._lock = threading.Lock()
         self._current: RecipientKey | None = None
+        self._renewing = False
+
+    def prepare(self) -> RecipientKey:
+        """Make the first pair now (a worker calls this before it accepts connections)."""
+        return self.current()
 
     def current(self) -> RecipientKey:
         with self._lock:
             now = time.monotonic()
-            if self._current is None or now - self._current.created_at >= self._lifetime_s:
-                self._current = self._make(now)
-            return self._current
+            key = self._current
+            if key is None or now - key.created_at >= self._lifetime_s:
+                key = self._current = self._make(now)
+            elif now - key.created_at >= self._lifetime_s - RENEW_AHEAD_S and not self._renewing:
+                self._renewing = True
+                threading.Thread(target=self._renew, name="recipient-key-renewal", daemon=True).start()
+            return key
 
     def discard(self, key: RecipientKey) -> None:
         """Forget a pair KMS refused, so the next request attests afresh."""
@@ -52,10 +66,19 @@ class RecipientKeys:
             if self._current is key:
                 self._current = None
 
+    def _renew(self) -> None:
+        try:
+            fresh = self._make(time.monotonic())
+            with self._lock:
+                self._current = fresh
+        finally:
+            with self._lock:
+                self._renewing = False
+
     def _make(self, now: float) -> RecipientKey:
         private_key = rsa.generate_private_key(public_exponent=RSA_PUBLIC_EXPONENT, key_size=RSA_KEY_BITS)
         public_der = private_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         document = self._nsm.attest(public_key=public_der, user_data=ATTESTATION_USER_DATA)
-        return RecipientKey(private_key, document, now)
+        return RecipientKey(private_key, document, now, Recipient.for_document(document))

@@ -1,8 +1,11 @@
 """Serves framed requests on a listening socket: many connections, many requests in flight on each.
 
 It owns connections, framing and concurrency, and nothing about what a request means (that is the
-handler's job). A bad frame or message gets an error answer and the server keeps serving; a frame over
-the limit, or one left half-sent, ends that connection only. `stop()` stops accepting, lets requests in
+handler's job). The server sets the pace, never the peer: a message that cannot be decoded, for any
+reason, gets an error answer and the connection keeps serving; a frame over the limit, or one not
+complete within `PARTIAL_FRAME_TIMEOUT_S` of its first byte, ends that connection only; a connection
+with nothing in flight for `protocol.SERVER_IDLE_TIMEOUT_S` is closed; at most `MAX_CONNECTIONS` are
+served at once and the excess get a `busy` error frame. `stop()` stops accepting, lets requests in
 flight finish within a bound, then closes every connection.
 """
 
@@ -25,15 +28,29 @@ Handler = Callable[[Request], Response]
 
 WORKERS = deployment.KMS_CONNECTIONS  # each worker holds at most one KMS connection
 MAX_IN_FLIGHT_PER_CONNECTION = 256
+# A frame must be complete this long after its first byte arrived, however the bytes are spread out.
 PARTIAL_FRAME_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = protocol.SERVER_IDLE_TIMEOUT_S
+# The relay holds one connection; ping/attest/status add short-lived ones. Each costs a reader thread.
+MAX_CONNECTIONS = 64
 DRAIN_GRACE_S = 30.0  # upper bound only; stop() closes connections once its own drain bound passes
 POLL_INTERVAL_S = 0.5
+REFUSE_LINGER_S = 0.5
+REFUSE_LINGER_READS = 4
 RECV_BYTES = 64 * 1024
 
 
 class FrameServer:
-    def __init__(self, listener: socket.socket, handler: Handler, *, workers: int = WORKERS) -> None:
+    def __init__(
+        self,
+        listener: socket.socket,
+        handler: Handler,
+        *,
+        workers: int = WORKERS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self._listener = listener
+        self._max_connections = max_connections
         self._handler = handler
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="enclave-worker")
         self._stopping = threading.Event()
@@ -61,9 +78,12 @@ class FrameServer:
         return drained
 
     def _serve_connection(self, conn: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(conn)
         writer = _FrameWriter(conn)
+        if not self._admit(conn):
+            log.warning("refusing connection: too many", extra={"fields": {"limit": self._max_connections}})
+            writer.send(protocol.error_response(0, ErrorCode.BUSY, "too many connections"))
+            _close_gently(conn)
+            return
         try:
             self._read_requests(conn, writer)
             writer.wait_idle(DRAIN_GRACE_S)  # stopping: answers still being computed go out first
@@ -72,37 +92,57 @@ class FrameServer:
             writer.send(protocol.error_response(0, ErrorCode.BAD_REQUEST, str(error)))
         except OSError as error:
             log.info("connection dropped", extra={"fields": {"error": type(error).__name__}})
+        except Exception as error:  # the boundary: one connection's bug must not reach the server
+            log.error("connection failed", extra={"fields": {"error": type(error).__name__}})
+            writer.send(protocol.error_response(0, ErrorCode.INTERNAL, type(error).__name__))
         finally:
             with self._connections_lock:
                 self._connections.discard(conn)
             conn.close()
 
+    def _admit(self, conn: socket.socket) -> bool:
+        with self._connections_lock:
+            if len(self._connections) >= self._max_connections:
+                return False
+            self._connections.add(conn)
+            return True
+
     def _read_requests(self, conn: socket.socket, writer: _FrameWriter) -> None:
         decoder = framing.FrameDecoder()
         conn.settimeout(POLL_INTERVAL_S)
-        last_data = time.monotonic()
+        pace = _Pace()
         while not self._stopping.is_set():
             try:
                 data = conn.recv(RECV_BYTES)
             except TimeoutError:
-                if decoder.pending_bytes and time.monotonic() - last_data > PARTIAL_FRAME_TIMEOUT_S:
-                    raise framing.FramingError(
-                        f"frame left incomplete for {PARTIAL_FRAME_TIMEOUT_S:.0f} s "
-                        f"({decoder.pending_bytes} bytes buffered)"
-                    ) from None
-                continue
-            if not data:
+                data = None
+            if data == b"":
                 decoder.close()
                 return
-            last_data = time.monotonic()
-            for frame in decoder.feed(data):
-                self._dispatch(frame, writer)
+            if data:
+                for frame in decoder.feed(data):
+                    self._dispatch(frame, writer)
+            pace.observe(decoder.in_frame, writer.busy, got_data=bool(data))
+            if pace.frame_overdue():
+                raise framing.FramingError(
+                    f"frame left incomplete {PARTIAL_FRAME_TIMEOUT_S:g} s after its first byte "
+                    f"({decoder.pending_bytes} bytes buffered)"
+                )
+            if pace.idle_too_long():
+                log.info("closing idle connection", extra={"fields": {"idle_s": IDLE_TIMEOUT_S}})
+                return
 
     def _dispatch(self, frame: bytes, writer: _FrameWriter) -> None:
         try:
             request = protocol.decode_request(frame)
         except protocol.ProtocolError as error:
             writer.send(protocol.error_response(error.request_id, error.code, str(error)))
+            return
+        except Exception as error:  # any decoding failure is the peer's problem, answered, not fatal
+            log.warning("undecodable request", extra={"fields": {"error": type(error).__name__}})
+            writer.send(
+                protocol.error_response(0, ErrorCode.BAD_REQUEST, f"undecodable: {type(error).__name__}")
+            )
             return
         if self._stopping.is_set():
             writer.send(protocol.error_response(request.id, ErrorCode.BUSY, "server is stopping"))
@@ -135,6 +175,50 @@ class FrameServer:
             self._idle.notify_all()
 
 
+def _close_gently(conn: socket.socket) -> None:
+    """Close after what we sent has left: unread input at close() would reset the connection and
+    could destroy our last frame before the peer reads it. Bounded in time and bytes."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(REFUSE_LINGER_S)
+        for _ in range(REFUSE_LINGER_READS):
+            if not conn.recv(RECV_BYTES):
+                break
+    conn.close()
+
+
+class _Pace:
+    """When a connection's peer has had too long: a frame started but unfinished, or nothing in flight.
+
+    Times are taken from the first byte of a frame (not from the last read, so a drip feed does not
+    extend them) and from the moment the connection last became idle.
+    """
+
+    def __init__(self) -> None:
+        now = time.monotonic()
+        self._frame_started: float | None = None
+        self._idle_since: float | None = now
+
+    def observe(self, in_frame: bool, busy: bool, *, got_data: bool) -> None:
+        now = time.monotonic()
+        if not in_frame:
+            self._frame_started = None
+        elif self._frame_started is None:
+            self._frame_started = now
+        if busy or in_frame or got_data:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+
+    def frame_overdue(self) -> bool:
+        started = self._frame_started
+        return started is not None and time.monotonic() - started > PARTIAL_FRAME_TIMEOUT_S
+
+    def idle_too_long(self) -> bool:
+        since = self._idle_since
+        return since is not None and time.monotonic() - since > IDLE_TIMEOUT_S
+
+
 class _FrameWriter:
     """Serialises answers from many worker threads onto one socket."""
 
@@ -156,6 +240,12 @@ class _FrameWriter:
         with self._count_lock:
             self._in_flight -= 1
             self._count_lock.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        """Requests on this connection still being computed or answered."""
+        with self._count_lock:
+            return self._in_flight > 0
 
     def wait_idle(self, timeout_s: float) -> None:
         with self._count_lock:

@@ -19,6 +19,7 @@ from types import FrameType
 
 from app.local import bench, instructions, parent_refusal
 from app.local.processes import ChildFailed
+from app.local.profiler import ProfilerMissing
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo, patched_environ
 from app.producer.__main__ import main as producer_main
@@ -29,19 +30,32 @@ PRODUCER_LOG = "producer.log"
 STARTING = "starting the local stack: emulator (KMS, SQS), software enclave, relay"
 
 
+RUN_DIR_HELP = "where child logs and the throw-away PKI go (default: a temp dir)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app.local", description=__doc__)
-    p.add_argument(
-        "--run-dir", type=Path, help="where child logs and the throw-away PKI go (default: a temp dir)"
-    )
+    p.add_argument("--run-dir", type=Path, help=RUN_DIR_HELP)
+    # Accepted after the subcommand too; SUPPRESS keeps a value given before it when none is given after.
+    run_dir = argparse.ArgumentParser(add_help=False)
+    run_dir.add_argument("--run-dir", type=Path, default=argparse.SUPPRESS, help=RUN_DIR_HELP)
     commands = p.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="send N cards through the local pipeline and check every answer")
+    demo = commands.add_parser(
+        "demo", parents=[run_dir], help="send N cards through the local pipeline and check every answer"
+    )
     demo.add_argument("--count", type=int, default=10)
     demo.add_argument("--timeout", type=float, default=DEMO_TIMEOUT_S, help="seconds to wait for results")
     demo.add_argument("--tamper", action="store_true", help="run an enclave whose measurement is not pinned")
-    commands.add_parser("serve", help="keep the local stack running and print how to use it")
-    b = commands.add_parser("bench", help="time the pipeline against the emulator's ceiling")
+    commands.add_parser(
+        "serve", parents=[run_dir], help="keep the local stack running and print how to use it"
+    )
+    b = commands.add_parser(
+        "bench", parents=[run_dir], help="time the pipeline against the emulator's ceiling"
+    )
     b.add_argument("--cards", type=int, default=1000)
+    b.add_argument(
+        "--profile", action="store_true", help="flame graph of the enclave (py-spy) in the run dir"
+    )
     return p
 
 
@@ -118,7 +132,9 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(STARTING, flush=True)
-    with LocalStack(run_dir_for(args.run_dir)) as info:
+    stack = LocalStack(run_dir_for(args.run_dir))
+    with stack as info:
+        stack.supervise()  # as systemd does on the host: a dead enclave or relay is restarted
         print(instructions.serve_text(info), flush=True)
         stop.wait()
         print("stopping the local stack", flush=True)
@@ -126,7 +142,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    return bench.run(args.cards, run_dir_for(args.run_dir))
+    return bench.run(args.cards, run_dir_for(args.run_dir), profile=args.profile)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -150,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except ChildFailed as error:
+    except (ChildFailed, ProfilerMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         print("what to do: read that log; running the command again starts a fresh stack", file=sys.stderr)
         return 1

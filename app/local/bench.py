@@ -3,6 +3,8 @@
 Both phases start from a pre-loaded cards queue of the same depth (loading is not timed). Throughput is
 cards / (last result's processed_at - the moment the consumer started). p50/p99 are per-card decrypt times:
 the enclave's own (`ResultMessage.enclave_ms`) for the pipeline, the same steps timed by the ceiling for it.
+What the emulator cannot blur is each process's CPU per card (`cpu_accounting`, over the timed phase) and
+the c5.xlarge projection built from it (`projection`).
 """
 
 from __future__ import annotations
@@ -14,33 +16,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.local import processes
+from app.local import delivery, processes, profiler, projection
 from app.local.ceiling import DEFAULT_POLLERS, percentiles
+from app.local.cpu_accounting import CpuMeter
 from app.local.processes import Child, ChildFailed, ChildSpec
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo
 from app.producer.card_file import load_cards
 from app.producer.progress import progress
-from app.producer.sender import pick_cards, send_cards
+from app.producer.sender import SentCard, pick_cards, send_cards
 from app.shared import deployment
 from app.shared.queue_messages import ResultMessage
 
 PHASE_TIMEOUT_S = 600.0
 POLL_S = 0.1
+START_POLL_S = 0.01  # the relay's CPU is metered from its start-up line: notice it quickly
+DECRYPTED = "decrypted"  # the enclave handler's line per card, with kms_ms and ms
 RELAY_STARTED = "relay started"
 
 
-def preload(info: StackInfo, count: int, phase: str) -> None:
+def preload(info: StackInfo, count: int, phase: str) -> list[SentCard]:
     """Fill the cards queue before a phase: a bar on a terminal, then one line either way."""
     kms, sqs = local_client("kms", info.endpoints.http), local_client("sqs", info.endpoints.http)
     started = time.monotonic()
     with progress(f"loading the cards queue ({phase})", count) as advance:
-        send_cards(
+        sent = send_cards(
             kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
             fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=pick_cards(load_cards(), count),
             on_batch=advance,
         )  # fmt: skip
     print(f"{phase}: {count} cards loaded in {time.monotonic() - started:.2f} s (not timed)", flush=True)
+    return sent
 
 
 def drain_results(info: StackInfo, count: int) -> list[ResultMessage]:
@@ -90,21 +96,66 @@ def relay_started_at(relay: Child) -> float:
                 return datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
         if relay.process.poll() is not None:
             break
-        time.sleep(POLL_S)
+        time.sleep(START_POLL_S)
     raise ChildFailed(f"the relay did not log {RELAY_STARTED!r} (see {relay.stderr_path})")
 
 
-def pipeline_phase(stack: LocalStack, info: StackInfo, count: int) -> dict[str, float]:
-    preload(info, count, "pipeline")
+def enclave_own_ms(log_file: Path) -> list[float]:
+    """Per card, the enclave's time minus its KMS round trip, from the enclave's own "decrypted" lines."""
+    own = []
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("msg") == DECRYPTED and "ms" in entry and "kms_ms" in entry:
+            own.append(float(entry["ms"]) - float(entry["kms_ms"]))
+    return own
+
+
+def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: bool) -> dict[str, float]:
+    sent = preload(info, count, "pipeline")
+    pids = stack.pids()
+    spy = profiler.Profiler(pids["enclave"], info.run_dir) if profile else None
+    if spy is not None:
+        spy.start()
+    meter = CpuMeter({"enclave": pids["enclave"], "emulator": pids["emulator"]})
+    meter.start()  # both idle until the relay starts
     relay = stack.start_relay()
     started = relay_started_at(relay)
+    relay_meter = CpuMeter({"relay": relay.process.pid})
+    relay_meter.start()  # after its start-up (imports, clients): what it costs per card is what counts
+    relay_spy = profiler.Profiler(relay.process.pid, info.run_dir, "relay") if profile else None
+    if relay_spy is not None:
+        relay_spy.start()
     wait_for_results(info, count, relay)
-    results = drain_results(info, count)
+    cpu_s = {**meter.stop(), **relay_meter.stop()}
+    for recorder in (spy, relay_spy):
+        if recorder is not None:
+            report_profile(recorder)
+    results, delivered = delivery.drain_counting(info, [card.card_id for card in sent])
     stack.stop_relay()
     finished = max((r.processed_at.timestamp() for r in results if r.processed_at), default=time.time())
     p50, p99 = percentiles([r.enclave_ms for r in results if r.enclave_ms is not None])
-    ok = sum(1 for r in results if r.status == "ok")
-    return {"cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99}
+    own_p50, own_p99 = percentiles(enclave_own_ms(info.run_dir / "enclave.stderr.log"))
+    ok = len({r.card_id for r in results if r.status == "ok"})  # cards, not results: duplicates count once
+    cpu_ms = {f"{name}_cpu_ms_per_card": round(seconds * 1000 / count, 2) for name, seconds in cpu_s.items()}
+    return {
+        "cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99,
+        "enclave_own_p50_ms": own_p50, "enclave_own_p99_ms": own_p99, **cpu_ms,
+        **delivery.as_summary(delivered),
+    }  # fmt: skip
+
+
+def report_profile(spy: profiler.Profiler) -> None:
+    svg = spy.stop()
+    print(f"flame graph of the {spy.name} under load: {svg}", flush=True)
+    stacks = spy.stacks
+    if stacks.exists():
+        for title, top in (
+            ("self", profiler.top_self(stacks)),
+            ("inclusive", profiler.top_inclusive(stacks)),
+        ):
+            print(f"top frames ({title} samples):", flush=True)
+            for frame, share in top:
+                print(f"  {share:5.1f}%  {frame}", flush=True)
 
 
 def ceiling_phase(info: StackInfo, count: int) -> dict[str, float]:
@@ -130,28 +181,41 @@ def pollers() -> int:
     return int(os.environ.get("RELAY_POLLERS") or DEFAULT_POLLERS)
 
 
-def run(count: int, run_dir: Path) -> int:
+def run(count: int, run_dir: Path, *, profile: bool = False) -> int:
     """Both phases on one stack; the last line printed is the JSON summary."""
     stack = LocalStack(run_dir, relay=False)
     print("starting the local stack: emulator (KMS, SQS), software enclave", flush=True)
     with stack as info:
         print(f"local stack up; logs in {info.run_dir}", flush=True)
-        pipeline = pipeline_phase(stack, info, count)
+        pipeline = pipeline_phase(stack, info, count, profile=profile)
         print(f"pipeline: {count} cards in {pipeline['seconds']:.2f} s", flush=True)
         ceiling = ceiling_phase(info, count)
         print(f"ceiling:  {count} cards in {ceiling['seconds']:.2f} s", flush=True)
     cards_per_s = count / pipeline["seconds"]
+    enclave_ms, relay_ms = pipeline["enclave_cpu_ms_per_card"], pipeline["relay_cpu_ms_per_card"]
+    estimate = projection.project(enclave_ms, relay_ms)
+    print(projection.describe(estimate), flush=True)
     summary = {
         "cards": count,
         "ok": int(pipeline["ok"]),
         "cards_per_s": round(cards_per_s, 1),
         "p50_ms": round(pipeline["p50_ms"], 1),
         "p99_ms": round(pipeline["p99_ms"], 1),
+        "enclave_own_p50_ms": round(pipeline["enclave_own_p50_ms"], 2),
+        "enclave_own_p99_ms": round(pipeline["enclave_own_p99_ms"], 2),
+        "enclave_cpu_ms_per_card": enclave_ms,
+        "relay_cpu_ms_per_card": relay_ms,
+        "emulator_cpu_ms_per_card": pipeline["emulator_cpu_ms_per_card"],
+        "ceiling_cpu_ms_per_card": ceiling["cpu_ms_per_card"],
+        "projected_cards_per_s": estimate.cards_per_s,
+        "projection": estimate.assumptions(),
         "ceiling_cards_per_s": ceiling["cards_per_s"],
         "ceiling_p50_ms": ceiling["p50_ms"],
         "ceiling_p99_ms": ceiling["p99_ms"],
         "ratio": round(cards_per_s / ceiling["cards_per_s"], 3),
         "pollers": pollers(),
+        "lost": int(pipeline["lost"]),
+        "duplicates": int(pipeline["duplicates"]),
     }
     print(json.dumps(summary), flush=True)
     return 0 if pipeline["ok"] == count else 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -25,14 +26,16 @@ from botocore.config import Config
 from app.enclave import cms
 from app.enclave.recipient_keys import RecipientKey, RecipientKeys
 from app.enclave.server import WORKERS
+from app.local.cpu_accounting import CpuMeter
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
+from app.parent import relay
 from app.shared import cards, deployment, logs, settings
 from app.shared.queue_messages import CardMessage, ResultMessage, encryption_context
 
 KEY_ENCRYPTION_ALGORITHM: Final = "RSAES_OAEP_SHA_256"
 POLL_WAIT_S = 1
-DEFAULT_POLLERS = 4  # the relay's default
+DEFAULT_POLLERS = relay.DEFAULT_POLLERS  # the same concurrency as the pipeline
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.cards, a.pollers,
     )  # fmt: skip
     ceiling = Ceiling(config)
+    meter = CpuMeter({"ceiling": os.getpid()})
+    meter.start()
     seconds = ceiling.run()
+    cpu_ms_per_card = meter.stop()["ceiling"] * 1000 / max(len(ceiling.latencies_ms), 1)
     p50, p99 = percentiles(ceiling.latencies_ms)
     summary = {"cards": len(ceiling.latencies_ms), "seconds": round(seconds, 3)}
+    summary |= {"cpu_ms_per_card": round(cpu_ms_per_card, 2)}
     summary |= {"cards_per_s": round(len(ceiling.latencies_ms) / seconds, 1), "p50_ms": round(p50, 1)}
     print(json.dumps({**summary, "p99_ms": round(p99, 1)}), flush=True)
     return 0

@@ -4,6 +4,10 @@ Both listeners serve the same in-memory backends. Before anything is served, eve
 authorized with the key's own policy and Decrypt gets the Recipient behaviour of real KMS
 (`kms_enforcement`); the pin lives in the key policy that provisioning writes. Local mode only; nothing
 in the enclave image imports it.
+The HTTP server is cheroot, not werkzeug's development server: werkzeug sends `Connection: close` on
+every response (werkzeug/serving.py, `run_wsgi`), so every AWS call from the enclave and the relay paid
+a new TCP connection, CONNECT tunnel and full TLS handshake that the real endpoints, which keep HTTP/1.1
+connections alive, do not ask for; the benchmark measured that habit instead of our code.
 """
 
 from __future__ import annotations
@@ -21,13 +25,11 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import BaseWSGIServer, make_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+from app.local import moto_fidelity
 from app.local.kms_enforcement import install_policy_enforcement
 from app.local.software_nsm import LocalPki
 from app.shared import logs
@@ -35,6 +37,9 @@ from app.shared import logs
 LOOPBACK = "127.0.0.1"
 TLS_HOSTNAME = "localhost"  # the certificate names localhost, so clients check a real hostname
 ATTESTATION_MAX_AGE_S = 300
+# Enough threads for every connection the enclave (deployment.KMS_CONNECTIONS) and the relay hold at once.
+SERVER_THREADS = 96
+IDLE_KEEP_ALIVE_S = 60  # an idle connection is closed after this; clients reconnect, as with AWS
 
 
 @dataclass(frozen=True)
@@ -46,33 +51,53 @@ class Endpoints:
         return json.dumps({"http": self.http, "https": self.https}, separators=(",", ":"))
 
 
-def tls_context(pki: LocalPki, work_dir: Path) -> ssl.SSLContext:
-    """A server context with the PKI's certificate for localhost (key files live in the run dir)."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PKI's certificate and key for localhost, written into the run directory for the server."""
+
+    certificate: Path
+    private_key: Path
+
+
+def tls_files(pki: LocalPki, work_dir: Path) -> TlsFiles:
     cert_pem, key_pem = pki.tls_certificate_for(TLS_HOSTNAME)
     cert_file, key_file = work_dir / "emulator-tls.crt", work_dir / "emulator-tls.key"
     cert_file.write_bytes(cert_pem)
     key_file.touch(mode=0o600)
     key_file.write_bytes(key_pem)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    return context
+    return TlsFiles(cert_file, key_file)
+
+
+def _tls_adapter(files: TlsFiles) -> BuiltinSSLAdapter:
+    adapter = BuiltinSSLAdapter(str(files.certificate), str(files.private_key))
+    adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return adapter
 
 
 class Emulator:
     """Serve moto twice (HTTP and HTTPS) in daemon threads; `with Emulator(...) as endpoints:`."""
 
-    def __init__(self, tls: ssl.SSLContext):
+    def __init__(self, tls: TlsFiles):
         app = DomainDispatcherApplication(create_backend_app)
-        self._servers: list[BaseWSGIServer] = [
-            make_server(LOOPBACK, 0, app, threaded=True, request_handler=MotoRequestHandler),
-            make_server(LOOPBACK, 0, app, threaded=True, request_handler=MotoRequestHandler, ssl_context=tls),
-        ]
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self._servers]
+        self._servers = [self._server(app), self._server(app)]
+        self._servers[1].ssl_adapter = _tls_adapter(tls)
+        for server in self._servers:
+            server.prepare()  # binds port 0: the real ports are known from here on
+        self._threads = [threading.Thread(target=s.serve, daemon=True) for s in self._servers]
         self.endpoints = Endpoints(
-            http=f"http://{LOOPBACK}:{self._servers[0].server_port}",
-            https=f"https://{TLS_HOSTNAME}:{self._servers[1].server_port}",
+            http=f"http://{LOOPBACK}:{self._servers[0].bind_addr[1]}",
+            https=f"https://{TLS_HOSTNAME}:{self._servers[1].bind_addr[1]}",
         )
+
+    @staticmethod
+    def _server(app: DomainDispatcherApplication) -> wsgi.Server:
+        server = wsgi.Server(
+            (LOOPBACK, 0), app, numthreads=SERVER_THREADS, timeout=IDLE_KEEP_ALIVE_S, request_queue_size=128
+        )
+        # cheroot keeps at most 10 idle keep-alive connections by default and closes the rest after
+        # each answer (cheroot/server.py, HTTPServer.keep_alive_conn_limit); AWS sets no such low limit.
+        server.keep_alive_conn_limit = SERVER_THREADS
+        return server
 
     def __enter__(self) -> Endpoints:
         for thread in self._threads:
@@ -83,8 +108,7 @@ class Emulator:
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         for server in self._servers:
-            server.shutdown()
-            server.server_close()
+            server.stop()
 
 
 def speed_up_moto_clock() -> None:
@@ -133,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pki = LocalPki.load(args.pki)
     install_policy_enforcement(pki.root_certificate_der, max_age_s=args.max_age)
     speed_up_moto_clock()
-    serve_until_signal(Emulator(tls_context(pki, args.pki)))
+    moto_fidelity.install()  # atomic SQS deletes; Decrypt's KeyId checked as KMS does
+    serve_until_signal(Emulator(tls_files(pki, args.pki)))
     return 0
 
 

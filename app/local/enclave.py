@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from app.enclave.service import EnclaveSettings, serve
+from app.enclave import workers
+from app.enclave.service import EnclaveSettings, run
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm, measure_enclave_sources
 from app.shared import logs, settings, transport
 
@@ -31,6 +32,7 @@ def enclave_measurement(*, tamper: bool = False) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m app.local.enclave", description=__doc__)
     parser.add_argument("--listen", required=True, help="tcp://127.0.0.1:PORT")
     parser.add_argument("--pki", required=True, type=Path, help="directory written by LocalPki.save")
@@ -42,16 +44,22 @@ def main(argv: list[str] | None = None) -> int:
         default=settings.env(settings.ENV_ENCLAVE_LOG_URL),
         help="the parent's log sink (default: off)",
     )
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    workers.add_arguments(parser)
+    args = parser.parse_args(given)
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
-    # boto3 inside the "enclave" must trust the emulator's TLS certificate, as it trusts KMS's on Nitro.
+    # The "enclave" must trust the emulator's TLS certificate, as it trusts KMS's on Nitro.
     os.environ["AWS_CA_BUNDLE"] = str(args.pki / TLS_CA_FILE)
-    measurement = enclave_measurement(tamper=args.tamper)
-    log.info("software enclave measured", extra=logs.fields(pcr0=measurement.hex(), tampered=args.tamper))
-    nsm = SoftwareNsm(LocalPki.load(args.pki), {0: measurement})
+    seat = workers.seat_from(args)
+
+    def software_nsm() -> SoftwareNsm:
+        measurement = enclave_measurement(tamper=args.tamper)
+        log.info("software enclave measured", extra=logs.fields(pcr0=measurement.hex(), tampered=args.tamper))
+        return SoftwareNsm(LocalPki.load(args.pki), {0: measurement})
+
+    enclave = EnclaveSettings(args.listen, args.egress, args.kms_endpoint, args.log_url, args.workers)
     try:
-        return serve(EnclaveSettings(args.listen, args.egress, args.kms_endpoint, args.log_url), nsm)
-    except transport.TransportError as error:
+        return run(enclave, seat, software_nsm, [sys.executable, "-m", "app.local.enclave", *given])
+    except (transport.TransportError, ValueError) as error:
         log.error("enclave server cannot start", extra=logs.fields(error=str(error)))
         return 1
 

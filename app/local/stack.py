@@ -1,7 +1,8 @@
 """The local stack: emulator, provisioned key and queues, software enclave and relay, as child processes.
 
 `LocalStack` is a context manager: everything it starts is stopped on exit, in reverse order. It wires
-processes and environment only; the programs themselves are the real ones.
+processes and environment only; the programs themselves are the real ones. `supervise()` restarts a
+dead enclave or relay with back-off, as systemd does on the host (`serve` turns it on).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from app.local import processes
 from app.local.processes import Child, ChildSpec
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, Provisioned, provision
 from app.local.software_nsm import LocalPki, measure_enclave_sources
+from app.local.supervisor import Supervisor, Watched
 from app.shared import settings
 
 ENCLAVE_READY_TIMEOUT_S = 20.0
@@ -78,8 +81,11 @@ class LocalStack:
         self.tamper = tamper
         self._with_relay = relay
         self._exit = contextlib.ExitStack()
+        self._emulator: Child | None = None
         self._enclave: Child | None = None
         self._relay: Child | None = None
+        self._lock = threading.RLock()  # a child's start/stop and the supervisor's restart never interleave
+        self._supervisor: Supervisor | None = None
         self.info: StackInfo | None = None
 
     def __enter__(self) -> StackInfo:
@@ -96,7 +102,10 @@ class LocalStack:
         self.close()
 
     def close(self) -> None:
-        """Stop the relay (it drains), then the enclave, then the emulator."""
+        """Stop the supervisor, the relay (it drains), then the enclave, then the emulator."""
+        if self._supervisor is not None:
+            self._supervisor.stop()
+            self._supervisor = None
         self.stop_relay()
         self.stop_enclave()
         self._exit.close()
@@ -112,6 +121,7 @@ class LocalStack:
                 processes.has_ready_line,
             )
         )
+        self._emulator = emulator
         ready = json.loads(emulator.first_line() or "{}")
         endpoints = Endpoints(http=ready["http"], https=ready["https"])
         enclave_url = f"tcp://{processes.LOOPBACK}:{processes.free_port()}"
@@ -131,6 +141,23 @@ class LocalStack:
         if self._with_relay:
             self.start_relay()
         return info
+
+    def pids(self) -> dict[str, int]:
+        """The running children by role (the benchmark accounts for their CPU)."""
+        children = {"emulator": self._emulator, "enclave": self._enclave, "relay": self._relay}
+        return {name: child.process.pid for name, child in children.items() if child is not None}
+
+    def supervise(self) -> None:
+        """From now on, restart the enclave or relay whenever one dies (not when we stop it)."""
+        watched = [
+            Watched("enclave", lambda: self._enclave, lambda: self.start_enclave(tamper=self.tamper)),
+            Watched("relay", lambda: self._relay, self.start_relay),
+        ]
+        self._supervisor = Supervisor(watched, self._lock).start()
+
+    def child(self, name: str) -> Child | None:
+        """The running enclave or relay child, if any (for tests and status)."""
+        return {"enclave": self._enclave, "relay": self._relay}[name]
 
     def _require_info(self) -> StackInfo:
         if self.info is None:
@@ -152,35 +179,40 @@ class LocalStack:
     def start_enclave(self, *, tamper: bool = False) -> Child:
         """Start (or restart) the software enclave and wait until it answers a ping."""
         info = self._require_info()
-        self.stop_enclave()
-        child = processes.start(self.enclave_spec(tamper=tamper), self.run_dir)
-        self._enclave = child
-        ping = ChildSpec("ping", "app.parent", ("ping",), info.environment())
-        processes.wait_ready(child, processes.command_succeeds(ping), ENCLAVE_READY_TIMEOUT_S)
-        return child
+        with self._lock:
+            self.stop_enclave()
+            child = processes.start(self.enclave_spec(tamper=tamper), self.run_dir)
+            self._enclave = child
+            ping = ChildSpec("ping", "app.parent", ("ping",), info.environment())
+            processes.wait_ready(child, processes.command_succeeds(ping), ENCLAVE_READY_TIMEOUT_S)
+            return child
 
     def kill_enclave(self) -> None:
         """SIGKILL the enclave (a crash, for tests); the relay must keep every message."""
-        if self._enclave is not None:
-            self._enclave.kill()
-            self._enclave = None
+        with self._lock:
+            if self._enclave is not None:
+                self._enclave.kill()
+                self._enclave = None
 
     def stop_enclave(self) -> None:
-        if self._enclave is not None:
-            self._enclave.stop()
-            self._enclave = None
+        with self._lock:
+            enclave, self._enclave = self._enclave, None
+            if enclave is not None:
+                enclave.stop()
 
     def start_relay(self) -> Child:
         info = self._require_info()
-        self.stop_relay()
-        spec = ChildSpec("relay", "app.parent", ("run",), {**info.environment(), **RELAY_LOCAL_ENV})
-        self._relay = processes.start(spec, self.run_dir)
-        return self._relay
+        with self._lock:
+            self.stop_relay()
+            spec = ChildSpec("relay", "app.parent", ("run",), {**info.environment(), **RELAY_LOCAL_ENV})
+            self._relay = processes.start(spec, self.run_dir)
+            return self._relay
 
     def stop_relay(self) -> int | None:
         """SIGTERM the relay (it drains in-flight batches) and return its exit status."""
-        relay, self._relay = self._relay, None
-        return relay.stop(RELAY_STOP_GRACE_S) if relay is not None else None
+        with self._lock:
+            relay, self._relay = self._relay, None
+            return relay.stop(RELAY_STOP_GRACE_S) if relay is not None else None
 
 
 @contextlib.contextmanager

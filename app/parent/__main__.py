@@ -21,7 +21,6 @@ from pathlib import Path
 from types import FrameType
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -29,7 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from app.keypolicy.grammar import PolicyGrammarError
 from app.parent import attest_report, log_sink
 from app.parent.enclave_client import EnclaveClient, EnclaveError
-from app.parent.relay import Relay, RelaySettings
+from app.parent.enclave_pool import EnclavePool
+from app.parent.relay import DEFAULT_POLLERS, Relay, RelaySettings
+from app.parent.sqs_client import LeanSqs
 from app.shared import attestation, deployment, logs, protocol, settings, transport
 from app.shared.protocol import Credentials, Op
 
@@ -52,7 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--results-queue-url", default=settings.env(settings.ENV_RESULTS_QUEUE_URL))
     run.add_argument("--dead-letter-queue-url", default=settings.env(settings.ENV_DEAD_LETTER_QUEUE_URL))
     run.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
-    run.add_argument("--pollers", type=int, default=int(settings.env(ENV_POLLERS, "4") or 4))
+    run.add_argument(
+        "--key-id",
+        default=settings.env(settings.ENV_KMS_KEY_ID, settings.DEFAULT_KEY_ALIAS),
+        help="the deployment's KMS key, named in every Decrypt (ciphertexts under another key are refused)",
+    )
+    run.add_argument(
+        "--pollers", type=int, default=int(settings.env(ENV_POLLERS) or DEFAULT_POLLERS),
+        help=f"default ${ENV_POLLERS} or {DEFAULT_POLLERS}: enough batches to fill the enclave's window",
+    )  # fmt: skip
     run.add_argument(
         "--wait-time", type=int, default=int(settings.env(ENV_WAIT_TIME_S) or deployment.LONG_POLL_WAIT_S)
     )
@@ -89,6 +98,7 @@ def _relay_settings(args: argparse.Namespace) -> RelaySettings:
         enclave_url=args.enclave_url,
         pollers=args.pollers,
         wait_time_s=args.wait_time,
+        key_id=args.key_id,
     )
 
 
@@ -106,8 +116,8 @@ def _credentials_from(session: boto3.session.Session) -> Credentials:
 def run(args: argparse.Namespace) -> int:
     relay_settings = _relay_settings(args)
     session = boto3.session.Session(region_name=relay_settings.region)
-    sqs = session.client("sqs", config=Config(max_pool_connections=4 * relay_settings.pollers + 4))
-    enclave = EnclaveClient(relay_settings.enclave_url)
+    sqs = LeanSqs(region=relay_settings.region, credentials=lambda: _credentials_from(session))
+    enclave = EnclavePool(relay_settings.enclave_url)
     relay = Relay(relay_settings, sqs=sqs, credentials=lambda: _credentials_from(session), enclave=enclave)
     stop = threading.Event()
 

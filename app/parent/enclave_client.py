@@ -3,7 +3,8 @@
 Thread-safe. Each call gets a future resolved by a reader thread when the answer with its id arrives,
 so answers may come back in any order. A dead connection fails every pending call with a retryable
 `enclave_unavailable` error, and the next call reconnects (with back-off), so an enclave restart costs
-a retry, never a lost request. Every wait is bounded.
+a retry, never a lost request. Every wait is bounded. A connection idle for `CLIENT_IDLE_RETIRE_S` is
+retired before the next call, so the enclave's idle close (after twice that) never meets a request.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class _Connection:
         self.pending: dict[int, Future[Response]] = {}
         self.lock = threading.Lock()
         self.alive = True
+        self.closed_with = (ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
+        self.last_activity = time.monotonic()
         sock.settimeout(None)  # the reader blocks; callers bound their own waits
         self.reader = threading.Thread(target=self._read_loop, name="enclave-reader", daemon=True)
         self.reader.start()
@@ -58,8 +61,9 @@ class _Connection:
         future: Future[Response] = Future()
         with self.lock:
             if not self.alive:
-                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
+                raise EnclaveError(*self.closed_with)
             self.pending[request_id] = future
+            self.last_activity = time.monotonic()
             try:
                 self.sock.sendall(framing.encode_frame(payload))
             except OSError as error:
@@ -72,6 +76,11 @@ class _Connection:
         with self.lock:
             if self.alive:
                 self._fail_all(reason)
+
+    def idle_for(self, seconds: float) -> bool:
+        """Nothing pending and nothing sent or received for `seconds`."""
+        with self.lock:
+            return not self.pending and time.monotonic() - self.last_activity > seconds
 
     def _read_loop(self) -> None:
         decoder = framing.FrameDecoder()
@@ -86,11 +95,14 @@ class _Connection:
                     self._deliver(protocol.decode_response(frame))
         except (OSError, framing.FramingError, protocol.ProtocolError) as error:
             reason = f"connection lost: {error}"
+        except Exception as error:  # an answer we cannot even decode must not strand pending calls
+            reason = f"connection lost: undecodable answer ({type(error).__name__})"
         with self.lock:
             self._fail_all(reason)
 
     def _deliver(self, response: Response) -> None:
         with self.lock:
+            self.last_activity = time.monotonic()
             future = self.pending.pop(response.id, None)
         if future is not None and not future.done():
             future.set_result(response)
@@ -98,14 +110,20 @@ class _Connection:
             log.warning(
                 "enclave reported a connection error", extra={"fields": {"code": response.error.code}}
             )
+            if response.error.code is ErrorCode.BUSY:  # too many connections: the enclave closes this one
+                with self.lock:
+                    self._fail_all(response.error.message, ErrorCode.BUSY)
 
-    def _fail_all(self, reason: str) -> None:
-        """Called with the lock held."""
+    def _fail_all(self, reason: str, code: ErrorCode = ErrorCode.ENCLAVE_UNAVAILABLE) -> None:
+        """Called with the lock held; the first reason to close is the one kept."""
+        if not self.alive:
+            return
         self.alive = False
+        self.closed_with = (code, reason)
         pending, self.pending = self.pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, reason))
+                future.set_exception(EnclaveError(code, reason))
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
@@ -125,8 +143,11 @@ class EnclaveClient:
 
     def _connected(self) -> _Connection:
         with self._lock:
-            if self._connection is not None and self._connection.alive:
-                return self._connection
+            connection = self._connection
+            if connection is not None and connection.alive:
+                if not connection.idle_for(protocol.CLIENT_IDLE_RETIRE_S):
+                    return connection
+                connection.close("retired after being idle")  # before the enclave's idle close
             if time.monotonic() < self._next_attempt:
                 raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"{self._endpoint} down, backing off")
             try:

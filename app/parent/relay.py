@@ -1,10 +1,11 @@
 """The relay: cards queue → enclave → results queue, with retries and the dead-letter queue.
 
 For each batch of up to 10: parse, send every card to the enclave at once (one connection, pipelined),
-publish the answers, park permanent failures on the dead-letter queue with their error code, delete
+park permanent failures on the dead-letter queue with their error code, publish the answers, delete
 what was published, and push transient failures back with exponential back-off. A message is deleted
-only after its result (and, if rejected, its dead-letter copy) is safely stored. Never sees a full
-number: the enclave answers with four digits.
+only after its result (and, if rejected, its dead-letter copy) is safely stored. Each message has its
+own failure boundary: whatever goes wrong with one (even a bug of ours: `internal`) settles that one,
+never the rest of its batch. Never sees a full number: the enclave answers with four digits.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 from app.parent import queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
+from app.parent.enclave_pool import EnclavePool
 from app.parent.queues import Received
-from app.shared import logs, protocol
+from app.shared import deployment, limits, logs, protocol, settings
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
 from app.shared.queue_messages import CardMessage, MalformedMessage, ResultMessage, encryption_context
 
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 BASE_BACKOFF_S = 2
 MAX_BACKOFF_S = 300
 IDLE_PAUSE_S = 1.0  # after a batch where the enclave was unreachable, so pollers do not spin
+# The enclave works on at most KMS_CONNECTIONS cards at once (its workers' KMS connections together):
+# that many cards in flight keeps it busy, and the enclave pool's window holds the relay to it.
+DEFAULT_POLLERS = -(-deployment.KMS_CONNECTIONS // deployment.MAX_BATCH)
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,9 @@ class RelaySettings:
     region: str
     encryption_context: Mapping[str, str]
     enclave_url: str
-    pollers: int = 4
+    pollers: int = DEFAULT_POLLERS
     wait_time_s: int = 20
+    key_id: str = settings.DEFAULT_KEY_ALIAS  # the deployment's key; the enclave names it in Decrypt
 
 
 @dataclass
@@ -65,13 +71,15 @@ class Relay:
         *,
         sqs: Any,
         credentials: Callable[[], Credentials],
-        enclave: EnclaveClient,
+        enclave: EnclaveClient | EnclavePool,
     ) -> None:
         self._settings = settings
         self._sqs = sqs
         self._credentials = credentials
         self._enclave = enclave
         self._max_receives = queues.max_receive_count(sqs, settings.cards_queue_url)
+        self._results_max_bytes = queues.max_message_bytes(sqs, settings.results_queue_url)
+        self._dlq_max_bytes = queues.max_message_bytes(sqs, settings.dead_letter_queue_url)
 
     def run(self, stop: threading.Event) -> None:
         """Poll with `pollers` threads until `stop` is set; each finishes its batch before leaving."""
@@ -107,33 +115,54 @@ class Relay:
     def _ask_enclave(self, messages: list[Received]) -> list[_Fate]:
         fates = [_Fate(message) for message in messages]
         pending = []
-        credentials: Credentials | None = None
+        credentials: list[Credentials] = []  # fetched once per batch, by the first card that needs them
         for fate in fates:
             try:
-                card = CardMessage.from_json(fate.message.body)
-            except MalformedMessage as error:
-                self._reject(fate, ErrorCode.MALFORMED_MESSAGE, str(error))
+                submitted = self._submit(fate, credentials)
+            except Exception as error:  # the boundary: a bug of ours on one message settles that one
+                # No traceback: its text could carry a piece of the body.
+                log.error("relay failed on a message", extra=logs.fields(error=type(error).__name__))
+                self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
                 continue
-            fate.card_id = card.card_id
-            try:
-                credentials = credentials or self._credentials()
-                request = DecryptRequest(
-                    card.ciphertext,
-                    encryption_context(dict(self._settings.encryption_context), card.card_id),
-                    self._settings.region,
-                    credentials,
-                )
-                pending.append((fate, *self._enclave.submit(Op.DECRYPT, protocol.decrypt_body(request))))
-            except EnclaveError as error:
-                fate.retry = error
-            except Exception as error:  # credential refresh failures (IMDS down, expired role)
-                fate.retry = EnclaveError(
-                    ErrorCode.CREDENTIALS_EXPIRED, f"no credentials: {type(error).__name__}"
-                )
+            if submitted is not None:
+                pending.append((fate, *submitted))
         deadline = time.monotonic() + self._enclave.request_timeout_s
         for fate, request_id, future in pending:
-            self._collect(fate, request_id, future, deadline)
+            try:
+                self._collect(fate, request_id, future, deadline)
+            except Exception as error:  # the same boundary, on the answer's side
+                log.error("relay failed on an answer", extra=logs.fields(error=type(error).__name__))
+                self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
         return fates
+
+    def _submit(self, fate: _Fate, credentials: list[Credentials]) -> tuple[int, Any] | None:
+        """Parse one message and send it to the enclave; None when it is already settled or deferred."""
+        try:
+            card = CardMessage.from_json(fate.message.body)
+        except MalformedMessage as error:
+            self._reject(fate, ErrorCode.MALFORMED_MESSAGE, str(error))
+            return None
+        fate.card_id = card.card_id
+        try:
+            if not credentials:
+                credentials.append(self._credentials())
+        except Exception as error:  # credential refresh failures (IMDS down, expired role)
+            fate.retry = EnclaveError(
+                ErrorCode.CREDENTIALS_EXPIRED, f"no credentials: {type(error).__name__}"
+            )
+            return None
+        request = DecryptRequest(
+            ciphertext=card.ciphertext,
+            encryption_context=encryption_context(dict(self._settings.encryption_context), card.card_id),
+            region=self._settings.region,
+            credentials=credentials[0],
+            key_id=self._settings.key_id,
+        )
+        try:
+            return self._enclave.submit(Op.DECRYPT, protocol.decrypt_body(request))
+        except EnclaveError as error:
+            fate.retry = error
+            return None
 
     def _collect(self, fate: _Fate, request_id: int, future: Any, deadline: float) -> None:
         try:
@@ -146,7 +175,7 @@ class Relay:
                 self._reject(fate, error.code, error.reason)
             return
         except protocol.ProtocolError as error:
-            self._reject(fate, ErrorCode.INTERNAL, str(error))
+            self._reject(fate, ErrorCode.INTERNAL, f"enclave answer unreadable: {error}")
             return
         fate.result = ResultMessage(
             card_id=fate.card_id,
@@ -163,24 +192,33 @@ class Relay:
             message_id=fate.message.message_id,
             status="rejected",
             error_code=code.value,
-            error_message=reason,
+            error_message=limits.clip(reason),
             end_to_end_ms=_since_ms(fate.message.sent_at_ms),
         )
 
     def _settle(self, fates: list[_Fate]) -> None:
+        """Park, then publish, then delete: a result goes out only once its message's dead-letter copy
+        (if any) is stored, and is the last write before the delete, so no later failure in this batch
+        can make a retry publish it again."""
         self._give_up_on_last_attempt(fates)
         entries = {str(i): fate for i, fate in enumerate(fates)}
         done = {i: (f, f.result) for i, f in entries.items() if f.result is not None}
+        rejected = {i: pair for i, pair in done.items() if pair[1].error_code}
+        unparked = queues.send_batch(
+            self._sqs,
+            self._settings.dead_letter_queue_url,
+            _dlq_entries(rejected, self._dlq_max_bytes),
+            self._dlq_max_bytes,
+        )
         unpublished = queues.send_batch(
             self._sqs,
             self._settings.results_queue_url,
-            [{"Id": i, "MessageBody": result.to_json()} for i, (_, result) in done.items()],
+            [{"Id": i, "MessageBody": r.to_json()} for i, (_, r) in done.items() if i not in unparked],
+            self._results_max_bytes,
         )
-        rejected = {i: pair for i, pair in done.items() if i not in unpublished and pair[1].error_code}
-        unparked = queues.send_batch(self._sqs, self._settings.dead_letter_queue_url, _dlq_entries(rejected))
         kept = unpublished | unparked  # not safely stored yet: retry rather than delete
         deletable = {i: f.message.receipt_handle for i, (f, _) in done.items() if i not in kept}
-        undeleted = queues.delete_batch(self._sqs, self._settings.cards_queue_url, deletable)
+        undeleted = self._delete(deletable)
         delays = {
             i: (f.message.receipt_handle, backoff_s(f.message.receive_count))
             for i, f in entries.items()
@@ -189,6 +227,14 @@ class Relay:
         queues.delay_batch(self._sqs, self._settings.cards_queue_url, delays)
         for i, fate in entries.items():
             _log_fate(fate, delayed=i in delays, undeleted=i in undeleted)
+
+    def _delete(self, handles: dict[str, str]) -> set[str]:
+        """Delete, and try the failed entries once more: an undeleted message would be published again."""
+        undeleted = queues.delete_batch(self._sqs, self._settings.cards_queue_url, handles)
+        if not undeleted:
+            return undeleted
+        again = {i: handles[i] for i in undeleted}
+        return queues.delete_batch(self._sqs, self._settings.cards_queue_url, again)
 
     def _give_up_on_last_attempt(self, fates: list[_Fate]) -> None:
         """A transient failure on the queue's last allowed receive is parked by us, with its reason,
@@ -204,17 +250,18 @@ class Relay:
                 fate.retry = None
 
 
-def _dlq_entries(rejected: Mapping[str, tuple[_Fate, ResultMessage]]) -> list[dict[str, Any]]:
+def _dlq_entries(rejected: Mapping[str, tuple[_Fate, ResultMessage]], max_bytes: int) -> list[dict[str, Any]]:
     return [
-        {
-            "Id": entry_id,
-            "MessageBody": fate.message.body,
-            "MessageAttributes": queues.dead_letter_attributes(
+        queues.dead_letter_entry(
+            entry_id,
+            fate.message.body,
+            queues.dead_letter_attributes(
                 result.error_code or ErrorCode.INTERNAL.value,
                 result.error_message or "",
                 fate.message.message_id,
             ),
-        }
+            max_bytes,
+        )
         for entry_id, (fate, result) in rejected.items()
     ]
 

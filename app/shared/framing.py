@@ -47,8 +47,13 @@ class FrameDecoder:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes of an incomplete frame held back (0 between frames)."""
-        return len(self._buffer)
+        """Bytes of an incomplete frame held back, its header included (0 between frames)."""
+        return len(self._buffer) + (HEADER.size if self._expected is not None else 0)
+
+    @property
+    def in_frame(self) -> bool:
+        """True once any byte of a frame has arrived and until that frame is complete."""
+        return self._expected is not None or bool(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
@@ -70,5 +75,5 @@ class FrameDecoder:
 
     def close(self) -> None:
         """The peer is gone: fine between frames, an error inside one."""
-        if self._expected is not None or self._buffer:
-            raise TruncatedFrame(len(self._buffer) + (HEADER.size if self._expected is not None else 0))
+        if self.in_frame:
+            raise TruncatedFrame(self.pending_bytes)

@@ -10,15 +10,21 @@ Secrets (credentials) travel in request bodies but never appear in a repr, a log
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from app.shared import limits
+
 PROTOCOL_VERSION = 1
 MAX_REQUEST_ID = 2**63 - 1
+MAX_TEXT_FIELD_CHARS = 2048  # e.g. KMS KeyId: 1-2048 characters (key id, key ARN, alias name or ARN)
+# The enclave closes a connection that has had nothing in flight for this long; the parent's client
+# retires an idle connection itself after half of it, so it never sends on one the server is closing.
+SERVER_IDLE_TIMEOUT_S = 60.0
+CLIENT_IDLE_RETIRE_S = SERVER_IDLE_TIMEOUT_S / 2
 
 
 class Op(StrEnum):
@@ -34,6 +40,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_VERSION = "unsupported_version"
     MALFORMED_MESSAGE = "malformed_message"  # an SQS body the relay cannot read
     INVALID_CIPHERTEXT = "invalid_ciphertext"  # includes a wrong encryption context
+    WRONG_KEY = "wrong_key"  # KMS IncorrectKeyException: encrypted under a key other than the deployment's
     ACCESS_DENIED = "access_denied"  # the key policy refused this enclave's attestation
     KEY_UNUSABLE = "key_unusable"  # key disabled, pending deletion, not found
     NOT_A_CARD = "not_a_card"
@@ -111,6 +118,7 @@ class DecryptRequest:
     encryption_context: Mapping[str, str]
     region: str
     credentials: Credentials = field(repr=False)
+    key_id: str  # the deployment's key (alias name), passed to Decrypt as KeyId
 
 
 @dataclass(frozen=True)
@@ -123,9 +131,9 @@ class DecryptResult:
 def _load(payload: bytes, min_id: int = 1) -> dict[str, Any]:
     """Parse and check the envelope. Responses may carry id 0: an error about the connection itself."""
     try:
-        message = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame is not a JSON message") from error
+        message = limits.loads(payload)
+    except limits.JsonRefused as error:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"frame refused: {error}") from error
     if not isinstance(message, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "message is not a JSON object")
     request_id = message.get("id")
@@ -134,11 +142,14 @@ def _load(payload: bytes, min_id: int = 1) -> dict[str, Any]:
         or isinstance(request_id, bool)
         or not min_id <= request_id <= MAX_REQUEST_ID
     ):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"id must be an integer >= {min_id}, got {request_id!r}")
-    if message.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"id must be an integer >= {min_id}, got {limits.echo(request_id)}"
+        )
+    version = message.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # true and 1.0 equal 1 in Python
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_VERSION,
-            f"protocol version {message.get('v')!r} not supported (expected {PROTOCOL_VERSION})",
+            f"protocol version {limits.echo(version)} not supported (expected {PROTOCOL_VERSION})",
             request_id,
         )
     return message
@@ -158,7 +169,9 @@ def decode_request(payload: bytes) -> Request:
     try:
         op = Op(str(message.get("op")))
     except ValueError as error:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown op {message.get('op')!r}", request_id) from error
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"unknown op {limits.echo(message.get('op'))}", request_id
+        ) from error
     body = message.get("body", {})
     if not isinstance(body, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "body is not a JSON object", request_id)
@@ -172,7 +185,7 @@ def encode_response(response: Response) -> bytes:
     else:
         message["error"] = {
             "code": response.error.code.value,
-            "message": response.error.message,
+            "message": limits.clip(response.error.message),
             "retryable": response.error.retryable,
         }
     return _dump(message)
@@ -188,7 +201,7 @@ def decode_response(payload: bytes) -> Response:
             code = ErrorCode(str(error.get("code")))
         except ValueError:
             code = ErrorCode.INTERNAL
-        return Response(message["id"], error=ErrorInfo(code, str(error.get("message", ""))))
+        return Response(message["id"], error=ErrorInfo(code, limits.clip(str(error.get("message", "")))))
     raise ProtocolError(ErrorCode.BAD_REQUEST, "response has neither a body nor an error", message["id"])
 
 
@@ -205,7 +218,7 @@ def _unb64(value: Any, name: str) -> bytes:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as error:
+    except ValueError as error:  # binascii.Error, and ValueError for non-ASCII text
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} is not valid base64") from error
 
 
@@ -215,6 +228,7 @@ def decrypt_body(request: DecryptRequest) -> dict[str, Any]:
         "ciphertext": _b64(request.ciphertext),
         "encryption_context": dict(request.encryption_context),
         "region": request.region,
+        "key_id": request.key_id,
         "credentials": {
             "access_key_id": creds.access_key_id,
             "secret_access_key": creds.secret_access_key,
@@ -223,9 +237,9 @@ def decrypt_body(request: DecryptRequest) -> dict[str, Any]:
     }
 
 
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be a non-empty string")
+def _text(value: Any, name: str, max_chars: int = MAX_TEXT_FIELD_CHARS) -> str:
+    if not isinstance(value, str) or not value or len(value) > max_chars:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{name} must be a string of 1-{max_chars} characters")
     return value
 
 
@@ -248,6 +262,7 @@ def parse_decrypt(body: Mapping[str, Any]) -> DecryptRequest:
             secret_access_key=_text(creds.get("secret_access_key"), "credentials.secret_access_key"),
             session_token=token if isinstance(token, str) and token else None,
         ),
+        key_id=_text(body.get("key_id"), "key_id"),
     )
 
 
@@ -259,7 +274,10 @@ def parse_decrypt_result(body: Mapping[str, Any]) -> DecryptResult:
     last4 = body.get("last4")
     if not isinstance(last4, str) or len(last4) != 4 or not last4.isdigit():
         raise ProtocolError(ErrorCode.BAD_REQUEST, "last4 must be four digits")
-    return DecryptResult(last4, float(body.get("kms_ms", 0.0)), float(body.get("enclave_ms", 0.0)))
+    try:
+        return DecryptResult(last4, float(body.get("kms_ms", 0.0)), float(body.get("enclave_ms", 0.0)))
+    except (TypeError, ValueError) as error:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "kms_ms and enclave_ms must be numbers") from error
 
 
 def attest_body(nonce: bytes) -> dict[str, Any]:

@@ -9,17 +9,20 @@ need only `version`, `card_id` and `ciphertext`.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.shared import limits
+
 SCHEMA_VERSION = 1
-CARD_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CARD_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # matched with fullmatch: no trailing newline
+MAX_MESSAGE_ID_CHARS = 128  # SQS message ids are 36-character UUIDs
 MAX_CIPHERTEXT_BYTES = 6144  # KMS CiphertextBlob for 4 KiB of plaintext stays well below this
 CONTEXT_CARD_ID_KEY = "card_id"
+CARD_ID_MAX_CHARS = 64
 
 
 class MalformedMessage(ValueError):
@@ -42,20 +45,27 @@ def _parse_iso(value: Any, name: str) -> datetime | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as error:
-        raise MalformedMessage(f"{name} is not ISO-8601: {value[:40]!r}") from error
+        raise MalformedMessage(f"{name} is not ISO-8601: {limits.echo(value)}") from error
 
 
 def _load_object(body: str | bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise MalformedMessage("body is not JSON") from error
+        parsed = limits.loads(body)
+    except limits.JsonRefused as error:
+        raise MalformedMessage(f"body refused: {error}") from error
     if not isinstance(parsed, dict):
         raise MalformedMessage("body is not a JSON object")
     version = parsed.get("version")
-    if version != SCHEMA_VERSION:
-        raise MalformedMessage(f"unsupported version {version!r} (expected {SCHEMA_VERSION})")
+    # `type(...) is int`: JSON true and 1.0 compare equal to 1 in Python, and must not pass.
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise MalformedMessage(
+            f"unsupported version {limits.echo(version)} (expected the integer {SCHEMA_VERSION})"
+        )
     return parsed
+
+
+def _clipped(text: str | None, limit: int) -> str | None:
+    return None if text is None else limits.clip(text, limit)
 
 
 def encryption_context(fixed: dict[str, str], card_id: str) -> dict[str, str]:
@@ -85,14 +95,14 @@ class CardMessage:
     def from_json(cls, body: str | bytes) -> CardMessage:
         parsed = _load_object(body)
         card_id = parsed.get("card_id")
-        if not isinstance(card_id, str) or not CARD_ID_PATTERN.match(card_id):
+        if not isinstance(card_id, str) or not CARD_ID_PATTERN.fullmatch(card_id):
             raise MalformedMessage("card_id missing or not 1-64 of [A-Za-z0-9._:-]")
         encoded = parsed.get("ciphertext")
         if not isinstance(encoded, str) or not encoded:
             raise MalformedMessage("ciphertext missing or not a base64 string")
         try:
             ciphertext = base64.b64decode(encoded, validate=True)
-        except binascii.Error as error:
+        except ValueError as error:  # binascii.Error, and ValueError for non-ASCII text
             raise MalformedMessage("ciphertext is not valid base64") from error
         if len(ciphertext) > MAX_CIPHERTEXT_BYTES:
             raise MalformedMessage(f"ciphertext of {len(ciphertext)} bytes exceeds {MAX_CIPHERTEXT_BYTES}")
@@ -118,12 +128,12 @@ class ResultMessage:
     def to_json(self) -> str:
         body: dict[str, Any] = {
             "version": SCHEMA_VERSION,
-            "card_id": self.card_id,
-            "message_id": self.message_id,
+            "card_id": _clipped(self.card_id, CARD_ID_MAX_CHARS),
+            "message_id": limits.clip(self.message_id, MAX_MESSAGE_ID_CHARS),
             "status": self.status,
             "last4": self.last4,
             "error_code": self.error_code,
-            "error_message": self.error_message,
+            "error_message": _clipped(self.error_message, limits.MAX_ERROR_MESSAGE_CHARS),
             "enclave_ms": self.enclave_ms,
             "end_to_end_ms": self.end_to_end_ms,
             "processed_at": _iso(self.processed_at or _utc_now()),

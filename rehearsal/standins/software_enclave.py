@@ -53,25 +53,35 @@ def _use_image_code(app_root: Path) -> None:
     app.__path__.insert(0, str(app_root / "app"))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """Serve as the image's entry point does: a supervisor that re-runs this script once per worker (the
+    workers' hidden options come from the image's own `app.enclave.workers`), the heartbeat sent once."""
     _use_image_code(args.app_root)
     from app.enclave import __main__ as enclave_main  # noqa: PLC0415 - only after _use_image_code
-    from app.enclave import service  # noqa: PLC0415
+    from app.enclave import service, workers  # noqa: PLC0415
     from app.shared import logs, settings  # noqa: PLC0415
 
     served_from = Path(service.__file__).resolve()
     if not served_from.is_relative_to(args.app_root.resolve()):
         raise RuntimeError(f"the enclave code would come from {served_from}, not the EIF")
+    worker_parser = argparse.ArgumentParser(add_help=False)
+    workers.add_arguments(worker_parser)
+    seat = workers.seat_from(worker_parser.parse_known_args(argv)[0])
     logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
-    # boto3 inside the enclave trusts the emulator's TLS CA, as it trusts KMS's certificate on Nitro.
+    # The enclave's KMS client trusts the emulator's TLS CA, as it trusts KMS's certificate on Nitro.
     os.environ["AWS_CA_BUNDLE"] = str(args.pki / TLS_CA_FILE)
     pcrs = {} if args.debug_mode else image_pcrs(args.app_root, args.image_root)
-    nsm = SoftwareNsm(LocalPki.load(args.pki), pcrs, module_id="rehearsal-software-nsm")
-    enclave_settings = enclave_main.parse_args([])  # the image's CMD: Nitro's defaults
+    enclave_settings, _ = enclave_main.parse_args([])  # the image's CMD: Nitro's defaults
     if args.kms_endpoint:
         enclave_settings = dataclasses.replace(enclave_settings, kms_endpoint_url=args.kms_endpoint)
-    _heartbeat()
-    return service.serve(enclave_settings, nsm)
+    if seat is None:
+        _heartbeat()
+
+    def software_nsm() -> SoftwareNsm:
+        return SoftwareNsm(LocalPki.load(args.pki), pcrs, module_id="rehearsal-software-nsm")
+
+    entry = [sys.executable, str(Path(__file__).resolve()), *argv]
+    return int(service.run(enclave_settings, seat, software_nsm, entry))
 
 
 def _heartbeat() -> None:
@@ -91,14 +101,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pki", type=Path, help="the LocalPki directory (run)")
     parser.add_argument("--kms-endpoint", default="", help="KMS URL for boto3; empty: the regional endpoint")
     parser.add_argument("--debug-mode", action="store_true")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # a worker also gets the image's hidden worker options
     if args.mode == "measure":
         pcrs = image_pcrs(args.app_root, args.image_root)
         print(json.dumps({f"PCR{index}": value.hex() for index, value in pcrs.items()}))
         return 0
     if args.pki is None:
         parser.error("run needs --pki")
-    return run(args)
+    return run(args, argv)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,12 @@ def scripted_handler(request: Request) -> Response:
 
 
 @contextmanager
-def running_server(handler: Handler = scripted_handler, port: int = 0) -> Iterator[tuple[str, FrameServer]]:
+def running_server(
+    handler: Handler = scripted_handler, port: int = 0, **options: int
+) -> Iterator[tuple[str, FrameServer]]:
+    """`options` go to FrameServer (e.g. max_connections)."""
     listener = transport.listen(transport.Endpoint("tcp", "127.0.0.1", port))
-    server = FrameServer(listener, handler, workers=16)
+    server = FrameServer(listener, handler, workers=16, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -109,6 +109,11 @@ def test_oaep_with_sha1_is_unsupported() -> None:
         describe_ciphertext_for_recipient(mutate(wrapped(), use_sha1))
 
 
+def test_a_remembered_good_algorithm_never_lets_a_weaker_one_through() -> None:
+    describe_ciphertext_for_recipient(wrapped())  # the KMS shape, now remembered
+    test_oaep_with_sha1_is_unsupported()
+
+
 def test_pkcs1_v15_key_transport_is_unsupported() -> None:
     def use_pkcs1(enveloped: Any) -> None:
         ktri = enveloped["recipient_infos"][0].chosen

@@ -273,7 +273,9 @@ def test_counters_count_what_the_real_handler_logs() -> None:
     handler_log.addHandler(capture)
     handler_log.setLevel(logging.INFO)  # as logs.configure() sets it in the enclave
     body = protocol.decrypt_body(
-        protocol.DecryptRequest(b"c", {"app": "x"}, "us-east-1", protocol.Credentials("AK", "SK", None))
+        protocol.DecryptRequest(
+            b"c", {"app": "x"}, "us-east-1", protocol.Credentials("AK", "SK", None), "alias/k"
+        )
     )
     try:
         handler(Request(1, Op.DECRYPT, body))
@@ -287,3 +289,12 @@ def test_counters_count_what_the_real_handler_logs() -> None:
         "decrypt_ms_sum": 9.5,
         "kms_ms_sum": 8.0,
     }
+
+
+def test_the_per_card_line_is_counted_but_not_shipped() -> None:
+    with running_sink() as (url, _sink, out), channel_logger(url) as (_, handler):
+        handler.handle(_record("app.enclave.handler", "decrypted", id=1, kms_ms=3.0, ms=4.0))
+        handler.handle(_record("app.enclave.handler", "decrypt refused", id=2, code="not_a_card"))
+        _wait_for(lambda: any(line.get("msg") == "decrypt refused" for line in _lines(out)))
+        assert handler.channel.counters.decrypt_ok == 1
+        assert not any(line.get("msg") == "decrypted" for line in _lines(out))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -90,3 +91,74 @@ def test_stop_lets_requests_in_flight_finish() -> None:
         frames = decoder.feed(sock.recv(65536))
         sock.close()
     assert protocol.decode_response(frames[0]).body == {"echo": "done"}
+
+
+def _read_frames(sock: socket.socket, count: int) -> list[protocol.Response]:
+    decoder = framing.FrameDecoder()
+    answers: list[protocol.Response] = []
+    while len(answers) < count and (data := sock.recv(65536)):
+        answers += [protocol.decode_response(f) for f in decoder.feed(data)]
+    return answers
+
+
+def test_deeply_nested_json_gets_an_error_frame_and_the_connection_keeps_serving() -> None:
+    with running_server() as (url, _):
+        nested = framing.encode_frame(b"[" * 131_071 + b"]" * 131_071)
+        sock = transport.connect(transport.parse_url(url))
+        sock.sendall(nested + _frame(Request(9, Op.PING)))
+        answers = _read_frames(sock, 2)
+        sock.close()
+    assert answers[0].error is not None
+    assert answers[0].error.code is ErrorCode.BAD_REQUEST
+    assert (answers[1].id, answers[1].ok) == (9, True)
+
+
+def test_a_drip_fed_frame_is_dropped_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "PARTIAL_FRAME_TIMEOUT_S", 1.0)
+    frame = _frame(Request(1, Op.DECRYPT, {"echo": "x" * 40}))
+    with running_server() as (url, _):
+        sock = transport.connect(transport.parse_url(url))
+        sock.settimeout(0.25)
+        answers: list[protocol.Response] = []
+        sent = 0
+        for sent in range(1, len(frame) + 1):  # one byte at a time, each well inside a per-read timeout
+            try:
+                sock.sendall(frame[sent - 1 : sent])
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            answers = [protocol.decode_response(f) for f in framing.FrameDecoder().feed(data)]
+            break
+        sock.close()
+    assert sent < len(frame)  # dropped before the peer finished it
+    assert answers[0].error is not None
+    assert "after its first byte" in answers[0].error.message
+
+
+def test_an_idle_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "IDLE_TIMEOUT_S", 0.5, raising=False)
+    with running_server() as (url, _):
+        sock = transport.connect(transport.parse_url(url))
+        sock.settimeout(10)
+        sock.sendall(_frame(Request(1, Op.PING)))
+        answers = _read_frames(sock, 1)
+        closed = sock.recv(65536)  # blocks until the server closes the idle connection
+        sock.close()
+    assert answers[0].ok
+    assert closed == b""
+
+
+def test_connections_over_the_bound_get_busy() -> None:
+    with running_server(max_connections=2) as (url, _):
+        held = [transport.connect(transport.parse_url(url)) for _ in range(2)]
+        for sock in held:  # each is being served once it has answered
+            sock.sendall(_frame(Request(1, Op.PING)))
+            assert _read_frames(sock, 1)[0].ok
+        answers = roundtrip(url, _frame(Request(2, Op.PING)))
+        for sock in held:
+            sock.close()
+    assert len(answers) == 1
+    assert answers[0].error is not None
+    assert answers[0].error.code is ErrorCode.BUSY

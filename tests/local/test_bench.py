@@ -15,7 +15,11 @@ from .pipeline_helpers import full_numbers_in
 
 pytestmark = pytest.mark.slow
 
-KEYS = {"cards", "cards_per_s", "p50_ms", "p99_ms", "ceiling_cards_per_s", "ratio"}
+KEYS = {
+    "cards", "cards_per_s", "p50_ms", "p99_ms", "ceiling_cards_per_s", "ratio",
+    "enclave_cpu_ms_per_card", "relay_cpu_ms_per_card", "emulator_cpu_ms_per_card", "ceiling_cpu_ms_per_card",
+    "enclave_own_p50_ms", "enclave_own_p99_ms", "projected_cards_per_s", "projection", "lost", "duplicates",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +36,9 @@ def test_the_last_line_is_the_json_summary(bench_run: tuple[Path, subprocess.Com
     summary = json.loads(done.stdout.splitlines()[-1])
     assert set(summary) >= KEYS
     assert summary["cards"] == 30
+    assert summary["enclave_cpu_ms_per_card"] > 0  # the OS charged the enclave's workers something
+    assert summary["projection"]["bound_by"] in ("enclave", "relay")
+    assert (summary["lost"], summary["duplicates"]) == (0, 0)
     assert summary["ratio"] == pytest.approx(
         summary["cards_per_s"] / summary["ceiling_cards_per_s"], rel=0.01
     )

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.local import instructions
+from app.local.principals import ADMINISTRATOR
+from app.local.provision import create_key, local_client
 from app.local.stack import LocalStack, StackInfo
 from app.producer.__main__ import main as producer_main
 from app.producer.sender import SentCard, encrypt_card
@@ -74,6 +76,46 @@ def test_a_ciphertext_under_another_context_is_parked_as_invalid(info: StackInfo
     assert VISA not in json.dumps(attributes)
 
 
+def _poison(**fields: object) -> str:
+    return json.dumps({"version": 1, "card_id": "poison", "ciphertext": "AAAA", **fields})
+
+
+POISON = {
+    "deep nesting": "[" * 100_000 + "]" * 100_000,
+    "non-ASCII base64": _poison(ciphertext="AAAA€AAA"),
+    "version true": _poison(version=True),
+    "card_id with newline": _poison(card_id="poison\n"),
+    "240 KB version": _poison(version="v" * 240_000),
+}
+
+
+@pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
+def test_nine_valid_cards_and_one_poison_message(info: StackInfo, poison: str) -> None:
+    sent = send(info, [VISA, AMEX, VISA] * 3)
+    clients(info)[1].send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=poison)
+    # Within one visibility timeout: a stranded batch would come back only after it.
+    collected = collect(info, sent, timeout_s=deployment.CARDS_VISIBILITY_TIMEOUT_S)
+    assert collected.missing == ()
+    assert all(o.matches for o in collected.outcomes)
+    parked = parked_with_body(info, poison, timeout_s=deployment.CARDS_VISIBILITY_TIMEOUT_S)
+    assert parked["MessageAttributes"][deployment.DLQ_ATTRIBUTE_ERROR_CODE]["StringValue"] == (
+        "malformed_message"
+    )
+
+
+def test_a_ciphertext_under_another_key_is_parked_as_wrong_key(info: StackInfo) -> None:
+    kms, sqs = clients(info)
+    # Another key with the same policy and pin, made by the administrator (the role may not create keys).
+    administrator = local_client("kms", info.endpoints.http, principal=ADMINISTRATOR)
+    other_key, _ = create_key(administrator, [info.pin_hex])
+    blob = encrypt_card(kms, other_key, deployment.ENCRYPTION_CONTEXT, "other-key-1", VISA)
+    body = CardMessage("other-key-1", blob).to_json()
+    sqs.send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=body)
+    attributes = parked_with_body(info, body)["MessageAttributes"]
+    assert attributes[deployment.DLQ_ATTRIBUTE_ERROR_CODE]["StringValue"] == "wrong_key"
+    assert VISA not in json.dumps(attributes)
+
+
 def _run_recipe(info: StackInfo) -> str:
     """Do what the printed AWS CLI lines do, with boto3 (the CLI may not be installed)."""
     card_line, encrypt_line, send_line, _ = instructions.cli_recipe(info, card_id="hand-1")
@@ -120,7 +162,7 @@ def _wait_for_new_results(info: StackInfo, baseline: int) -> int:
 
 def test_killing_the_enclave_mid_stream_loses_nothing(stack: LocalStack, info: StackInfo) -> None:
     stack.stop_relay()  # queue everything first, so the kill cannot come after the last card
-    sent = send(info, [VISA, AMEX] * 30)
+    sent = send(info, [VISA, AMEX] * 150)  # enough that the pipeline is still busy when the kill comes
     baseline = _results_depth(info)  # results other tests left for card ids nobody waits for
     stack.start_relay()
     done_before_kill = _wait_for_new_results(info, baseline)

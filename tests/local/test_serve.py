@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +28,7 @@ def _printed(child: Child) -> str:
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Child, dict[str, str]]]:
     run_dir = tmp_path_factory.mktemp("serve")
-    spec = ChildSpec("serve", "app.local", ("--run-dir", str(run_dir / "stack"), "serve"))
+    spec = ChildSpec("serve", "app.local", ("serve", "--run-dir", str(run_dir / "stack")))  # after it
     child = processes.start(spec, run_dir)
     try:
         processes.wait_ready(child, lambda c: LAST_LINE_MARK in _printed(c), timeout_s=60)
@@ -58,6 +60,33 @@ def test_the_printed_endpoint_serves_the_provisioned_queues(serving: tuple[Child
     _, exports = serving
     sqs = local_client("sqs", exports["AWS_ENDPOINT_URL"])
     assert exports["CARDS_QUEUE_URL"] in sqs.list_queues()["QueueUrls"]
+
+
+def _child_pid(parent: Child, module_args: str) -> int:
+    """The pid of `parent`'s own child whose command line ends with `module_args` (never by name alone)."""
+    children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children").read_text().split()
+    for pid in children:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        if command.endswith(module_args):
+            return int(pid)
+    raise AssertionError(f"no child running {module_args!r}")
+
+
+def _wait_for_lines(path: Path, needle: str, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file() or path.read_text().count(needle) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} lines with {needle} in {path.name}"
+        time.sleep(0.2)
+
+
+def test_a_killed_relay_is_restarted_and_logged(serving: tuple[Child, dict[str, str]]) -> None:
+    child, _ = serving
+    relay_log = Path(child.spec.args[-1]) / "relay.stderr.log"
+    _wait_for_lines(relay_log, '"relay started"', 1)  # the first relay is really up
+    os.kill(_child_pid(child, "-m app.parent run"), signal.SIGKILL)
+    _wait_for_lines(relay_log, '"relay started"', 2)
+    assert "child exited; restarting after back-off" in child.stderr_path.read_text()
+    assert "child restarted" in child.stderr_path.read_text()
 
 
 def test_sigterm_stops_the_stack_and_exits_0(serving: tuple[Child, dict[str, str]]) -> None:

@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.enclave import server as server_module
 from app.parent import enclave_client
 from app.parent.enclave_client import EnclaveClient, EnclaveError
-from app.shared import transport
+from app.shared import framing, protocol, transport
 from app.shared.protocol import ErrorCode, Op
 from tests.enclave.server_helpers import running_server
 
@@ -84,3 +85,44 @@ def test_error_answers_keep_their_code() -> None:
             client.call(Op.DECRYPT, {"boom": True})
         client.close()
     assert caught.value.code is ErrorCode.INTERNAL
+
+
+def test_the_relay_never_notices_the_enclaves_idle_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "IDLE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(protocol, "CLIENT_IDLE_RETIRE_S", 0.5)
+    with running_server() as (url, _):
+        client = EnclaveClient(url)
+        assert client.call(Op.PING)["status"] == "ok"
+        for pause in (0.7, 1.5):  # past the client's retirement, then past the server's idle close
+            time.sleep(pause)
+            assert client.call(Op.PING)["status"] == "ok"
+        client.close()
+
+
+def test_a_refused_connection_fails_its_calls_as_busy() -> None:
+    with running_server(max_connections=1) as (url, _):
+        holder = EnclaveClient(url)
+        assert holder.call(Op.PING)["status"] == "ok"
+        with pytest.raises(EnclaveError) as caught:
+            EnclaveClient(url).call(Op.PING)
+        holder.close()
+    assert caught.value.code is ErrorCode.BUSY
+    assert caught.value.retryable
+
+
+def test_an_undecodable_answer_fails_the_call_at_once() -> None:
+    listener = transport.listen(transport.parse_url("tcp://127.0.0.1:0"))
+
+    def answer_with_nesting() -> None:
+        conn = listener.accept()[0]
+        conn.recv(65536)
+        conn.sendall(framing.encode_frame(b"[" * 131_071 + b"]" * 131_071))
+        time.sleep(5)
+        conn.close()
+
+    threading.Thread(target=answer_with_nesting, daemon=True).start()
+    client = EnclaveClient(transport.bound_url(listener, "tcp"), request_timeout_s=4)
+    with pytest.raises(EnclaveError) as caught:
+        client.call(Op.PING)
+    listener.close()
+    assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE  # not a 4 s timeout: the reader survived

@@ -13,15 +13,17 @@ import boto3
 import pytest
 
 from app.parent import queues
+from app.parent import relay as relay_module
 from app.parent.enclave_client import EnclaveClient
 from app.parent.relay import Relay, RelaySettings, backoff_s
-from app.shared import protocol
+from app.shared import protocol, queue_messages
 from app.shared.protocol import Credentials, ErrorCode, Op, Request, Response
 from app.shared.queue_messages import CardMessage, ResultMessage
 from tests.enclave.server_helpers import running_server
 
 REGION = "us-east-1"
 MAX_RECEIVES = 3
+KEY_ID = "alias/relay-test"
 
 
 def scripted_enclave(request: Request) -> Response:
@@ -31,6 +33,8 @@ def scripted_enclave(request: Request) -> Response:
     decrypt = protocol.parse_decrypt(request.body)
     assert decrypt.encryption_context["card_id"]
     command = decrypt.ciphertext.decode()
+    if decrypt.key_id != KEY_ID:
+        return protocol.error_response(request.id, ErrorCode.WRONG_KEY, "KMS IncorrectKeyException")
     if command.startswith("ok:"):
         return Response(request.id, body={"last4": command[3:], "kms_ms": 1.0, "enclave_ms": 2.0})
     if command == "perm":
@@ -60,7 +64,9 @@ def relay(sqs: Any) -> Iterator[tuple[Relay, RelaySettings]]:
     cards = sqs.create_queue(QueueName=f"cards-{suffix}", Attributes={"RedrivePolicy": redrive})["QueueUrl"]
     results = sqs.create_queue(QueueName=f"results-{suffix}")["QueueUrl"]
     with running_server(scripted_enclave) as (url, _):
-        settings = RelaySettings(cards, results, dlq, REGION, {"app": "test"}, url, pollers=1, wait_time_s=0)
+        settings = RelaySettings(
+            cards, results, dlq, REGION, {"app": "test"}, url, pollers=1, wait_time_s=0, key_id=KEY_ID
+        )
         client = EnclaveClient(url, request_timeout_s=5)
         yield Relay(settings, sqs=sqs, credentials=lambda: Credentials("a", "b"), enclave=client), settings
         client.close()
@@ -194,3 +200,131 @@ def test_each_card_is_logged_with_its_ids_and_never_the_credentials(
     assert records[0].fields["message_id"] == message_id  # type: ignore[attr-defined]
     for needle in ("AKIDSECRETLOOKING", "very-secret-key", "very-secret-token"):
         assert needle not in caplog.text
+
+
+def _drain_all(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Everything on a queue right now (each message received once: it stays invisible for 30 s)."""
+    found: list[dict[str, Any]] = []
+    while messages := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=30
+    ).get("Messages", []):
+        found += messages
+    return found
+
+
+def _valid_and(sqs: Any, settings: RelaySettings, poison: str) -> tuple[set[str], str]:
+    valid = {_send(sqs, settings.cards_queue_url, f"ok:{n:04d}".encode()) for n in range(9)}
+    return valid, _send(sqs, settings.cards_queue_url, raw=poison)
+
+
+def _card(**fields: object) -> str:
+    return json.dumps({"version": 1, "card_id": "poison-1", "ciphertext": "AAAA", **fields})
+
+
+POISON = {
+    "deep nesting": "[" * 100_000 + "]" * 100_000,
+    "non-ASCII base64": _card(ciphertext="AAAA€AAA"),
+    "version true": _card(version=True),
+    "version 1.0": _card(version=1.0),
+    "card_id with newline": _card(card_id="poison-1\n"),
+    "240 KB version": _card(version="v" * 240_000),
+    "1 MiB body": _card(version="v" * (1_048_576 - 100)),  # SQS's largest message
+}
+
+
+@pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
+def test_one_poison_message_never_strands_its_batch(
+    sqs: Any, relay: tuple[Relay, RelaySettings], poison: str
+) -> None:
+    subject, settings = relay
+    valid, poisoned = _valid_and(sqs, settings, poison)
+    batch = queues.receive(sqs, settings.cards_queue_url, 0)
+    assert len(batch) == 10
+    subject.process(batch)
+    results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
+    assert {r.message_id for r in results if r.status == "ok"} == valid
+    (rejected,) = [r for r in results if r.status == "rejected"]
+    assert (rejected.message_id, rejected.error_code) == (poisoned, "malformed_message")
+    (parked,) = _drain_all(sqs, settings.dead_letter_queue_url)
+    assert parked["MessageAttributes"]["error_code"]["StringValue"] == "malformed_message"
+    assert _drain_all(sqs, settings.cards_queue_url) == []
+
+
+def test_every_message_the_relay_writes_fits_sqs_limits(sqs: Any, relay: tuple[Relay, RelaySettings]) -> None:
+    subject, settings = relay
+    _send(sqs, settings.cards_queue_url, raw=POISON["1 MiB body"])
+    subject.process(queues.receive(sqs, settings.cards_queue_url, 0))
+    (result,) = _drain_all(sqs, settings.results_queue_url)
+    (parked,) = _drain_all(sqs, settings.dead_letter_queue_url)
+    assert len(result["Body"]) < 2048
+    attributes = parked["MessageAttributes"]
+    assert int(attributes[queues.BODY_TRUNCATED_ATTRIBUTE]["StringValue"]) == len(POISON["1 MiB body"])
+    assert queues.message_bytes({"MessageBody": parked["Body"], "MessageAttributes": attributes}) <= (
+        queues.SQS_MAX_BYTES
+    )
+
+
+def test_a_bug_of_ours_on_one_message_is_internal_and_the_rest_are_settled(
+    sqs: Any, relay: tuple[Relay, RelaySettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subject, settings = relay
+    real = queue_messages.encryption_context
+
+    def buggy(fixed: dict[str, str], card_id: str) -> dict[str, str]:
+        if card_id == "trigger-bug":
+            raise KeyError("a bug")
+        return real(fixed, card_id)
+
+    monkeypatch.setattr(relay_module, "encryption_context", buggy)
+    valid, buggy_id = _valid_and(sqs, settings, CardMessage("trigger-bug", b"ok:0000").to_json())
+    subject.process(queues.receive(sqs, settings.cards_queue_url, 0))
+    results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
+    assert {r.message_id for r in results if r.status == "ok"} == valid
+    (rejected,) = [r for r in results if r.status == "rejected"]
+    assert (rejected.message_id, rejected.error_code) == (buggy_id, "internal")
+    assert "KeyError" in (rejected.error_message or "")
+
+
+class FailingDeadLetterSqs:
+    """The real client, except that the first SendMessageBatch to the dead-letter queue fails whole."""
+
+    def __init__(self, sqs: Any, dead_letter_url: str) -> None:
+        self._sqs = sqs
+        self._dlq = dead_letter_url
+        self.failures_left = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:  # noqa: N803
+        if QueueUrl == self._dlq and self.failures_left:
+            self.failures_left -= 1
+            return {
+                "Failed": [{"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in Entries]
+            }
+        return self._sqs.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+
+
+def test_a_failed_dead_letter_copy_never_duplicates_a_result(
+    sqs: Any, relay: tuple[Relay, RelaySettings]
+) -> None:
+    _, settings = relay
+    flaky = FailingDeadLetterSqs(sqs, settings.dead_letter_queue_url)
+    subject = Relay(
+        settings,
+        sqs=flaky,
+        credentials=lambda: Credentials("a", "b"),
+        enclave=EnclaveClient(settings.enclave_url),
+    )
+    valid, perm = _valid_and(sqs, settings, CardMessage("perm-1", b"perm").to_json())
+    first = queues.receive(sqs, settings.cards_queue_url, 0)
+    subject.process(first)  # the dead-letter copy fails: the rejected card is kept for a retry
+    (handle,) = [m.receipt_handle for m in first if m.message_id == perm]
+    sqs.change_message_visibility(
+        QueueUrl=settings.cards_queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+    )
+    subject.process(queues.receive(sqs, settings.cards_queue_url, 0))  # the retry parks it
+    results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
+    assert sorted(r.message_id for r in results) == sorted({*valid, perm})  # each exactly once
+    assert len(_drain_all(sqs, settings.dead_letter_queue_url)) == 1
+    assert _drain_all(sqs, settings.cards_queue_url) == []

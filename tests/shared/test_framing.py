@@ -74,3 +74,10 @@ def test_garbage_never_yields_more_than_it_could_hold(garbage: bytes) -> None:
     except FrameTooLarge:
         return
     assert sum(len(f) + HEADER.size for f in frames) + decoder.pending_bytes == len(garbage)
+
+
+def test_a_frame_whose_header_alone_arrived_is_in_progress() -> None:
+    decoder = FrameDecoder()
+    assert decoder.feed(HEADER.pack(10)) == []
+    assert decoder.in_frame
+    assert decoder.pending_bytes == HEADER.size

@@ -18,13 +18,13 @@ def test_request_round_trip() -> None:
 
 
 def test_decrypt_request_round_trip() -> None:
-    original = DecryptRequest(b"\x01\x02", {"app": "x", "card_id": "c1"}, "eu-west-1", CREDS)
+    original = DecryptRequest(b"\x01\x02", {"app": "x", "card_id": "c1"}, "eu-west-1", CREDS, "alias/k")
     decoded = protocol.parse_decrypt(protocol.decrypt_body(original))
     assert decoded == original
 
 
 def test_credentials_never_show_in_a_repr() -> None:
-    text = repr(DecryptRequest(b"\x01", {}, "us-east-1", CREDS))
+    text = repr(DecryptRequest(b"\x01", {}, "us-east-1", CREDS, "alias/k"))
     assert "secret-value" not in text
     assert "token-value" not in text
     assert "AKIDEXAMPLE" not in text
@@ -101,3 +101,45 @@ def test_attest_nonce_bounds() -> None:
 def test_decrypt_result_must_be_four_digits() -> None:
     with pytest.raises(ProtocolError):
         protocol.parse_decrypt_result({"last4": "4111111111111111"})
+
+
+def _envelope(**fields: object) -> bytes:
+    return json.dumps({"v": 1, "id": 3, "op": "ping", "body": {}, **fields}).encode()
+
+
+def test_a_deeply_nested_frame_is_a_bad_request() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode_request(b"[" * 131_071 + b"]" * 131_071)
+    assert caught.value.code is ErrorCode.BAD_REQUEST
+
+
+@pytest.mark.parametrize("version", [True, 1.0])
+def test_protocol_version_must_be_the_integer_1(version: object) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode_request(_envelope(v=version))
+    assert caught.value.code is ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_an_unknown_op_is_not_echoed_whole() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode_request(_envelope(op="o" * 100_000))
+    assert len(str(caught.value)) < 200
+
+
+def test_a_non_ascii_ciphertext_is_a_bad_request() -> None:
+    body = protocol.decrypt_body(DecryptRequest(b"\x01", {}, "us-east-1", CREDS, "alias/k"))
+    with pytest.raises(ProtocolError) as caught:
+        protocol.parse_decrypt({**body, "ciphertext": "AAAA€AAA"})
+    assert caught.value.code is ErrorCode.BAD_REQUEST
+
+
+def test_a_decrypt_request_must_name_the_key() -> None:
+    body = protocol.decrypt_body(DecryptRequest(b"\x01", {}, "us-east-1", CREDS, "alias/k"))
+    del body["key_id"]
+    with pytest.raises(ProtocolError, match="key_id"):
+        protocol.parse_decrypt(body)
+
+
+def test_error_answers_are_bounded() -> None:
+    payload = protocol.encode_response(protocol.error_response(1, ErrorCode.INTERNAL, "x" * 10**6))
+    assert len(payload) < 1024

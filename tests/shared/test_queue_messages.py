@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -56,3 +57,36 @@ def test_result_round_trip() -> None:
         "c", "m", "ok", last4="1111", enclave_ms=1.5, processed_at=datetime(2026, 1, 1, tzinfo=UTC)
     )
     assert ResultMessage.from_json(result.to_json()) == result
+
+
+def _card_body(**fields: object) -> str:
+    body: dict[str, object] = {"version": 1, "card_id": "c-1", "ciphertext": "AAAA", **fields}
+    return json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper"),  # was RecursionError
+        (_card_body(ciphertext="AAAA€AAA"), "not valid base64"),  # was ValueError
+        (_card_body(version=True), "unsupported version"),  # True == 1 in Python
+        (_card_body(version=1.0), "unsupported version"),
+        (_card_body(card_id="card-1\n"), "card_id"),  # `$` matches before a final newline
+    ],
+)
+def test_poison_bodies_are_malformed_messages(body: str, reason: str) -> None:
+    with pytest.raises(MalformedMessage, match=reason):
+        CardMessage.from_json(body)
+
+
+def test_an_unsupported_version_is_not_echoed_whole() -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        CardMessage.from_json(_card_body(version="v" * 240_000))
+    assert len(str(caught.value)) < 200
+
+
+def test_a_result_is_bounded_whatever_its_error_message() -> None:
+    result = ResultMessage(
+        card_id="c-1", message_id="m" * 10_000, status="rejected", error_code="x", error_message="e" * 10**6
+    )
+    assert len(result.to_json()) < 2048

@@ -1,0 +1,67 @@
+"""Limits on what hostile input can make us parse or echo: bounded JSON nesting, bounded error text.
+
+Both sides of every channel (SQS bodies, enclave frames) parse through `loads`, which refuses nesting
+deeper than `MAX_JSON_DEPTH` before the parser runs (Python's parser would otherwise recurse until
+`RecursionError`). Anything written back that can carry input goes through `clip`. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# Our messages nest three levels deep (envelope → body → credentials); 32 leaves room and stays far
+# below the interpreter's recursion limit (1000).
+MAX_JSON_DEPTH = 32
+# Error messages we write (results, DLQ attributes, error frames) and echoed values inside them.
+MAX_ERROR_MESSAGE_CHARS = 512
+MAX_ECHO_CHARS = 40
+ELLIPSIS = "…"
+
+# A JSON string literal: no backtracking trap (the alternatives never overlap).
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+_OPENERS = frozenset("[{")
+
+
+class JsonRefused(ValueError):
+    """Not JSON, or JSON we refuse to parse (too deep); the message says which."""
+
+
+def nesting_depth(text: str, stop_above: int = MAX_JSON_DEPTH) -> int:
+    """The deepest bracket nesting outside string literals (counting stops once above `stop_above`)."""
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_STRING.sub("", text)):
+        depth += 1 if match.group() in _OPENERS else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop_above:
+                break
+    return deepest
+
+
+def loads(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads` that refuses, with `JsonRefused`, text that is not UTF-8 JSON or nests too deep."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+    except UnicodeDecodeError as error:
+        raise JsonRefused("not UTF-8 text") from error
+    if nesting_depth(text, max_depth) > max_depth:
+        raise JsonRefused(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise JsonRefused("not JSON") from error
+
+
+def clip(text: str, limit: int = MAX_ERROR_MESSAGE_CHARS) -> str:
+    """`text` cut to at most `limit` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: max(limit - len(ELLIPSIS), 0)] + ELLIPSIS
+
+
+def echo(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
+    """A short repr of an input value for an error message; never the whole of a large input."""
+    if isinstance(value, str | bytes) and len(value) > 4 * limit:
+        value = value[: 4 * limit]  # repr() of a huge value would cost as much as the value
+    return clip(repr(value), limit)

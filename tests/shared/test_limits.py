@@ -1,0 +1,41 @@
+"""Bounded parsing and bounded echoes: what hostile input cannot make us recurse into or write back."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.shared import limits
+
+DEEP = "[" * 100_000 + "]" * 100_000  # raised RecursionError in json.loads before the bound
+
+
+def test_deep_nesting_is_refused_before_the_parser_runs() -> None:
+    with pytest.raises(limits.JsonRefused, match="nested deeper than"):
+        limits.loads(DEEP)
+
+
+def test_nesting_at_the_limit_is_parsed() -> None:
+    depth = limits.MAX_JSON_DEPTH
+    assert limits.loads("[" * depth + "]" * depth) is not None
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    text = '{"a": "' + "[" * 1000 + '\\"{{{"}'
+    assert limits.loads(text) == {"a": "[" * 1000 + '"{{{'}
+
+
+@pytest.mark.parametrize("data", [b"\xff\xfe", "{nope", b""])
+def test_non_json_is_refused_with_a_named_error(data: str | bytes) -> None:
+    with pytest.raises(limits.JsonRefused):
+        limits.loads(data)
+
+
+def test_clip_bounds_text_and_marks_the_cut() -> None:
+    clipped = limits.clip("x" * 10_000, 100)
+    assert len(clipped) == 100
+    assert clipped.endswith(limits.ELLIPSIS)
+    assert limits.clip("short", 100) == "short"
+
+
+def test_echo_of_a_huge_value_is_short() -> None:
+    assert len(limits.echo("v" * 240_000)) <= limits.MAX_ECHO_CHARS
