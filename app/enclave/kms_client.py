@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 import botocore
 
 from app.enclave.http11 import Http11Connection
+from app.enclave.sigv4 import Signer
 from app.shared import transport
 from app.shared.protocol import Credentials
-from app.shared.sigv4 import Signer
 
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 8.0

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,7 +31,6 @@ from app.parent import attest_report, log_sink
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
 from app.parent.relay import DEFAULT_POLLERS, Relay, RelaySettings
-from app.parent.sqs_client import LeanSqs
 from app.shared import attestation, deployment, logs, protocol, settings, transport
 from app.shared.protocol import Credentials, Op
 
@@ -116,7 +116,9 @@ def _credentials_from(session: boto3.session.Session) -> Credentials:
 def run(args: argparse.Namespace) -> int:
     relay_settings = _relay_settings(args)
     session = boto3.session.Session(region_name=relay_settings.region)
-    sqs = LeanSqs(region=relay_settings.region, credentials=lambda: _credentials_from(session))
+    # Our own code builds every SQS request and SQS checks it again: client-side validation only costs CPU.
+    sqs_config = Config(max_pool_connections=4 * relay_settings.pollers + 4, parameter_validation=False)
+    sqs = session.client("sqs", config=sqs_config)
     enclave = EnclavePool(relay_settings.enclave_url)
     relay = Relay(relay_settings, sqs=sqs, credentials=lambda: _credentials_from(session), enclave=enclave)
     stop = threading.Event()

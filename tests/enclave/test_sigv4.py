@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.enclave.kms_client import CONTENT_TYPE, DECRYPT_TARGET
+from app.enclave.sigv4 import Signer
 from app.shared.protocol import Credentials
-from app.shared.sigv4 import Signer
 
 WHEN = datetime.datetime(2026, 12, 1, 13, 14, 15, tzinfo=datetime.UTC)
 AMZ_DATE = "20261201T131415Z"

@@ -1,7 +1,7 @@
 """AWS Signature Version 4 for our one request shape: a POST of a JSON body to `/` (KMS, SQS JSON protocols).
 
 Written from the published algorithm (docs.aws.amazon.com, "Create a signed AWS API request") and checked
-byte for byte against botocore's own signer (`botocore.auth.SigV4Auth`) in tests/shared/test_sigv4.py.
+byte for byte against botocore's own signer (`botocore.auth.SigV4Auth`) in tests/enclave/test_sigv4.py.
 The derived signing key is cached per (secret, day, region, service): it changes once a day, so each call
 costs two SHA-256 digests and one HMAC. Never logs or repeats a secret.
 """
