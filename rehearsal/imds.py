@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
+from rehearsal import serving
 
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name
@@ -141,12 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--region", required=True)
     p.add_argument("--account", required=True)
     args = p.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
     Handler.metadata = Metadata(role=args.role, region=args.region, account=args.account)
-    server = ThreadingHTTPServer((host, int(port)), Handler)
-    print(json.dumps({"listening": args.listen}), flush=True)
-    server.serve_forever()
-    return 0
+    return serving.serve_forever(args.listen, Handler)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
+
+from rehearsal import serving
 
 STATUSES = ("SUCCESS", "FAILURE")
 KEYS = frozenset({"Status", "UniqueId", "Data", "Reason"})
@@ -118,12 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--listen", required=True, help="HOST:PORT")
     p.add_argument("--record", type=Path, required=True, help="file of accepted signals (JSON lines)")
     args = p.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
     Handler.record = args.record
-    server = ThreadingHTTPServer((host, int(port)), Handler)
-    print(json.dumps({"listening": args.listen}), flush=True)
-    server.serve_forever()
-    return 0
+    return serving.serve_forever(args.listen, Handler)
 
 
 if __name__ == "__main__":

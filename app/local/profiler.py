@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,26 +72,23 @@ class Profiler:
 
 def top_self(stacks_file: Path, limit: int = 10) -> list[tuple[str, float]]:
     """The frames that were on top of the stack most often, as (frame, share of all samples in %)."""
-    counts: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in stacks_file.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, number = line.rpartition(" ")
-        if not stack or not number.isdigit():
-            continue
-        counts[stack.rsplit(";", 1)[-1]] += int(number)
-        total += int(number)
-    return [(frame, round(100 * n / total, 1)) for frame, n in counts.most_common(limit)] if total else []
+    return _top(stacks_file, limit, lambda frames: frames[-1:])
 
 
 def top_inclusive(stacks_file: Path, limit: int = 10) -> list[tuple[str, float]]:
     """The frames present in the most samples (anywhere in the stack), as (frame, share in %)."""
+    return _top(stacks_file, limit, lambda frames: list(set(frames)))
+
+
+def _top(stacks_file: Path, limit: int, counted: Callable[[list[str]], list[str]]) -> list[tuple[str, float]]:
+    """Folded stacks ("a;b;c N" per line): each sample counts once for every frame `counted` picks."""
     counts: collections.Counter[str] = collections.Counter()
     total = 0
     for line in stacks_file.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, number = line.rpartition(" ")
         if not stack or not number.isdigit():
             continue
-        for frame in set(stack.split(";")):
+        for frame in counted(stack.split(";")):
             counts[frame] += int(number)
         total += int(number)
     return [(frame, round(100 * n / total, 1)) for frame, n in counts.most_common(limit)] if total else []
