@@ -51,7 +51,7 @@ COMPONENTS: dict[str, InRepo | InTemplate] = {
     "sink": InRepo("app/parent/log_sink.py"),
     "enclave": InRepo("app/enclave/Dockerfile"),
     "server": InRepo("app/enclave/server.py"),
-    "egress": InRepo("app/enclave/egress.py"),
+    "kmsclient": InRepo("app/enclave/kms_client.py"),
     "nsm": InRepo("app/enclave/nsm.py"),
     # local mode's stand-ins
     "emulator": InRepo("app/local/emulator.py"),
@@ -169,10 +169,10 @@ def test_every_aws_call_the_pictures_name_is_one_the_programs_make(pictures: lis
 def test_the_trust_boundary_holds_the_enclave_and_nothing_of_the_parent(pictures: list[Diagram]) -> None:
     aws_architecture, local_architecture = by_type(pictures, "flowchart-v2")
     groups = {g["id"]: set(g["members"]) for g in aws_architecture["groups"]}
-    assert groups["enclave"] == {"server", "egress", "nsm"}
+    assert groups["enclave"] == {"server", "kmsclient", "nsm"}
     assert "enclave" in groups["instance"]
     local_groups = {g["id"]: set(g["members"]) for g in local_architecture["groups"]}
-    assert local_groups["lenclave"] == {"server", "egress", "swnsm"}
+    assert local_groups["lenclave"] == {"server", "kmsclient", "swnsm"}
     for sequence in by_type(pictures, "sequence"):
         (box,) = sequence["groups"]
         assert "server" in box["members"]
