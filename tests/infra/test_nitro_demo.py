@@ -4,8 +4,10 @@ document run as SSM runs it (one shell script), against the real `app.ops` on th
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,11 @@ NOBODY = 65534
 
 
 def _nitro_demo(
-    tmp_path: Path, *args: str, python: str | None = None, prefix: tuple[str, ...] = ()
+    tmp_path: Path,
+    *args: str,
+    python: str | None = None,
+    prefix: tuple[str, ...] = (),
+    script: Path = HOST_FILES_DIR / "nitro-demo.sh",
 ) -> subprocess.CompletedProcess[str]:
     env_path = tmp_path / "demo.env"
     env_path.write_text("AWS_REGION=us-east-1\n")
@@ -27,7 +33,7 @@ def _nitro_demo(
         stub.chmod(0o755)
         python = str(stub)
     return subprocess.run(
-        [*prefix, "/bin/bash", str(HOST_FILES_DIR / "nitro-demo.sh"), *args],
+        [*prefix, "/bin/bash", str(script), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -70,12 +76,21 @@ def test_nitro_demo_refuses_bad_usage(tmp_path: Path, args: tuple[str, ...]) -> 
 
 
 def test_nitro_demo_tells_a_non_root_user_to_use_sudo(tmp_path: Path) -> None:
-    # Session Manager's ssm-user is not root and not in group `ne`.
-    tmp_path.chmod(0o755)
+    # Session Manager's ssm-user is not root and not in group `ne`. It must be able to read the script
+    # wherever this checkout lives (a CI clone may sit under a 0700 directory), so it runs a copy placed in
+    # a directory everyone may enter.
+    readable = Path(tempfile.mkdtemp(prefix="nitro-demo-", dir="/tmp"))
+    readable.chmod(0o755)
+    script = readable / "nitro-demo.sh"
+    shutil.copyfile(HOST_FILES_DIR / "nitro-demo.sh", script)
+    script.chmod(0o755)
     drop = (
         ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups") if os.geteuid() == 0 else ()
     )
-    result = _nitro_demo(tmp_path, "status", prefix=drop)
+    try:
+        result = _nitro_demo(readable, "status", prefix=drop, script=script)
+    finally:
+        shutil.rmtree(readable)
     assert result.returncode == 1
     assert "run  sudo nitro-demo status" in result.stderr
     assert result.stdout == ""
