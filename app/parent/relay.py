@@ -204,14 +204,12 @@ class Relay:
         entries = {str(i): fate for i, fate in enumerate(fates)}
         done = {i: (f, f.result) for i, f in entries.items() if f.result is not None}
         rejected = {i: pair for i, pair in done.items() if pair[1].error_code}
-        unparked = queues.send_batch(
-            self._sqs,
+        unparked = self._send(
             self._settings.dead_letter_queue_url,
             _dlq_entries(rejected, self._dlq_max_bytes),
             self._dlq_max_bytes,
         )
-        unpublished = queues.send_batch(
-            self._sqs,
+        unpublished = self._send(
             self._settings.results_queue_url,
             [{"Id": i, "MessageBody": r.to_json()} for i, (_, r) in done.items() if i not in unparked],
             self._results_max_bytes,
@@ -227,6 +225,16 @@ class Relay:
         queues.delay_batch(self._sqs, self._settings.cards_queue_url, delays)
         for i, fate in entries.items():
             _log_fate(fate, delayed=i in delays, undeleted=i in undeleted)
+
+    def _send(self, queue_url: str, entries: list[dict[str, Any]], max_bytes: int) -> set[str]:
+        """Send, and try the failed entries once more, as `_delete` does: a message whose copy or result
+        cannot be stored is kept for a retry, and on the queue's last allowed receive that retry would be
+        SQS's redrive, which moves it to the dead-letter queue with no reason and publishes no result."""
+        failed = queues.send_batch(self._sqs, queue_url, entries, max_bytes)
+        if not failed:
+            return failed
+        again = [entry for entry in entries if entry["Id"] in failed]
+        return queues.send_batch(self._sqs, queue_url, again, max_bytes)
 
     def _delete(self, handles: dict[str, str]) -> set[str]:
         """Delete, and try the failed entries once more: an undeleted message would be published again."""

@@ -286,12 +286,13 @@ def test_a_bug_of_ours_on_one_message_is_internal_and_the_rest_are_settled(
 
 
 class FailingDeadLetterSqs:
-    """The real client, except that the first SendMessageBatch to the dead-letter queue fails whole."""
+    """The real client, except that the first `failures` SendMessageBatch calls to the dead-letter queue fail
+    whole."""
 
-    def __init__(self, sqs: Any, dead_letter_url: str) -> None:
+    def __init__(self, sqs: Any, dead_letter_url: str, failures: int = 2) -> None:
         self._sqs = sqs
         self._dlq = dead_letter_url
-        self.failures_left = 1
+        self.failures_left = failures
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sqs, name)
@@ -326,5 +327,24 @@ def test_a_failed_dead_letter_copy_never_duplicates_a_result(
     subject.process(queues.receive(sqs, settings.cards_queue_url, 0))  # the retry parks it
     results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
     assert sorted(r.message_id for r in results) == sorted({*valid, perm})  # each exactly once
+    assert len(_drain_all(sqs, settings.dead_letter_queue_url)) == 1
+    assert _drain_all(sqs, settings.cards_queue_url) == []
+
+
+def test_a_dead_letter_copy_that_fails_once_is_sent_again_at_once(
+    sqs: Any, relay: tuple[Relay, RelaySettings]
+) -> None:
+    _, settings = relay
+    flaky = FailingDeadLetterSqs(sqs, settings.dead_letter_queue_url, failures=1)
+    subject = Relay(
+        settings,
+        sqs=flaky,
+        credentials=lambda: Credentials("a", "b"),
+        enclave=EnclaveClient(settings.enclave_url),
+    )
+    valid, perm = _valid_and(sqs, settings, CardMessage("perm-2", b"perm").to_json())
+    subject.process(queues.receive(sqs, settings.cards_queue_url, 0))  # one pass settles everything
+    results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
+    assert sorted(r.message_id for r in results) == sorted({*valid, perm})
     assert len(_drain_all(sqs, settings.dead_letter_queue_url)) == 1
     assert _drain_all(sqs, settings.cards_queue_url) == []
