@@ -75,6 +75,8 @@ class Http11Connection:
             name, _, value = line.partition(b":")
             name, value = name.strip().lower(), value.strip().lower()
             if name == b"content-length":
+                if not value.isdigit():
+                    raise HttpError(f"Content-Length {value[:20]!r} is not a number")
                 length = int(value)
                 if not 0 <= length <= MAX_BODY_BYTES:
                     raise HttpError(f"Content-Length {length} out of bounds")

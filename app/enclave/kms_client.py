@@ -120,7 +120,7 @@ class KmsClient:
     def host_for(self, region: str) -> str:
         if self._fixed_host is not None:
             return self._fixed_host
-        if not REGION_PATTERN.match(region):
+        if not REGION_PATTERN.fullmatch(region):
             raise KmsUnreachable(f"not an AWS region name: {region[:40]!r}")
         return f"kms.{region}.amazonaws.com"
 
@@ -167,6 +167,9 @@ class KmsClient:
         except OSError as error:
             connection.close()
             raise KmsUnreachable(f"{type(error).__name__}: {error}"[:200]) from error
+        except BaseException:
+            connection.close()  # never back into the pool with an answer half read
+            raise
         else:
             if close:
                 connection.close()
