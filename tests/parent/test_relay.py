@@ -306,17 +306,21 @@ class FailingDeadLetterSqs:
         return self._sqs.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
 
 
-def test_a_failed_dead_letter_copy_never_duplicates_a_result(
-    sqs: Any, relay: tuple[Relay, RelaySettings]
-) -> None:
-    _, settings = relay
-    flaky = FailingDeadLetterSqs(sqs, settings.dead_letter_queue_url)
-    subject = Relay(
+def _relay_over_failing_dead_letters(sqs: Any, settings: RelaySettings, failures: int = 2) -> Relay:
+    flaky = FailingDeadLetterSqs(sqs, settings.dead_letter_queue_url, failures)
+    return Relay(
         settings,
         sqs=flaky,
         credentials=lambda: Credentials("a", "b"),
         enclave=EnclaveClient(settings.enclave_url),
     )
+
+
+def test_a_failed_dead_letter_copy_never_duplicates_a_result(
+    sqs: Any, relay: tuple[Relay, RelaySettings]
+) -> None:
+    _, settings = relay
+    subject = _relay_over_failing_dead_letters(sqs, settings)
     valid, perm = _valid_and(sqs, settings, CardMessage("perm-1", b"perm").to_json())
     first = queues.receive(sqs, settings.cards_queue_url, 0)
     subject.process(first)  # the dead-letter copy fails: the rejected card is kept for a retry
@@ -335,13 +339,7 @@ def test_a_dead_letter_copy_that_fails_once_is_sent_again_at_once(
     sqs: Any, relay: tuple[Relay, RelaySettings]
 ) -> None:
     _, settings = relay
-    flaky = FailingDeadLetterSqs(sqs, settings.dead_letter_queue_url, failures=1)
-    subject = Relay(
-        settings,
-        sqs=flaky,
-        credentials=lambda: Credentials("a", "b"),
-        enclave=EnclaveClient(settings.enclave_url),
-    )
+    subject = _relay_over_failing_dead_letters(sqs, settings, failures=1)
     valid, perm = _valid_and(sqs, settings, CardMessage("perm-2", b"perm").to_json())
     subject.process(queues.receive(sqs, settings.cards_queue_url, 0))  # one pass settles everything
     results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
