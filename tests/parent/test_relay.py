@@ -20,6 +20,7 @@ from app.shared import protocol, queue_messages
 from app.shared.protocol import Credentials, ErrorCode, Op, Request, Response
 from app.shared.queue_messages import CardMessage, ResultMessage
 from tests.enclave.server_helpers import running_server
+from tests.poison_messages import POISON
 
 REGION = "us-east-1"
 MAX_RECEIVES = 3
@@ -215,21 +216,6 @@ def _drain_all(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 def _valid_and(sqs: Any, settings: RelaySettings, poison: str) -> tuple[set[str], str]:
     valid = {_send(sqs, settings.cards_queue_url, f"ok:{n:04d}".encode()) for n in range(9)}
     return valid, _send(sqs, settings.cards_queue_url, raw=poison)
-
-
-def _card(**fields: object) -> str:
-    return json.dumps({"version": 1, "card_id": "poison-1", "ciphertext": "AAAA", **fields})
-
-
-POISON = {
-    "deep nesting": "[" * 100_000 + "]" * 100_000,
-    "non-ASCII base64": _card(ciphertext="AAAA€AAA"),
-    "version true": _card(version=True),
-    "version 1.0": _card(version=1.0),
-    "card_id with newline": _card(card_id="poison-1\n"),
-    "240 KB version": _card(version="v" * 240_000),
-    "1 MiB body": _card(version="v" * (1_048_576 - 100)),  # SQS's largest message
-}
 
 
 @pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
