@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from app.enclave import loopback, workers
+from app.enclave import workers
 from app.enclave.nsm import NsmDevice, NsmError
 from app.enclave.service import EnclaveSettings, run
 from app.shared import logs, settings, transport
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     enclave_settings, seat = parse_args(args)
     logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
     try:
-        if seat is None:
-            loopback.bring_up_loopback()  # enclaves boot with lo down; 127.0.0.1 works for anything after
+        # No `lo` bring-up: enclaves boot with it down, and nothing here listens on or dials 127.0.0.1 (the
+        # KMS client and the log channel use vsock; the workers inherit the vsock listener).
         return run(enclave_settings, seat, NsmDevice, [sys.executable, "-m", "app.enclave", *args])
     except (NsmError, transport.TransportError, OSError, ValueError) as error:
         log.error("enclave server cannot start", extra={"fields": {"error": str(error)}})
