@@ -46,7 +46,7 @@ class EnclaveImage(Construct):
         self.build = CustomResource(
             self,
             "Build",
-            service_token="arn:aws:lambda:skeleton",  # skeleton: the Provider's service token
+            service_token="arn:aws:lambda:skeleton",  # noqa: S106 - skeleton: the Provider's service token
             resource_type="Custom::EnclaveImageBuild",
             properties={
                 "SourceHash": code.asset_hash,
