@@ -9,7 +9,8 @@ name and its credentials under `meta-data/iam/security-credentials/`, `instance-
 `placement/availability-zone` and `dynamic/instance-identity/document`. The credentials are the emulator's
 local ones (`app.local.provision`); the emulator accepts them.
 
-Run as `python -m rehearsal.imds --listen 169.254.169.254:80 --role ROLE --region R --account A`.
+Run as `python -m rehearsal.imds --listen 169.254.169.254:80 --role ROLE --region R --account A
+[--instance-id I] [--netns PATH]`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, ClassVar
 
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY
 from rehearsal import serving
+from rehearsal.nsjoin import setns
 
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"  # noqa: S105 - a header name
@@ -39,8 +41,8 @@ INSTANCE_TYPE = "c5.xlarge"
 class Metadata:
     """The answers, by path below /latest/."""
 
-    def __init__(self, *, role: str, region: str, account: str) -> None:
-        self.role, self.region, self.account = role, region, account
+    def __init__(self, *, role: str, region: str, account: str, instance_id: str = INSTANCE_ID) -> None:
+        self.role, self.region, self.account, self.instance_id = role, region, account, instance_id
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +59,7 @@ class Metadata:
 
     def answer(self, path: str) -> str | None:
         paths: dict[str, Callable[[], str]] = {
-            "meta-data/instance-id": lambda: INSTANCE_ID,
+            "meta-data/instance-id": lambda: self.instance_id,
             "meta-data/instance-type": lambda: INSTANCE_TYPE,
             "meta-data/placement/region": lambda: self.region,
             "meta-data/placement/availability-zone": lambda: f"{self.region}a",
@@ -91,7 +93,7 @@ class Metadata:
                 "accountId": self.account,
                 "architecture": "x86_64",
                 "availabilityZone": f"{self.region}a",
-                "instanceId": INSTANCE_ID,
+                "instanceId": self.instance_id,
                 "instanceType": INSTANCE_TYPE,
                 "region": self.region,
                 "version": "2017-09-30",
@@ -141,8 +143,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--role", required=True)
     p.add_argument("--region", required=True)
     p.add_argument("--account", required=True)
+    p.add_argument("--instance-id", default=INSTANCE_ID)
+    p.add_argument("--netns", help="listen in this network namespace (a second host's), not the current one")
     args = p.parse_args(argv)
-    Handler.metadata = Metadata(role=args.role, region=args.region, account=args.account)
+    Handler.metadata = Metadata(
+        role=args.role, region=args.region, account=args.account, instance_id=args.instance_id
+    )
+    if args.netns:
+        setns(args.netns)  # before any socket exists: the server listens in the host's namespace
     return serving.serve_forever(args.listen, Handler)
 
 

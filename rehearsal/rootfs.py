@@ -129,3 +129,46 @@ def configure(root: Path, *, user_data: str, default_environment: Mapping[str, s
     # The instance's hostname and machine id are its own; nspawn needs an empty machine-id to make one.
     install_text(root, "etc/hostname", "ip-10-0-0-10.ec2.internal\n")
     install_text(root, "etc/hosts", "127.0.0.1 localhost\n::1 localhost\n")
+
+
+MEASURE_VENV = "/opt/rehearsal/measure-venv"
+MEASURE_PACKAGES = ("cryptography", "cbor2")  # what app.local.software_nsm imports beyond the stdlib
+
+
+def _pins(names: tuple[str, ...]) -> list[str]:
+    """The project's own pins (pyproject.toml) for `names` and the build requirements pip needs."""
+    from rehearsal.wheelhouse import requirements  # noqa: PLC0415
+
+    return [r for r in requirements() if r.split("==")[0] in names]
+
+
+def builder_layer(cache: Path, base_dir: Path, wheelhouse: Path) -> Path:
+    """The build image's own layer over the base (an overlay upper dir, cached): the venv the nitro-cli
+    stand-in measures with, its `app` resolved from the stand-ins' library (a .pth file)."""
+    from rehearsal.standins.host import LIB_DIR  # noqa: PLC0415
+
+    pins = _pins(MEASURE_PACKAGES)
+    key = hashlib.sha256("|".join((base_dir.name, *pins, MEASURE_VENV, LIB_DIR)).encode()).hexdigest()[:12]
+    ready = cache / f"builder-{key}"
+    if ready.is_dir():
+        return ready
+    partial = cache / f"builder-{key}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    upper, work, root = partial / "upper", partial / "work", partial / "root"
+    for path in (upper, work, root):
+        path.mkdir(parents=True)
+    log = cache / f"builder-{key}.log"
+    options = f"lowerdir={base_dir},upperdir={upper},workdir={work}"
+    _run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], log)
+    try:
+        nspawn = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", str(root)]
+        _run([*nspawn, "/usr/bin/python3", "-m", "venv", MEASURE_VENV], log)
+        pip = [f"{MEASURE_VENV}/bin/pip", "install", "-q", "--no-index", "--find-links", CONTAINER_WHEELHOUSE]
+        _run([*nspawn, f"--bind-ro={wheelhouse}:{CONTAINER_WHEELHOUSE}", *pip, *pins], log)
+        site = next((root / MEASURE_VENV.lstrip("/")).glob("lib/python3*/site-packages"))
+        (site / "rehearsal-standins.pth").write_text(f"{LIB_DIR}\n", encoding="utf-8")
+    finally:
+        _run(["umount", str(root)], log)
+    upper.rename(ready)
+    shutil.rmtree(partial, ignore_errors=True)
+    return ready

@@ -49,6 +49,9 @@ LIBRARY_FILES = (
     "app/__init__.py",
     "app/shared/__init__.py",
     "app/shared/vsock_tcp.py",
+    # For the build container's measuring venv (rootfs.builder_layer), which resolves `app` here.
+    "app/local/__init__.py",
+    "app/local/software_nsm.py",
 )
 PARENT_CID = 3
 VSOCK_CONF = "/etc/systemd/system.conf.d/rehearsal-vsock-over-tcp.conf"
