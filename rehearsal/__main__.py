@@ -1,13 +1,15 @@
-"""`python -m rehearsal` (`make rehearse`): the parent instance's first boot under real systemd.
+"""`python -m rehearsal` (`make rehearse`): the stack's deploy and its first code update, offline: the
+enclave image built by the buildspec in a CodeBuild stand-in, driven by the stack's own custom-resource
+handlers; hosts booted under real systemd from the launch template's user data, gated by their canary
+and SignalResource; cards; then the roll to changed enclave code and `retire_previous`.
 
-Exit 0 when the boot signals SUCCESS and 20 + 200 cards come back ok; 1 naming the step and the reason
-otherwise; 2 for usage. Needs Linux, root, debootstrap and systemd-nspawn (see `preflight`).
+Exit 0 when every step passed (every card ok); 1 naming the step and the reason otherwise; 2 for usage.
+Needs Linux, root, debootstrap and systemd-nspawn (see `preflight`).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import subprocess
@@ -16,34 +18,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import blockers, deviations, figures, rootfs
+from rehearsal import blockers, deviations, rootfs
 from rehearsal.cloud import Cloud
-from rehearsal.container import Container
-from rehearsal.figures import Figures
+from rehearsal.codebuild import ROLE_ACCESS_KEY
+from rehearsal.deploy import EnclaveImageBuild
+from rehearsal.hosts import booted
 from rehearsal.netns import Namespace, default_name, exec_argv
-from rehearsal.run import (
-    CACHE,
-    HANDLE_PORT,
-    RehearsalFailed,
-    Run,
-    cached,
-    host_services,
-    new_run,
-    prepare,
-    start_imds,
-    wait_for_signal,
-)
-from rehearsal.standins import StandinSettings, install_standins, nspawn_arguments
-from rehearsal.template import Synthesized
-from rehearsal.wait_handle import wait_condition_data
-from rehearsal.wheelhouse import CONTAINER_WHEELHOUSE
+from rehearsal.roll import roll
+from rehearsal.run import CACHE, CODEBUILD_PORT, RehearsalFailed, Run, cached, host_services, new_run, prepare
+from rehearsal.scenario import Stack, first_cards, first_deploy, host_spec, signalled
 
-REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter")
-SEND_COUNT, LOAD_COUNT = 20, 200
-SOFTWARE_ROOT_NOTE = (
-    "attest: PCR0 equals the key policy's pin; the chain ends at the local PKI's root, not the AWS Nitro "
-    "root (a deviation: the software NSM)"
-)
+REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "mount")
 NETNS_ENV = "REHEARSAL_NETNS"  # set for the inner run: the path of the namespace it runs in
 
 
@@ -61,106 +46,44 @@ def preflight() -> str | None:
     )
 
 
-def boot(run: Run, revert: str | None) -> None:
-    synthesized, wheels, root = prepare(run)
+def codebuild_base(netns: Path, base: Path, layer: Path, run: Run) -> dict[str, object]:
+    """What the CodeBuild stand-in needs besides the projects: the build image, the namespace, the
+    service role's key, and the build container's endpoints (the emulator, the credentials URI)."""
+    return {
+        "region": "us-east-1",
+        "account": "123456789012",
+        "access_key_id": ROLE_ACCESS_KEY,
+        "secret_access_key": "local-codebuild-role-secret",
+        "lower_dirs": [str(layer), str(base)],
+        "netns": str(netns),
+        "work_dir": str(run.dir / "codebuild"),
+        "build_env": {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{CODEBUILD_PORT}/credentials",
+        },
+    }
+
+
+def rehearse(run: Run, revert: str | None, *, with_roll: bool) -> None:
+    synthesized, wheels, base, layer = prepare(run)
+    rootfs.prune_runs(run.dir)
     netns = Path(os.environ[NETNS_ENV])
-    with host_services(run) as emulator:
-        run.say(f"network namespace {netns.name}: emulator {emulator.http}, IMDS, wait handle :{HANDLE_PORT}")
-        cloud = Cloud(synthesized, emulator.http, signal_url=f"http://127.0.0.1:{HANDLE_PORT}/signal")
-        run.step(
-            "create the stack's resources in the emulator",
-            lambda: cloud.before_boot(run.dir, blockers.asset_patch(revert)),
+    build_base = codebuild_base(netns, base, layer, run)
+    with host_services(run, synthesized, build_base) as services:
+        run.say(f"network namespace {netns.name}: emulator {services.http}, SignalResource {services.signals}, "
+                f"CodeBuild {services.codebuild}")  # fmt: skip
+        cloud = Cloud(synthesized, services.http)
+        stack = Stack(
+            run, services, cloud, EnclaveImageBuild(cloud, services.codebuild), base, wheels, revert
         )
-        user_data = run.step("render the user data (Fn::Sub)", lambda: render(synthesized, cloud, revert))
-        settings = StandinSettings(
-            region=cloud.region, emulator_https_url=emulator.https, enclave_kms_endpoint_url=emulator.https
-        )
-        run.step("install the stand-ins", lambda: install_standins(root, settings=settings))
-        run.step("configure the root filesystem", lambda: configure(root, user_data, emulator.http))
-        with start_imds(run, cloud):
-            box = Container(
-                root,
-                machine=netns.name,
-                netns=netns,
-                binds_ro=[(wheels, CONTAINER_WHEELHOUSE)],
-                console=run.dir / "console.log",
-                extra_args=nspawn_arguments(settings, pki_host_dir=run.dir / "pki"),
-            )
-            run.step("boot the container (systemd-nspawn --boot)", box.start)
-            try:
-                first_boot(run, box, cloud)
-            finally:
-                box.stop()
-
-
-def render(synthesized: Synthesized, cloud: Cloud, revert: str | None) -> str:
-    return blockers.revert_user_data(revert, synthesized.render_user_data(cloud.resolver()))
-
-
-def configure(root: Path, user_data: str, endpoint: str) -> None:
-    rootfs.configure(root, user_data=user_data, default_environment={"AWS_ENDPOINT_URL": endpoint})
-
-
-def first_boot(run: Run, box: Container, cloud: Cloud) -> None:
-    run.say(f"container init is pid {box.leader}; waiting for the wait condition's signal")
-    signals = wait_for_signal(run, box, run.dir / "signals.jsonl")
-    first = next(s for s in signals if s.status in ("SUCCESS", "FAILURE"))
-    if first.status == "FAILURE":
-        raise RehearsalFailed("boot signal", f"FAILURE: {first.reason}\n{failed_units(box)}")
-    run.say(f"SUCCESS signal: {first.reason}")
-    after_success(run, box, cloud, wait_condition_data(signals))
-
-
-def failed_units(box: Container) -> str:
-    parts = []
-    for unit in box.failed_units():
-        parts.append(f"failed unit {unit}, journal tail:\n{box.journal(unit, 15)}")
-    return "\n".join(parts)
-
-
-def after_success(run: Run, box: Container, cloud: Cloud, data: str) -> None:
-    pcr0 = run.step(
-        "take PCR0 out of WaitCondition.Data with the template's Fn::Select/Fn::Split",
-        lambda: cloud.after_signal(data),
-    )
-    run.say(f"pinned PCR0 {pcr0}")
-    key_arn = run.step("create the key with the template's key policy", cloud.create_key)
-    run.say(f"key {key_arn}")
-    for argv in (["send", str(SEND_COUNT)], ["status"], ["attest"], ["send", str(LOAD_COUNT)]):
-        nitro_demo(run, box, argv)
-    found = run.step("figures of the load (relay and vsock-proxy journals)", lambda: load_figures(box))
-    run.say(found.summary())
-    if found.problems():
-        raise RehearsalFailed(f"nitro-demo send {LOAD_COUNT}", "; ".join(found.problems()))
-
-
-def nitro_demo(run: Run, box: Container, argv: list[str]) -> None:
-    """`nitro-demo ARGV` on the host, as a unit; per-card lines go to the run directory, the rest is shown."""
-    name = f"nitro-demo {' '.join(argv)}"
-    done = run.step(name, functools.partial(box.run_unit, ["/usr/local/bin/nitro-demo", *argv]))
-    (run.dir / f"{name.replace(' ', '-')}.out").write_text(done.stdout + done.stderr, encoding="utf-8")
-    print("".join(line for line in done.stdout.splitlines(True) if "card_id=" not in line), end="")
-    if argv == ["attest"] and attested_but_software_root(done.stdout):
-        run.say(SOFTWARE_ROOT_NOTE)
-        return
-    if done.returncode != 0:
-        reason = f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"
-        if argv[0] == "send":  # say why cards went missing: the relay's and vsock-proxy's journals
-            found = load_figures(box)
-            reason += "\n" + found.summary() + "".join(f"\n{p}" for p in found.problems())
-        raise RehearsalFailed(name, reason)
-
-
-def load_figures(box: Container) -> Figures:
-    relay = box.journal(figures.RELAY_UNIT, "all")
-    return figures.from_journals(relay, box.journal(figures.PROXY_UNIT, "all"))
-
-
-def attested_but_software_root(report: str) -> bool:
-    """`nitro-demo attest` trusts only the AWS Nitro root; the software NSM's chain ends at the local root."""
-    rows = [line.split() for line in report.splitlines() if line.startswith("PCR0 ")]
-    pcr0_matches = len(rows) == 1 and len(rows[0]) == 3 and rows[0][1] == rows[0][2]
-    return pcr0_matches and "NOT VERIFIED: UntrustedChain: cabundle root" in report
+        user_data = first_deploy(stack)
+        spec = host_spec(1, netns, own_namespace=False)
+        with booted(spec, cloud=cloud, user_data=user_data, base=base, wheels=wheels, endpoints=stack.endpoints,
+                    run_dir=run.dir) as host:  # fmt: skip
+            signalled(stack, host)
+            stack.status("CREATE_COMPLETE")
+            first_cards(stack, host)
+            if with_roll:
+                roll(stack, host, stack.builds[0].data["Pcr0"])
 
 
 def outside(argv: Sequence[str] | None) -> int:
@@ -179,6 +102,7 @@ def outside(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__)
     parser.add_argument("--revert", choices=blockers.NAMES, help="put one fixed deploy blocker back")
+    parser.add_argument("--no-roll", action="store_true", help="stop after the first deploy's cards")
     args = parser.parse_args(argv)
     reason = preflight()
     if reason:
@@ -191,12 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.revert:
             print(f"reverted on purpose: {args.revert} (this run must fail, naming the tool that refused)")
-        boot(run, args.revert)
+        rehearse(run, args.revert, with_roll=not args.no_roll)
     except RehearsalFailed as failed:
         print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
-        print(f"root filesystem left in place: {run.dir / 'root'}")
+        print(f"run directory left in place: {run.dir} (each host's and build's overlay upper dir, logs)")
         return 1
-    print(f"REHEARSAL PASSED; root filesystem left in place: {run.dir / 'root'}")
+    print(f"REHEARSAL PASSED; run directory left in place: {run.dir}")
     return 0
 
 

@@ -1,16 +1,17 @@
-"""What CloudFormation would create before and after the instance, created in the emulator from the
-synthesized template itself: the queues with their properties, the SSM parameters, the code asset in its
-bucket, and - after the boot signal - the pinned PCR0 and the key with the template's own key policy.
+"""What CloudFormation creates, created in the emulator from the synthesized template itself: the queues
+with their properties, the buckets with theirs (the EIF bucket versioned), the SSM parameters, the
+published file assets (the code asset and the handlers'), and, once the build's attributes are known,
+the parameters that depend on them. The key is keys.py's; the build is deploy.py's.
 
 Each created resource's Ref and attributes go into one Resolver, so the user data and the key policy are
 rendered from the values that exist, never from made-up ones. Physical names follow CloudFormation's
-pattern `<stack>-<LogicalId>-<suffix>`.
+pattern `<stack>-<LogicalId>-<suffix>` (lower case where the service wants it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,13 @@ from typing import Any
 from app.local import principals
 from app.local.provision import local_client
 from rehearsal.cfn import PSEUDO, Resolver
-from rehearsal.template import Synthesized
+from rehearsal.template import Synthesized, zip_directory
 
 SUFFIX = "REHEARSAL"
 QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds")
+STACK_ID = f"arn:aws:cloudformation:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}:stack/" \
+    f"{PSEUDO['AWS::StackName']}/00000000-0000-4000-8000-rehearsal000"  # fmt: skip
+Patch = Callable[[str, bytes], bytes]
 
 
 @dataclass
@@ -30,9 +34,9 @@ class Cloud:
 
     synthesized: Synthesized
     endpoint: str
-    signal_url: str
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+    not_enforced: list[str] = field(default_factory=list)  # bucket properties the emulator only stores
 
     @property
     def region(self) -> str:
@@ -48,10 +52,8 @@ class Cloud:
     def physical_name(self, logical_id: str) -> str:
         return f"{PSEUDO['AWS::StackName']}-{logical_id}-{SUFFIX}"[:80]
 
-    def before_boot(self, code_zip_dir: Path, patch: Callable[[str, bytes], bytes]) -> None:
-        """Queues, role and log group names, parameters, the wait handle and the code asset."""
-        handle_id, _ = self.synthesized.only("AWS::CloudFormation::WaitConditionHandle")
-        self.refs[handle_id] = self.signal_url
+    def before_build(self, work_dir: Path, patch: Patch) -> None:
+        """Everything the build and the hosts need that does not depend on the build's attributes."""
         for logical_id, role in self.synthesized.resources("AWS::IAM::Role").items():
             name = self.physical_name(logical_id)
             if "ec2.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"]):
@@ -61,16 +63,14 @@ class Cloud:
         for logical_id in self.synthesized.resources("AWS::Logs::LogGroup"):
             self.refs[logical_id] = self.physical_name(logical_id)
         self._queues()
-        for logical_id in self.synthesized.resources("AWS::SSM::Parameter"):
-            self._parameter(logical_id, skip_unresolved=True)
-        self._code_asset(code_zip_dir, patch)
+        self._buckets()
+        self.create_parameters(skip_unresolved=True)
+        self.publish_assets(work_dir, patch)
 
     def _queues(self) -> None:
         sqs = self.client("sqs")
         pending = dict(self.synthesized.resources("AWS::SQS::Queue"))
-        while (
-            pending
-        ):  # a queue whose RedrivePolicy names another waits for it, as CloudFormation orders them
+        while pending:  # a queue whose RedrivePolicy names another waits for it, as CloudFormation orders
             for logical_id in list(pending):
                 props = pending[logical_id]["Properties"]
                 redrive = props.get("RedrivePolicy")
@@ -90,76 +90,60 @@ class Cloud:
                 self.attributes[(logical_id, "QueueUrl")] = url
                 del pending[logical_id]
 
-    def _parameter(self, logical_id: str, *, skip_unresolved: bool) -> str | None:
-        props = self.synthesized.properties(logical_id)
-        try:
-            name, value = self.resolver().text(props["Name"]), self.resolver().text(props["Value"])
-        except LookupError:
-            if skip_unresolved:
-                return None  # needs the boot signal (the pinned PCR0): created after it
-            raise
-        self.client("ssm").put_parameter(Name=name, Value=value, Type=props["Type"], Overwrite=True)
-        self.refs[logical_id] = name
-        self.attributes[(logical_id, "Value")] = value
-        return value
-
-    def _code_asset(self, code_zip_dir: Path, patch: Callable[[str, bytes], bytes]) -> None:
-        from rehearsal.template import code_asset_zip  # noqa: PLC0415
-
-        variables = self.synthesized.user_data_variables()
-        bucket = self.resolver().text(variables["CodeBucket"])
-        key = self.resolver().text(variables["CodeKey"])
-        archive = code_asset_zip(self.synthesized, key, code_zip_dir / key, patch)
+    def _buckets(self) -> None:
+        """The stack's buckets with the properties the emulator applies (versioning first: the EIF's
+        VersionId comes from it); the others are recorded as stored, not enforced."""
         s3 = self.client("s3")
-        s3.create_bucket(Bucket=bucket)
-        s3.upload_file(str(archive), bucket, key)
+        for logical_id, bucket in self.synthesized.resources("AWS::S3::Bucket").items():
+            props = bucket.get("Properties", {})
+            name = str(props.get("BucketName") or self.physical_name(logical_id).lower())[:63]
+            s3.create_bucket(Bucket=name)
+            if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            if "PublicAccessBlockConfiguration" in props:
+                s3.put_public_access_block(
+                    Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+                )
+            self.not_enforced += [f"{logical_id}.{k}" for k in props if k not in ("VersioningConfiguration",)]
+            self.refs[logical_id] = name
+            self.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+            self.attributes[(logical_id, "DomainName")] = f"{name}.s3.amazonaws.com"
+            self.attributes[(logical_id, "RegionalDomainName")] = f"{name}.s3.{self.region}.amazonaws.com"
+        for logical_id in self.synthesized.resources("AWS::S3::BucketPolicy"):
+            self.not_enforced.append(f"{logical_id} (bucket policy: stored by CloudFormation, not evaluated)")
 
-    def after_signal(self, wait_condition_data: str) -> str:
-        """Record WaitCondition.Data, create the parameters that depend on it; back: the value of the
-        parameter the key policy pins (its `Fn::GetAtt [<Parameter>, Value]`)."""
-        condition_id, _ = self.synthesized.only("AWS::CloudFormation::WaitCondition")
-        self.attributes[(condition_id, "Data")] = wait_condition_data
+    def create_parameters(self, *, skip_unresolved: bool) -> None:
         for logical_id in self.synthesized.resources("AWS::SSM::Parameter"):
-            if (logical_id, "Value") not in self.attributes:
-                self._parameter(logical_id, skip_unresolved=False)
-        _, key = self.synthesized.only("AWS::KMS::Key")
-        policy = json.dumps(key["Properties"]["KeyPolicy"])
-        pinned = [
-            value
-            for (logical_id, attribute), value in self.attributes.items()
-            if attribute == "Value" and json.dumps({"Fn::GetAtt": [logical_id, "Value"]}) in policy
-        ]
-        if len(pinned) != 1:
-            raise LookupError(f"the key policy should pin one SSM parameter's value, found {len(pinned)}")
-        return pinned[0]
+            props = self.synthesized.properties(logical_id)
+            try:
+                name, value = self.resolver().text(props["Name"]), self.resolver().text(props["Value"])
+            except LookupError:
+                if skip_unresolved:
+                    continue  # needs the build's attributes: created after it
+                raise
+            self.client("ssm").put_parameter(Name=name, Value=value, Type=props["Type"], Overwrite=True)
+            self.refs[logical_id] = name
+            self.attributes[(logical_id, "Value")] = value
 
-    def create_key(self) -> str:
-        """The KMS key with the template's key policy, rendered, and its alias; the key's ARN.
+    def publish_assets(self, work_dir: Path, patch: Patch, sources: Mapping[str, Path] | None = None) -> None:
+        """`cdk deploy`'s asset publishing: every file asset of the manifest to its bucket and key
+        (`sources` may give an asset id another directory: a changed code asset for the roll)."""
+        s3 = self.client("s3")
+        for asset_id, asset in self.synthesized.file_assets().items():
+            source = (sources or {}).get(asset_id) or self.synthesized.outdir / asset["source"]["path"]
+            for destination in asset["destinations"].values():
+                bucket = self.resolver().substitute(destination["bucketName"], {})
+                key = self.resolver().substitute(destination["objectKey"], {})
+                if asset["source"]["packaging"] == "zip":
+                    body = zip_directory(source, work_dir / "assets" / key, patch).read_bytes()
+                else:
+                    body = source.read_bytes()
+                if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                    s3.create_bucket(Bucket=bucket)
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
 
-        The one place the rehearsal creates the key: issue 10's policy evaluator plugs in here.
-        """
-        kms = self.client("kms")
-        key_id, key = self.synthesized.only("AWS::KMS::Key")
-        props = key["Properties"]
-        policy = json.dumps(_render_tree(self.resolver(), props["KeyPolicy"]))
-        created = kms.create_key(Policy=policy, Description=props.get("Description", ""))["KeyMetadata"]
-        self.refs[key_id] = created["KeyId"]
-        self.attributes[(key_id, "Arn")] = created["Arn"]
-        for alias_id in self.synthesized.resources("AWS::KMS::Alias"):
-            alias = self.synthesized.properties(alias_id)
-            kms.create_alias(
-                AliasName=self.resolver().text(alias["AliasName"]),
-                TargetKeyId=self.resolver().text(alias["TargetKeyId"]),
-            )
-        return str(created["Arn"])
-
-
-def _render_tree(resolver: Resolver, node: Any) -> Any:
-    """A JSON document (a policy) with every intrinsic function in it evaluated."""
-    if isinstance(node, dict):
-        if len(node) == 1 and (next(iter(node)).startswith("Fn::") or "Ref" in node):
-            return resolver.evaluate(node)
-        return {k: _render_tree(resolver, v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_render_tree(resolver, v) for v in node]
-    return node
+    def set_attributes(self, logical_id: str, physical_id: str, data: Mapping[str, str]) -> None:
+        """A custom resource's Ref (its physical id) and `Fn::GetAtt` values (its Data)."""
+        self.refs[logical_id] = physical_id
+        for name, value in data.items():
+            self.attributes[(logical_id, name)] = value

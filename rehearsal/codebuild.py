@@ -36,7 +36,15 @@ from rehearsal.codebuild_exec import BuildExecution
 from rehearsal.codebuild_run import Machine
 
 TARGET_PREFIX = "CodeBuild_20161006."
-SUPPORTED_OVERRIDES = frozenset({"projectName", "environmentVariablesOverride", "buildspecOverride"})
+SUPPORTED_OVERRIDES = frozenset(
+    {
+        "projectName",
+        "environmentVariablesOverride",
+        "buildspecOverride",
+        "sourceTypeOverride",
+        "sourceLocationOverride",
+    }
+)
 ROLE_ACCESS_KEY = "LOCALCODEBUILDROLE01"  # 20 upper-case letters and digits, as an AWS access key id
 
 
@@ -50,41 +58,50 @@ class ApiError(Exception):
 class Service:
     """The stand-in's state: the projects (from the template) and every build started."""
 
-    config: dict[str, Any]
+    config_path: Path  # re-read by every StartBuild: a stack update may change a project
     builds: dict[str, BuildExecution] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def machine(self) -> Machine:
-        c = self.config
+    def config(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.config_path.read_text(encoding="utf-8"))
+        return loaded
+
+    @staticmethod
+    def machine(c: dict[str, Any]) -> Machine:
         return Machine([Path(p) for p in c["lower_dirs"]], Path(c["netns"]), Path(c["work_dir"]), c["region"])
 
     def start_build(self, body: dict[str, Any]) -> dict[str, Any]:
         unsupported = set(body) - SUPPORTED_OVERRIDES
         if unsupported:
             raise ApiError("InvalidInputException", f"not supported by the stand-in: {sorted(unsupported)}")
-        name = body.get("projectName", "")
-        projects = self.config["projects"]
+        name, config = body.get("projectName", ""), self.config
+        projects = config["projects"]
         if name not in projects:
-            arn = f"arn:aws:codebuild:{self.config['region']}:{self.config['account']}:project/{name}"
+            arn = f"arn:aws:codebuild:{config['region']}:{config['account']}:project/{name}"
             raise ApiError("ResourceNotFoundException", f"Project cannot be found: {arn}")
         override = {}
         for variable in body.get("environmentVariablesOverride", []):
             if variable.get("type", "PLAINTEXT") != "PLAINTEXT":
                 raise ApiError("InvalidInputException", f"{variable['type']} variables are not supported")
             override[variable["name"]] = variable["value"]
+        project = dict(projects[name])
+        if "sourceTypeOverride" in body or "sourceLocationOverride" in body:
+            source = project.get("source", {})
+            project["source"] = {"type": body.get("sourceTypeOverride", source.get("type")),
+                                 "location": body.get("sourceLocationOverride", source.get("location"))}  # fmt: skip
         with self.lock:
             self.numbers[name] = self.numbers.get(name, 0) + 1
             build_id = f"{name}:{uuid.uuid4()}"
             execution = BuildExecution(
                 build_id=build_id,
                 number=self.numbers[name],
-                project=projects[name],
+                project=project,
                 env_override=override,
                 buildspec_override=body.get("buildspecOverride"),
-                service=self.config,
-                machine=self.machine,
+                service=config,
+                machine=self.machine(config),
             )
             self.builds[build_id] = execution
         execution.start()
@@ -161,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--listen", required=True, help="HOST:PORT")
     p.add_argument("--config", type=Path, required=True, help="JSON: projects, image layers, netns, ...")
     args = p.parse_args(argv)
-    Handler.service = Service(json.loads(args.config.read_text(encoding="utf-8")))
+    Handler.service = Service(args.config)
     return serving.serve_forever(args.listen, Handler)
 
 

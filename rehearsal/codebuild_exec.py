@@ -101,12 +101,12 @@ class BuildExecution:
                 download = self._phase("DOWNLOAD_SOURCE")
                 try:
                     codebuild_run.prepare(root, self._request(), self.machine)
-                except Exception as error:  # noqa: BLE001 - any failure here is the phase's, reported
+                except Exception as error:
                     self._fail_phase(download, "CLIENT_ERROR", f"{type(error).__name__}: {error}")
                     return
                 download.update(phaseStatus="SUCCEEDED", endTime=time.time())
                 self._contain(root)
-        except Exception as error:  # noqa: BLE001 - a stand-in fault is a FAULT build, with its reason
+        except Exception as error:
             self.status = "FAULT"
             self.host_phases.append({"phaseType": "PROVISIONING", "phaseStatus": "FAULT",
                                      "contexts": [{"statusCode": "FAULT", "message": repr(error)}]})  # fmt: skip

@@ -16,6 +16,7 @@ RELAY_UNIT = "nitro-enclave-demo-relay"
 PROXY_UNIT = "nitro-enclaves-vsock-proxy"
 PROXY_BUSY = "workers busy"
 KMS_UNAVAILABLE = "kms_unavailable"
+ACCESS_DENIED = "access_denied"  # KMS refused the enclave's attested Decrypt: the pin does not accept it
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Figures:
     redelivered: int
     proxy_waits: int
     enclave_ms: tuple[float, ...]
+    access_denied: int = 0
 
     def problems(self) -> list[str]:
         found = []
@@ -37,6 +39,10 @@ class Figures:
             )
         if self.redelivered or self.retried:
             found.append(f"{self.retried} retried, {self.redelivered} received more than once")
+        if self.access_denied:
+            found.append(
+                f"{self.access_denied} card(s) rejected with access_denied: the key policy refused the image"
+            )
         if self.ok != self.processed:
             found.append(f"only {self.ok} of {self.processed} processed cards were ok")
         return found
@@ -46,7 +52,8 @@ class Figures:
         p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
         return (
             f"relay: {self.processed} cards processed, {self.ok} ok, {self.retried} retried, "
-            f"{self.kms_unavailable} kms_unavailable, {self.redelivered} redelivered; enclave time "
+            f"{self.kms_unavailable} kms_unavailable, {self.access_denied} access_denied, "
+            f"{self.redelivered} redelivered; enclave time "
             f"median {statistics.median(times):.0f} ms, p95 {p95:.0f} ms, max {times[-1]:.0f} ms; "
             f"vsock-proxy all-workers-busy waits: {self.proxy_waits}"
         )
@@ -65,6 +72,7 @@ def from_journals(relay_journal: str, proxy_journal: str) -> Figures:
         redelivered=sum(1 for c in processed if int(c.get("receive_count") or 1) > 1),
         proxy_waits=sum(1 for line in proxy_journal.splitlines() if PROXY_BUSY in line),
         enclave_ms=tuple(float(c["enclave_ms"]) for c in processed if c.get("enclave_ms") is not None),
+        access_denied=sum(1 for c in processed if c.get("code") == ACCESS_DENIED),
     )
 
 

@@ -30,7 +30,7 @@ def setns(path: Path | str) -> None:
 def inside(path: Path | str) -> Iterator[None]:
     """The calling thread in the namespace at `path` for the block, back in its own after."""
     own = f"/proc/self/task/{threading.get_native_id()}/ns/net"
-    with open(own, "rb") as back:  # noqa: PTH123 - a namespace handle, held open across the switch
+    with open(own, "rb") as back:
         setns(path)
         try:
             yield

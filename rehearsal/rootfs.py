@@ -85,16 +85,19 @@ def base(cache: Path, wheelhouse: Path) -> Path:
     return ready
 
 
-def fresh_copy(base_dir: Path, run_dir: Path) -> Path:
-    """Copy the base to <run_dir>/root; keep only the newest KEEP_RUNS runs (each is a few hundred MB)."""
+def prune_runs(run_dir: Path) -> None:
+    """Keep only the newest KEEP_RUNS runs (each holds a few overlay upper dirs), unmounting what a killed
+    run left mounted first, so nothing is removed through a mount."""
+    if not run_dir.parent.is_dir():
+        return
     earlier = sorted(p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir)
+    mounts = Path("/proc/mounts").read_text(encoding="utf-8").split("\n")
     for old in earlier[: max(0, len(earlier) - (KEEP_RUNS - 1))]:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 1 and fields[1].startswith(f"{old}/"):
+                subprocess.run(["umount", "--lazy", fields[1]], check=False)
         shutil.rmtree(old, ignore_errors=True)
-    root = run_dir / "root"
-    done = subprocess.run(["cp", "-a", "--reflink=auto", str(base_dir), str(root)], check=False)
-    if done.returncode != 0:
-        raise RootfsError(f"could not copy {base_dir} to {root}")
-    return root
 
 
 def render_file(name: str, values: Mapping[str, str]) -> str:

@@ -1,7 +1,7 @@
-"""One rehearsal, step by step: synth, rootfs, namespace and host-side stand-ins, the emulator's resources,
-the boot under systemd to the wait condition's signal, then the key and the cards. Every step has a name;
-a failure raises RehearsalFailed naming the step and the reason (a FAILURE signal's Reason, a failed
-unit's journal tail).
+"""One rehearsal's bookkeeping and its host-side services: the run directory and its report lines, the
+cached wheelhouse, base root and build-image layer, and the services every host and build reaches on
+loopback (the emulator, the SignalResource stand-in, the CodeBuild stand-in). Every step has a name; a
+failure raises RehearsalFailed naming the step and the reason.
 """
 
 from __future__ import annotations
@@ -16,22 +16,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.local import processes
-from app.local.emulator import Endpoints as EmulatorEndpoints
 from app.local.processes import ChildSpec
 from app.local.software_nsm import LocalPki
 from infra.constants import REPO_ROOT
 from rehearsal import rootfs, wheelhouse
-from rehearsal.cloud import Cloud
-from rehearsal.container import Container
-from rehearsal.netns import IMDS_ADDRESS
+from rehearsal.cfn import PSEUDO
+from rehearsal.cloud import STACK_ID
 from rehearsal.template import Synthesized, synth
-from rehearsal.wait_handle import Signal, read_signals
 
 CACHE = REPO_ROOT / ".cache" / "rehearsal"
-HANDLE_PORT = 8085
-SIGNAL_TIMEOUT_S = 900.0
-POLL_S = 2.0
-CONTAINER_PKI = "/var/lib/rehearsal/pki"
+SIGNALS_PORT = 8085
+CODEBUILD_PORT = 8086
 T = TypeVar("T")
 
 
@@ -67,10 +62,25 @@ def new_run() -> Run:
     return Run(dir=run_dir, started=time.monotonic())
 
 
+@dataclass(frozen=True)
+class Services:
+    http: str  # the emulator (moto, keep-alive)
+    https: str  # its KMS listener on https://localhost:<port>
+    signals: str  # SignalResource stand-in
+    signals_record: Path
+    stack_state: Path
+    codebuild: str  # CodeBuild stand-in
+    codebuild_config: Path
+
+    def ports(self) -> list[int]:
+        return [int(url.rsplit(":", 1)[1].rstrip("/")) for url in (self.http, self.https, self.signals)]
+
+
 @contextlib.contextmanager
-def host_services(run: Run) -> Iterator[EmulatorEndpoints]:
-    """Emulator and wait handle (this process runs inside the namespace); yields the emulator's endpoints
-    (both keep connections alive, as KMS and SQS do)."""
+def host_services(
+    run: Run, synthesized: Synthesized, codebuild_base: dict[str, object]
+) -> Iterator[Services]:
+    """The emulator, the SignalResource and the CodeBuild stand-ins (this process runs in the namespace)."""
     with contextlib.ExitStack() as stack:
         pki = run.dir / "pki"
         LocalPki.generate().save(pki)
@@ -82,49 +92,40 @@ def host_services(run: Run) -> Iterator[EmulatorEndpoints]:
             )
         )
         ready = json.loads(emulator.first_line() or "{}")
-        endpoints = EmulatorEndpoints(http=ready["http"], https=ready["https"])
-        handle_args = ("--listen", f"127.0.0.1:{HANDLE_PORT}", "--record", str(run.dir / "signals.jsonl"))
+        record, state = run.dir / "signals.jsonl", run.dir / "stack-state.json"
+        resources = ",".join(synthesized.template["Resources"])
+        signal_args = ("--listen", f"127.0.0.1:{SIGNALS_PORT}", "--stack", PSEUDO["AWS::StackName"],
+                       "--stack-id", STACK_ID, "--resources", resources, "--state", str(state),
+                       "--record", str(record))  # fmt: skip
         stack.enter_context(
             processes.running(
-                ChildSpec("wait-handle", "rehearsal.wait_handle", handle_args),
+                ChildSpec("cfn-signals", "rehearsal.cfn_signals", signal_args),
                 run.dir,
                 processes.has_ready_line,
-            )
+            )  # fmt: skip
         )
-        yield endpoints
+        config = run.dir / "codebuild.json"
+        build_env = {**codebuild_base.get("build_env", {}), "AWS_ENDPOINT_URL": ready["http"]}  # type: ignore[dict-item]
+        written = {**codebuild_base, "emulator": ready["http"], "build_env": build_env, "projects": {}}
+        config.write_text(json.dumps(written, indent=2), encoding="utf-8")
+        codebuild_args = ("--listen", f"127.0.0.1:{CODEBUILD_PORT}", "--config", str(config))
+        stack.enter_context(
+            processes.running(
+                ChildSpec("codebuild", "rehearsal.codebuild", codebuild_args),
+                run.dir,
+                processes.has_ready_line,
+            )  # fmt: skip
+        )
+        yield Services(
+            http=ready["http"],
+            https=ready["https"],
+            signals=f"http://127.0.0.1:{SIGNALS_PORT}",
+            signals_record=record,
+            stack_state=state,
+            codebuild=f"http://127.0.0.1:{CODEBUILD_PORT}",
+            codebuild_config=config,
+        )
         stack.close()
-
-
-def start_imds(run: Run, cloud: Cloud) -> contextlib.AbstractContextManager[processes.Child]:
-    role_id = next(iter(cloud.synthesized.resources("AWS::IAM::Role")))
-    for logical_id, resource in cloud.synthesized.resources("AWS::IAM::Role").items():
-        if "ec2.amazonaws.com" in json.dumps(resource["Properties"]["AssumeRolePolicyDocument"]):
-            role_id = logical_id
-    args: tuple[str, ...] = ("--listen", f"{IMDS_ADDRESS}:80", "--role", cloud.refs[role_id])
-    args += ("--region", cloud.region)
-    args += ("--account", "123456789012")
-    return processes.running(ChildSpec("imds", "rehearsal.imds", args), run.dir, processes.has_ready_line)
-
-
-def wait_for_signal(run: Run, box: Container, record: Path) -> list[Signal]:
-    """Until the first SUCCESS or FAILURE, the user data's unit failing without one, or the timeout."""
-    deadline = time.monotonic() + SIGNAL_TIMEOUT_S
-    while time.monotonic() < deadline:
-        signals = read_signals(record)
-        if any(s.status in ("SUCCESS", "FAILURE") for s in signals):
-            return signals
-        if not box.alive():
-            raise RehearsalFailed("boot", f"the container stopped (see {box.console})")
-        state = box.unit_state(rootfs.CLOUD_FINAL_UNIT)
-        if state.startswith("failed") or state == "active success":
-            time.sleep(POLL_S)  # a last signal may still be in flight
-            if not any(s.status in ("SUCCESS", "FAILURE") for s in read_signals(record)):
-                tail = box.journal(rootfs.CLOUD_FINAL_UNIT)
-                raise RehearsalFailed(
-                    "user data", f"{rootfs.CLOUD_FINAL_UNIT} is {state} without a signal:\n{tail}"
-                )
-        time.sleep(POLL_S)
-    raise RehearsalFailed("boot signal", f"no SUCCESS or FAILURE signal within {SIGNAL_TIMEOUT_S:g} s")
 
 
 def cached(run: Run) -> tuple[Path, Path]:
@@ -134,9 +135,13 @@ def cached(run: Run) -> tuple[Path, Path]:
     return wheels, base
 
 
-def prepare(run: Run) -> tuple[Synthesized, Path, Path]:
+def prepare(run: Run) -> tuple[Synthesized, Path, Path, Path]:
+    """Synth, the caches, the build image's layer: (template, wheelhouse, base root, build layer)."""
     run.dir.mkdir(parents=True, exist_ok=True)
     synthesized = run.step("synthesize the stack (cdk synth)", lambda: synth(run.dir / "cdk.out"))
     wheels, base = cached(run)
-    root = run.step("fresh copy of the root filesystem", lambda: rootfs.fresh_copy(base, run.dir))
-    return synthesized, wheels, root
+    layer = run.step(
+        "build image layer (the measuring venv over the base, cached)",
+        lambda: rootfs.builder_layer(CACHE, base, wheels),
+    )
+    return synthesized, wheels, base, layer

@@ -18,6 +18,7 @@ from typing import Any
 from rehearsal.cfn import Json, Resolver
 
 INSTANCE_TYPE = "AWS::EC2::Instance"
+LAUNCH_TEMPLATE_TYPE = "AWS::EC2::LaunchTemplate"
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,34 @@ class Synthesized:
         props: Json = self.template["Resources"][logical_id].get("Properties", {})
         return props
 
-    def user_data_variables(self) -> dict[str, Any]:
-        """The instance's UserData is Fn::Base64 of Fn::Sub [body, variables]."""
+    def user_data_node(self) -> Json:
+        """The hosts' UserData: the launch template's (LaunchTemplateData), else an instance's."""
+        templates = self.resources(LAUNCH_TEMPLATE_TYPE)
+        if templates:
+            _, launch_template = self.only(LAUNCH_TEMPLATE_TYPE)
+            node: Json = launch_template["Properties"]["LaunchTemplateData"]["UserData"]
+            return node
         _, instance = self.only(INSTANCE_TYPE)
-        sub = instance["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"]
-        return dict(sub[1])
+        found: Json = instance["Properties"]["UserData"]
+        return found
+
+    def user_data_variables(self) -> dict[str, Any]:
+        """The UserData is Fn::Base64 of Fn::Sub [body, variables]."""
+        return dict(self.user_data_node()["Fn::Base64"]["Fn::Sub"][1])
 
     def render_user_data(self, resolver: Resolver) -> str:
-        _, instance = self.only(INSTANCE_TYPE)
-        return resolver.text(instance["Properties"]["UserData"])
+        return resolver.text(self.user_data_node())
+
+    def with_text_replaced(self, old: str, new: str) -> Synthesized:
+        """The template as a new synth would give it with one string (an asset hash) changed everywhere."""
+        replaced: Json = json.loads(json.dumps(self.template).replace(old, new))
+        return Synthesized(template=replaced, outdir=self.outdir)
+
+    def file_assets(self) -> dict[str, Json]:
+        """The asset manifest's file assets by id (the id is the asset hash): source and destinations."""
+        manifest = json.loads(next(self.outdir.glob("*.assets.json")).read_text(encoding="utf-8"))
+        files: dict[str, Json] = manifest["files"]
+        return files
 
 
 def synth(outdir: Path) -> Synthesized:
@@ -63,19 +83,12 @@ def synth(outdir: Path) -> Synthesized:
     return Synthesized(template=template, outdir=outdir)
 
 
-def code_asset_zip(
-    synthesized: Synthesized, object_key: str, target: Path, patch: Callable[[str, bytes], bytes]
-) -> Path:
-    """Zip the cdk.out asset directory published as `object_key` (the user data's CodeKey)."""
-    manifest = json.loads(next(synthesized.outdir.glob("*.assets.json")).read_text(encoding="utf-8"))
-    for asset in manifest["files"].values():
-        keys = {d["objectKey"] for d in asset["destinations"].values()}
-        if object_key in keys and asset["source"]["packaging"] == "zip":
-            source = synthesized.outdir / asset["source"]["path"]
-            with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-                for path in sorted(source.rglob("*")):
-                    if path.is_file():
-                        name = path.relative_to(source).as_posix()
-                        archive.writestr(name, patch(name, path.read_bytes()))
-            return target
-    raise LookupError(f"no zip asset with object key {object_key} in {synthesized.outdir}")
+def zip_directory(source: Path, target: Path, patch: Callable[[str, bytes], bytes]) -> Path:
+    """A `zip` asset as the CDK CLI publishes it: the directory's files by relative path, each `patch`ed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                name = path.relative_to(source).as_posix()
+                archive.writestr(name, patch(name, path.read_bytes()))
+    return target

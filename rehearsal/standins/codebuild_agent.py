@@ -8,8 +8,8 @@ reference" build-spec-ref.html, "Shells and commands in build environments" buil
 "Build phase transitions" view-build-details-phases.html, "Environment variables in build environments"):
 
 - version 0.2: every command of every phase runs in the same shell instance, so a `cd`, a variable or a
-  function set by one command is there for the next ones (here: one bash process; each command is sourced
-  from a file with stdin from /dev/null, its exit status read back on a private pipe);
+  function set by one command is there for the next ones (here: one shell process, `env: shell`'s, else
+  /bin/sh; each command is sourced from a file with stdin from /dev/null);
 - a phase's commands stop at the first that exits non-zero ("COMMAND_EXECUTION_ERROR: Error while executing
   command: C. Reason: exit status N"); its `finally` commands run whatever happened; `on-failure: CONTINUE`
   goes on to the next phase, ABORT (the default) does not;
@@ -34,58 +34,54 @@ from typing import Any
 
 PHASES = ("INSTALL", "PRE_BUILD", "BUILD", "POST_BUILD")
 TO_FINALIZING_ON_FAILURE = ("INSTALL", "PRE_BUILD")
+POLL_S = 0.02
 
 
 class Shell:
-    """One bash process for the whole build; `run(command)` is that command's exit status."""
+    """One shell process for the whole build; `run(command)` is that command's exit status.
+
+    Each command is written to a file and sourced (`. FILE </dev/null`), so it may read stdin, `cd`, set
+    variables or define functions without disturbing the next; its exit status is written to a file of its
+    own, which this side waits for (or for the shell's death: `exit` in a command ends the shell, as it
+    ends CodeBuild's)."""
 
     def __init__(self, shell: str, env: dict[str, str], cwd: str, log: Any, scratch: Path) -> None:
-        self.read_status, write_status = os.pipe()
         self.log, self.scratch, self.count = log, scratch, 0
         self.process = subprocess.Popen(  # noqa: S603 - the buildspec's own shell, as CodeBuild runs it
-            [shell, "--noprofile", "--norc"],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            pass_fds=(write_status,),
-            text=True,
+            [shell], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, text=True
         )
-        os.close(write_status)
-        self.statuses = os.fdopen(self.read_status, "r")
-        self._send(f"exec {{__cb_status}}>&{write_status}\n")
-
-    def _send(self, text: str) -> None:
-        assert self.process.stdin is not None  # noqa: S101 - set by Popen(stdin=PIPE)
-        self.process.stdin.write(text)
-        self.process.stdin.flush()
 
     def run(self, command: str, *, quiet: bool = False) -> int:
         """Source `command` in the shell; the log gets CodeBuild's `Running command` line unless quiet."""
         self.count += 1
-        script = self.scratch / f"command-{self.count}.sh"
+        script, status = self.scratch / f"command-{self.count}.sh", self.scratch / f"status-{self.count}"
         script.write_text(command + "\n", encoding="utf-8")
         if not quiet:
             self.log.write(f"\n[Container] Running command {command}\n")
             self.log.flush()
         try:
-            self._send(f". {script} </dev/null\nprintf '%d\\n' $? >&$__cb_status\n")
+            assert self.process.stdin is not None  # noqa: S101 - set by Popen(stdin=PIPE)
+            self.process.stdin.write(f". {script} </dev/null\nprintf '%d\\n' $? > {status}.tmp && mv {status}.tmp {status}\n")
+            self.process.stdin.flush()
         except BrokenPipeError:
-            return 255
-        line = self.statuses.readline()
-        return int(line) if line.strip() else (self.process.wait() or 255)
+            return self.process.wait() or 255
+        while not status.exists():
+            if self.process.poll() is not None:
+                return self.process.returncode or 255
+            time.sleep(POLL_S)
+        return int(status.read_text(encoding="utf-8").strip() or 255)
 
     def value(self, name: str) -> str | None:
         """A variable's value in the shell now (None when it is unset)."""
         status = self.run(
-            f'printf \'%s\' "${{{name}-}}" > {self.scratch}/value; [ -n "${{{name}+x}}" ]', quiet=True
+            f"printf '%s' \"${{{name}-}}\" > {self.scratch}/value; [ -n \"${{{name}+x}}\" ]", quiet=True
         )
         return (self.scratch / "value").read_text(encoding="utf-8") if status == 0 else None
 
     def close(self) -> None:
         if self.process.poll() is None:
-            self.process.stdin.close()  # type: ignore[union-attr]
+            assert self.process.stdin is not None  # noqa: S101 - set by Popen(stdin=PIPE)
+            self.process.stdin.close()
             self.process.wait()
 
 
@@ -172,7 +168,7 @@ def run_build(plan: dict[str, Any], report: Report, log: Any) -> None:
 def main(argv: list[str]) -> int:
     plan = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     report = Report(Path(plan["result"]))
-    with open(plan["log"], "a", encoding="utf-8") as log:  # noqa: PTH123
+    with open(plan["log"], "a", encoding="utf-8") as log:
         daemons = start_daemons(plan, log)
         try:
             run_build(plan, report, log)

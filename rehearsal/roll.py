@@ -1,0 +1,186 @@
+"""The stack update a code change makes, in CloudFormation's order, with the first host still serving:
+
+1. the code asset changes (a harmless comment appended to an app/enclave file, so PCR0 changes) and is
+   published under its new hash, which replaces the old one wherever the template names it, as a new
+   synth would (SourceHash, the project's source, the launch template's user data);
+2. the custom resource's Update: the handlers start a build with PREVIOUS_BUILD_ID, the new PCR0 comes
+   back with the previous one; the key policy is re-rendered and put (PutKeyPolicy): it must accept
+   exactly both; the old host, untouched, must still decrypt under it;
+3. the rolling update (MaxBatchSize 1, waiting on signals): a new host in a network namespace of its own
+   boots from the new user data and must signal SUCCESS while the old one keeps consuming the one cards
+   queue; cards go through both; then the old host is terminated and the replaced build's physical id is
+   deleted in the cleanup phase, as CloudFormation does after a replacement;
+4. `-c retire_previous=true` (the custom resource's RetirePrevious property): an Update that starts no
+   build, and a policy that accepts only the new PCR0; the key policy evaluator refuses the old image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+
+from app.local import processes
+from app.local.processes import ChildSpec
+from rehearsal import blockers, cards, keys
+from rehearsal.hosts import Host, booted
+from rehearsal.netns import Namespace
+from rehearsal.run import RehearsalFailed
+from rehearsal.scenario import LOAD_COUNT, SEND_COUNT, Stack, build_step, host_spec, signalled
+from rehearsal.template import Synthesized, zip_directory
+
+CHANGED_FILE = "app/enclave/__init__.py"
+CHANGE = b"\n# rehearsal roll: a harmless change to the enclave code, so the image and its PCR0 change\n"
+
+
+def change_enclave_code(stack: Stack) -> str:
+    """Publish the changed code asset and switch the template to it; back: the new asset hash."""
+    cloud = stack.cloud
+    build_id, build = cloud.synthesized.only("Custom::EnclaveImageBuild")
+    old_hash = cloud.resolver().text(build["Properties"]["SourceHash"])
+    asset = cloud.synthesized.file_assets()[old_hash]
+    source = cloud.synthesized.outdir / asset["source"]["path"]
+    if not (source / CHANGED_FILE).is_file():
+        raise LookupError(f"the code asset has no {CHANGED_FILE} to change")
+    revert = blockers.asset_patch(stack.revert)
+
+    def patch(name: str, content: bytes) -> bytes:
+        return revert(name, content) + (CHANGE if name == CHANGED_FILE else b"")
+
+    archive = zip_directory(source, stack.run.dir / "assets" / "changed-code.zip", patch)
+    new_hash = hashlib.sha256(archive.read_bytes()).hexdigest()
+    s3 = cloud.client("s3")
+    for destination in asset["destinations"].values():
+        bucket = cloud.resolver().substitute(destination["bucketName"], {})
+        key = cloud.resolver().substitute(destination["objectKey"], {}).replace(old_hash, new_hash)
+        s3.put_object(Bucket=bucket, Key=key, Body=archive.read_bytes())
+    cloud.synthesized = cloud.synthesized.with_text_replaced(old_hash, new_hash)
+    return new_hash
+
+
+def retire_previous(synthesized: Synthesized) -> Synthesized:
+    """The template `-c retire_previous=true` gives: the build resource's RetirePrevious is "true"."""
+    template = json.loads(json.dumps(synthesized.template))
+    build_id, _ = synthesized.only("Custom::EnclaveImageBuild")
+    template["Resources"][build_id]["Properties"]["RetirePrevious"] = "true"
+    return Synthesized(template=template, outdir=synthesized.outdir)
+
+
+def expect_accepts(stack: Stack, policy: dict[str, object], wanted: set[str], when: str) -> None:
+    accepted = keys.accepted_images(policy)
+    stack.run.say(f"key policy {when}: attested Decrypt accepts {sorted(accepted)}")
+    if accepted != wanted:
+        raise RehearsalFailed(
+            f"key policy {when}", f"expected {sorted(wanted)}, it accepts {sorted(accepted)}"
+        )
+
+
+def update_build_and_key(stack: Stack, old_pcr0: str) -> tuple[str, tuple[str, dict[str, str]] | None]:
+    run = stack.run
+    new_hash = run.step(
+        f"change the enclave code ({CHANGED_FILE}) and publish the code asset",
+        lambda: change_enclave_code(stack),
+    )
+    run.say(f"code asset {new_hash}")
+    stack.projects()  # the project's source names the new asset
+    stack.status("UPDATE_IN_PROGRESS")
+    replaced: list[tuple[str, dict[str, str]] | None] = []
+
+    def update() -> object:
+        response, old = stack.build.update()
+        replaced.append(old)
+        return response
+
+    response = build_step(
+        stack, "custom resource Update: new SourceHash, the build started with PREVIOUS_BUILD_ID", update
+    )  # type: ignore[arg-type]
+    new_pcr0 = response.data["Pcr0"]
+    if new_pcr0 == old_pcr0 or response.data.get("PreviousPcr0") != old_pcr0:
+        raise RehearsalFailed(
+            "custom resource Update",
+            f"expected a new PCR0 and PreviousPcr0 {old_pcr0}: {dict(response.data)}",
+        )
+    policy = run.step(
+        "PutKeyPolicy: the template's key policy re-rendered", lambda: keys.update_key_policy(stack.cloud)
+    )
+    expect_accepts(stack, policy, {new_pcr0, old_pcr0}, "during the roll")
+    run.step(
+        "parameters from the new build's attributes",
+        lambda: stack.cloud.create_parameters(skip_unresolved=False),
+    )
+    return new_pcr0, replaced[0]
+
+
+@contextlib.contextmanager
+def second_namespace(stack: Stack) -> contextlib.AbstractContextManager[Namespace] | object:
+    """A network namespace for the new host, its loopback bridged to the services' ports."""
+    with Namespace(f"{stack.run.dir.name.lower()[-15:]}-b") as namespace:
+        ports = ",".join(str(p) for p in stack.services.ports())
+        bridge = ChildSpec("bridge", "rehearsal.bridge", ("--netns", str(namespace.path), "--ports", ports))
+        with processes.running(bridge, stack.run.dir, processes.has_ready_line):
+            stack.run.say(f"network namespace {namespace.name} for host-2, loopback ports {ports} bridged")
+            yield namespace
+
+
+def roll(stack: Stack, old_host: Host, old_pcr0: str) -> None:
+    run = stack.run
+    new_pcr0, replaced = update_build_and_key(stack, old_pcr0)
+    cards.nitro_demo(
+        run, old_host.box, ["send", str(SEND_COUNT)], f"{old_host.spec.name} (old PCR0, new policy)"
+    )
+    user_data = run.step("render the new launch template version's user data", stack.user_data)
+    with second_namespace(stack) as namespace:
+        spec = host_spec(2, namespace.path, own_namespace=True)
+        with booted(spec, cloud=stack.cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
+                    endpoints=stack.endpoints, run_dir=run.dir) as new_host:  # fmt: skip
+            signalled(stack, new_host)
+            cards.nitro_demo(
+                run, new_host.box, ["send", str(LOAD_COUNT)], f"{spec.name} (both hosts consume)"
+            )
+            both = cards.check_load(
+                run, {old_host.spec.name: old_host.box, spec.name: new_host.box}, "the roll's load"
+            )
+            run.say(f"during the roll: {old_host.spec.name} (PCR0 {old_pcr0[:16]}...) processed "
+                    f"{both[old_host.spec.name].processed}, {spec.name} (PCR0 {new_pcr0[:16]}...) "
+                    f"{both[spec.name].processed}")  # fmt: skip
+            run.step(
+                f"terminate {old_host.spec.name} (the rolling update's batch is done)", old_host.box.stop
+            )
+            stack.status("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
+            if replaced is not None:
+                run.step(
+                    f"cleanup: Delete of the replaced build {replaced[0]}",
+                    lambda: stack.build.delete(*replaced),
+                )
+            stack.status("UPDATE_COMPLETE")
+            cards.nitro_demo(run, new_host.box, ["send", str(SEND_COUNT)], f"{spec.name} alone")
+            retire(stack, new_host, old_pcr0, new_pcr0)
+
+
+def retire(stack: Stack, host: Host, old_pcr0: str, new_pcr0: str) -> None:
+    run, cloud = stack.run, stack.cloud
+    cloud.synthesized = retire_previous(cloud.synthesized)
+    stack.status("UPDATE_IN_PROGRESS")
+    builds_before = len(list((run.dir / "codebuild").glob("*/build.log")))
+    response = build_step(
+        stack, "custom resource Update: RetirePrevious true (no code change)", lambda: stack.build.update()[0]
+    )
+    started = len(list((run.dir / "codebuild").glob("*/build.log"))) - builds_before
+    if response.data["Pcr0"] != new_pcr0 or response.data.get("PreviousPcr0") or started:
+        raise RehearsalFailed("retire_previous", f"expected no build, PCR0 {new_pcr0} and no previous: "
+                              f"{dict(response.data)}, {started} build(s) started")  # fmt: skip
+    policy = run.step(
+        "PutKeyPolicy: the policy without the previous PCR0", lambda: keys.update_key_policy(cloud)
+    )
+    expect_accepts(stack, policy, {new_pcr0}, "after retire_previous")
+    for pcr0, wanted in ((old_pcr0, False), (new_pcr0, True)):
+        allowed = keys.decides(policy, cloud, pcr0)
+        run.say(
+            f"key policy evaluator: attested Decrypt with PCR0 {pcr0[:16]}... {'allowed' if allowed else 'refused'}"
+        )
+        if allowed != wanted:
+            raise RehearsalFailed(
+                "retire_previous", f"PCR0 {pcr0} should be {'allowed' if wanted else 'refused'}"
+            )
+    stack.status("UPDATE_COMPLETE")
+    cards.nitro_demo(run, host.box, ["send", str(SEND_COUNT)], f"{host.spec.name} after retire_previous")
