@@ -7,9 +7,10 @@ goes, so BatchGetBuilds can show the current phase. Contract (CodeBuild User Gui
 reference" build-spec-ref.html, "Shells and commands in build environments" build-env-ref-cmd.html,
 "Build phase transitions" view-build-details-phases.html, "Environment variables in build environments"):
 
-- version 0.2: every command of every phase runs in the same shell instance, so a `cd`, a variable or a
-  function set by one command is there for the next ones (here: one shell process, `env: shell`'s, else
-  /bin/sh; each command is sourced from a file with stdin from /dev/null);
+- version 0.2: a `cd` or a variable set by one command is there for the next ones, in every phase (the
+  AWS docs' own samples set `IMAGE_TAG=...` in pre_build and use it in build, unexported); each command
+  is its own script (/codebuild/output/tmp/script.sh in CodeBuild's messages), so shell options such as
+  `set -e`, functions and array attributes do not carry over (Shell below);
 - a phase's commands stop at the first that exits non-zero ("COMMAND_EXECUTION_ERROR: Error while executing
   command: C. Reason: exit status N"); its `finally` commands run whatever happened; `on-failure: CONTINUE`
   goes on to the next phase, ABORT (the default) does not;
@@ -34,55 +35,73 @@ from typing import Any
 
 PHASES = ("INSTALL", "PRE_BUILD", "BUILD", "POST_BUILD")
 TO_FINALIZING_ON_FAILURE = ("INSTALL", "PRE_BUILD")
-POLL_S = 0.02
+SCRIPT = "/codebuild/output/tmp/script.sh"
+
+
+# Bash's own variables, which a new bash sets for itself: never carried from one command to the next.
+OWN_VARIABLES = (
+    "_|IFS|PS4|OPTIND|OPTERR|BASH|BASH_*|BASHOPTS|SHELLOPTS|COMP_WORDBREAKS|HOSTNAME|HOSTTYPE|MACHTYPE|"
+    "OSTYPE|SHLVL|PWD|OLDPWD|__cb_*"
+)
+SAVE_STATE = f"""__cb_save() {{
+  __cb_rc=$?
+  pwd > "$__cb_dir/cwd"
+  if [ -n "${{BASH_VERSION-}}" ]; then
+    for __cb_v in $(compgen -v); do
+      case "$__cb_v" in {OWN_VARIABLES}) continue ;; esac
+      __cb_d=$(declare -p "$__cb_v" 2>/dev/null) || continue
+      case "$__cb_d" in "declare -- "*|"declare -x "*) printf '%s\\n' "$__cb_d" ;; esac
+    done > "$__cb_dir/state.new"
+  else
+    export -p > "$__cb_dir/state.new"
+  fi
+  mv "$__cb_dir/state.new" "$__cb_dir/state"
+  exit "$__cb_rc"
+}}
+trap __cb_save EXIT
+"""
 
 
 class Shell:
-    """One shell process for the whole build; `run(command)` is that command's exit status.
+    """The build's commands, each its own script in a new shell process (`env: shell`'s, else /bin/sh), as
+    CodeBuild's agent runs /codebuild/output/tmp/script.sh: variables (exported or not, plain strings) and
+    the working directory carry over to the next command; shell options (`set -e`), functions, arrays and
+    attributes do not. A command's exit status is its script's."""
 
-    Each command is written to a file and sourced (`. FILE </dev/null`), so it may read stdin, `cd`, set
-    variables or define functions without disturbing the next; its exit status is written to a file of its
-    own, which this side waits for (or for the shell's death: `exit` in a command ends the shell, as it
-    ends CodeBuild's)."""
+    def __init__(self, shell: str, env: dict[str, str], cwd: str, log: Any, scratch: Path, script: str) -> None:
+        self.shell, self.env, self.log, self.scratch = shell, env, log, scratch
+        (scratch / "cwd").write_text(cwd + "\n", encoding="utf-8")
+        (scratch / "state").write_text("", encoding="utf-8")
+        self.script = Path(script)
+        self.script.parent.mkdir(parents=True, exist_ok=True)
 
-    def __init__(self, shell: str, env: dict[str, str], cwd: str, log: Any, scratch: Path) -> None:
-        self.log, self.scratch, self.count = log, scratch, 0
-        self.process = subprocess.Popen(  # noqa: S603 - the buildspec's own shell, as CodeBuild runs it
-            [shell], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, text=True
+    def run(self, command: str, *, quiet: bool = False, extra: dict[str, str] | None = None) -> int:
+        """Run `command`; the log gets CodeBuild's `Running command` line unless quiet."""
+        prelude = (
+            f"__cb_dir={self.scratch}\n. \"$__cb_dir/state\"\n"
+            + "".join(f"export {k}='{v}'\n" for k, v in (extra or {}).items())
+            + f'cd "$(cat "$__cb_dir/cwd")"\n{SAVE_STATE}'
         )
-
-    def run(self, command: str, *, quiet: bool = False) -> int:
-        """Source `command` in the shell; the log gets CodeBuild's `Running command` line unless quiet."""
-        self.count += 1
-        script, status = self.scratch / f"command-{self.count}.sh", self.scratch / f"status-{self.count}"
-        script.write_text(command + "\n", encoding="utf-8")
+        self.script.write_text(prelude + command + "\n", encoding="utf-8")
         if not quiet:
             self.log.write(f"\n[Container] Running command {command}\n")
             self.log.flush()
-        try:
-            assert self.process.stdin is not None  # noqa: S101 - set by Popen(stdin=PIPE)
-            self.process.stdin.write(f". {script} </dev/null\nprintf '%d\\n' $? > {status}.tmp && mv {status}.tmp {status}\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:
-            return self.process.wait() or 255
-        while not status.exists():
-            if self.process.poll() is not None:
-                return self.process.returncode or 255
-            time.sleep(POLL_S)
-        return int(status.read_text(encoding="utf-8").strip() or 255)
+        done = subprocess.run(  # noqa: S603 - the buildspec's own shell, as CodeBuild runs it
+            [self.shell, str(self.script)], stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            env=self.env, check=False,
+        )  # fmt: skip
+        if done.returncode != 0 and not quiet:
+            self.log.write(f"\n[Container] Command did not exit successfully {command} exit status {done.returncode}\n")
+        return done.returncode
 
     def value(self, name: str) -> str | None:
-        """A variable's value in the shell now (None when it is unset)."""
-        status = self.run(
-            f"printf '%s' \"${{{name}-}}\" > {self.scratch}/value; [ -n \"${{{name}+x}}\" ]", quiet=True
-        )
-        return (self.scratch / "value").read_text(encoding="utf-8") if status == 0 else None
+        """A variable's value as the last command left it (None when it is unset)."""
+        target = self.scratch / "value"
+        status = self.run(f"printf '%s' \"${{{name}-}}\" > {target}; [ -n \"${{{name}+x}}\" ]", quiet=True)
+        return target.read_text(encoding="utf-8") if status == 0 else None
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None  # noqa: S101 - set by Popen(stdin=PIPE)
-            self.process.stdin.close()
-            self.process.wait()
+        """Nothing stays running between commands."""
 
 
 class Report:
@@ -113,15 +132,15 @@ class Report:
 
 def run_phase(shell: Shell, phase: dict[str, Any], env_succeeding: list[bool]) -> tuple[bool, str]:
     """The phase's commands to the first failure, then its `finally`; (succeeded, context message)."""
-    shell.run(f"export CODEBUILD_BUILD_SUCCEEDING={1 if all(env_succeeding) else 0}", quiet=True)
+    succeeding = {"CODEBUILD_BUILD_SUCCEEDING": "1" if all(env_succeeding) else "0"}
     failed = ""
     for command in phase.get("commands", []):
-        status = shell.run(command)
+        status = shell.run(command, extra=succeeding)
         if status != 0:
             failed = f"Error while executing command: {command}. Reason: exit status {status}"
             break
     for command in phase.get("finally", []):
-        status = shell.run(command)
+        status = shell.run(command, extra=succeeding)
         if status != 0 and not failed:
             failed = f"Error while executing command: {command}. Reason: exit status {status}"
     return not failed, failed
@@ -141,7 +160,7 @@ def start_daemons(plan: dict[str, Any], log: Any) -> list[subprocess.Popen[bytes
 def run_build(plan: dict[str, Any], report: Report, log: Any) -> None:
     scratch = Path(plan["scratch_dir"])
     scratch.mkdir(parents=True, exist_ok=True)
-    shell = Shell(plan["shell"], plan["env"], plan["src_dir"], log, scratch)
+    shell = Shell(plan["shell"], plan["env"], plan["src_dir"], log, scratch, plan.get("script", SCRIPT))
     succeeding: list[bool] = []
     try:
         phases = {p["name"]: p for p in plan["phases"]}

@@ -25,6 +25,7 @@ def run_agent(tmp_path: Path, spec_text: str, env: dict[str, str] | None = None)
         "exported_variables": list(spec.exported_variables),
         "src_dir": str(tmp_path),
         "scratch_dir": str(tmp_path / "scratch"),
+        "script": str(tmp_path / "tmp" / "script.sh"),
         "result": str(tmp_path / "result.json"),
         "log": str(tmp_path / "build.log"),
     }
@@ -42,26 +43,33 @@ def exported(result: dict[str, Any]) -> dict[str, str]:
     return {v["name"]: v["value"] for v in result["exportedEnvironmentVariables"]}
 
 
-def test_one_shell_for_every_command_of_every_phase(tmp_path: Path) -> None:
+def test_variables_and_the_directory_carry_over_options_and_functions_do_not(tmp_path: Path) -> None:
     result, log = run_agent(tmp_path, """
 version: 0.2
 env:
   shell: bash
-  exported-variables: [PCR0, WHERE, FROM_FUNCTION]
+  exported-variables: [PCR0, WHERE, MULTI, NO_FUNCTION, AFTER_SET_E]
 phases:
   install:
     commands:
       - mkdir -p out && cd out
       - PCR0=abc
+      - |
+        set -euo pipefail
+        export MULTI="two
+        lines"
       - greet() { echo "hello $1"; }
   build:
     commands:
       - WHERE=$(basename "$PWD")
-      - FROM_FUNCTION=$(greet build)
+      - NO_FUNCTION=$(type -t greet || echo none)
+      - "false || true; AFTER_SET_E=$UNSET_IS_FINE"
 """)
     assert result["buildStatus"] == "SUCCEEDED"
     assert result["currentPhase"] == "COMPLETED"
-    assert exported(result) == {"PCR0": "abc", "WHERE": "out", "FROM_FUNCTION": "hello build"}
+    assert exported(result) == {
+        "PCR0": "abc", "WHERE": "out", "MULTI": "two\nlines", "NO_FUNCTION": "none", "AFTER_SET_E": ""
+    }
     assert "[Container] Running command mkdir -p out && cd out" in log
 
 
