@@ -62,6 +62,12 @@ class Cloud:
             self.attributes[(logical_id, "Arn")] = f"arn:aws:iam::{PSEUDO['AWS::AccountId']}:role/{name}"
         for logical_id in self.synthesized.resources("AWS::Logs::LogGroup"):
             self.refs[logical_id] = self.physical_name(logical_id)
+        for logical_id in self.synthesized.resources("AWS::Lambda::Function"):  # named, not deployed:
+            name = self.physical_name(logical_id)[:64]  # provider.py runs the custom resources' handlers
+            self.refs[logical_id] = name
+            self.attributes[(logical_id, "Arn")] = (
+                f"arn:aws:lambda:{self.region}:{PSEUDO['AWS::AccountId']}:function:{name}"
+            )
         self._queues()
         self._buckets()
         self.create_parameters(skip_unresolved=True)

@@ -76,13 +76,13 @@ def _environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _asset_dir(synthesized: Synthesized, function: Mapping[str, Any]) -> Path:
-    path = function.get("Metadata", {}).get("aws:asset:path")
-    if not path:
-        raise LookupError(
-            "the handler function has no aws:asset:path metadata (an inline or image function?)"
-        )
-    return synthesized.outdir / path
+def _asset_dir(synthesized: Synthesized, function: Mapping[str, Any], resolver: Resolver) -> Path:
+    """The function's code asset in cdk.out: its Code.S3Key is `<asset hash>.zip`, the manifest's id."""
+    key = resolver.text(function["Properties"]["Code"]["S3Key"])
+    asset = synthesized.file_assets().get(key.removesuffix(".zip"))
+    if asset is None or asset["source"]["packaging"] != "zip":
+        raise LookupError(f"the handler's code {key} is not a zip asset of this synth (inline or image code?)")
+    return synthesized.outdir / asset["source"]["path"]
 
 
 def load_function(
@@ -91,7 +91,7 @@ def load_function(
     """The user function's handler, imported from its asset, with its environment rendered."""
     function = synthesized.template["Resources"][logical_id]
     module_name, _, attribute = function["Properties"]["Handler"].rpartition(".")
-    directory = _asset_dir(synthesized, function)
+    directory = _asset_dir(synthesized, function, resolver)
     unique = f"rehearsal_handler_{logical_id}"
     spec = importlib.util.spec_from_file_location(unique, directory / f"{module_name.replace('.', '/')}.py")
     if spec is None or spec.loader is None:
