@@ -69,16 +69,20 @@ def rehearse(run: Run, revert: str | None, *, with_roll: bool) -> None:
     netns = Path(os.environ[NETNS_ENV])
     build_base = codebuild_base(netns, base, layer, run)
     with host_services(run, synthesized, build_base) as services:
-        run.say(f"network namespace {netns.name}: emulator {services.http}, SignalResource {services.signals}, "
-                f"CodeBuild {services.codebuild}")  # fmt: skip
+        run.say(
+            f"network namespace {netns.name}: emulator {services.http}, "
+            f"SignalResource {services.signals}, CodeBuild {services.codebuild}"
+        )
         cloud = Cloud(synthesized, services.http)
         stack = Stack(
             run, services, cloud, EnclaveImageBuild(cloud, services.codebuild), base, wheels, revert
         )
         user_data = first_deploy(stack)
         spec = host_spec(1, netns, own_namespace=False)
-        with booted(spec, cloud=cloud, user_data=user_data, base=base, wheels=wheels, endpoints=stack.endpoints,
-                    run_dir=run.dir) as host:  # fmt: skip
+        with booted(
+            spec, cloud=cloud, user_data=user_data, base=base, wheels=wheels, endpoints=stack.endpoints,
+            run_dir=run.dir,
+        ) as host:  # fmt: skip
             signalled(stack, host)
             stack.status("CREATE_COMPLETE")
             first_cards(stack, host)

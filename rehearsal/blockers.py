@@ -3,6 +3,12 @@ rendered user data or the code asset), so a rehearsal can prove it fails on it, 
 
 Each reversion undoes the fix exactly where the fix was made; a reversion that finds nothing to undo is an
 error, so a stale one cannot pass silently.
+
+Blocker 2 (`nitro-cli-home`: `nitro-cli build-enclave` stops with E51 without NITRO_CLI_ARTIFACTS or HOME)
+is retired: no host builds an image any more, and only build-enclave asks for the artifacts path
+(aws/aws-nitro-enclaves-cli src/lib.rs, `artifacts_path()` is called from the EIF build only); the build
+runs in CodeBuild, whose container has HOME=/root (the AL2023 standard image's Dockerfile sets no HOME, so
+Docker's default for root applies; aws/aws-codebuild-docker-images al/x86_64/standard/5.0/Dockerfile).
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-BOOTSTRAP = "infra/constructs/host/bootstrap.sh"
 VSOCK_PROXY_OVERRIDE = "infra/constructs/host/vsock-proxy.override.conf"
 
 
@@ -30,11 +35,6 @@ def allocator_blank_line(user_data: str) -> str:
     return _replace(r"\nEND_OF_ALLOCATOR_YAML$", "\n\nEND_OF_ALLOCATOR_YAML", user_data, "allocator.yaml")
 
 
-def nitro_cli_home(bootstrap: str) -> str:
-    """Blocker 2: bootstrap.sh no longer gives nitro-cli NITRO_CLI_ARTIFACTS or HOME."""
-    return _replace(r"^export (NITRO_CLI_ARTIFACTS|HOME)=.*\n", "", bootstrap, "nitro-cli's HOME")
-
-
 def vsock_proxy_workers(override: str) -> str:
     """Blocker 3: vsock-proxy runs with its default of 4 workers again."""
     return _replace(r" (--num_workers|-w)[ =]\S+", "", override, "vsock-proxy --num_workers")
@@ -42,7 +42,6 @@ def vsock_proxy_workers(override: str) -> str:
 
 USER_DATA: dict[str, Callable[[str], str]] = {"allocator-blank-line": allocator_blank_line}
 CODE_ASSET: dict[str, tuple[str, Callable[[str], str]]] = {
-    "nitro-cli-home": (BOOTSTRAP, nitro_cli_home),
     "vsock-proxy-workers": (VSOCK_PROXY_OVERRIDE, vsock_proxy_workers),
 }
 NAMES = (*USER_DATA, *CODE_ASSET)

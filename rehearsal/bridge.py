@@ -11,6 +11,7 @@ Run as `python -m rehearsal.bridge --netns PATH --ports P1,P2,...` from the name
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import sys
@@ -28,13 +29,11 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         while data := source.recv(BUFFER):
             sink.sendall(data)
     except OSError:
-        pass
+        pass  # either side went away: the finally below closes what is left
     finally:
         for sock, how in ((sink, socket.SHUT_WR), (source, socket.SHUT_RD)):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(how)
-            except OSError:
-                pass
 
 
 def _serve(listener: socket.socket, port: int) -> None:

@@ -122,9 +122,9 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, refused: Refused) -> None:
         error = (f"<Error><Type>Sender</Type><Code>{refused.code}</Code>"
                  f"<Message>{escape(refused.message)}</Message></Error>")  # fmt: skip
+        request_id = f"<RequestId>{uuid.uuid4()}</RequestId>"
         self._answer(
-            refused.status,
-            f'<ErrorResponse xmlns="{NAMESPACE}">{error}<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>',
+            refused.status, f'<ErrorResponse xmlns="{NAMESPACE}">{error}{request_id}</ErrorResponse>'
         )
 
     def _answer(self, code: int, xml: str) -> None:

@@ -89,8 +89,10 @@ class Service:
         project = dict(projects[name])
         if "sourceTypeOverride" in body or "sourceLocationOverride" in body:
             source = project.get("source", {})
-            project["source"] = {"type": body.get("sourceTypeOverride", source.get("type")),
-                                 "location": body.get("sourceLocationOverride", source.get("location"))}  # fmt: skip
+            project["source"] = {
+                "type": body.get("sourceTypeOverride", source.get("type")),
+                "location": body.get("sourceLocationOverride", source.get("location")),
+            }
         with self.lock:
             self.numbers[name] = self.numbers.get(name, 0) + 1
             build_id = f"{name}:{uuid.uuid4()}"
@@ -134,10 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         }
         operation = target.removeprefix(TARGET_PREFIX)
         try:
-            if not target.startswith(TARGET_PREFIX) or operation not in operations:
-                raise ApiError("UnknownOperationException", f"{target or 'no X-Amz-Target'} is not served")
-            if "Credential=" not in self.headers.get("Authorization", ""):
-                raise ApiError("MissingAuthenticationTokenException", "the request is not signed")
+            self._check(target, operation in operations)
             length = int(self.headers.get("Content-Length", "0") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             self._answer(200, operations[operation](body))
@@ -145,6 +144,12 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(400, {"__type": error.kind, "message": error.message})
         except ValueError as error:
             self._answer(400, {"__type": "SerializationException", "message": str(error)})
+
+    def _check(self, target: str, known: bool) -> None:
+        if not target.startswith(TARGET_PREFIX) or not known:
+            raise ApiError("UnknownOperationException", f"{target or 'no X-Amz-Target'} is not served")
+        if "Credential=" not in self.headers.get("Authorization", ""):
+            raise ApiError("MissingAuthenticationTokenException", "the request is not signed")
 
     def do_GET(self) -> None:
         if self.path != "/credentials":

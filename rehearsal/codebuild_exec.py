@@ -1,4 +1,4 @@
-"""A started build of the CodeBuild stand-in: its thread, its phases as the API reports them, stop and timeout.
+"""A started build of the CodeBuild stand-in: its thread, its phases as the API reports them, stop, timeout.
 
 The phases before the buildspec's (SUBMITTED, QUEUED, PROVISIONING, DOWNLOAD_SOURCE) are the service's
 own and recorded here; INSTALL to FINALIZING come from the agent's result file in the build container.
@@ -108,15 +108,17 @@ class BuildExecution:
                 self._contain(root)
         except Exception as error:
             self.status = "FAULT"
-            self.host_phases.append({"phaseType": "PROVISIONING", "phaseStatus": "FAULT",
-                                     "contexts": [{"statusCode": "FAULT", "message": repr(error)}]})  # fmt: skip
+            context = {"statusCode": "FAULT", "message": repr(error)}
+            self.host_phases.append(
+                {"phaseType": "PROVISIONING", "phaseStatus": "FAULT", "contexts": [context]}
+            )
         finally:
             self.ended = time.time()
 
     def _contain(self, root: Any) -> None:
         timeout_s = 60 * int(self.project.get("timeoutInMinutes") or DEFAULT_TIMEOUT_MINUTES)
         with (self.directory / "nspawn.log").open("ab") as out:
-            self._process = subprocess.Popen(
+            self._process = subprocess.Popen(  # noqa: S603 - systemd-nspawn, argv built here, no shell
                 codebuild_run.container_command(root, self.machine), stdout=out, stderr=subprocess.STDOUT
             )
             try:
@@ -159,7 +161,7 @@ class BuildExecution:
                 "computeType": project.get("computeType", ""),
                 "privilegedMode": bool(project.get("privilegedMode")),
                 "environmentVariables": list(project.get("environmentVariables", [])),
-            },  # fmt: skip
+            },
             "serviceRole": project.get("serviceRole", ""),
             "logs": {
                 "groupName": group,

@@ -94,10 +94,12 @@ class EnclaveImageBuild:
                 "AWS_REGION": self.cloud.region,
                 "AWS_DEFAULT_REGION": self.cloud.region,
             }
-            load = lambda i: load_function(self.cloud.synthesized, i, self.cloud.resolver(), env)  # noqa: E731
+            synthesized, resolver = self.cloud.synthesized, self.cloud.resolver()
             self.provider = Provider(
-                on_event=load(on_event_id),
-                is_complete=load(is_complete_id) if is_complete_id else None,
+                on_event=load_function(synthesized, on_event_id, resolver, env),
+                is_complete=load_function(synthesized, is_complete_id, resolver, env)
+                if is_complete_id
+                else None,
                 stack_id=STACK_ID,
             )
         return self.provider

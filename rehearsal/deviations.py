@@ -1,5 +1,5 @@
-"""Every way the rehearsal differs from a real first boot, printed by every run (docs/rehearsal.md has the
-same table with the reasons): what the first real deploy still tests for the first time."""
+"""Every way the rehearsal differs from a real deploy and update, printed by every run (docs/rehearsal.md has
+the same table with the reasons): what the first real deploy still tests for the first time."""
 
 from __future__ import annotations
 
@@ -11,19 +11,49 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "AWS APIs",
-        "moto emulator (KMS, SQS, S3, SSM) in the rehearsal's network namespace, via AWS_ENDPOINT_URL",
+        "moto emulator (KMS, SQS, S3 with versioning, SSM) in the rehearsal's network namespace, via "
+        "AWS_ENDPOINT_URL; bucket encryption, ownership and bucket policies are stored, not enforced",
     ),
     (
         "endpoints",
         "AWS_ENDPOINT_URL and the vsock-over-TCP map set in systemd's DefaultEnvironment (drop-in)",
     ),
-    ("IAM", "not evaluated except for KMS: local principals (instance role, administrator) by access key"),
+    (
+        "IAM",
+        "not evaluated except for KMS: local principals (instance role, administrator) by access key; the "
+        "CodeBuild role and the handlers' role have keys of their own that KMS does not know",
+    ),
     ("key policy", "evaluated by local mode's evaluator (app.keypolicy), not by KMS"),
     (
         "IMDS",
         "IMDSv2 stand-in on 169.254.169.254:80 inside the namespace (token, role credentials, identity)",
     ),
-    ("wait condition", "a local HTTP handle taking CloudFormation's signal JSON; no presigned S3 URL"),
+    (
+        "CloudFormation",
+        "the harness creates and updates the resources in CloudFormation's order; SignalResource is a "
+        "stand-in (query protocol, signed, no IAM) reached through AWS_ENDPOINT_URL_CLOUDFORMATION",
+    ),
+    (
+        "CodeBuild",
+        "a stand-in for StartBuild/BatchGetBuilds/StopBuild (JSON 1.1); each build runs the project's "
+        "buildspec in a systemd-nspawn container (Debian + stand-ins, not the AL2023 standard image)",
+    ),
+    (
+        "custom resource",
+        "the stack's own handlers, imported from their cdk.out asset and run in-process by a replay of the "
+        "CDK Provider framework (is-complete polled every 1 s, the template's waiter says 30 s)",
+    ),
+    (
+        "Auto Scaling",
+        "no group: the harness boots each host from the launch template's user data and replays the rolling "
+        "update (new host, its signal, then the old one terminated); the second host has its own network "
+        "namespace, its loopback bridged to the services",
+    ),
+    (
+        "code change",
+        "the roll's new code asset is the old one with a comment added to app/enclave/__init__.py, its hash "
+        "replaced in the template as a new synth would; retire_previous sets the build's RetirePrevious",
+    ),
     ("PyPI", "a wheelhouse built on the host, bound read-only, /etc/pip.conf no-index"),
     ("AWS CLI", "v1 from PyPI in its own venv as /usr/local/bin/aws (AL2023 ships v2)"),
     ("vsock", "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine)"),

@@ -72,6 +72,11 @@ def update_key_policy(cloud: Cloud) -> dict[str, Any]:
     return policy
 
 
+def key_arn(cloud: Cloud) -> str:
+    key_id, _ = cloud.synthesized.only(KEY_TYPE)
+    return cloud.attributes[(key_id, "Arn")]
+
+
 def current_policy(cloud: Cloud) -> dict[str, Any]:
     key_id, _ = cloud.synthesized.only(KEY_TYPE)
     text = cloud.client("kms").get_key_policy(KeyId=cloud.refs[key_id], PolicyName="default")["Policy"]
@@ -79,16 +84,15 @@ def current_policy(cloud: Cloud) -> dict[str, Any]:
     return loaded
 
 
-def decides(policy: Mapping[str, Any], cloud: Cloud, pcr0: str) -> bool:
+def decides(policy: Mapping[str, Any], key_arn: str, pcr0: str) -> bool:
     """Would KMS let the instance role Decrypt, attested as an enclave with this PCR0, under the encryption
     context the policy asks for? (The evaluator the emulator uses, asked directly, for an image no host runs
     any more.)"""
-    key_id, _ = cloud.synthesized.only(KEY_TYPE)
     context = {IMAGE_SHA384: pcr0, **required_context(policy)}
     request = evaluator.Request(
         caller=principals.INSTANCE_ROLE.caller,
         action="kms:Decrypt",
-        resource=cloud.attributes[(key_id, "Arn")],
+        resource=key_arn,
         context=context,
     )
     return evaluator.evaluate(policy, request).allowed

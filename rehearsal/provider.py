@@ -81,8 +81,10 @@ def _asset_dir(synthesized: Synthesized, function: Mapping[str, Any], resolver: 
     key = resolver.text(function["Properties"]["Code"]["S3Key"])
     asset = synthesized.file_assets().get(key.removesuffix(".zip"))
     if asset is None or asset["source"]["packaging"] != "zip":
-        raise LookupError(f"the handler's code {key} is not a zip asset of this synth (inline or image code?)")
-    return synthesized.outdir / asset["source"]["path"]
+        raise LookupError(
+            f"the handler's code {key} is not a zip asset of this synth (inline or image code?)"
+        )
+    return synthesized.outdir / str(asset["source"]["path"])
 
 
 def load_function(

@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 
 from app.local import processes
 from app.local.processes import ChildSpec
 from rehearsal import blockers, cards, keys
 from rehearsal.hosts import Host, booted
 from rehearsal.netns import Namespace
+from rehearsal.provider import Response
 from rehearsal.run import RehearsalFailed
 from rehearsal.scenario import LOAD_COUNT, SEND_COUNT, Stack, build_step, host_spec, signalled
 from rehearsal.template import Synthesized, zip_directory
@@ -36,7 +38,7 @@ CHANGE = b"\n# rehearsal roll: a harmless change to the enclave code, so the ima
 def change_enclave_code(stack: Stack) -> str:
     """Publish the changed code asset and switch the template to it; back: the new asset hash."""
     cloud = stack.cloud
-    build_id, build = cloud.synthesized.only("Custom::EnclaveImageBuild")
+    _, build = cloud.synthesized.only("Custom::EnclaveImageBuild")
     old_hash = cloud.resolver().text(build["Properties"]["SourceHash"])
     asset = cloud.synthesized.file_assets()[old_hash]
     source = cloud.synthesized.outdir / asset["source"]["path"]
@@ -86,14 +88,14 @@ def update_build_and_key(stack: Stack, old_pcr0: str) -> tuple[str, tuple[str, d
     stack.status("UPDATE_IN_PROGRESS")
     replaced: list[tuple[str, dict[str, str]] | None] = []
 
-    def update() -> object:
+    def update() -> Response:
         response, old = stack.build.update()
         replaced.append(old)
         return response
 
     response = build_step(
         stack, "custom resource Update: new SourceHash, the build started with PREVIOUS_BUILD_ID", update
-    )  # type: ignore[arg-type]
+    )
     new_pcr0 = response.data["Pcr0"]
     if new_pcr0 == old_pcr0 or response.data.get("PreviousPcr0") != old_pcr0:
         raise RehearsalFailed(
@@ -112,7 +114,7 @@ def update_build_and_key(stack: Stack, old_pcr0: str) -> tuple[str, tuple[str, d
 
 
 @contextlib.contextmanager
-def second_namespace(stack: Stack) -> contextlib.AbstractContextManager[Namespace] | object:
+def second_namespace(stack: Stack) -> Iterator[Namespace]:
     """A network namespace for the new host, its loopback bridged to the services' ports."""
     with Namespace(f"{stack.run.dir.name.lower()[-15:]}-b") as namespace:
         ports = ",".join(str(p) for p in stack.services.ports())
@@ -134,27 +136,30 @@ def roll(stack: Stack, old_host: Host, old_pcr0: str) -> None:
         with booted(spec, cloud=stack.cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
                     endpoints=stack.endpoints, run_dir=run.dir) as new_host:  # fmt: skip
             signalled(stack, new_host)
-            cards.nitro_demo(
-                run, new_host.box, ["send", str(LOAD_COUNT)], f"{spec.name} (both hosts consume)"
-            )
-            both = cards.check_load(
-                run, {old_host.spec.name: old_host.box, spec.name: new_host.box}, "the roll's load"
-            )
-            run.say(f"during the roll: {old_host.spec.name} (PCR0 {old_pcr0[:16]}...) processed "
-                    f"{both[old_host.spec.name].processed}, {spec.name} (PCR0 {new_pcr0[:16]}...) "
-                    f"{both[spec.name].processed}")  # fmt: skip
+            both_hosts_serve(stack, old_host, new_host, (old_pcr0, new_pcr0))
             run.step(
                 f"terminate {old_host.spec.name} (the rolling update's batch is done)", old_host.box.stop
             )
             stack.status("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
             if replaced is not None:
-                run.step(
-                    f"cleanup: Delete of the replaced build {replaced[0]}",
-                    lambda: stack.build.delete(*replaced),
-                )
+                old_id, old_properties = replaced
+                run.step(f"cleanup: Delete of the replaced build {old_id}",
+                         lambda: stack.build.delete(old_id, old_properties))  # fmt: skip
             stack.status("UPDATE_COMPLETE")
             cards.nitro_demo(run, new_host.box, ["send", str(SEND_COUNT)], f"{spec.name} alone")
             retire(stack, new_host, old_pcr0, new_pcr0)
+
+
+def both_hosts_serve(stack: Stack, old: Host, new: Host, pcr0s: tuple[str, str]) -> None:
+    """The load while both hosts consume the one cards queue: every card ok, and whose host took it."""
+    before = cards.load_figures(old.box).processed
+    cards.nitro_demo(stack.run, new.box, ["send", str(LOAD_COUNT)], f"{new.spec.name} (both hosts consume)")
+    found = cards.check_load(stack.run, {old.spec.name: old.box, new.spec.name: new.box}, "the roll's load")
+    stack.run.say(
+        f"the roll's {LOAD_COUNT} cards: {found[old.spec.name].processed - before} through {old.spec.name} "
+        f"(PCR0 {pcr0s[0][:16]}...), {found[new.spec.name].processed} through {new.spec.name} "
+        f"(PCR0 {pcr0s[1][:16]}...); none access_denied, none lost"
+    )
 
 
 def retire(stack: Stack, host: Host, old_pcr0: str, new_pcr0: str) -> None:
@@ -174,10 +179,9 @@ def retire(stack: Stack, host: Host, old_pcr0: str, new_pcr0: str) -> None:
     )
     expect_accepts(stack, policy, {new_pcr0}, "after retire_previous")
     for pcr0, wanted in ((old_pcr0, False), (new_pcr0, True)):
-        allowed = keys.decides(policy, cloud, pcr0)
-        run.say(
-            f"key policy evaluator: attested Decrypt with PCR0 {pcr0[:16]}... {'allowed' if allowed else 'refused'}"
-        )
+        allowed = keys.decides(policy, keys.key_arn(cloud), pcr0)
+        verdict = "allowed" if allowed else "refused"
+        run.say(f"key policy evaluator: attested Decrypt with PCR0 {pcr0[:16]}... {verdict}")
         if allowed != wanted:
             raise RehearsalFailed(
                 "retire_previous", f"PCR0 {pcr0} should be {'allowed' if wanted else 'refused'}"

@@ -102,10 +102,11 @@ def host_services(
                 ChildSpec("cfn-signals", "rehearsal.cfn_signals", signal_args),
                 run.dir,
                 processes.has_ready_line,
-            )  # fmt: skip
+            )
         )
         config = run.dir / "codebuild.json"
-        build_env = {**codebuild_base.get("build_env", {}), "AWS_ENDPOINT_URL": ready["http"]}  # type: ignore[dict-item]
+        inherited = codebuild_base.get("build_env")
+        build_env = {**(inherited if isinstance(inherited, dict) else {}), "AWS_ENDPOINT_URL": ready["http"]}
         written = {**codebuild_base, "emulator": ready["http"], "build_env": build_env, "projects": {}}
         config.write_text(json.dumps(written, indent=2), encoding="utf-8")
         codebuild_args = ("--listen", f"127.0.0.1:{CODEBUILD_PORT}", "--config", str(config))
@@ -114,7 +115,7 @@ def host_services(
                 ChildSpec("codebuild", "rehearsal.codebuild", codebuild_args),
                 run.dir,
                 processes.has_ready_line,
-            )  # fmt: skip
+            )
         )
         yield Services(
             http=ready["http"],

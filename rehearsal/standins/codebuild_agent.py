@@ -26,7 +26,6 @@ Run: `codebuild_agent.py PLAN.json` (PLAN names the result and log files).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -68,7 +67,10 @@ class Shell:
     the working directory carry over to the next command; shell options (`set -e`), functions, arrays and
     attributes do not. A command's exit status is its script's."""
 
-    def __init__(self, shell: str, env: dict[str, str], cwd: str, log: Any, scratch: Path, script: str) -> None:
+    def __init__(self, plan: dict[str, Any], log: Any) -> None:
+        shell, env, cwd, script = plan["shell"], plan["env"], plan["src_dir"], plan.get("script", SCRIPT)
+        scratch = Path(plan["scratch_dir"])
+        scratch.mkdir(parents=True, exist_ok=True)
         self.shell, self.env, self.log, self.scratch = shell, env, log, scratch
         (scratch / "cwd").write_text(cwd + "\n", encoding="utf-8")
         (scratch / "state").write_text("", encoding="utf-8")
@@ -78,7 +80,7 @@ class Shell:
     def run(self, command: str, *, quiet: bool = False, extra: dict[str, str] | None = None) -> int:
         """Run `command`; the log gets CodeBuild's `Running command` line unless quiet."""
         prelude = (
-            f"__cb_dir={self.scratch}\n. \"$__cb_dir/state\"\n"
+            f'__cb_dir={self.scratch}\n. "$__cb_dir/state"\n'
             + "".join(f"export {k}='{v}'\n" for k, v in (extra or {}).items())
             + f'cd "$(cat "$__cb_dir/cwd")"\n{SAVE_STATE}'
         )
@@ -87,17 +89,23 @@ class Shell:
             self.log.write(f"\n[Container] Running command {command}\n")
             self.log.flush()
         done = subprocess.run(  # noqa: S603 - the buildspec's own shell, as CodeBuild runs it
-            [self.shell, str(self.script)], stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            env=self.env, check=False,
-        )  # fmt: skip
+            [self.shell, str(self.script)],
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            check=False,
+        )
         if done.returncode != 0 and not quiet:
-            self.log.write(f"\n[Container] Command did not exit successfully {command} exit status {done.returncode}\n")
+            self.log.write(
+                f"\n[Container] Command did not exit successfully {command} exit status {done.returncode}\n"
+            )
         return done.returncode
 
     def value(self, name: str) -> str | None:
         """A variable's value as the last command left it (None when it is unset)."""
         target = self.scratch / "value"
-        status = self.run(f"printf '%s' \"${{{name}-}}\" > {target}; [ -n \"${{{name}+x}}\" ]", quiet=True)
+        status = self.run(f'printf \'%s\' "${{{name}-}}" > {target}; [ -n "${{{name}+x}}" ]', quiet=True)
         return target.read_text(encoding="utf-8") if status == 0 else None
 
     def close(self) -> None:
@@ -158,9 +166,7 @@ def start_daemons(plan: dict[str, Any], log: Any) -> list[subprocess.Popen[bytes
 
 
 def run_build(plan: dict[str, Any], report: Report, log: Any) -> None:
-    scratch = Path(plan["scratch_dir"])
-    scratch.mkdir(parents=True, exist_ok=True)
-    shell = Shell(plan["shell"], plan["env"], plan["src_dir"], log, scratch, plan.get("script", SCRIPT))
+    shell = Shell(plan, log)
     succeeding: list[bool] = []
     try:
         phases = {p["name"]: p for p in plan["phases"]}

@@ -15,7 +15,9 @@ def test_phases_shell_and_variables_are_read() -> None:
     assert spec.shell == "/bin/bash"
     assert spec.variables == {"A": "1"}
     assert spec.exported_variables == ["PCR0"]
-    assert spec.phases == [{"name": "BUILD", "commands": ["make"], "finally": ["echo done"], "on_failure": "ABORT"}]
+    assert spec.phases == [
+        {"name": "BUILD", "commands": ["make"], "finally": ["echo done"], "on_failure": "ABORT"}
+    ]
 
 
 def test_the_default_shell_is_sh() -> None:

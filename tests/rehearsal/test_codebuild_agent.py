@@ -16,7 +16,9 @@ from rehearsal.standins import codebuild_agent
 AGENT = Path(codebuild_agent.__file__)
 
 
-def run_agent(tmp_path: Path, spec_text: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
+def run_agent(
+    tmp_path: Path, spec_text: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
     spec = buildspec.parse(spec_text)
     plan = {
         "shell": spec.shell,
@@ -44,7 +46,9 @@ def exported(result: dict[str, Any]) -> dict[str, str]:
 
 
 def test_variables_and_the_directory_carry_over_options_and_functions_do_not(tmp_path: Path) -> None:
-    result, log = run_agent(tmp_path, """
+    result, log = run_agent(
+        tmp_path,
+        """
 version: 0.2
 env:
   shell: bash
@@ -64,17 +68,24 @@ phases:
       - WHERE=$(basename "$PWD")
       - NO_FUNCTION=$(type -t greet || echo none)
       - "false || true; AFTER_SET_E=$UNSET_IS_FINE"
-""")
+""",
+    )
     assert result["buildStatus"] == "SUCCEEDED"
     assert result["currentPhase"] == "COMPLETED"
     assert exported(result) == {
-        "PCR0": "abc", "WHERE": "out", "MULTI": "two\nlines", "NO_FUNCTION": "none", "AFTER_SET_E": ""
+        "PCR0": "abc",
+        "WHERE": "out",
+        "MULTI": "two\nlines",
+        "NO_FUNCTION": "none",
+        "AFTER_SET_E": "",
     }
     assert "[Container] Running command mkdir -p out && cd out" in log
 
 
 def test_a_failed_install_skips_to_finalizing_after_its_finally(tmp_path: Path) -> None:
-    result, log = run_agent(tmp_path, """
+    result, log = run_agent(
+        tmp_path,
+        """
 version: 0.2
 phases:
   install:
@@ -86,17 +97,24 @@ phases:
   build:
     commands:
       - echo never built
-""")
+""",
+    )
     assert phases(result) == [("INSTALL", "FAILED"), ("FINALIZING", "SUCCEEDED")]
     assert result["buildStatus"] == "FAILED"
     assert result["phases"][0]["contexts"] == [
-        {"statusCode": "COMMAND_EXECUTION_ERROR", "message": "Error while executing command: false. Reason: exit status 1"}
+        {
+            "statusCode": "COMMAND_EXECUTION_ERROR",
+            "message": "Error while executing command: false. Reason: exit status 1",
+        }
     ]
-    assert "cleanup" in log and "never" not in log
+    assert "cleanup" in log
+    assert "never" not in log
 
 
 def test_post_build_still_runs_after_a_failed_build_and_sees_it_failing(tmp_path: Path) -> None:
-    result, _ = run_agent(tmp_path, """
+    result, _ = run_agent(
+        tmp_path,
+        """
 version: 0.2
 env:
   shell: bash
@@ -108,7 +126,8 @@ phases:
   post_build:
     commands:
       - SEEN=$CODEBUILD_BUILD_SUCCEEDING
-""")
+""",
+    )
     assert phases(result)[2:4] == [("BUILD", "FAILED"), ("POST_BUILD", "SUCCEEDED")]
     assert "exit status 3" in result["phases"][2]["contexts"][0]["message"]
     assert exported(result) == {"SEEN": "0"}
@@ -116,7 +135,9 @@ phases:
 
 
 def test_on_failure_continue_goes_on_but_the_build_still_fails(tmp_path: Path) -> None:
-    result, log = run_agent(tmp_path, """
+    result, log = run_agent(
+        tmp_path,
+        """
 version: 0.2
 phases:
   pre_build:
@@ -126,14 +147,18 @@ phases:
   build:
     commands:
       - echo built anyway
-""")
-    assert ("PRE_BUILD", "FAILED") in phases(result) and ("BUILD", "SUCCEEDED") in phases(result)
+""",
+    )
+    assert ("PRE_BUILD", "FAILED") in phases(result)
+    assert ("BUILD", "SUCCEEDED") in phases(result)
     assert "built anyway" in log
     assert result["buildStatus"] == "FAILED"
 
 
 def test_a_command_reading_stdin_does_not_eat_the_next_command(tmp_path: Path) -> None:
-    result, _ = run_agent(tmp_path, """
+    result, _ = run_agent(
+        tmp_path,
+        """
 version: 0.2
 env:
   shell: bash
@@ -143,5 +168,6 @@ phases:
     commands:
       - cat > /dev/null
       - AFTER=yes
-""")
+""",
+    )
     assert exported(result) == {"AFTER": "yes"}

@@ -27,9 +27,12 @@ def client(tmp_path: Path) -> Iterator[Any]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), codebuild.Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield boto3.session.Session(aws_access_key_id="A", aws_secret_access_key="B", region_name="us-east-1").client(
-        "codebuild", endpoint_url=url
-    ), url
+    yield (
+        boto3.session.Session(
+            aws_access_key_id="A", aws_secret_access_key="B", region_name="us-east-1"
+        ).client("codebuild", endpoint_url=url),
+        url,
+    )
     server.shutdown()
 
 
@@ -38,7 +41,9 @@ def test_an_unknown_project_is_resource_not_found(client: Any) -> None:
     with pytest.raises(ClientError) as refused:
         api.start_build(projectName="Nope")
     assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
-    assert "arn:aws:codebuild:us-east-1:123456789012:project/Nope" in refused.value.response["Error"]["Message"]
+    assert (
+        "arn:aws:codebuild:us-east-1:123456789012:project/Nope" in refused.value.response["Error"]["Message"]
+    )
 
 
 def test_an_override_the_stand_in_lacks_is_refused_by_name(client: Any) -> None:
@@ -54,7 +59,9 @@ def test_unknown_build_ids_come_back_not_found(client: Any) -> None:
     assert answer["buildsNotFound"] == ["P:00000000-0000-0000-0000-000000000000"]
 
 
-def test_the_build_containers_credentials_are_the_service_roles(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_build_containers_credentials_are_the_service_roles(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, url = client
     monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{url}/credentials")
     credentials = ContainerProvider().load()

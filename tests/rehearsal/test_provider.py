@@ -66,6 +66,8 @@ def test_a_handlers_exception_is_the_failed_responses_reason() -> None:
 
 
 def test_waiting_past_the_total_timeout_fails_as_the_framework_does() -> None:
-    slow = Provider(function(lambda e, _c: {}), function(lambda e, _c: {"IsComplete": False}), "s", 0.01, 0.05)
+    slow = Provider(
+        function(lambda e, _c: {}), function(lambda e, _c: {"IsComplete": False}), "s", 0.01, 0.05
+    )
     with pytest.raises(CustomResourceFailed, match="Operation timed out"):
         slow.request("Create", "Build", RESOURCE, ResourceProperties={})

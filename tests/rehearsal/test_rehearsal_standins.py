@@ -1,5 +1,5 @@
-"""The harness's own stand-ins and pure pieces: the wait-condition handle's contract, IMDSv2's token rule,
-the template's Fn::Select/Fn::Split over WaitCondition.Data, and the blocker reversions."""
+"""The harness's own pure pieces: IMDSv2's token rule, the template's Fn::Split over the build's
+AcceptedPcr0, the blocker reversions and the load's figures."""
 
 from __future__ import annotations
 
@@ -10,36 +10,14 @@ import pytest
 from rehearsal import blockers, figures
 from rehearsal.cfn import Resolver, UnresolvedReference
 from rehearsal.imds import Metadata
-from rehearsal.wait_handle import BadSignal, Signal, parse_signal, wait_condition_data
 
-PCR0 = "ab" * 48
-
-
-def test_a_signal_as_the_user_data_sends_it_is_accepted() -> None:
-    body = json.dumps({"Status": "SUCCESS", "Reason": "up", "UniqueId": "pcr0", "Data": PCR0}).encode()
-    assert parse_signal(body) == Signal("SUCCESS", "pcr0", PCR0, "up")
+PCR0, OLD_PCR0 = "ab" * 48, "cd" * 48
 
 
-@pytest.mark.parametrize(
-    ("body", "complaint"),
-    [
-        (b"not json", "not JSON"),
-        (b'["SUCCESS"]', "one JSON object"),
-        (b'{"Status": "SUCCESS", "UniqueId": "x", "Extra": "y"}', "unknown keys"),
-        (b'{"Status": "DONE", "UniqueId": "x"}', "not one of SUCCESS, FAILURE"),
-        (b'{"Status": "SUCCESS"}', "missing keys"),
-        (b'{"Status": "SUCCESS", "UniqueId": "x", "Data": 3}', "string"),
-    ],
-)
-def test_the_handle_refuses_what_cloudformation_refuses(body: bytes, complaint: str) -> None:
-    with pytest.raises(BadSignal, match=complaint):
-        parse_signal(body)
-
-
-def test_the_templates_own_select_split_takes_pcr0_out_of_the_wait_condition_data() -> None:
-    data = wait_condition_data([Signal("SUCCESS", "pcr0", PCR0, "")])
-    expression = {"Fn::Select": [3, {"Fn::Split": ['"', {"Fn::GetAtt": ["Boot", "Data"]}]}]}
-    assert Resolver(attributes={("Boot", "Data"): data}, strict=True).text(expression) == PCR0
+def test_the_templates_own_split_gives_the_key_policy_both_accepted_images() -> None:
+    expression = {"Fn::Split": [",", {"Fn::GetAtt": ["Build", "AcceptedPcr0"]}]}
+    resolver = Resolver(attributes={("Build", "AcceptedPcr0"): f"{PCR0},{OLD_PCR0}"}, strict=True)
+    assert resolver.evaluate(expression) == [PCR0, OLD_PCR0]
 
 
 def test_a_strict_resolver_never_makes_a_value_up() -> None:
@@ -64,10 +42,8 @@ def test_reverting_blocker_1_puts_the_blank_line_back() -> None:
     )
 
 
-def test_reverting_blocker_2_removes_nitro_clis_home() -> None:
-    bootstrap = 'set -e\nexport NITRO_CLI_ARTIFACTS="$HOME_DIR/a"\nexport HOME="${HOME:-/root}"\nlog\n'
-    patched = blockers.asset_patch("nitro-cli-home")(blockers.BOOTSTRAP, bootstrap.encode()).decode()
-    assert patched == "set -e\nlog\n"
+def test_blocker_2_is_retired_no_host_builds_an_image() -> None:
+    assert "nitro-cli-home" not in blockers.NAMES
 
 
 def test_a_reversion_with_nothing_to_revert_is_an_error() -> None:
