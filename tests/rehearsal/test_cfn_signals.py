@@ -78,3 +78,24 @@ def test_a_unique_id_longer_than_64_characters_is_refused(endpoint: Path) -> Non
     with pytest.raises(ClientError):  # botocore validates the length client-side or the stand-in refuses
         signal(UniqueId="i-" + "0" * 63)
     assert not (endpoint / "signals.jsonl").exists()
+
+
+def test_the_stand_in_itself_refuses_what_the_api_refuses(tmp_path: Path) -> None:
+    stack = cfn_signals.Stack(
+        "NitroEnclaveDemo", STACK_ID, frozenset({"HostsGroup"}), tmp_path / "state.json"
+    )
+    cfn_signals.set_stack_status(stack.state, "CREATE_IN_PROGRESS")
+    signed = "AWS4-HMAC-SHA256 Credential=LOCALINSTANCEROLE001/20261201/us-east-1/cloudformation/aws4_request"
+    form = {"Action": "SignalResource", "Version": "2010-05-15", "StackName": "NitroEnclaveDemo",
+            "LogicalResourceId": "HostsGroup", "UniqueId": "i-0123456789abcdef0", "Status": "SUCCESS"}  # fmt: skip
+    assert cfn_signals.signal_from(form, signed, stack).unique_id == "i-0123456789abcdef0"
+    refusals = [
+        ({**form, "UniqueId": "i" * 65}, signed, "length <= 64"),
+        ({**form, "Status": "DONE"}, signed, "failed to satisfy constraint"),
+        ({k: v for k, v in form.items() if k != "UniqueId"}, signed, "UniqueId is required"),
+        (form, "", "Authentication Token"),
+        (form, signed.replace("cloudformation", "s3"), "Authentication Token"),
+    ]
+    for bad_form, authorization, message in refusals:
+        with pytest.raises(cfn_signals.Refused, match=message):
+            cfn_signals.signal_from(bad_form, authorization, stack)

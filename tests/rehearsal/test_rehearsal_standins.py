@@ -35,6 +35,16 @@ def test_imds_answers_only_with_a_token() -> None:
     assert credentials["AccessKeyId"]
 
 
+def test_each_host_has_its_own_instance_id() -> None:
+    metadata = Metadata(
+        role="role", region="us-east-1", account="123456789012", instance_id="i-0rehearsal000002"
+    )
+    assert metadata.answer("meta-data/instance-id") == "i-0rehearsal000002"
+    assert json.loads(metadata.answer("dynamic/instance-identity/document") or "{}")["instanceId"] == (
+        "i-0rehearsal000002"
+    )
+
+
 def test_reverting_blocker_1_puts_the_blank_line_back() -> None:
     user_data = "cat <<'END_OF_ALLOCATOR_YAML'\n---\ncpu_count: 2\nEND_OF_ALLOCATOR_YAML\n"
     assert "cpu_count: 2\n\nEND_OF_ALLOCATOR_YAML" in blockers.revert_user_data(
