@@ -86,8 +86,14 @@ def test_the_stand_in_itself_refuses_what_the_api_refuses(tmp_path: Path) -> Non
     )
     cfn_signals.set_stack_status(stack.state, "CREATE_IN_PROGRESS")
     signed = "AWS4-HMAC-SHA256 Credential=LOCALINSTANCEROLE001/20261201/us-east-1/cloudformation/aws4_request"
-    form = {"Action": "SignalResource", "Version": "2010-05-15", "StackName": "NitroEnclaveDemo",
-            "LogicalResourceId": "HostsGroup", "UniqueId": "i-0123456789abcdef0", "Status": "SUCCESS"}  # fmt: skip
+    form = {
+        "Action": "SignalResource",
+        "Version": "2010-05-15",
+        "StackName": "NitroEnclaveDemo",
+        "LogicalResourceId": "HostsGroup",
+        "UniqueId": "i-0123456789abcdef0",
+        "Status": "SUCCESS",
+    }
     assert cfn_signals.signal_from(form, signed, stack).unique_id == "i-0123456789abcdef0"
     refusals = [
         ({**form, "UniqueId": "i" * 65}, signed, "length <= 64"),
