@@ -23,6 +23,7 @@ CODE_ASSET_FILES: Final = (
     "app/enclave/requirements.txt",
     "app/producer/cards.txt",
     "app/shared/aws_nitro_root_g1.pem",
+    "infra/build/build-eif.sh",
     "infra/constructs/host/bootstrap.sh",
     "infra/constructs/host/enclave-run.sh",
     "infra/constructs/host/nitro-demo.sh",
