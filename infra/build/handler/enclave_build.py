@@ -24,7 +24,8 @@ EIF_KEY_RE = re.compile(r"eif/[0-9a-f]{64}\.eif")
 EIF_VERSION_RE = re.compile(r"[A-Za-z0-9._+/=-]{1,1024}")
 # CodeBuild build ids are "<project name>:<uuid>".
 BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,254}:[0-9a-f-]{36}")
-FAILED_STATES = frozenset({"FAILED", "FAULT", "TIMED_OUT", "STOPPED"})
+# What the buildspec exports (its env/exported-variables lists exactly these; tests/infra/test_buildspec.py).
+EXPORTED_VARIABLES = ("PCR0", "PCR1", "PCR2", "EIF_KEY", "EIF_VERSION", "PREVIOUS_BUILD_ID")
 MAX_SHOWN_CHARS = 200
 
 Event = dict[str, Any]
