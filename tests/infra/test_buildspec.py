@@ -41,6 +41,9 @@ FAKE_NITRO_CLI = """#!/usr/bin/env bash
 echo "nitro-cli $*" >> "$CALLS"
 echo "Nitro CLI 1.4.2"
 """
+FAKE_DOCKER = """#!/usr/bin/env bash
+echo "docker $*" >> "$CALLS"
+"""
 # The aws CLI stand-in checks put-object's checksum as S3 does (a mismatch is refused) and prints
 # VersionId the way `--query VersionId --output text` does (None when the bucket is unversioned).
 FAKE_AWS = f"""#!{sys.executable}
@@ -66,7 +69,12 @@ def write_executable(path: Path, text: str) -> None:
 def run_build(tmp_path: Path, **overrides: str) -> tuple[buildspec_runner.Outcome, list[str]]:
     stubs, source, scratch = tmp_path / "bin", tmp_path / "src", tmp_path / "scratch"
     scratch.mkdir()
-    for name, text in (("dnf", FAKE_DNF), ("nitro-cli", FAKE_NITRO_CLI), ("aws", FAKE_AWS)):
+    for name, text in (
+        ("dnf", FAKE_DNF),
+        ("nitro-cli", FAKE_NITRO_CLI),
+        ("docker", FAKE_DOCKER),
+        ("aws", FAKE_AWS),
+    ):
         write_executable(stubs / name, text)
     write_executable(source / "infra/build/build-eif.sh", FAKE_BUILD_EIF)
     (tmp_path / "enclave.eif").write_bytes(EIF_BYTES)
@@ -174,7 +182,7 @@ def test_the_eif_is_put_once_under_its_hash_with_s3_checking_the_checksum(tmp_pa
 def test_the_install_phase_installs_the_nitro_cli(tmp_path: Path) -> None:
     _, calls = run_build(tmp_path)
     assert calls[0] == "dnf install -y aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel"
-    assert "nitro-cli --version" in calls
+    assert calls[1:3] == ["nitro-cli --version", "docker version"]
 
 
 def test_the_handler_accepts_what_the_build_exports(tmp_path: Path) -> None:
