@@ -216,6 +216,13 @@ def test_an_update_over_a_physical_id_that_is_no_build_has_no_previous(
     assert handle_event(event, client) == {"PhysicalResourceId": NEW}
 
 
+def test_a_replaced_project_builds_anew_without_a_previous(codebuild: tuple[Any, Stubber]) -> None:
+    client, stubber = codebuild
+    expect_start(stubber, previous="")
+    event = request("Update", "OldProject-xyz:" + OLD.split(":")[1], old=props(ProjectName="OldProject-xyz"))
+    assert handle_event(event, client) == {"PhysicalResourceId": NEW}
+
+
 def test_a_failed_build_fails_the_deploy_with_its_reason_and_log(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     phases = [

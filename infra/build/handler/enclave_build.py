@@ -46,15 +46,17 @@ def is_complete(event: Event, _context: object = None) -> Event:
 
 def handle_event(event: Event, client: Client) -> Event:
     """Create, or Update with a new SourceHash: start a build whose id becomes the physical id. Update with
-    the same SourceHash: no build, same id (is_complete recomputes Data). Delete: stop it if still running;
-    the EIF objects stay (rollback needs them) and the bucket is emptied when the stack is destroyed."""
+    the same SourceHash and project: no build, same id (is_complete recomputes Data). A replaced project
+    starts a build without a previous one (its role may read builds of its own project only). Delete: stop
+    the build if still running; the EIF objects stay (rollback needs them), destroy empties the bucket."""
     props = event["ResourceProperties"]
     kind = event["RequestType"]
     if kind == "Create":
         return {"PhysicalResourceId": _start(client, props, previous="")}
     if kind == "Update":
         old_id = event["PhysicalResourceId"]
-        if props["SourceHash"] == event["OldResourceProperties"].get("SourceHash"):
+        old = event["OldResourceProperties"]
+        if (props["SourceHash"], props["ProjectName"]) == (old.get("SourceHash"), old.get("ProjectName")):
             logger.info("source unchanged: no build, keeping %s", old_id)
             return {"PhysicalResourceId": old_id}
         previous = old_id if _is_own_build(old_id, props["ProjectName"]) else ""
