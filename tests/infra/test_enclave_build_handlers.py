@@ -171,6 +171,7 @@ def test_an_update_without_code_change_builds_nothing_and_recomputes(codebuild: 
     client, stubber = codebuild
     # RetirePrevious flips from false to true: same source, so no StartBuild (the Stubber has none queued).
     event = request("Update", NEW, old=props(), RetirePrevious="true")
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
     answer = handle_event(event, client)
     assert answer == {"PhysicalResourceId": NEW}
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
@@ -180,6 +181,7 @@ def test_an_update_without_code_change_builds_nothing_and_recomputes(codebuild: 
 def test_an_update_without_code_change_keeps_the_previous_it_had(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     event = request("Update", NEW, old=props(RetirePrevious="true"), RetirePrevious="false")
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
     answer = handle_event(event, client)
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(PCR0=OLD_PCR0)))
@@ -214,6 +216,17 @@ def test_an_update_over_a_physical_id_that_is_no_build_has_no_previous(
     event = request("Update", "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED", old=props())
     event["ResourceProperties"]["SourceHash"] = "hash-2"
     assert handle_event(event, client) == {"PhysicalResourceId": NEW}
+
+
+def test_an_update_without_code_change_rebuilds_a_build_codebuild_forgot(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    client, stubber = codebuild
+    expect_get(stubber, OLD)  # buildsNotFound
+    expect_start(stubber, previous="")
+    assert handle_event(request("Update", OLD, old=props(), RetirePrevious="true"), client) == {
+        "PhysicalResourceId": NEW
+    }
 
 
 def test_a_replaced_project_builds_anew_without_a_previous(codebuild: tuple[Any, Stubber]) -> None:

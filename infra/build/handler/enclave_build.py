@@ -45,26 +45,36 @@ def is_complete(event: Event, _context: object = None) -> Event:
 
 
 def handle_event(event: Event, client: Client) -> Event:
-    """Create, or Update with a new SourceHash: start a build whose id becomes the physical id. Update with
-    the same SourceHash and project: no build, same id (is_complete recomputes Data). A replaced project
-    starts a build without a previous one (its role may read builds of its own project only). Delete: stop
-    the build if still running; the EIF objects stay (rollback needs them), destroy empties the bucket."""
+    """Create, or Update with a new SourceHash: start a build whose id becomes the physical id. Update: see
+    _update. Delete: stop the build if still running; the EIF objects stay (a rollback needs them) and
+    destroying the stack empties the bucket."""
     props = event["ResourceProperties"]
     kind = event["RequestType"]
     if kind == "Create":
         return {"PhysicalResourceId": _start(client, props, previous="")}
     if kind == "Update":
-        old_id = event["PhysicalResourceId"]
-        old = event["OldResourceProperties"]
-        if (props["SourceHash"], props["ProjectName"]) == (old.get("SourceHash"), old.get("ProjectName")):
-            logger.info("source unchanged: no build, keeping %s", old_id)
-            return {"PhysicalResourceId": old_id}
-        previous = old_id if _is_own_build(old_id, props["ProjectName"]) else ""
-        return {"PhysicalResourceId": _start(client, props, previous=previous)}
+        return {"PhysicalResourceId": _update(event, client)}
     if kind == "Delete":
         _stop_if_running(client, event["PhysicalResourceId"], props["ProjectName"])
         return {"PhysicalResourceId": event["PhysicalResourceId"]}
     raise BuildError(f"unknown RequestType {kind!r}")
+
+
+def _update(event: Event, client: Client) -> str:
+    """Same SourceHash and project: no build, same id (is_complete recomputes Data), unless CodeBuild no
+    longer has that build (its history is not kept forever): then build anew. New code: build with the old
+    build as previous. A replaced project builds without a previous one (the handlers' roles may read
+    builds of their own project only)."""
+    props, old = event["ResourceProperties"], event["OldResourceProperties"]
+    old_id: str = event["PhysicalResourceId"]
+    own = _is_own_build(old_id, props["ProjectName"])
+    if (props["SourceHash"], props["ProjectName"]) == (old.get("SourceHash"), old.get("ProjectName")):
+        if own and client.batch_get_builds(ids=[old_id]).get("builds"):
+            logger.info("source unchanged: no build, keeping %s", old_id)
+            return old_id
+        logger.info("source unchanged but CodeBuild has no build %s: building anew", old_id)
+        return _start(client, props, previous="")
+    return _start(client, props, previous=old_id if own else "")
 
 
 def check_complete(event: Event, client: Client) -> Event:
