@@ -18,13 +18,10 @@ from tests.infra.conftest import CDK_JSON_CONTEXT, Synth
 
 
 def asset_files(outdir: Path) -> set[str]:
-    """Every file of the code asset in a synthesized assembly, relative to its root: the one zip (directory)
-    asset holding pyproject.toml (the others are Lambda functions' code, e.g. the enclave image build's)."""
+    """Every file of the one zip (directory) asset in a synthesized assembly, relative to its root."""
     manifest = json.loads((outdir / "NitroEnclaveDemo.assets.json").read_text())
-    zips = [
-        outdir / f["source"]["path"] for f in manifest["files"].values() if f["source"]["packaging"] == "zip"
-    ]
-    (root,) = [z for z in zips if (z / "pyproject.toml").is_file()]
+    (source,) = [f["source"]["path"] for f in manifest["files"].values() if f["source"]["packaging"] == "zip"]
+    root = outdir / source
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 

@@ -135,9 +135,7 @@ def test_role_has_exactly_the_relay_and_producer_queue_permissions(template: Jso
 
 
 def test_code_asset_carries_the_programs_and_host_files_only(default: Synth) -> None:
-    # The code asset: the one directory asset holding pyproject.toml (others are Lambda functions' code).
-    assets = [p for p in default.outdir.iterdir() if p.name.startswith("asset.") and p.is_dir()]
-    (asset,) = [p for p in assets if (p / "pyproject.toml").is_file()]
+    (asset,) = [p for p in default.outdir.iterdir() if p.name.startswith("asset.") and p.is_dir()]
     top = {p.name for p in asset.iterdir()}
     assert {"app", "infra", "pyproject.toml"} <= top
     assert not top & {"tests", "docs", ".venv", "node_modules", "cdk.out", ".git", "Makefile", "cdk.json"}
