@@ -19,6 +19,7 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
 from infra.build.handler import enclave_build
+from infra.constants import CODE_ASSET_FILES, REPO_ROOT
 from infra.constructs.code_asset import code_asset
 from infra.constructs.enclave_image import (
     BUILDSPEC,
@@ -159,6 +160,19 @@ def test_the_project_reads_the_code_asset_and_knows_the_bucket(built: Built) -> 
         "EIF_BUCKET": {"Ref": logical_id(built.template, "AWS::S3::Bucket")},
         "PREVIOUS_BUILD_ID": "",
     }
+
+
+def test_the_code_asset_holds_what_the_image_is_built_from(built: Built) -> None:
+    # CodeBuild builds from the asset, `make measure` from a checkout: both must see the same enclave files.
+    manifest = json.loads((built.outdir / "ImageTest.assets.json").read_text())
+    root = built.outdir / manifest["files"][built.hash]["source"]["path"]
+    shipped = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    trees = [REPO_ROOT / "app/enclave", REPO_ROOT / "app/shared"]
+    enclave = {p.relative_to(REPO_ROOT).as_posix() for t in trees for p in t.rglob("*") if p.is_file()}
+    enclave = {p for p in enclave if "__pycache__" not in p and not p.endswith(".pyc")}
+    assert {"app/enclave/Dockerfile", "app/enclave/requirements.txt", "app/__init__.py"} <= shipped
+    assert enclave <= shipped
+    assert {"infra/build/build-eif.sh", "infra/build/context.py"} <= set(CODE_ASSET_FILES)
 
 
 def test_the_project_carries_the_buildspec_file(template: Json) -> None:
