@@ -11,7 +11,8 @@ REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 HOST_FILES_DIR: Final = Path(__file__).resolve().parent / "constructs" / "host"
 
 # The project's code travels as one S3 asset holding exactly these files (globs from the repo root; `**`
-# spans directories): what the instance installs, builds and runs, and nothing else, so a stray file in a
+# spans directories): what the instance installs and runs and what CodeBuild builds the enclave image from
+# (infra/build/build-eif.sh and the context.py it runs), and nothing else, so a stray file in a
 # checkout or an output directory inside the repo (`cdk synth -o out`) never reaches S3 or the instance.
 # The templates rendered into the user data (user-data.sh, demo.env, *.yaml, the agent config) arrive that
 # way and are not shipped; the boot generation hashes all of infra/ itself (infra/constructs/code_asset.py).
@@ -23,6 +24,8 @@ CODE_ASSET_FILES: Final = (
     "app/enclave/requirements.txt",
     "app/producer/cards.txt",
     "app/shared/aws_nitro_root_g1.pem",
+    "infra/build/build-eif.sh",
+    "infra/build/context.py",
     "infra/constructs/host/bootstrap.sh",
     "infra/constructs/host/enclave-run.sh",
     "infra/constructs/host/nitro-demo.sh",
