@@ -45,6 +45,3 @@ METRIC_NAMESPACE: Final = "NitroEnclaveDemo"
 AL2023_AMI_PARAMETER: Final = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 ROOT_DEVICE: Final = "/dev/xvda"
 ROOT_VOLUME_GIB: Final = 30
-# The wait condition's signal: {"pcr0": "<hex>"}; split on '"' the value is the fourth piece.
-SIGNAL_UNIQUE_ID: Final = "pcr0"
-SIGNAL_DATA_INDEX: Final = 3
