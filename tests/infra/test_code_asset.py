@@ -17,11 +17,24 @@ from infra.constructs.code_asset import ignore_patterns, source_digest
 from tests.infra.conftest import CDK_JSON_CONTEXT, Synth
 
 
-def asset_files(outdir: Path) -> set[str]:
-    """Every file of the one zip (directory) asset in a synthesized assembly, relative to its root."""
+def code_asset_dir(outdir: Path) -> Path:
+    """The project's code asset in a synthesized assembly: the one the enclave image build names as its
+    SourceHash (the assembly also holds the build's Lambda handler assets)."""
+    template = json.loads((outdir / "NitroEnclaveDemo.template.json").read_text())
+    (source_hash,) = [
+        r["Properties"]["SourceHash"]
+        for r in template["Resources"].values()
+        if r["Type"] == "Custom::EnclaveImageBuild"
+    ]
     manifest = json.loads((outdir / "NitroEnclaveDemo.assets.json").read_text())
-    (source,) = [f["source"]["path"] for f in manifest["files"].values() if f["source"]["packaging"] == "zip"]
-    root = outdir / source
+    entry = manifest["files"][source_hash]["source"]
+    assert entry["packaging"] == "zip"
+    return outdir / entry["path"]
+
+
+def asset_files(outdir: Path) -> set[str]:
+    """Every file of the code asset, relative to its root."""
+    root = code_asset_dir(outdir)
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 

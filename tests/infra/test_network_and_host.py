@@ -10,6 +10,7 @@ import pytest
 from infra.constants import HOST_FILES_DIR
 from tests.infra.cfn import Json, allows, evaluate, only, resources, statements
 from tests.infra.conftest import Synth, SynthFn
+from tests.infra.test_code_asset import code_asset_dir
 from tests.infra.test_host_files import env_file, user_data_parts
 
 
@@ -224,7 +225,7 @@ def test_role_has_exactly_the_relay_and_producer_queue_permissions(template: Jso
 
 
 def test_code_asset_carries_the_programs_and_host_files_only(default: Synth) -> None:
-    (asset,) = [p for p in default.outdir.iterdir() if p.name.startswith("asset.") and p.is_dir()]
+    asset = code_asset_dir(default.outdir)
     top = {p.name for p in asset.iterdir()}
     assert {"app", "infra", "pyproject.toml"} <= top
     assert not top & {"tests", "docs", ".venv", "node_modules", "cdk.out", ".git", "Makefile", "cdk.json"}
