@@ -14,7 +14,8 @@ HOST_FILES_DIR: Final = Path(__file__).resolve().parent / "constructs" / "host"
 # spans directories): what the instance installs, builds and runs, and nothing else, so a stray file in a
 # checkout or an output directory inside the repo (`cdk synth -o out`) never reaches S3 or the instance.
 # The templates rendered into the user data (user-data.sh, demo.env, *.yaml, the agent config) arrive that
-# way and are not shipped; the boot generation hashes all of infra/ itself (infra/constructs/code_asset.py).
+# way and are not shipped; a change to any of them changes the launch template's user data, which rolls
+# the host group.
 CODE_ASSET_FILES: Final = (
     "pyproject.toml",
     "app/**/*.py",
