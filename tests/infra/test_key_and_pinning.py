@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from infra.constants import REPO_ROOT
 from infra.settings import ZERO_PCR
 from tests.infra.cfn import Json, Statement, allows, only, resources, statements
 from tests.infra.conftest import PCR0_GIVEN, Synth, SynthFn
@@ -185,3 +186,24 @@ def test_the_account_may_rewrite_the_key_policy_as_the_docs_say(template: Json) 
     assert rewriters, "the docs say the account keeps kms:PutKeyPolicy"
     assert all("root" in str(s.principal) for s in rewriters)  # the account, through IAM; nobody else
     assert not [s for s in key_policy if allows(s, "kms:Decrypt") and not s.condition]
+
+
+def test_the_readmes_trust_paragraph_matches_the_template(template: Json) -> None:
+    # README, "Who can and cannot influence the pin": the hosts cannot. Their role's every action, checked
+    # against what could change the pin (the key, the build, its inputs, the stack) or write a value to it.
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "**Who can and cannot influence the pin**" in readme
+    role_id, _ = instance_role(template)
+    actions = {
+        action.lower()
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    forbidden = ("kms:", "codebuild:", "lambda:", "iam:", "states:", "ssm:put", "s3:put", "s3:delete")
+    assert not [a for a in actions if a.startswith(forbidden) or "*" in a]
+    assert {a for a in actions if a.startswith("cloudformation:")} == {"cloudformation:signalresource"}
+    assert "kms:PutKeyPolicy" in key_statements(template)["DenyInstanceRoleKeyManagement"]["Action"]
