@@ -11,10 +11,12 @@ REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 HOST_FILES_DIR: Final = Path(__file__).resolve().parent / "constructs" / "host"
 
 # The project's code travels as one S3 asset holding exactly these files (globs from the repo root; `**`
-# spans directories): what the instance installs, builds and runs, and nothing else, so a stray file in a
+# spans directories): what the instance installs and runs and what CodeBuild builds the enclave image from
+# (infra/build/build-eif.sh and the context.py it runs), and nothing else, so a stray file in a
 # checkout or an output directory inside the repo (`cdk synth -o out`) never reaches S3 or the instance.
 # The templates rendered into the user data (user-data.sh, demo.env, *.yaml, the agent config) arrive that
-# way and are not shipped; the boot generation hashes all of infra/ itself (infra/constructs/code_asset.py).
+# way and are not shipped; a change to any of them changes the launch template's user data, which rolls
+# the host group.
 CODE_ASSET_FILES: Final = (
     "pyproject.toml",
     "app/**/*.py",
@@ -23,6 +25,8 @@ CODE_ASSET_FILES: Final = (
     "app/enclave/requirements.txt",
     "app/producer/cards.txt",
     "app/shared/aws_nitro_root_g1.pem",
+    "infra/build/build-eif.sh",
+    "infra/build/context.py",
     "infra/constructs/host/bootstrap.sh",
     "infra/constructs/host/enclave-run.sh",
     "infra/constructs/host/nitro-demo.sh",
@@ -45,6 +49,3 @@ METRIC_NAMESPACE: Final = "NitroEnclaveDemo"
 AL2023_AMI_PARAMETER: Final = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 ROOT_DEVICE: Final = "/dev/xvda"
 ROOT_VOLUME_GIB: Final = 30
-# The wait condition's signal: {"pcr0": "<hex>"}; split on '"' the value is the fourth piece.
-SIGNAL_UNIQUE_ID: Final = "pcr0"
-SIGNAL_DATA_INDEX: Final = 3

@@ -23,13 +23,20 @@ DEFAULTS: Mapping[str, Any] = {
     "encryption_context": {"app": "nitro-enclave-demo"},
     "boot_timeout_minutes": 45,
     "log_retention_days": 7,
+    "hosts": 1,
+    "retire_previous": False,
 }
 
 ZERO_PCR = "0" * 96
-# The parent keeps at least this much memory for Docker, the EIF build and the relay.
+# The parent keeps at least this much memory for the relay, the agents and the page cache.
 PARENT_RESERVED_MEMORY_MIB = 2048
 MIN_ENCLAVE_MEMORY_MIB = 512
 RESERVED_CIDS = range(4)
+# Enclave hosts in the group. One is the original demo; ten is far beyond what one cards queue and one key
+# need, and each rolling update replaces hosts one at a time for up to boot_timeout_minutes each, so a
+# larger group would make every code change take hours to roll.
+MIN_HOSTS = 1
+MAX_HOSTS = 10
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365)
 MAX_CID = 0xFFFFFFFE
 # GiB of memory per vCPU for the families whose ratio is fixed; others are not memory-checked.
@@ -69,6 +76,8 @@ class Settings:
     encryption_context: Mapping[str, str]
     boot_timeout_minutes: int
     log_retention_days: int
+    hosts: int
+    retire_previous: bool
 
 
 def parse_instance_type(name: str) -> InstanceShape:
@@ -115,6 +124,8 @@ def load_settings(get: Callable[[str], Any]) -> Settings:
         encryption_context=_as_context(value("encryption_context")),
         boot_timeout_minutes=_as_int("boot_timeout_minutes", value("boot_timeout_minutes")),
         log_retention_days=_as_int("log_retention_days", value("log_retention_days")),
+        hosts=_as_int("hosts", value("hosts")),
+        retire_previous=_as_bool("retire_previous", value("retire_previous")),
     )
     _check_enclave_fits(settings)
     _check_ranges(settings)
@@ -150,6 +161,8 @@ def _check_ranges(s: Settings) -> None:
         raise SettingsError(f"enclave_cid {s.enclave_cid} is reserved or out of range: use 4..{MAX_CID}")
     if not 10 <= s.boot_timeout_minutes <= 720:
         raise SettingsError(f"boot_timeout_minutes {s.boot_timeout_minutes} must be within 10..720")
+    if not MIN_HOSTS <= s.hosts <= MAX_HOSTS:
+        raise SettingsError(f"hosts {s.hosts} must be within {MIN_HOSTS}..{MAX_HOSTS}")
     if s.log_retention_days not in LOG_RETENTION_DAYS:
         raise SettingsError(
             f"log_retention_days {s.log_retention_days} is not one of {list(LOG_RETENTION_DAYS)}"

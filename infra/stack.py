@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Stack
+from aws_cdk import Stack
 from constructs import Construct
 
-from infra import constants
-from infra.constructs.enclave_host import EnclaveHost, ParameterNames
+from infra.constructs.code_asset import code_asset
+from infra.constructs.enclave_host import EnclaveHost
+from infra.constructs.enclave_image import EnclaveImage
 from infra.constructs.key import EnclaveKey
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
 from infra.constructs.outputs import Outputs, OutputValues
+from infra.constructs.parameters import ParameterNames
 from infra.constructs.queues import Queues
 from infra.constructs.run_documents import RunDocuments
 from infra.settings import Settings
@@ -23,12 +25,20 @@ class NitroEnclaveDemoStack(Stack):
             construct_id,
             description="nitro-enclave-demo: card numbers decrypted only inside an attested Nitro Enclave",
         )
-        prefix = f"/{constants.PROJECT}/{Aws.STACK_NAME}"
-        names = ParameterNames(measurements=f"{prefix}/measurements", pinned_pcr0=f"{prefix}/pinned-pcr0")
+        names = ParameterNames.for_stack()
         network = Network(self, "Network", log_retention_days=settings.log_retention_days)
         queues = Queues(self, "Queues")
         observability = Observability(
             self, "Observability", log_retention_days=settings.log_retention_days, queues=queues
+        )
+        # One code asset: CodeBuild builds the EIF from it, the hosts install the relay from it.
+        code = code_asset(self, "Code")
+        image = EnclaveImage(
+            self,
+            "EnclaveImage",
+            code=code,
+            expected_pcr0=settings.enclave_pcr0,
+            retire_previous=settings.retire_previous,
         )
         host = EnclaveHost(
             self,
@@ -38,24 +48,27 @@ class NitroEnclaveDemoStack(Stack):
             queues=queues,
             parameter_names=names,
             log_group=observability.log_group,
+            code=code,
+            image=image,
         )
-        documents = RunDocuments(self, "RunDocuments")
-        pcr0 = settings.enclave_pcr0 or host.measured_pcr0
         key = EnclaveKey(
             self,
             "Key",
             alias=settings.key_alias,
             role=host.role,
-            pcr0=pcr0,
+            image=image,
             debug=settings.enclave_debug,
             encryption_context=settings.encryption_context,
-            pinned_parameter_name=names.pinned_pcr0,
+            parameter_names=names,
         )
+        # A host's canary decrypts with the key: no host boots before the key accepts the new PCR0.
+        host.boot_after(key.key)
+        documents = RunDocuments(self, "RunDocuments")
         Outputs(
             self,
             "Outputs",
             values=OutputValues(
-                instance_id=host.instance.instance_id,
+                group_name=host.group.auto_scaling_group_name,
                 enclave_cid=settings.enclave_cid,
                 cards_queue_url=queues.cards.queue_url,
                 dead_letter_queue_url=queues.dead_letter.queue_url,
@@ -64,7 +77,9 @@ class NitroEnclaveDemoStack(Stack):
                 key_alias=key.alias_name,
                 measurements_parameter=names.measurements,
                 pinned_pcr0_parameter=names.pinned_pcr0,
-                pinned_pcr0=key.pinned_pcr0.string_value,
+                pinned_pcr0=image.pcr0,
+                accepted_pcr0=image.accepted_pcr0,
+                eif_location=image.eif_key,
                 debug=settings.enclave_debug,
                 log_group_name=observability.log_group.log_group_name,
                 dashboard_url=observability.dashboard_url,

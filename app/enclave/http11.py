@@ -24,7 +24,7 @@ class HttpError(OSError):
 class Http11Connection:
     """Not thread-safe: the client's pool hands a connection to one caller at a time."""
 
-    def __init__(self, opener: Callable[[], ssl.SSLSocket]) -> None:
+    def __init__(self, opener: Callable[[float], ssl.SSLSocket]) -> None:
         self._opener = opener
         self.sock: ssl.SSLSocket | None = None
         self._buffer: io.BufferedReader | None = None
@@ -37,11 +37,13 @@ class Http11Connection:
             self.sock.close()
         self.sock, self._buffer, self.used = None, None, False
 
-    def exchange(self, head: bytes, body: bytes) -> tuple[int, bytes, bool]:
-        """(status, body, server will close) for one request; opens the connection if needed."""
+    def exchange(self, head: bytes, body: bytes, timeout_s: float) -> tuple[int, bytes, bool]:
+        """(status, body, server will close) for one request; opens the connection if needed. Every socket
+        operation (connect, handshake, send, each read) waits at most `timeout_s`, the caller's time left."""
         if self.sock is None:
-            self.sock = self._opener()
+            self.sock = self._opener(timeout_s)
             self._buffer = self.sock.makefile("rb")
+        self.sock.settimeout(timeout_s)
         self.sock.sendall(head + body)
         reader = self._buffer
         if reader is None:  # opened together with the socket; never None here

@@ -28,7 +28,7 @@ import botocore
 
 from app.enclave.http11 import Http11Connection
 from app.enclave.sigv4 import Signer
-from app.shared import transport
+from app.shared import deployment, transport
 from app.shared.protocol import Credentials
 
 CONNECT_TIMEOUT_S = 3.0
@@ -77,12 +77,12 @@ def tls_context() -> ssl.SSLContext:
 
 def _opener(
     egress: transport.Endpoint, context: ssl.SSLContext, server_name: str
-) -> Callable[[], ssl.SSLSocket]:
+) -> Callable[[float], ssl.SSLSocket]:
     """Opens a TLS session to KMS over the egress link (no DNS, no proxy), checking `server_name`."""
 
-    def open_tls() -> ssl.SSLSocket:
+    def open_tls(time_left_s: float) -> ssl.SSLSocket:
         try:
-            raw = transport.connect(egress, CONNECT_TIMEOUT_S)
+            raw = transport.connect(egress, min(CONNECT_TIMEOUT_S, time_left_s))
         except transport.TransportError as error:
             raise KmsUnreachable(str(error)) from error
         try:
@@ -90,18 +90,18 @@ def _opener(
         except OSError:
             raw.close()
             raise
-        tls.settimeout(READ_TIMEOUT_S)
         return tls
 
     return open_tls
 
 
 class KmsClient:
-    """Thread-safe. At most `max_connections` open at once (idle or busy), reused last-in first-out."""
+    """Thread-safe. At most `max_connections` open at once (idle or busy), reused last-in first-out.
+    Each call ends within `call_deadline_s`, whatever KMS or the egress link do."""
 
     def __init__(
         self, egress_url: str, *, max_connections: int, endpoint_url: str | None = None,
-        context: ssl.SSLContext | None = None,
+        context: ssl.SSLContext | None = None, call_deadline_s: float = deployment.KMS_CALL_DEADLINE_S,
     ) -> None:  # fmt: skip
         self._egress = transport.parse_url(egress_url)
         self._fixed_host = urlsplit(endpoint_url).netloc if endpoint_url else None
@@ -111,6 +111,7 @@ class KmsClient:
         self._open = 0
         self._max = max_connections
         self._slots = threading.Condition()
+        self._call_deadline_s = call_deadline_s
 
     @property
     def open_connections(self) -> int:
@@ -129,7 +130,8 @@ class KmsClient:
         encryption_context: Mapping[str, str], recipient: Recipient,
     ) -> bytes:  # fmt: skip
         """CiphertextForRecipient, or KmsError / KmsUnreachable. Decrypt is idempotent: a connection
-        that went stale while idle is replaced and the call sent once more."""
+        that went stale while idle is replaced and the call sent once more, within the same deadline."""
+        deadline = time.monotonic() + self._call_deadline_s
         host = self.host_for(region)
         body = (
             f'{{"KeyId":{json.dumps(key_id)},'
@@ -142,10 +144,12 @@ class KmsClient:
             credentials, region=region, amz_date=amz_date, host=host, body=body,
             headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": DECRYPT_TARGET},
         )  # fmt: skip
-        status, data = self._exchange(host, headers, body)
+        status, data = self._exchange(host, headers, body, deadline)
         return _ciphertext_for_recipient(status, data)
 
-    def _exchange(self, host: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+    def _exchange(
+        self, host: str, headers: Mapping[str, str], body: bytes, deadline: float
+    ) -> tuple[int, bytes]:
         head = "".join(
             (
                 "POST / HTTP/1.1\r\n",
@@ -153,17 +157,17 @@ class KmsClient:
                 f"Content-Length: {len(body)}\r\n\r\n",
             )
         ).encode()
-        connection = self._take(host)
+        connection = self._take(host, deadline)
         try:
             try:
-                status, data, close = connection.exchange(head, body)
+                status, data, close = connection.exchange(head, body, self._time_left(deadline))
             except TimeoutError:
                 raise
             except OSError:  # reset, EOF, broken pipe, no status line
                 if not connection.used:
                     raise
                 connection.close()  # the server closed it while idle: once more on a fresh one
-                status, data, close = connection.exchange(head, body)
+                status, data, close = connection.exchange(head, body, self._time_left(deadline))
         except OSError as error:
             connection.close()
             raise KmsUnreachable(f"{type(error).__name__}: {error}"[:200]) from error
@@ -177,7 +181,14 @@ class KmsClient:
         finally:
             self._give_back(host, connection)
 
-    def _take(self, host: str) -> Http11Connection:
+    def _time_left(self, deadline: float) -> float:
+        """Seconds left before `deadline`, capped at one read's timeout; none left is KmsUnreachable."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise KmsUnreachable(f"no answer from KMS within {self._call_deadline_s:g} s")
+        return min(left, READ_TIMEOUT_S)
+
+    def _take(self, host: str, deadline: float) -> Http11Connection:
         with self._slots:
             while True:
                 idle = self._idle.get(host)
@@ -192,7 +203,8 @@ class KmsClient:
                     other.pop().close()
                     self._open -= 1
                     continue
-                if not self._slots.wait(CONNECT_TIMEOUT_S):
+                wait_s = min(CONNECT_TIMEOUT_S, deadline - time.monotonic())
+                if wait_s <= 0 or not self._slots.wait(wait_s):
                     raise KmsUnreachable(f"all {self._max} KMS connections busy")
 
     def _give_back(self, host: str, connection: Http11Connection) -> None:

@@ -90,10 +90,12 @@ def serve_worker(settings: EnclaveSettings, seat: workers.Seat, nsm: SecureModul
     # Each thread holds at most one KMS connection: more threads would only queue for one.
     server = FrameServer(workers.adopt_listener(seat), handler, workers=seat.kms_connections)
     drainer = threading.Thread(target=_drain, args=(server, kms), name="drain")
+    stopping = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if drainer.is_alive():
+        if stopping.is_set():
             os._exit(1)  # second signal: the operator wants out now
+        stopping.set()
         log.info(
             "worker stopping", extra={"fields": {"worker": seat.index, "signal": signal.Signals(signum).name}}
         )

@@ -153,7 +153,12 @@ class Supervisor:
     def _start(self, index: int) -> None:
         seat = Seat(index, self._count, self._listener.fileno(), self._read_end)
         fds = (self._listener.fileno(), self._read_end)
-        self._workers[index] = subprocess.Popen(self._command(seat), pass_fds=fds)  # noqa: S603 - our own argv
+        # A process group of its own: a terminal's Ctrl-C (SIGINT to the whole foreground group) reaches only
+        # the supervisor, which passes one SIGTERM on; a worker that got both would take the second signal
+        # for "exit now" and drop its requests in flight instead of draining them.
+        self._workers[index] = subprocess.Popen(  # noqa: S603 - our own argv
+            self._command(seat), pass_fds=fds, process_group=0
+        )
         log.info("worker started", extra={"fields": {"worker": index, "pid": self._workers[index].pid}})
 
     def _replace_dead(self) -> None:

@@ -6,6 +6,7 @@ fails leaves its observation as None, which the checks report as "skip", never a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -18,7 +19,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.keypolicy import pins
+from app.keypolicy.grammar import PolicyGrammarError
 from app.ops import host_checks
+from app.shared import settings
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ VSOCK_PROXY_CONFIG = Path("/etc/nitro_enclaves/vsock-proxy.yaml")
 SHOW_PROPERTIES = "Id,LoadState,ActiveState,SubState,Result,ExecMainStatus,NRestarts"
 ENV_PINNED_PCR0 = "ENCLAVE_PCR0"
 ENV_PINNED_PCR0_PARAMETER = "PINNED_PCR0_PARAMETER"
+ENV_KMS_KEY_ID = settings.ENV_KMS_KEY_ID
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class Observations:
     enclave_memory_mib: int | None = None
     enclave_cid: int | None = None
     region: str | None = None
-    pinned_pcr0: str | None = None
+    pinned_pcr0: str | None = None  # the accepted PCR0 values, comma-separated
 
 
 def run(command: Sequence[str], *, allow_failure: bool = False) -> str | None:
@@ -96,21 +101,41 @@ def _size(path: str | None) -> int | None:
 
 
 def pinned_pcr0(environ: Mapping[str, str], region: str | None) -> str | None:
-    """$ENCLAVE_PCR0, else the SSM record of the pin (CloudFormation copied the same value into the key
-    policy at deploy time; KMS never reads SSM, and `attest` reads the key policy itself)."""
+    """The PCR0 values the key accepts, comma-separated: $ENCLAVE_PCR0, else the key policy itself
+    ($KMS_KEY_ID: kms:DescribeKey, kms:GetKeyPolicy, both allowed to the host role; during a roll it accepts
+    the new and the previous PCR0), else the SSM record of the build's PCR0 (one value; KMS never reads
+    SSM)."""
     if environ.get(ENV_PINNED_PCR0):
         return environ[ENV_PINNED_PCR0]
-    name = environ.get(ENV_PINNED_PCR0_PARAMETER)
-    if not name or not region:
+    if not region:
         return None
-
     config = Config(connect_timeout=5, read_timeout=5, retries={"max_attempts": 2})
+    from_policy = _accepted_by_key_policy(environ.get(ENV_KMS_KEY_ID), region, config)
+    if from_policy:
+        return from_policy
+    name = environ.get(ENV_PINNED_PCR0_PARAMETER)
+    if not name:
+        return None
     try:
         answer = boto3.client("ssm", region_name=region, config=config).get_parameter(Name=name)
     except (BotoCoreError, ClientError) as error:
         log.warning("pinned PCR0 not readable", extra={"fields": {"error": type(error).__name__}})
         return None
     return answer["Parameter"].get("Value")
+
+
+def _accepted_by_key_policy(key_id: str | None, region: str, config: Config) -> str | None:
+    if not key_id:
+        return None
+    try:
+        kms = boto3.client("kms", region_name=region, config=config)
+        arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]  # GetKeyPolicy takes no alias
+        policy = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
+        values = [v for grant in pins.decrypt_grants(policy) for v in grant.image_sha384]
+    except (BotoCoreError, ClientError, PolicyGrammarError, ValueError, KeyError) as error:
+        log.warning("key policy not readable", extra={"fields": {"error": type(error).__name__}})
+        return None
+    return ",".join(dict.fromkeys(values)) or None
 
 
 def collect(environ: Mapping[str, str] | None = None) -> Observations:

@@ -24,7 +24,8 @@ E_CODES: Mapping[str, tuple[str, str]] = {
     "E11": ("socket error talking to the enclave process", "nitro-cli describe-enclaves; restart the unit"),
     "E19": (
         "a file operation failed (the EIF missing or unreadable, or the log file)",
-        "ls -l $ENCLAVE_EIF; rebuild it by re-running the bootstrap (make deploy replaces the instance)",
+        "ls -l $ENCLAVE_EIF; the bootstrap downloads it from the EIF bucket (terminate the host: the group "
+        "replaces it)",
     ),
     "E22": (
         "more vCPUs requested than the allocator's pool holds",
@@ -59,8 +60,11 @@ E_CODES: Mapping[str, tuple[str, str]] = {
         "cannot attach to the enclave console (only debug-mode enclaves have one)",
         "use the enclave's log channel: journalctl -u nitro-enclave-demo-logs",
     ),
-    "E48": ("building the EIF failed", "often out of disk: df -h /; docker system prune -af"),
-    "E49": ("building the Docker image for the EIF failed", "check docker.service and free disk space"),
+    "E48": ("building the EIF failed", "hosts build nothing: the CodeBuild build's log says why"),
+    "E49": (
+        "building the Docker image for the EIF failed",
+        "hosts build nothing: see the CodeBuild build's log",
+    ),
     "E50": ("pulling the Docker image failed", "the image must be built locally first (docker images)"),
 }
 
@@ -165,6 +169,8 @@ def check_eif_size(eif_bytes: int | None, enclave_memory_mib: int | None) -> Fin
 
 
 def check_pcr0(describe_text: str | None, pinned_pcr0: str | None) -> Finding:
+    """`pinned_pcr0`: the PCR0 values the key accepts, comma-separated (the build's first; during a roll,
+    the previous one too)."""
     name = "PCR0 vs key policy pin"
     if describe_text is None or not pinned_pcr0:
         return skip(name, "no running enclave description or no pinned PCR0 here")
@@ -174,19 +180,32 @@ def check_pcr0(describe_text: str | None, pinned_pcr0: str | None) -> Finding:
         return skip(name, "describe-enclaves output unreadable")
     if enclave is None or not enclave.pcr0:
         return skip(name, "no running enclave to compare")
-    pinned = pinned_pcr0.strip().lower()
     if enclave.debug:
         return Finding(
             name, Status.WARN, "debug mode: the enclave attests all-zero PCRs", "never use real data"
         )
-    if enclave.pcr0 == pinned:
-        return ok(name, f"running PCR0 {enclave.pcr0[:16]}… equals the pin")
+    accepted = [value.strip().lower() for value in pinned_pcr0.split(",") if value.strip()]
+    return _compare_pcr0(name, enclave.pcr0, accepted)
+
+
+def _compare_pcr0(name: str, running: str, accepted: list[str]) -> Finding:
+    if running == accepted[0]:
+        return ok(name, f"running PCR0 {running[:16]}… equals the pin")
+    if running in accepted:
+        return Finding(
+            name,
+            Status.WARN,
+            f"running PCR0 {running[:16]}… is the previous image's, still accepted beside the new "
+            f"{accepted[0][:16]}…",
+            "a roll replaces this host; once every host runs the new image, retire the old one with "
+            "cdk deploy -c retire_previous=true",
+        )
     return Finding(
         name,
         Status.FAIL,
-        f"running PCR0 {enclave.pcr0[:16]}… is not the pinned {pinned[:16]}…: KMS refuses every Decrypt "
+        f"running PCR0 {running[:16]}… is not the pinned {accepted[0][:16]}…: KMS refuses every Decrypt "
         "(access_denied, cards parked on the dead-letter queue)",
-        "run make deploy again to re-pin after changing the enclave code, then redrive the DLQ",
+        "run make deploy again: the build re-pins and the group rolls; then redrive the DLQ",
     )
 
 

@@ -1,4 +1,5 @@
 """The parent instance's commands: `run` (the relay daemon), `ping` (is the enclave answering?),
+`canary` (one test card through KMS Encrypt and this host's enclave: the boot's proof of the crypto path),
 `attest` (verify the enclave's attestation and compare its PCR0 with the pin in the key policy, read with
 kms:GetKeyPolicy) and `logs`
 (write the enclave's own log lines, received over vsock, to stdout).
@@ -27,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from app.keypolicy.grammar import PolicyGrammarError
-from app.parent import attest_report, log_sink
+from app.parent import attest_report, canary, log_sink
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
 from app.parent.relay import DEFAULT_POLLERS, Relay, RelaySettings
@@ -66,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
         "--wait-time", type=int, default=int(settings.env(ENV_WAIT_TIME_S) or deployment.LONG_POLL_WAIT_S)
     )
     commands.add_parser("ping", help="exit 0 if the enclave answers a health request")
+    canary_parser = commands.add_parser(
+        "canary", help="encrypt one test card and have this host's enclave decrypt it (last four compared)"
+    )
+    canary_parser.add_argument("--key-id", default=settings.env(settings.ENV_KMS_KEY_ID))
+    canary_parser.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
     attest = commands.add_parser(
         "attest", help="verify the enclave's attestation and compare PCR0 with the key policy's pin"
     )
@@ -158,6 +164,28 @@ def ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_canary(args: argparse.Namespace) -> int:
+    """Exit 0 with one line naming the last four; 1 with "canary failed: <code>: <KMS's answer>"."""
+    key_id = settings.require(args.key_id, settings.ENV_KMS_KEY_ID)
+    context = settings.parse_encryption_context(settings.env(settings.ENV_ENCRYPTION_CONTEXT))
+    session = boto3.session.Session(region_name=args.region)
+    client = EnclaveClient(args.enclave_url)
+    try:
+        result = canary.run_canary(
+            canary.CanarySettings(key_id=key_id, region=args.region, encryption_context=context),
+            kms=session.client("kms"),
+            enclave=client,
+            credentials=lambda: _credentials_from(session),
+        )
+    except canary.CanaryError as error:
+        print(f"canary failed: {error.code}: {error.reason}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(result.line(key_id))
+    return 0
+
+
 def attest(args: argparse.Namespace) -> int:
     nonce = secrets.token_bytes(NONCE_BYTES)
     client = EnclaveClient(args.enclave_url, request_timeout_s=PING_TIMEOUT_S)
@@ -215,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
     try:
-        commands = {"run": run, "ping": ping, "attest": attest, "logs": enclave_logs}
+        commands = {"run": run, "ping": ping, "canary": run_canary, "attest": attest, "logs": enclave_logs}
         return commands[args.command](args)
     except settings.SettingsError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -34,6 +34,12 @@ MAX_BATCH: Final = 10  # SQS ReceiveMessage / SendMessageBatch / DeleteMessageBa
 # connection to a thread pool whose worker is busy until that connection closes (aws/aws-nitro-enclaves-cli,
 # vsock_proxy/src/main.rs and proxy.rs; default 4), so connection N+1 would be accepted and then hang.
 KMS_CONNECTIONS: Final = 32
+# The most one attested KMS Decrypt may take inside the enclave, all included: waiting for a free connection,
+# connecting over the egress link, the TLS handshake, the request and its answer. It stays below the relay's
+# request timeout (app/parent/enclave_client.py REQUEST_TIMEOUT_S, checked by a test), so a slow KMS ends in
+# the enclave's own retryable `kms_unavailable` for that one card, never in the relay giving up on the whole
+# vsock connection and with it every other card in flight on it.
+KMS_CALL_DEADLINE_S: Final = 10.0
 
 # Message attributes the relay sets on a message it parks on the dead-letter queue.
 DLQ_ATTRIBUTE_ERROR_CODE: Final = "error_code"

@@ -1,9 +1,8 @@
-"""The project's code as one S3 asset built from an allow-list, and the digest of infra/ for the boot
-generation. Owns the translation of the allow-list into the gitignore patterns CDK applies; no other files."""
+"""The project's code as one S3 asset built from an allow-list. Owns the translation of the allow-list into
+the gitignore patterns CDK applies; no other files."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,20 +48,3 @@ def code_asset(scope: Construct, construct_id: str, *, root: Path = constants.RE
         exclude=ignore_patterns(constants.CODE_ASSET_FILES),
         ignore_mode=IgnoreMode.GIT,
     )
-
-
-def source_digest(directory: Path, host_dir: Path = constants.HOST_FILES_DIR) -> str:
-    """SHA-256 over the Python modules below `directory` and the host files (paths and bytes): the user
-    data's templates and the constructs that render them are not all in the code asset, yet a change to
-    any of them must start a new boot generation. Caches, hidden files and other strays are left out."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if _is_source(p, host_dir)):
-        digest.update(f"{path.relative_to(directory).as_posix()}\0".encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _is_source(path: Path, host_dir: Path) -> bool:
-    if not path.is_file() or "__pycache__" in path.parts or path.name.startswith("."):
-        return False
-    return path.suffix == ".py" or path.parent == host_dir

@@ -1,11 +1,9 @@
 """Enclave image: the EIF built once, in AWS CodeBuild, from the code asset; its measurements come from
 CodeBuild's own API (the build's exported variables), never from anything a host can write.
 
-INTERFACE SKELETON (lead, issue 9): the attributes below are the contract the hosts, the key and the outputs
-build on. The build pipeline (bucket, CodeBuild project, buildspec, Provider with on-event and is-complete
-handlers) replaces the body; the attribute names and meanings stay.
-
-Attributes (CloudFormation tokens, strings):
+Owns the EIF bucket, the CodeBuild project (buildspec: infra/build/buildspec.yml) and the custom resource
+whose handlers (infra/build/handler/) start one build per code change and wait for it. Hosts, key and
+outputs build on these attributes (CloudFormation tokens, strings):
 - `bucket`: the stack-owned EIF bucket (versioned, encrypted, public access blocked, TLS only, emptied on
   destroy);
 - `pcr0`, `pcr1`, `pcr2`: lower-case hex (96 characters) of the EIF the build produced;
@@ -19,14 +17,45 @@ Attributes (CloudFormation tokens, strings):
 
 from __future__ import annotations
 
-from aws_cdk import CustomResource
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aws_cdk import CustomResource, Duration, RemovalPolicy
+from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from infra.constructs import enclave_image_nag
+
+BUILD_DIR = Path(__file__).resolve().parent.parent / "build"
+BUILDSPEC = BUILD_DIR / "buildspec.yml"
+HANDLER_DIR = BUILD_DIR / "handler"
+RESOURCE_TYPE = "Custom::EnclaveImageBuild"
 # The custom resource's attribute names (its handlers' `Data` keys).
 ATTRIBUTES = ("Pcr0", "Pcr1", "Pcr2", "EifKey", "EifVersion", "PreviousPcr0", "AcceptedPcr0")
+EIF_PREFIX = "eif/"
+
+# One build: dnf install of the Nitro CLI, a Docker build, nitro-cli build-enclave, one upload; minutes.
+BUILD_TIMEOUT = Duration.minutes(30)
+QUEUED_TIMEOUT = Duration.minutes(10)
+# is_complete polls BatchGetBuilds this often; ~100 polls over the longest build is cheap and the deploy
+# learns the outcome within 30 s. The total outlasts queue + build time, so CodeBuild's own TIMED_OUT (with
+# its phase and log link) is what a deploy reports, not the framework's bare "Operation timed out"; and it
+# stays under CloudFormation's one hour for a custom resource's answer.
+QUERY_INTERVAL = Duration.seconds(30)
+TOTAL_TIMEOUT = Duration.minutes(50)
+HANDLER_TIMEOUT = Duration.minutes(1)
+
+
+def load_buildspec(path: Path = BUILDSPEC) -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load(path.read_text())
+    return spec
 
 
 class EnclaveImage(Construct):
@@ -40,20 +69,27 @@ class EnclaveImage(Construct):
         code: s3_assets.Asset,
         expected_pcr0: str,
         retire_previous: bool,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.bucket: s3.IBucket = s3.Bucket(self, "Eifs")  # skeleton: the pipeline sets every property
+        self.bucket: s3.IBucket = self._bucket()
+        self.project = self._project(code, log_retention)
+        provider = self._provider(log_retention)
         self.build = CustomResource(
             self,
             "Build",
-            service_token="arn:aws:lambda:skeleton",  # noqa: S106 - skeleton: the Provider's service token
-            resource_type="Custom::EnclaveImageBuild",
+            service_token=provider.service_token,
+            resource_type=RESOURCE_TYPE,
             properties={
                 "SourceHash": code.asset_hash,
+                "SourceLocation": f"{code.s3_bucket_name}/{code.s3_object_key}",
+                "ProjectName": self.project.project_name,
                 "ExpectedPcr0": expected_pcr0,
                 "RetirePrevious": "true" if retire_previous else "false",
             },
         )
+        # The build must not start before its role may read the asset and put the EIF.
+        self.build.node.add_dependency(self.build_role)
         self.pcr0 = self.build.get_att_string("Pcr0")
         self.pcr1 = self.build.get_att_string("Pcr1")
         self.pcr2 = self.build.get_att_string("Pcr2")
@@ -61,6 +97,16 @@ class EnclaveImage(Construct):
         self.eif_version = self.build.get_att_string("EifVersion")
         self.previous_pcr0 = self.build.get_att_string("PreviousPcr0")
         self.accepted_pcr0 = self.build.get_att_string("AcceptedPcr0")
+        enclave_image_nag.acknowledge(
+            self,
+            bucket=self.bucket,
+            handlers={
+                "OnEvent": provider.on_event_handler,
+                "IsComplete": provider.is_complete_handler,  # type: ignore[dict-item]
+                "FrameworkIsComplete": provider.node.find_child("framework-isComplete"),
+                "FrameworkOnTimeout": provider.node.find_child("framework-onTimeout"),
+            },
+        )
 
     def grant_read_eif(self, role: iam.IRole) -> None:
         """s3:GetObject and s3:GetObjectVersion on the built EIF's key only."""
@@ -70,4 +116,128 @@ class EnclaveImage(Construct):
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
                 resources=[self.bucket.arn_for_objects(self.eif_key)],
             )
+        )
+
+    def _bucket(self) -> s3.Bucket:
+        # No server access logs: the only writer is this stack's build role and the only readers are the
+        # hosts' roles, each limited to one key by IAM; CloudTrail records those API calls (see the
+        # AwsSolutions-S1 acknowledgment). A log bucket would need its own destroy story for no extra signal.
+        return s3.Bucket(
+            self,
+            "Eifs",
+            versioned=True,  # the hosts pin a version id; a rebuild never changes what they run
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # CDK's auto-delete handler empties every version and delete marker before the bucket goes
+            # (aws-cdk-lib 2.275.0 custom-resource-handlers/dist/aws-s3/auto-delete-objects-handler: it pages
+            # ListObjectVersions and calls DeleteObjects with each Key and VersionId, after denying new
+            # PutObject in the bucket policy), so `cdk destroy` leaves nothing behind.
+            auto_delete_objects=True,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+
+    def _project(self, code: s3_assets.Asset, log_retention: logs.RetentionDays) -> codebuild.Project:
+        log_group = logs.LogGroup(
+            self, "BuildLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = self.build_role = iam.Role(
+            self,
+            "BuildRole",
+            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+            description="The enclave image build: reads the code asset, writes eif/* in the EIF bucket",
+        )
+        project = codebuild.Project(
+            self,
+            "Project",
+            description="Builds the enclave image (EIF) once per code change and records PCR0-2",
+            source=codebuild.Source.s3(bucket=code.bucket, path=code.s3_object_key),
+            build_spec=codebuild.BuildSpec.from_object_to_yaml(load_buildspec()),
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.AMAZON_LINUX_2023_5,
+                compute_type=codebuild.ComputeType.MEDIUM,
+                privileged=True,  # Docker inside the build container (nitro-cli build-enclave needs it)
+            ),
+            environment_variables={
+                "EIF_BUCKET": codebuild.BuildEnvironmentVariable(value=self.bucket.bucket_name),
+                # Always defined, so the buildspec can export it; StartBuild overrides it per build.
+                "PREVIOUS_BUILD_ID": codebuild.BuildEnvironmentVariable(value=""),
+            },
+            # CDK's own grants (GetObject*/List* on the whole asset bucket, /aws/codebuild/* logs, report
+            # groups) are dropped: the role gets exactly the statements below.
+            role=role.without_policy_updates(),
+            timeout=BUILD_TIMEOUT,
+            queued_timeout=QUEUED_TIMEOUT,
+            logging=codebuild.LoggingOptions(
+                cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=log_group)
+            ),
+        )
+        for statement in self._build_statements(code):
+            role.add_to_principal_policy(statement)
+        log_group.grant_write(role)
+        return project
+
+    def _build_statements(self, code: s3_assets.Asset) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(
+                sid="ReadCodeAsset",
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[code.bucket.arn_for_objects(code.s3_object_key)],
+            ),
+            # The bucket-level reads CodeBuild's service-role policy lists for an S3 source.
+            iam.PolicyStatement(
+                sid="LocateCodeAssetBucket",
+                actions=["s3:GetBucketAcl", "s3:GetBucketLocation"],
+                resources=[code.bucket.bucket_arn],
+            ),
+            iam.PolicyStatement(
+                sid="PutEif",
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(f"{EIF_PREFIX}*")],
+            ),
+        ]
+
+    def _provider(self, log_retention: logs.RetentionDays) -> cr.Provider:
+        builds = iam.PolicyStatement(
+            actions=["codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"],
+            resources=[self.project.project_arn],
+        )
+        on_event = self._handler("OnEvent", "enclave_build.on_event", builds, log_retention)
+        poll = iam.PolicyStatement(actions=["codebuild:BatchGetBuilds"], resources=[self.project.project_arn])
+        is_complete = self._handler("IsComplete", "enclave_build.is_complete", poll, log_retention)
+        return cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=on_event,
+            is_complete_handler=is_complete,
+            query_interval=QUERY_INTERVAL,
+            total_timeout=TOTAL_TIMEOUT,
+            log_group=logs.LogGroup(
+                self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            ),
+        )
+
+    def _handler(
+        self,
+        construct_id: str,
+        handler: str,
+        statement: iam.PolicyStatement,
+        log_retention: logs.RetentionDays,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self, f"{construct_id}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = iam.Role(self, f"{construct_id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        log_group.grant_write(role)
+        role.add_to_principal_policy(statement)
+        return lambda_.Function(
+            self,
+            construct_id,
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler=handler,
+            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
+            timeout=HANDLER_TIMEOUT,
+            role=role,
+            log_group=log_group,
         )

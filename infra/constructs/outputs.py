@@ -12,7 +12,7 @@ from infra import constants
 
 @dataclass(frozen=True)
 class OutputValues:
-    instance_id: str
+    group_name: str
     enclave_cid: int
     cards_queue_url: str
     dead_letter_queue_url: str
@@ -22,6 +22,8 @@ class OutputValues:
     measurements_parameter: str
     pinned_pcr0_parameter: str
     pinned_pcr0: str
+    accepted_pcr0: str  # the build's "pcr0[,previous]"
+    eif_location: str
     debug: bool
     log_group_name: str
     dashboard_url: str
@@ -43,25 +45,71 @@ DEBUG_WARNING = (
     "the key "
     "policy accepts all-zero PCRs, so any debug-mode enclave on this role can decrypt. Never use real data."
 )
+NO_PREVIOUS = "none"
+# Every host carries this tag (EC2 Auto Scaling adds it to the instances it launches).
+GROUP_TAG = "tag:aws:autoscaling:groupName"
+POLL_S = 5
 
 
-def ssm_run_command(instance_id: str, document: str, parameters: str) -> str:
-    """`aws ssm send-command`, wait for it, print its output: one line to paste in a shell."""
-    target = ["--instance-id ", instance_id, " --region ", Aws.REGION]
+def first_host(group_name: str) -> str:
+    """Shell words printing the group's first InService instance id: the commands work for whichever hosts
+    the group runs now, across rolls and replacements."""
     return Fn.join(
         "",
         [
-            "id=$(aws ssm send-command --document-name ",
-            document,
-            " --instance-ids ",
-            instance_id,
-            f" {parameters}--region ",
+            "$(aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names ",
+            group_name,
+            " --region ",
             Aws.REGION,
+            " --query \"AutoScalingGroups[0].Instances[?LifecycleState=='InService'] | [0].InstanceId\""
+            " --output text)",
+        ],
+    )
+
+
+def ssm_run_on_one_host(group_name: str, document: str, parameters: str) -> str:
+    """`aws ssm send-command` on the group's first InService host, wait for it, print its output."""
+    region = ["--region ", Aws.REGION]
+    target = ['--instance-id "$iid" ', *region]
+    return Fn.join(
+        "",
+        [
+            "iid=",
+            first_host(group_name),
+            " && id=$(aws ssm send-command --document-name ",
+            document,
+            f' --instance-ids "$iid" {parameters}',
+            *region,
             ' --query Command.CommandId --output text) && aws ssm wait command-executed --command-id "$id" ',
             *target,
             '; aws ssm get-command-invocation --command-id "$id" ',
             *target,
             " --query StandardOutputContent --output text",
+        ],
+    )
+
+
+def ssm_run_on_every_host(group_name: str, document: str) -> str:
+    """`aws ssm send-command` on every host of the group (by its tag), wait until the command is done, print
+    each host's output under its instance id."""
+    region = ["--region ", Aws.REGION]
+    return Fn.join(
+        "",
+        [
+            "id=$(aws ssm send-command --document-name ",
+            document,
+            f" --targets Key={GROUP_TAG},Values=",
+            group_name,
+            " ",
+            *region,
+            " --query Command.CommandId --output text) && while s=$(aws ssm list-commands"
+            ' --command-id "$id" ',
+            *region,
+            " --query 'Commands[0].Status' --output text)"
+            f' && {{ [ "$s" = Pending ] || [ "$s" = InProgress ]; }}; do sleep {POLL_S}; done;'
+            ' aws ssm list-command-invocations --command-id "$id" --details ',
+            *region,
+            " --query 'CommandInvocations[].[InstanceId,CommandPlugins[0].Output]' --output text",
         ],
     )
 
@@ -72,8 +120,8 @@ class Outputs(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, values: OutputValues) -> None:
         super().__init__(scope, construct_id)
         v = values
-        self._out("InstanceId", v.instance_id, "The parent EC2 instance")
-        self._out("EnclaveCid", str(v.enclave_cid), "vsock CID of the enclave")
+        self._out("HostGroupName", v.group_name, "Auto Scaling group of the enclave hosts")
+        self._out("EnclaveCid", str(v.enclave_cid), "vsock CID of the enclave on every host")
         self._out("Region", Aws.REGION, "Region of the stack")
         self._out("CardsQueueUrl", v.cards_queue_url, "SQS queue the producer sends encrypted cards to")
         self._out("DeadLetterQueueUrl", v.dead_letter_queue_url, "Cards that can never be processed")
@@ -81,27 +129,39 @@ class Outputs(Construct):
         self._out("KeyArn", v.key_arn, "KMS key for card numbers")
         self._out("KeyAlias", v.key_alias, "Alias of the KMS key")
         self._out(
-            "MeasurementsParameter", v.measurements_parameter, "SSM parameter: PCR0 the instance measured"
+            "MeasurementsParameter",
+            v.measurements_parameter,
+            "SSM parameter: PCR0-2 of the EIF CodeBuild built",
         )
         self._out("PinnedPcr0Parameter", v.pinned_pcr0_parameter, "SSM parameter with the pinned PCR0")
-        self._out("PinnedPcr0", v.pinned_pcr0, "PCR0 the key policy lets decrypt (ImageSha384)")
+        self._out("PinnedPcr0", v.pinned_pcr0, "PCR0 of the EIF every host runs; the key policy accepts it")
+        self._out(
+            "PreviousPcr0",
+            _previous_or_none(v.accepted_pcr0),
+            "PCR0 of the image this build replaced, still accepted until retire_previous=true ('none': "
+            "first build, or retired)",
+        )
+        self._out("EifKey", v.eif_location, "Object key of the pinned EIF in the stack's EIF bucket")
         self._out(
             "AttestationMode",
             "DEBUG-ATTESTATION-OFF" if v.debug else "PINNED",
-            "PINNED: only the measured image decrypts; DEBUG-ATTESTATION-OFF: zeros accepted",
+            "PINNED: only the built image decrypts; DEBUG-ATTESTATION-OFF: zeros accepted",
         )
         if v.debug:
             self._out("AttestationWarning", DEBUG_WARNING, "Read this before using the stack")
         self._out(
             "SsmStartSessionCommand",
-            Fn.join("", ["aws ssm start-session --target ", v.instance_id, " --region ", Aws.REGION]),
-            "Connect to the instance (Session Manager plugin required)",
+            Fn.join(
+                "",
+                ["aws ssm start-session --region ", Aws.REGION, ' --target "', first_host(v.group_name), '"'],
+            ),
+            "Connect to the group's first InService host (Session Manager plugin required)",
         )
-        self._out("DemoCommand", DEMO_COMMAND, "Run on the instance: 10 cards through the enclave")
+        self._out("DemoCommand", DEMO_COMMAND, "Run on a host: 10 cards through the enclave")
         self._out(
             "AttestCommand",
             ATTEST_COMMAND,
-            "Run on the instance: verify the enclave against the key policy's pin",
+            "Run on a host: verify its enclave against the key policy's pin",
         )
         self._operations(v)
 
@@ -117,16 +177,22 @@ class Outputs(Construct):
         self._out("StatusDocument", v.status_document, "SSM document: status and doctor of every part")
         self._out(
             "SendCardsCommand",
-            ssm_run_command(v.instance_id, v.send_cards_document, "--parameters Count=10 "),
-            "Paste in your shell: 10 cards through the enclave via SSM, then their results",
+            ssm_run_on_one_host(v.group_name, v.send_cards_document, "--parameters Count=10 "),
+            "Paste in your shell: 10 cards through the enclaves via SSM on one host, then their results",
         )
         self._out(
             "StatusCommand",
-            ssm_run_command(v.instance_id, v.status_document, ""),
-            "Paste in your shell: status and doctor via SSM",
+            ssm_run_on_every_host(v.group_name, v.status_document),
+            "Paste in your shell: status and doctor of every host via SSM",
         )
 
     def _out(self, name: str, value: str, description: str) -> CfnOutput:
         output = CfnOutput(self, name, value=value, description=description)
         output.override_logical_id(name)
         return output
+
+
+def _previous_or_none(accepted_pcr0: str) -> str:
+    """An output's value may not be empty and a condition cannot read a resource attribute, so: the second
+    of "pcr0[,previous],none" split on commas, which is the previous PCR0 when there is one, else 'none'."""
+    return Fn.select(1, Fn.split(",", Fn.join(",", [accepted_pcr0, NO_PREVIOUS])))

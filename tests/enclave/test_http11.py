@@ -25,19 +25,19 @@ def _answering(*answers: bytes) -> Http11Connection:
                 theirs.sendall(answer)
 
     threading.Thread(target=peer, daemon=True).start()
-    return Http11Connection(lambda: cast(ssl.SSLSocket, ours))
+    return Http11Connection(lambda _timeout_s: cast(ssl.SSLSocket, ours))
 
 
 def test_two_answers_by_content_length_on_one_connection() -> None:
     answer = b"HTTP/1.1 200 OK\r\nContent-Type: x\r\nContent-Length: 5\r\n\r\nhello"
     connection = _answering(answer, answer.replace(b"200 OK", b"400 Bad"))
-    assert connection.exchange(REQUEST, b"{}") == (200, b"hello", False)
-    assert connection.exchange(REQUEST, b"{}") == (400, b"hello", False)
+    assert connection.exchange(REQUEST, b"{}", 5.0) == (200, b"hello", False)
+    assert connection.exchange(REQUEST, b"{}", 5.0) == (400, b"hello", False)
 
 
 def test_a_chunked_answer_is_joined() -> None:
     answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"
-    assert _answering(answer).exchange(REQUEST, b"{}") == (200, b"abcde", False)
+    assert _answering(answer).exchange(REQUEST, b"{}", 5.0) == (200, b"abcde", False)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_a_chunked_answer_is_joined() -> None:
     ],
 )
 def test_the_server_closing_is_reported(answer: bytes) -> None:
-    assert _answering(answer).exchange(REQUEST, b"{}")[2] is True
+    assert _answering(answer).exchange(REQUEST, b"{}", 5.0)[2] is True
 
 
 @pytest.mark.parametrize(
@@ -64,4 +64,4 @@ def test_the_server_closing_is_reported(answer: bytes) -> None:
 )
 def test_a_broken_answer_is_an_http_error(answer: bytes) -> None:
     with pytest.raises(HttpError):
-        _answering(answer).exchange(REQUEST, b"{}")
+        _answering(answer).exchange(REQUEST, b"{}", 5.0)

@@ -163,6 +163,23 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(enclave: tuple[Chil
     assert not _answers_ping(url)
 
 
+def test_ctrl_c_at_a_terminal_drains_like_sigterm(enclave: tuple[Child, str, HeldKms]) -> None:
+    """A terminal's Ctrl-C sends SIGINT to the whole foreground process group; the supervisor then passes
+    SIGTERM on. Workers in the supervisor's group would see two signals and exit without draining."""
+    child, url, held = enclave
+    client = EnclaveClient(url)
+    pending = [client.submit(Op.DECRYPT, _decrypt_body(b"\x01" * 64, f"c-{n}")) for n in range(3)]
+    assert held.wait_pending(3)
+    os.killpg(os.getpgid(child.process.pid), signal.SIGINT)  # the child has a session of its own
+    held.released.set()
+    for request_id, future in pending:
+        with pytest.raises(EnclaveError) as caught:
+            client.wait(request_id, future, time.monotonic() + 30)
+        assert caught.value.code is ErrorCode.KMS_THROTTLED  # answered, not dropped
+    client.close()
+    assert child.process.wait(timeout=60) == 0
+
+
 def test_the_workers_share_the_kms_connections_without_exceeding_them() -> None:
     for count in (1, 2, 3, 4, 8, 32):
         assert count * workers.kms_connections_per_worker(count) <= deployment.KMS_CONNECTIONS

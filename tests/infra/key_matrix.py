@@ -1,9 +1,9 @@
 """The access matrix of issue 10 as data, and the template's key policy resolved to concrete values.
 
 The template's tokens become what CloudFormation would put there: the role's ARN, the account root from
-the pseudo parameters (tests/infra/cfn.py), and the pinned PCR0 (the literal value, or a stand-in for the
-measurement the boot signal carries). Each row is then decided by `app.keypolicy.evaluator`, the evaluator
-local mode runs on every KMS call.
+the pseudo parameters (tests/infra/cfn.py), and the accepted PCR0 values (stand-ins for what the enclave
+image build's custom resource returns as AcceptedPcr0: its PCR0, then the previous one during a roll).
+Each row is then decided by `app.keypolicy.evaluator`, the evaluator local mode runs on every KMS call.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ from typing import Any
 from app.keypolicy.document import IMAGE_SHA384, account_root_arn
 from app.keypolicy.evaluator import Caller, Request, evaluate
 from infra.settings import ZERO_PCR
-from tests.infra.cfn import PSEUDO, Json, only, resources
-from tests.infra.cfn import evaluate as cfn_evaluate
+from rehearsal.cfn import Resolver
+from tests.infra.cfn import PSEUDO, Json, only
 
 ACCOUNT = PSEUDO["AWS::AccountId"]
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/NitroEnclaveDemo-InstanceRole"
 ROOT_ARN = account_root_arn(ACCOUNT)
 KEY_ARN = f"arn:aws:kms:{PSEUDO['AWS::Region']}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-MEASURED_PCR0 = "5e" * 48  # stands for the PCR0 the instance's boot signal carries
+MEASURED_PCR0 = "5e" * 48  # stands for the PCR0 the enclave image build reports
+PREVIOUS_PCR0 = "6a" * 48  # stands for the PCR0 of the image that build replaced
+BUILD_TYPE = "Custom::EnclaveImageBuild"
 OTHER_PCR0 = "7f" * 48
 ADMINISTRATOR_ACCESS = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
@@ -127,17 +129,16 @@ def expected(row: Row, debug: bool) -> tuple[str, str | None]:
     return row.debug_expected if debug and row.debug_expected else row.expected
 
 
-def resolved_key_policy(template: Json) -> tuple[Json, str]:
-    """The template's key policy with every token replaced by its deploy-time value, and the pin."""
+def resolved_key_policy(template: Json, accepted: str = MEASURED_PCR0) -> tuple[Json, str]:
+    """The template's key policy with every token replaced by its deploy-time value, and the build's pin;
+    `accepted` is the build resource's AcceptedPcr0 (comma-separated)."""
     role_id = only(template, "AWS::IAM::InstanceProfile")[1]["Properties"]["Roles"][0]["Ref"]
-    values = {(role_id, "Arn"): ROLE_ARN}
-    for logical_id, parameter in resources(template, "AWS::SSM::Parameter").items():
-        value = parameter["Properties"]["Value"]
-        values[(logical_id, "Value")] = value if isinstance(value, str) else MEASURED_PCR0
+    build_id, _ = only(template, BUILD_TYPE)
+    resolver = Resolver(attributes={(role_id, "Arn"): ROLE_ARN, (build_id, "AcceptedPcr0"): accepted})
     _, key = only(template, "AWS::KMS::Key")
-    policy: Json = _resolve(key["Properties"]["KeyPolicy"], values)
+    policy: Json = _resolve(key["Properties"]["KeyPolicy"], resolver)
     pins = [p for p in policy_pins(policy) if p != ZERO_PCR]
-    assert len(pins) == 1, pins
+    assert pins == accepted.split(","), pins
     return policy, pins[0]
 
 
@@ -147,13 +148,11 @@ def policy_pins(policy: Json) -> list[str]:
     return list(values) if isinstance(values, list) else [values]
 
 
-def _resolve(node: Any, values: Mapping[tuple[str, str], str]) -> Any:
+def _resolve(node: Any, resolver: Resolver) -> Any:
     if isinstance(node, list):
-        return [_resolve(item, values) for item in node]
+        return [_resolve(item, resolver) for item in node]
     if not isinstance(node, dict):
         return node
-    if len(node) == 1 and "Fn::GetAtt" in node:
-        return values[tuple(node["Fn::GetAtt"])]
-    if len(node) == 1 and next(iter(node)) in ("Ref", "Fn::Join", "Fn::Sub"):
-        return cfn_evaluate(node)
-    return {key: _resolve(value, values) for key, value in node.items()}
+    if len(node) == 1 and next(iter(node)) in ("Ref", "Fn::GetAtt", "Fn::Join", "Fn::Sub", "Fn::Split"):
+        return resolver.evaluate(node)
+    return {key: _resolve(value, resolver) for key, value in node.items()}

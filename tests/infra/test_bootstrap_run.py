@@ -1,7 +1,11 @@
 """bootstrap.sh run end to end with stub commands, in an environment like cloud-final's (no HOME, bare PATH).
 
-The stubs stand in for what exists only on the instance; the one whose rule matters here, nitro-cli, enforces
-it as the real tool does. Everything the script writes goes to a scratch directory."""
+The stubs stand in for what exists only on a host; those whose rules matter here enforce them as the real
+tools do: the AWS CLI's `s3api get-object` serves exactly one object version and `cloudformation
+signal-resource` takes the API's parameters with its UniqueId limit (1-64 characters, botocore's model of
+SignalResource, data/cloudformation/2010-05-15/service-2.json); nitro-cli's `describe-eif` prints the EIF's
+measurements as JSON under "Measurements" (describe-eif in aws/aws-nitro-enclaves-cli). Everything the
+script writes goes to a scratch directory."""
 
 from __future__ import annotations
 
@@ -12,38 +16,75 @@ from pathlib import Path
 
 import pytest
 
-from infra.constants import HOST_FILES_DIR
-from tests.infra.cfn import Json
+from infra.constants import HOST_FILES_DIR, INSTALL_DIR
+from tests.infra.cfn import Json, only
 from tests.infra.test_host_files import user_data_parts
 
 STUB_PCR0 = "5e" * 48
+OTHER_PCR0 = "7f" * 48
+INSTANCE_ID = "i-0123456789abcdef0"
+EIF_KEY = "eif/" + "ab" * 32 + ".eif"
+EIF_VERSION = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
 DNF_ERROR = "Error: Unable to find a match: aws-nitro-enclaves-cli"
-MEASUREMENTS = {"HashAlgorithm": "Sha384 { ... }", "PCR0": STUB_PCR0, "PCR1": "01" * 48, "PCR2": "02" * 48}
+KMS_ANSWER = "AccessDeniedException: the key policy refused this attestation (statement DenyDecrypt...)"
 
-# nitro-cli build-enclave needs NITRO_CLI_ARTIFACTS, else HOME (then $HOME/.nitro_cli/), and creates the
-# directory; with neither set it fails with E51 (artifacts_path(), src/lib.rs of aws/aws-nitro-enclaves-cli).
-# The measurements JSON goes to stdout, progress to stderr.
-NITRO_CLI = """#!/bin/sh
-[ "$1" = build-enclave ] || exit 0
-if [ -n "${NITRO_CLI_ARTIFACTS+set}" ]; then artifacts="$NITRO_CLI_ARTIFACTS"
-elif [ -n "${HOME+set}" ]; then artifacts="$HOME/.nitro_cli/"
-else
-  echo '[ E51 ] Artifacts path environment variable not set.' >&2
-  exit 1
-fi
-mkdir -p "$artifacts" || exit 1
-echo "artifacts=$artifacts" >> "$RECORD"
-echo 'Start building the Enclave Image...' >&2
-echo '{"Measurements": MEASUREMENTS}'
+# The AWS CLI: `s3api get-object` writes the one stored version to its outfile (the last argument) and
+# answers NoSuchVersion for any other; `cloudformation signal-resource` records one signal per call.
+AWS = r"""#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["AWS_CALLS"], "a") as calls:
+    calls.write(" ".join(args) + "\n")
+def opt(name):
+    return args[args.index(name) + 1] if name in args else None
+if args[:2] == ["s3api", "get-object"]:
+    if (opt("--key"), opt("--version-id")) != (os.environ["STORED_KEY"], os.environ["STORED_VERSION"]):
+        sys.exit("An error occurred (NoSuchVersion) when calling the GetObject operation")
+    with open(args[-1], "w") as out:
+        json.dump({"PCR0": os.environ["EIF_PCR0"]}, out)
+    print(json.dumps({"VersionId": opt("--version-id")}))
+elif args[:2] == ["cloudformation", "signal-resource"]:
+    signal = {k: opt(f"--{o}") for k, o in (("StackName", "stack-name"), ("LogicalResourceId",
+              "logical-resource-id"), ("UniqueId", "unique-id"), ("Status", "status"))}
+    if None in signal.values() or not 1 <= len(signal["UniqueId"]) <= 64:
+        sys.exit("An error occurred (ValidationError) when calling the SignalResource operation")
+    if signal["Status"] not in ("SUCCESS", "FAILURE"):
+        sys.exit("An error occurred (ValidationError) when calling the SignalResource operation")
+    with open(os.environ["SIGNALS"], "a") as out:
+        out.write(json.dumps(signal) + "\n")
 """
-# python3.11 -m venv DIR leaves a python that answers every `-m` call with success.
+NITRO_CLI = r"""#!/usr/bin/env python3
+import json, sys
+args = sys.argv[1:]
+if args[0] == "describe-eif":
+    with open(args[args.index("--eif-path") + 1]) as eif:
+        pcr0 = json.load(eif)["PCR0"]
+    print(json.dumps({"EifVersion": 4, "Measurements": {"HashAlgorithm": "Sha384 { ... }", "PCR0": pcr0,
+                      "PCR1": "01" * 48, "PCR2": "02" * 48}, "IsSigned": False}, indent=2))
+"""
+# IMDSv2: a PUT for the session token, then the instance id with that token.
+CURL = f"""#!/bin/sh
+case "$*" in
+  *api/token*) echo token-1 ;;
+  *"X-aws-ec2-metadata-token: token-1"*meta-data/instance-id*) echo {INSTANCE_ID} ;;
+  *) exit 22 ;;
+esac
+"""
+# python3.11 -m venv DIR leaves a python whose `-m app.parent canary` passes unless CANARY_FAILS is set,
+# and every other `-m` call succeeds.
+VENV_PYTHON = f"""#!/bin/sh
+case "$*" in
+  *"app.parent canary"*)
+    if [ -n "$CANARY_FAILS" ]; then echo "canary failed: access_denied: {KMS_ANSWER}" >&2; exit 1; fi
+    echo "canary ok: this host's enclave decrypted the test card ending 1111" ;;
+esac
+exit 0
+"""
 PYTHON = """#!/bin/sh
 if [ "$2" = venv ]; then
-  mkdir -p "$3/bin" && printf '#!/bin/sh\\nexit 0\\n' > "$3/bin/python" && chmod +x "$3/bin/python"
+  mkdir -p "$3/bin" && cp "$VENV_PYTHON_STUB" "$3/bin/python" && chmod +x "$3/bin/python"
 fi
 """
-# The body is curl's next-to-last argument (the last is the signal URL).
-CURL = '#!/bin/sh\nfor a; do body="$url"; url="$a"; done\necho "$body" >> "$SIGNALS"\n'
 # What PATH cannot reach: the builtin `test -c` of the Nitro device, and the CloudWatch agent's absolute path.
 BASH_ENV = """test() { if [ "$*" = "-c /dev/nitro_enclaves" ]; then return 0; fi; builtin test "$@"; }
 /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl() { return 0; }
@@ -53,25 +94,46 @@ BASH_ENV = """test() { if [ "$*" = "-c /dev/nitro_enclaves" ]; then return 0; fi
 @dataclass(frozen=True)
 class Run:
     returncode: int
-    stderr: str
+    output: str  # stdout and stderr: the script sends both through tee to its boot log
     signals: list[Json]
-    record: list[str]
+    aws_calls: list[str]
     home_dir: Path
 
 
-def run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int = 0, on_nitro: bool = True) -> Run:
+def _demo_env(template: Json, home_dir: Path) -> str:
+    """The rendered demo.env with the build's attributes as CloudFormation would fill them in, and the EIF's
+    path moved into the scratch home directory."""
+    build_id, _ = only(template, "Custom::EnclaveImageBuild")
+    text = user_data_parts(template)["DemoEnv"]
+    for attribute, value in (("Pcr0", STUB_PCR0), ("EifKey", EIF_KEY), ("EifVersion", EIF_VERSION)):
+        text = text.replace(f"getatt-{build_id}-{attribute}", value)
+    eif_line = f"ENCLAVE_EIF={INSTALL_DIR}/enclave.eif\n"
+    assert text.count(eif_line) == 1
+    return text.replace(eif_line, f"ENCLAVE_EIF={home_dir}/enclave.eif\n")
+
+
+def run_bootstrap(
+    template: Json,
+    tmp_path: Path,
+    *,
+    dnf_exit: int = 0,
+    on_nitro: bool = True,
+    eif_pcr0: str = STUB_PCR0,
+    canary_fails: bool = False,
+) -> Run:
     """Run the real bootstrap.sh with stubs; `on_nitro` pretends /dev/nitro_enclaves exists."""
     conf, home_dir, stubs = tmp_path / "conf", tmp_path / "home", tmp_path / "bin"
     for directory in (conf, home_dir, stubs):
         directory.mkdir()
-    (conf / "demo.env").write_text(user_data_parts(template)["DemoEnv"])
+    (conf / "demo.env").write_text(_demo_env(template, home_dir))
     scripts = {
         "dnf": f"#!/bin/sh\n[ {dnf_exit} = 0 ] || echo '{DNF_ERROR}' >&2\nexit {dnf_exit}\n",
         "curl": CURL,
-        "nitro-cli": NITRO_CLI.replace("MEASUREMENTS", json.dumps(MEASUREMENTS)),
+        "aws": AWS,
+        "nitro-cli": NITRO_CLI,
         "python3.11": PYTHON,
-        "aws": '#!/bin/sh\necho "aws $*" >> "$AWS_CALLS"\n',
-        **dict.fromkeys(("systemctl", "install", "docker"), "#!/bin/sh\nexit 0\n"),
+        "venv-python": VENV_PYTHON,
+        **dict.fromkeys(("systemctl", "install"), "#!/bin/sh\nexit 0\n"),
     }
     for name, text in scripts.items():
         (stubs / name).write_text(text)
@@ -79,12 +141,15 @@ def run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int = 0, on_nitro
     (tmp_path / "bash_env").write_text(BASH_ENV)
     env = {
         "PATH": f"{stubs}:/usr/bin:/bin",
-        "SIGNAL_URL": "https://example.invalid/signal",
         "NITRO_ENCLAVE_DEMO_CONF_DIR": str(conf),
         "NITRO_ENCLAVE_DEMO_HOME_DIR": str(home_dir),
         "SIGNALS": str(tmp_path / "signals"),
-        "RECORD": str(tmp_path / "record"),
         "AWS_CALLS": str(tmp_path / "aws_calls"),
+        "STORED_KEY": EIF_KEY,
+        "STORED_VERSION": EIF_VERSION,
+        "EIF_PCR0": eif_pcr0,
+        "VENV_PYTHON_STUB": str(stubs / "venv-python"),
+        **({"CANARY_FAILS": "1"} if canary_fails else {}),
     }
     if on_nitro:
         env["BASH_ENV"] = str(tmp_path / "bash_env")
@@ -95,22 +160,66 @@ def run_bootstrap(template: Json, tmp_path: Path, *, dnf_exit: int = 0, on_nitro
         check=False,
         env=env,
     )
-    signals, record = tmp_path / "signals", tmp_path / "record"
+    signals, calls = tmp_path / "signals", tmp_path / "aws_calls"
     return Run(
         returncode=result.returncode,
-        stderr=result.stderr,
+        output=result.stdout + result.stderr,
         signals=[json.loads(line) for line in signals.read_text().splitlines()] if signals.exists() else [],
-        record=record.read_text().splitlines() if record.exists() else [],
+        aws_calls=calls.read_text().splitlines() if calls.exists() else [],
         home_dir=home_dir,
     )
 
 
-def test_bootstrap_failure_signals_the_failed_step(template: Json, tmp_path: Path) -> None:
+def test_a_good_boot_signals_success_with_the_instance_id(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path)
+    assert run.returncode == 0, run.output[-2000:]
+    group_id, _ = only(template, "AWS::AutoScaling::AutoScalingGroup")
+    assert run.signals == [
+        {
+            "StackName": "NitroEnclaveDemo",
+            "LogicalResourceId": group_id,
+            "UniqueId": INSTANCE_ID,
+            "Status": "SUCCESS",
+        }
+    ]
+    assert "canary ok: this host's enclave decrypted the test card ending 1111" in run.output
+
+
+def test_the_host_downloads_exactly_the_built_version(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path)
+    (download,) = [c for c in run.aws_calls if c.startswith("s3api get-object")]
+    assert f"--key {EIF_KEY} --version-id {EIF_VERSION}" in download
+    assert download.endswith(f"{run.home_dir}/enclave.eif")
+    assert json.loads((run.home_dir / "enclave.eif").read_text()) == {"PCR0": STUB_PCR0}
+
+
+def test_a_wrong_pcr0_is_refused_and_signals_failure(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, eif_pcr0=OTHER_PCR0)
+    assert run.returncode != 0
+    (signal,) = run.signals
+    assert (signal["Status"], signal["UniqueId"]) == ("FAILURE", f"{INSTANCE_ID} pcr0: wrong-pcr0")
+    assert f"its PCR0 is {OTHER_PCR0}, the pin is {STUB_PCR0}" in run.output
+    assert "step: canary" not in run.output  # refused before the enclave starts
+
+
+def test_a_failed_canary_signals_failure_naming_kms_answer(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, canary_fails=True)
+    assert run.returncode != 0
+    (signal,) = run.signals
+    assert (signal["Status"], signal["UniqueId"]) == ("FAILURE", f"{INSTANCE_ID} canary: access_denied")
+    assert len(signal["UniqueId"]) <= 64
+    assert KMS_ANSWER in run.output  # the full answer, in the log the CloudWatch agent ships
+
+
+def test_a_failed_step_signals_failure_with_its_id_and_output(template: Json, tmp_path: Path) -> None:
     run = run_bootstrap(template, tmp_path, dnf_exit=1)
     assert run.returncode != 0
     (signal,) = run.signals
-    assert signal["Status"] == "FAILURE"
-    assert signal["Reason"].startswith("install the Nitro CLI, Docker, Python 3.11 and jq with dnf failed")
+    assert (signal["Status"], signal["UniqueId"]) == ("FAILURE", f"{INSTANCE_ID} dnf: exit 1")
+    report = [line for line in run.output.splitlines() if "failure report:" in line]
+    assert report
+    assert report[0].endswith(f"last output: {DNF_ERROR} | ")
+    assert "--no-rollback" in report[0]
 
 
 def test_bootstrap_refuses_an_instance_without_enclave_support(template: Json, tmp_path: Path) -> None:
@@ -119,34 +228,11 @@ def test_bootstrap_refuses_an_instance_without_enclave_support(template: Json, t
     run = run_bootstrap(template, tmp_path, on_nitro=False)
     assert run.returncode != 0
     (signal,) = run.signals
-    assert signal["Status"] == "FAILURE"
-    assert "check enclave support: /dev/nitro_enclaves" in signal["Reason"]
+    assert (signal["Status"], signal["UniqueId"]) == ("FAILURE", f"{INSTANCE_ID} enclave-support: exit 1")
 
 
-def test_bootstrap_without_home_builds_the_eif_and_signals_its_pcr0(template: Json, tmp_path: Path) -> None:
+def test_the_bootstrap_writes_no_parameter_and_builds_nothing(template: Json, tmp_path: Path) -> None:
     run = run_bootstrap(template, tmp_path)
-    assert "E51" not in run.stderr
-    assert run.returncode == 0, run.stderr[-2000:]
-    (signal,) = run.signals
-    assert (signal["Status"], signal["Data"]) == ("SUCCESS", STUB_PCR0)
-
-
-def test_nitro_cli_keeps_its_artifacts_in_the_demos_own_directory(template: Json, tmp_path: Path) -> None:
-    run = run_bootstrap(template, tmp_path)
-    assert run.record == [f"artifacts={run.home_dir}/nitro-cli-artifacts"]
-    assert (run.home_dir / "nitro-cli-artifacts").is_dir()
-
-
-def test_a_failure_signal_carries_the_failed_steps_own_output(template: Json, tmp_path: Path) -> None:
-    # A failed first deploy rolls back: the instance and its log group are deleted, the stack events stay.
-    run = run_bootstrap(template, tmp_path, dnf_exit=1)
-    (signal,) = run.signals
-    assert signal["Reason"].endswith(f"last output: {DNF_ERROR} | ")
-    assert "--no-rollback" in signal["Reason"]
-
-
-def test_the_bootstrap_writes_no_parameter_cloudformation_owns(template: Json, tmp_path: Path) -> None:
-    run = run_bootstrap(template, tmp_path)
-    assert run.returncode == 0, run.stderr[-2000:]
-    calls = tmp_path / "aws_calls"
-    assert not [c for c in (calls.read_text().splitlines() if calls.exists() else []) if "put-parameter" in c]
+    assert run.returncode == 0, run.output[-2000:]
+    assert not [c for c in run.aws_calls if "put-parameter" in c]
+    assert not (run.home_dir / "nitro-cli-artifacts").exists()

@@ -46,10 +46,12 @@ def tool(name: str) -> str:
 
 
 def user_data_parts(template: Json) -> dict[str, str]:
-    _, instance = only(template, "AWS::EC2::Instance")
-    _, variables = instance["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    """The launch template's user data and each file it writes, rendered as CloudFormation would."""
+    _, launch_template = only(template, "AWS::EC2::LaunchTemplate")
+    user_data = launch_template["Properties"]["LaunchTemplateData"]["UserData"]
+    _, variables = user_data["Fn::Base64"]["Fn::Sub"]
     parts = {name: evaluate(value) for name, value in variables.items()}
-    parts["user-data.sh"] = evaluate(instance["Properties"]["UserData"])
+    parts["user-data.sh"] = evaluate(user_data)
     return parts
 
 
@@ -92,13 +94,15 @@ def test_bootstrap_enables_allocator_and_proxy_after_writing_their_config() -> N
         'install -m 0644 "$CONF_DIR/allocator.yaml" /etc/nitro_enclaves/allocator.yaml',
         "systemctl enable --now nitro-enclaves-allocator.service",
         "systemctl enable --now nitro-enclaves-vsock-proxy.service",
-        "nitro-cli build-enclave",
+        'aws s3api get-object --region "$AWS_REGION" --bucket "$EIF_BUCKET" --key "$EIF_KEY" --version-id',
+        'nitro-cli describe-eif --eif-path "$ENCLAVE_EIF"',
         "systemctl enable --now nitro-enclave-demo-logs.service",
         "systemctl enable --now nitro-enclave-demo-enclave.service",
         "systemctl enable --now nitro-enclave-demo-relay.service",
         "-m app.parent ping",
+        '"$VENV_DIR/bin/python" -m app.parent canary',
         '"$VENV_DIR/bin/python" -m app.ops doctor ||',
-        'signal SUCCESS "enclave running',
+        "signal SUCCESS",
     ]
     positions = [text.index(line) for line in order]
     assert positions == sorted(positions)
@@ -127,15 +131,29 @@ def test_env_file_has_the_contract_names_and_values(template: Json, tmp_path: Pa
     assert env["KMS_KEY_ID"] == "alias/nitro-enclave-demo"
     assert json.loads(env["ENCRYPTION_CONTEXT"]) == {"app": "nitro-enclave-demo"}
     assert (env["ENCLAVE_CID"], env["ENCLAVE_PORT"], env["ENCLAVE_URL"]) == ("16", "5000", "vsock://16:5000")
-    assert (env["ENCLAVE_DEBUG"], env["EXPECTED_PCR0"]) == ("false", "")
+    assert env["ENCLAVE_DEBUG"] == "false"
     assert env["CARDS_QUEUE_URL"].startswith("ref-QueuesCardsQueue")
 
 
-def test_env_file_carries_debug_mode_and_the_given_pcr0(
-    debug: Synth, given_pcr0: Synth, tmp_path: Path
+def test_env_file_names_the_exact_eif_the_build_produced(template: Json, tmp_path: Path) -> None:
+    env = env_file(template, tmp_path)
+    build_id, _ = only(template, "Custom::EnclaveImageBuild")
+    bucket_id, _ = only(template, "AWS::S3::Bucket")
+    assert env["EIF_BUCKET"] == f"ref-{bucket_id}"
+    assert (env["EIF_KEY"], env["EIF_VERSION"]) == (
+        f"getatt-{build_id}-EifKey",
+        f"getatt-{build_id}-EifVersion",
+    )
+    assert env["EXPECTED_PCR0"] == f"getatt-{build_id}-Pcr0"
+
+
+def test_env_file_carries_debug_mode_and_always_the_builds_pcr0(
+    debug: Synth, given_pcr0: Synth, template: Json, tmp_path: Path
 ) -> None:
     assert env_file(debug.template, tmp_path)["ENCLAVE_DEBUG"] == "true"
-    assert env_file(given_pcr0.template, tmp_path)["EXPECTED_PCR0"] == PCR0_GIVEN
+    # -c enclave_pcr0 is an assertion the build checks; the host always expects what the build reports.
+    given = env_file(given_pcr0.template, tmp_path)["EXPECTED_PCR0"]
+    assert given == env_file(template, tmp_path)["EXPECTED_PCR0"] != PCR0_GIVEN
 
 
 def _scratch_root(root: Path) -> Path:

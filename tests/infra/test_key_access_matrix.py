@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -13,8 +14,22 @@ from app.keypolicy.document import key_policy
 from app.shared import deployment
 from infra.settings import ZERO_PCR
 from tests.infra.cfn import Json
-from tests.infra.conftest import PCR0_GIVEN, Synth
-from tests.infra.key_matrix import MATRIX, ROLE_ARN, ROOT_ARN, Row, expected, resolved_key_policy
+from tests.infra.conftest import Synth
+from tests.infra.key_matrix import (
+    ATTESTED,
+    CONTEXT,
+    DENY_UNATTESTED,
+    MATRIX,
+    MEASURED_PCR0,
+    OTHER_PCR0,
+    PREVIOUS_PCR0,
+    ROLE,
+    ROLE_ARN,
+    ROOT_ARN,
+    Row,
+    expected,
+    resolved_key_policy,
+)
 
 VARIANTS = ("default", "given_pcr0", "debug")
 
@@ -31,9 +46,11 @@ def test_access_matrix(variant: str, row: Row, request: pytest.FixtureRequest) -
     assert row.outcome(policy, pin) == expected(row, debug=variant == "debug")
 
 
-def test_the_given_pcr0_is_the_pin(given_pcr0: Synth) -> None:
-    _, pin = resolved_key_policy(given_pcr0.template)
-    assert pin == PCR0_GIVEN
+def test_during_a_roll_both_measurements_decrypt_and_nothing_else(default: Synth) -> None:
+    policy, pin = resolved_key_policy(default.template, f"{MEASURED_PCR0},{PREVIOUS_PCR0}")
+    decrypt = Row("roll", ROLE, "kms:Decrypt", None, CONTEXT, ATTESTED)
+    for image, outcome in ((pin, ATTESTED), (PREVIOUS_PCR0, ATTESTED), (OTHER_PCR0, DENY_UNATTESTED)):
+        assert replace(decrypt, image=image).outcome(policy, pin) == outcome, image
 
 
 def _single_lists_as_strings(node: object) -> object:
@@ -97,7 +114,6 @@ def mutations(policy: Json) -> Iterator[tuple[str, Json]]:
 
 
 def _mutation_cases() -> list[tuple[str, str]]:
-    from tests.infra.key_matrix import MEASURED_PCR0  # noqa: PLC0415 - names only, for the ids
 
     shape = key_policy(
         account_root=ROOT_ARN,

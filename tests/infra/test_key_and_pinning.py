@@ -1,4 +1,5 @@
-"""The KMS key: rotation, deletion, and the pin (issue 4): Decrypt only with the deployment's own PCR0."""
+"""The KMS key: rotation, deletion, and the pin (issues 4 and 9): Decrypt only with a PCR0 the enclave image
+build reported (CodeBuild's own API, through the build resource's AcceptedPcr0), never one a host wrote."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ from typing import Any
 
 import pytest
 
+from infra.constants import REPO_ROOT
 from infra.settings import ZERO_PCR
 from tests.infra.cfn import Json, Statement, allows, only, resources, statements
-from tests.infra.conftest import PCR0_GIVEN, Synth
+from tests.infra.conftest import PCR0_GIVEN, Synth, SynthFn
 from tests.infra.test_network_and_host import instance_role
 
 IMAGE_SHA384 = "kms:RecipientAttestation:ImageSha384"
+BUILD_TYPE = "Custom::EnclaveImageBuild"
+
+
+def build_att(template: Json, attribute: str) -> Json:
+    build_id, _ = only(template, BUILD_TYPE)
+    return {"Fn::GetAtt": [build_id, attribute]}
 
 
 def key_statements(template: Json) -> dict[str, Json]:
@@ -29,10 +37,9 @@ def pinned_parameter(template: Json) -> tuple[str, Json]:
     return found[0]
 
 
-def accepted(template: Json) -> list[Any]:
+def accepted(template: Json) -> Any:
     condition = key_statements(template)["AttestedEnclaveDecrypts"]["Condition"]
-    values: list[Any] = condition["StringEqualsIgnoreCase"][IMAGE_SHA384]
-    return values
+    return condition["StringEqualsIgnoreCase"][IMAGE_SHA384]
 
 
 def test_key_rotates_and_is_deleted_on_destroy(default: Synth) -> None:
@@ -47,13 +54,20 @@ def test_key_rotates_and_is_deleted_on_destroy(default: Synth) -> None:
     default.assertions.has_resource_properties("AWS::KMS::Alias", {"AliasName": "alias/nitro-enclave-demo"})
 
 
-def test_default_pin_is_bound_to_this_deployments_measurement(template: Json) -> None:
-    param_id, param = pinned_parameter(template)
-    wait_id, _ = only(template, "AWS::CloudFormation::WaitCondition")
-    assert accepted(template) == [{"Fn::GetAtt": [param_id, "Value"]}]
-    assert param["Properties"]["Value"] == {
-        "Fn::Select": [3, {"Fn::Split": ['"', {"Fn::GetAtt": [wait_id, "Data"]}]}]
-    }
+def test_the_attested_decrypt_accepts_what_the_build_reports(template: Json) -> None:
+    assert accepted(template) == {"Fn::Split": [",", build_att(template, "AcceptedPcr0")]}
+
+
+def test_the_pinned_parameter_records_the_builds_pcr0(template: Json) -> None:
+    _, param = pinned_parameter(template)
+    assert param["Properties"]["Value"] == build_att(template, "Pcr0")
+
+
+def test_no_wait_condition_anywhere(template: Json) -> None:
+    # Its handle was a bearer credential any local process could read and pin its own EIF with (issue 9).
+    for type_name in ("AWS::CloudFormation::WaitCondition", "AWS::CloudFormation::WaitConditionHandle"):
+        assert not resources(template, type_name)
+    assert "WaitCondition" not in str(template)
 
 
 def test_decrypt_requires_the_encryption_context(template: Json) -> None:
@@ -76,14 +90,16 @@ def test_decrypt_is_denied_to_everyone_without_the_pinned_measurement(template: 
     assert deny["Condition"] == {"StringNotEqualsIgnoreCase": {IMAGE_SHA384: accepted(template)}}
 
 
-def test_given_pcr0_is_pinned_literally(given_pcr0: Synth) -> None:
-    _, param = pinned_parameter(given_pcr0.template)
-    assert param["Properties"]["Value"] == PCR0_GIVEN
+def test_given_pcr0_is_an_assertion_on_the_build_not_a_pin(given_pcr0: Synth, template: Json) -> None:
+    _, build = only(given_pcr0.template, BUILD_TYPE)
+    assert build["Properties"]["ExpectedPcr0"] == PCR0_GIVEN
+    assert accepted(given_pcr0.template) == accepted(template)
+    assert PCR0_GIVEN not in str(key_statements(given_pcr0.template))
 
 
 def test_debug_mode_accepts_zeros_and_warns(debug: Synth, template: Json) -> None:
-    param_id, _ = pinned_parameter(debug.template)
-    assert accepted(debug.template) == [{"Fn::GetAtt": [param_id, "Value"]}, ZERO_PCR]
+    joined = {"Fn::Join": [",", [build_att(debug.template, "AcceptedPcr0"), ZERO_PCR]]}
+    assert accepted(debug.template) == {"Fn::Split": [",", joined]}
     outputs = debug.template["Outputs"]
     assert outputs["AttestationMode"]["Value"] == "DEBUG-ATTESTATION-OFF"
     assert "ATTESTATION IS OFF" in outputs["AttestationWarning"]["Value"]
@@ -91,12 +107,13 @@ def test_debug_mode_accepts_zeros_and_warns(debug: Synth, template: Json) -> Non
     assert template["Outputs"]["AttestationMode"]["Value"] == "PINNED"
 
 
-def test_a_new_boot_generation_gets_a_new_signal_and_instance(debug: Synth, template: Json) -> None:
-    # Replacing the instance must come with a fresh wait condition, so the key re-pins to the new EIF.
-    for type_name in ("AWS::CloudFormation::WaitCondition", "AWS::EC2::Instance"):
-        (before,) = resources(template, type_name)
-        (after,) = resources(debug.template, type_name)
-        assert before != after
+def test_retire_previous_reaches_the_build(synth: SynthFn, template: Json) -> None:
+    _, build = only(template, BUILD_TYPE)
+    _, retired = only(synth({"retire_previous": "true"}).template, BUILD_TYPE)
+    assert (build["Properties"]["RetirePrevious"], retired["Properties"]["RetirePrevious"]) == (
+        "false",
+        "true",
+    )
 
 
 def _decrypt_grants(template: Json) -> list[Statement]:
@@ -146,16 +163,17 @@ def test_no_iam_policy_mentions_kms(template: Json) -> None:
 
 
 def test_cloudformation_alone_writes_the_measurements_parameter(template: Json) -> None:
-    # The instance used to overwrite a value the template owns: drift, and any stack update reset it.
+    # The build's own measurements, written by CloudFormation; no host may write a parameter.
     (_, param), *others = [
         (k, r)
         for k, r in resources(template, "AWS::SSM::Parameter").items()
         if "/measurements" in str(r["Properties"]["Name"])
     ]
     assert not others
-    wait_id, _ = only(template, "AWS::CloudFormation::WaitCondition")
-    measured = {"Fn::Select": [3, {"Fn::Split": ['"', {"Fn::GetAtt": [wait_id, "Data"]}]}]}
-    assert param["Properties"]["Value"] == {"Fn::Join": ["", ['{"PCR0":"', measured, '"}']]}
+    pcrs = [build_att(template, name) for name in ("Pcr0", "Pcr1", "Pcr2")]
+    assert param["Properties"]["Value"] == {
+        "Fn::Join": ["", ['{"PCR0":"', pcrs[0], '","PCR1":"', pcrs[1], '","PCR2":"', pcrs[2], '"}']]
+    }
     writes = [s for s in statements(template) if allows(s, "ssm:PutParameter")]
     assert writes == [], f"something may write SSM parameters: {writes}"
 
@@ -168,3 +186,24 @@ def test_the_account_may_rewrite_the_key_policy_as_the_docs_say(template: Json) 
     assert rewriters, "the docs say the account keeps kms:PutKeyPolicy"
     assert all("root" in str(s.principal) for s in rewriters)  # the account, through IAM; nobody else
     assert not [s for s in key_policy if allows(s, "kms:Decrypt") and not s.condition]
+
+
+def test_the_readmes_trust_paragraph_matches_the_template(template: Json) -> None:
+    # README, "Who can and cannot influence the pin": the hosts cannot. Their role's every action, checked
+    # against what could change the pin (the key, the build, its inputs, the stack) or write a value to it.
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "**Who can and cannot influence the pin**" in readme
+    role_id, _ = instance_role(template)
+    actions = {
+        action.lower()
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    forbidden = ("kms:", "codebuild:", "lambda:", "iam:", "states:", "ssm:put", "s3:put", "s3:delete")
+    assert not [a for a in actions if a.startswith(forbidden) or "*" in a]
+    assert {a for a in actions if a.startswith("cloudformation:")} == {"cloudformation:signalresource"}
+    assert "kms:PutKeyPolicy" in key_statements(template)["DenyInstanceRoleKeyManagement"]["Action"]

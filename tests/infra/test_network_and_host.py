@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.infra.cfn import Json, evaluate, only, resources
+import pytest
+
+from infra.constants import HOST_FILES_DIR
+from tests.infra.cfn import Json, allows, evaluate, only, resources, statements
 from tests.infra.conftest import Synth, SynthFn
+from tests.infra.test_code_asset import code_asset_dir
+from tests.infra.test_host_files import env_file, user_data_parts
 
 
 def test_own_vpc_with_public_subnets_and_no_nat(default: Synth) -> None:
@@ -33,19 +39,32 @@ def test_security_group_has_no_inbound_rule(template: Json) -> None:
             assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 443, 443)
 
 
-def test_instance_has_enclaves_imdsv2_and_no_key_pair(template: Json) -> None:
-    _, instance = only(template, "AWS::EC2::Instance")
-    props = instance["Properties"]
-    assert props["EnclaveOptions"] == {"Enabled": True}
-    assert props["MetadataOptions"]["HttpTokens"] == "required"
-    assert "KeyName" not in props
-    assert props["InstanceType"] == "c5.xlarge"
-    assert props["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
+GROUP_TYPE = "AWS::AutoScaling::AutoScalingGroup"
+
+
+def launch_data(template: Json) -> Json:
+    _, launch_template = only(template, "AWS::EC2::LaunchTemplate")
+    data: Json = launch_template["Properties"]["LaunchTemplateData"]
+    return data
+
+
+def test_no_single_instance_only_the_group(template: Json) -> None:
+    assert not resources(template, "AWS::EC2::Instance")
+    only(template, GROUP_TYPE)
+
+
+def test_hosts_have_enclaves_imdsv2_with_hop_limit_1_and_no_key_pair(template: Json) -> None:
+    data = launch_data(template)
+    assert data["EnclaveOptions"] == {"Enabled": True}
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert "KeyName" not in data
+    assert data["InstanceType"] == "c5.xlarge"
+    assert data["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
 
 
 def test_root_volume_is_encrypted_gp3_of_at_least_30_gib(template: Json) -> None:
-    _, instance = only(template, "AWS::EC2::Instance")
-    (root,) = instance["Properties"]["BlockDeviceMappings"]
+    (root,) = launch_data(template)["BlockDeviceMappings"]
     assert root["DeviceName"] == "/dev/xvda"
     assert root["Ebs"]["Encrypted"] is True
     assert root["Ebs"]["VolumeType"] == "gp3"
@@ -53,16 +72,60 @@ def test_root_volume_is_encrypted_gp3_of_at_least_30_gib(template: Json) -> None
 
 
 def test_amazon_linux_2023_resolved_at_launch(default: Synth, synth: SynthFn) -> None:
-    _, x86 = only(default.template, "AWS::EC2::Instance")
-    _, arm = only(synth({"instance_type": "c6g.xlarge"}).template, "AWS::EC2::Instance")
+    x86 = launch_data(default.template)
+    arm = launch_data(synth({"instance_type": "c6g.xlarge"}).template)
     assert (
-        x86["Properties"]["ImageId"]
-        == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+        x86["ImageId"] == "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
     )
-    assert arm["Properties"]["ImageId"].endswith("al2023-ami-kernel-default-arm64")
+    assert arm["ImageId"].endswith("al2023-ami-kernel-default-arm64")
+
+
+def test_the_group_runs_the_launch_templates_latest_version(template: Json) -> None:
+    template_id, _ = only(template, "AWS::EC2::LaunchTemplate")
+    _, group = only(template, GROUP_TYPE)
+    assert group["Properties"]["LaunchTemplate"] == {
+        "LaunchTemplateId": {"Ref": template_id},
+        "Version": {"Fn::GetAtt": [template_id, "LatestVersionNumber"]},
+    }
+
+
+@pytest.mark.parametrize("hosts", [1, 3])
+def test_the_group_has_hosts_hosts_and_the_deploy_waits_for_each_signal(hosts: int, synth: SynthFn) -> None:
+    _, group = only(synth({} if hosts == 1 else {"hosts": str(hosts)}).template, GROUP_TYPE)
+    props = group["Properties"]
+    assert (int(props["MinSize"]), int(props["DesiredCapacity"])) == (hosts, hosts)
+    # One spare above `hosts`: a roll launches the new host before it terminates an old one.
+    assert int(props["MaxSize"]) == hosts + 1
+    assert group["CreationPolicy"] == {"ResourceSignal": {"Count": hosts, "Timeout": "PT45M"}}
+
+
+def test_a_roll_replaces_one_host_at_a_time_waiting_on_its_signal(synth: SynthFn) -> None:
+    for hosts in (1, 3):
+        _, group = only(synth({} if hosts == 1 else {"hosts": str(hosts)}).template, GROUP_TYPE)
+        rolling = group["UpdatePolicy"]["AutoScalingRollingUpdate"]
+        assert rolling["MaxBatchSize"] == 1
+        assert rolling["WaitOnResourceSignals"] is True
+        assert rolling["PauseTime"] == "PT45M"
+        # Every host keeps serving the cards queue while its replacement boots (CloudFormation requires
+        # MinInstancesInService < MaxSize).
+        assert rolling["MinInstancesInService"] == hosts < int(group["Properties"]["MaxSize"])
+
+
+def test_no_host_boots_before_the_key_accepts_the_new_pcr0(template: Json) -> None:
+    key_id, _ = only(template, "AWS::KMS::Key")
+    _, group = only(template, GROUP_TYPE)
+    assert key_id in group["DependsOn"]
+
+
+def test_hosts_signal_the_group_by_its_logical_id(template: Json, tmp_path: Path) -> None:
+    group_id, _ = only(template, GROUP_TYPE)
+    env = env_file(template, tmp_path)
+    assert env["SIGNAL_RESOURCE"] == group_id
+    assert env["STACK_NAME"] == "NitroEnclaveDemo"
 
 
 def instance_role(template: Json) -> tuple[str, Json]:
+    """The hosts' role (the launch template's instance profile's)."""
     _, profile = only(template, "AWS::IAM::InstanceProfile")
     (ref,) = profile["Properties"]["Roles"]
     role_id = ref["Ref"]
@@ -77,27 +140,21 @@ def test_instance_role_is_ec2_and_ssm_managed_only(template: Json) -> None:
     assert managed == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
 
 
-def test_deploy_waits_for_the_boot_signal(template: Json) -> None:
-    instance_id, instance = only(template, "AWS::EC2::Instance")
-    wait_id, wait = only(template, "AWS::CloudFormation::WaitCondition")
-    handle_id, _ = only(template, "AWS::CloudFormation::WaitConditionHandle")
-    assert instance_id in wait["DependsOn"]
-    assert wait["Properties"]["Handle"] == {"Ref": handle_id}
-    assert wait["Properties"]["Count"] == 1
-    assert int(wait["Properties"]["Timeout"]) == 45 * 60
-    assert f"ref-{handle_id}" in evaluate(instance["Properties"]["UserData"])
-    assert wait_id.startswith("EnclaveHostBootComplete")
-
-
 def test_user_data_sets_up_allocator_proxy_and_hands_over_to_bootstrap(template: Json) -> None:
-    _, instance = only(template, "AWS::EC2::Instance")
-    user_data = evaluate(instance["Properties"]["UserData"])
+    user_data = user_data_parts(template)["user-data.sh"]
     assert "readonly CONF_DIR=/etc/nitro-enclave-demo" in user_data
     assert 'cat >"$CONF_DIR/allocator.yaml"' in user_data
     assert "<<'END_OF_ALLOCATOR_YAML'\n---\n" in user_data
     assert "memory_mib: 3072\ncpu_count: 2" in user_data
     assert "{address: kms.us-east-1.amazonaws.com, port: 443}" in user_data
     assert "infra/constructs/host/bootstrap.sh" in user_data
+
+
+def test_nothing_on_a_host_builds_an_image_or_signals_a_measurement(template: Json) -> None:
+    boot = user_data_parts(template)["user-data.sh"] + (HOST_FILES_DIR / "bootstrap.sh").read_text()
+    for word in ("docker", "build-enclave", "WaitCondition", "SIGNAL_URL", "Data"):
+        assert word not in boot, word
+    assert "aws cloudformation signal-resource" in boot
 
 
 def role_grants(template: Json) -> dict[str, tuple[set[str], list[Any]]]:
@@ -111,8 +168,41 @@ def role_grants(template: Json) -> dict[str, tuple[set[str], list[Any]]]:
             resources_ = (
                 statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             )
-            grants[statement["Sid"]] = (set(actions), resources_)
+            # CDK's own grant for the group's signals carries no Sid: key it by its action.
+            grants[statement.get("Sid") or "+".join(actions)] = (set(actions), resources_)
     return grants
+
+
+def test_the_role_reads_the_pinned_eif_object_only(template: Json) -> None:
+    build_id, _ = only(template, "Custom::EnclaveImageBuild")
+    bucket_id, _ = only(template, "AWS::S3::Bucket")
+    actions, targets = role_grants(template)["FetchPinnedEif"]
+    assert actions == {"s3:GetObject", "s3:GetObjectVersion"}
+    eif = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/", {"Fn::GetAtt": [build_id, "EifKey"]}]]}
+    assert targets == [eif]
+    reads = [(sid, r) for sid, (a, r) in role_grants(template).items() if any(x.startswith("s3:") for x in a)]
+    assert sorted(sid for sid, _ in reads) == ["FetchPinnedEif", "FetchProjectCode"]
+    assert "*" not in str(reads)
+
+
+def test_the_role_signals_this_stack_only(template: Json) -> None:
+    signals = [s for s in statements(template) if allows(s, "cloudformation:SignalResource")]
+    assert len(signals) == 1
+    (policy,) = [
+        p for k, p in resources(template, "AWS::IAM::Policy").items() if k.startswith("EnclaveHostRole")
+    ]
+    (grant,) = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "cloudformation:" in str(s["Action"])
+    ]
+    assert (grant["Action"], grant["Resource"]) == ("cloudformation:SignalResource", {"Ref": "AWS::StackId"})
+    assert not any(
+        a.startswith("cloudformation:")
+        for s in statements(template)
+        for a in s.actions
+        if a != "cloudformation:SignalResource"
+    )
 
 
 def test_role_has_exactly_the_relay_and_producer_queue_permissions(template: Json) -> None:
@@ -135,10 +225,10 @@ def test_role_has_exactly_the_relay_and_producer_queue_permissions(template: Jso
 
 
 def test_code_asset_carries_the_programs_and_host_files_only(default: Synth) -> None:
-    (asset,) = [p for p in default.outdir.iterdir() if p.name.startswith("asset.") and p.is_dir()]
+    asset = code_asset_dir(default.outdir)
     top = {p.name for p in asset.iterdir()}
     assert {"app", "infra", "pyproject.toml"} <= top
     assert not top & {"tests", "docs", ".venv", "node_modules", "cdk.out", ".git", "Makefile", "cdk.json"}
     assert (asset / "infra/constructs/host/bootstrap.sh").is_file()
-    assert (asset / "app/enclave/Dockerfile").is_file()
+    assert (asset / "app/enclave/Dockerfile").is_file()  # CodeBuild builds the EIF from the same asset
     assert not list(asset.rglob("__pycache__"))

@@ -118,10 +118,19 @@ def test_operations_outputs(default: Synth) -> None:
     default.assertions.has_output(
         "DeadLetterAlarmName", {"Value": assertions.Match.object_like({"Ref": assertions.Match.any_value()})}
     )
+    group = evaluate(outputs["HostGroupName"]["Value"])
     send = evaluate(outputs["SendCardsCommand"]["Value"])
-    assert send.startswith("id=$(aws ssm send-command --document-name ref-RunDocumentsSendCards")
-    assert "--parameters Count=10" in send
-    assert "get-command-invocation" in evaluate(outputs["StatusCommand"]["Value"])
+    # One host sends the cards (whichever is the group's first InService host now).
+    assert send.startswith(
+        f"iid=$(aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names {group} "
+    )
+    assert "aws ssm send-command --document-name ref-RunDocumentsSendCards" in send
+    assert '--instance-ids "$iid" --parameters Count=10' in send
+    assert "get-command-invocation" in send
+    # Every host reports its status, by the tag EC2 Auto Scaling puts on each.
+    status = evaluate(outputs["StatusCommand"]["Value"])
+    assert f"--targets Key=tag:aws:autoscaling:groupName,Values={group} " in status
+    assert "list-command-invocations" in status
 
 
 @pytest.mark.parametrize("name", ["SendCardsCommand", "StatusCommand"])

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from app.shared import deployment
-from tests.infra.cfn import Json, resources
+from rehearsal.cfn import Resolver
+from tests.infra.cfn import Json, evaluate, only, resources
 from tests.infra.conftest import Synth
 from tests.infra.test_host_files import tool
 
 OUTPUTS = {
-    "InstanceId",
+    "HostGroupName",
     "EnclaveCid",
     "Region",
     "CardsQueueUrl",
@@ -24,6 +25,8 @@ OUTPUTS = {
     "MeasurementsParameter",
     "PinnedPcr0Parameter",
     "PinnedPcr0",
+    "PreviousPcr0",
+    "EifKey",
     "AttestationMode",
     "SsmStartSessionCommand",
     "DemoCommand",
@@ -71,8 +74,10 @@ def test_outputs_are_present_with_jq_friendly_names(default: Synth) -> None:
     outputs = default.template["Outputs"]
     assert set(outputs) >= OUTPUTS
     assert all(name.isalnum() for name in outputs)
-    session = outputs["SsmStartSessionCommand"]["Value"]["Fn::Join"][1]
-    assert session[0] == "aws ssm start-session --target "
+    session = evaluate(outputs["SsmStartSessionCommand"]["Value"])
+    group = evaluate(outputs["HostGroupName"]["Value"])
+    assert session.startswith('aws ssm start-session --region us-east-1 --target "$(aws autoscaling')
+    assert f"--auto-scaling-group-names {group} " in session
     assert "app.producer --count 10 --wait" in outputs["DemoCommand"]["Value"]
     assert "app.parent attest" in outputs["AttestCommand"]["Value"]
     assert "ssm" not in outputs["AttestCommand"]["Value"]  # the pin is read from the key policy itself
@@ -91,3 +96,23 @@ def test_commands_to_run_on_the_instance_pass_shellcheck(name: str, template: Js
         [tool("shellcheck"), "-e", "SC1091", str(script)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_the_group_name_and_the_previous_measurement_are_outputs(default: Synth) -> None:
+    outputs = default.template["Outputs"]
+    group_id, _ = only(default.template, "AWS::AutoScaling::AutoScalingGroup")
+    build_id, _ = only(default.template, "Custom::EnclaveImageBuild")
+    assert outputs["HostGroupName"]["Value"] == {"Ref": group_id}
+    assert outputs["PinnedPcr0"]["Value"] == {"Fn::GetAtt": [build_id, "Pcr0"]}
+    previous = outputs["PreviousPcr0"]["Value"]
+    accepted = {"Fn::GetAtt": [build_id, "AcceptedPcr0"]}
+    assert previous == {"Fn::Select": [1, {"Fn::Split": [",", {"Fn::Join": [",", [accepted, "none"]]}]}]}
+
+
+@pytest.mark.parametrize(("accepted", "shown"), [("new", "none"), ("new,old", "old")])
+def test_the_previous_measurement_reads_none_when_there_is_none(
+    accepted: str, shown: str, default: Synth
+) -> None:
+    build_id, _ = only(default.template, "Custom::EnclaveImageBuild")
+    resolver = Resolver(attributes={(build_id, "AcceptedPcr0"): accepted})
+    assert resolver.text(default.template["Outputs"]["PreviousPcr0"]["Value"]) == shown

@@ -45,7 +45,9 @@ COMPONENTS: dict[str, InRepo | InTemplate] = {
     "cards": InTemplate("AWS::SQS::Queue"),
     "dlq": InTemplate("AWS::SQS::Queue"),
     "results": InTemplate("AWS::SQS::Queue"),
-    "instance": InTemplate("AWS::EC2::Instance"),
+    "instance": InTemplate("AWS::AutoScaling::AutoScalingGroup"),  # one host of the group
+    "imagebuild": InTemplate("Custom::EnclaveImageBuild"),
+    "eifs": InTemplate("AWS::S3::Bucket"),
     "relay": InRepo("app/parent/relay.py"),
     "proxy": InRepo("infra/constructs/host/vsock-proxy.yaml"),  # the stock vsock-proxy, our allowlist
     "sink": InRepo("app/parent/log_sink.py"),

@@ -45,6 +45,12 @@ def test_odd_cpu_count_on_graviton_is_allowed() -> None:
     assert settings(instance_type="c6g.xlarge", enclave_cpu_count=1).enclave_cpu_count == 1
 
 
+def test_one_host_and_the_previous_pcr0_kept_by_default() -> None:
+    s = settings()
+    assert (s.hosts, s.retire_previous) == (1, False)
+    assert (settings(hosts="3").hosts, settings(retire_previous="true").retire_previous) == (3, True)
+
+
 def test_pcr0_is_normalised_to_lowercase() -> None:
     assert settings(enclave_pcr0="AB" * 48).enclave_pcr0 == "ab" * 48
 
@@ -73,6 +79,10 @@ def test_pcr0_is_normalised_to_lowercase() -> None:
         ({"encryption_context": '{"card_id": "1"}'}, "card_id"),
         ({"boot_timeout_minutes": 1}, "10..720"),
         ({"log_retention_days": 8}, "log_retention_days 8"),
+        ({"hosts": 0}, "hosts 0 must be within 1..10"),
+        ({"hosts": 11}, "hosts 11 must be within 1..10"),
+        ({"hosts": "two"}, "hosts must be an integer"),
+        ({"retire_previous": "maybe"}, "retire_previous must be true or false"),
     ],
 )
 def test_impossible_values_are_rejected_with_the_value(overrides: dict[str, Any], message: str) -> None:

@@ -35,13 +35,11 @@ def test_a_child_that_exits_before_ready_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_child_not_ready_in_time_is_stopped(tmp_path: Path) -> None:
-    started = time.monotonic()
     with (
         pytest.raises(ChildFailed, match="not ready"),
         processes.running(SLEEPER, tmp_path, lambda _c: False, timeout_s=0.3),
     ):
         pass
-    assert time.monotonic() - started < 10
 
 
 def test_stop_escalates_to_sigkill_after_the_grace(tmp_path: Path) -> None:

@@ -157,6 +157,15 @@ def test_pcr0_mismatch_explains_access_denied() -> None:
     assert "make deploy" in finding.todo
 
 
+def test_during_a_roll_the_previous_accepted_pcr0_warns_and_names_retire_previous() -> None:
+    running = fixture("pinned_pcr0.txt").strip()
+    obs = dataclasses.replace(healthy(), pinned_pcr0=f"{'ab' * 48},{running}")
+    finding = only(doctor.diagnose(obs), "PCR0 vs key policy pin")
+    assert finding.status is Status.WARN
+    assert "previous image's, still accepted" in finding.what
+    assert "retire_previous=true" in finding.todo
+
+
 def test_debug_mode_is_flagged_loudly() -> None:
     obs = dataclasses.replace(healthy(), describe_enclaves=fixture("describe_debug.json"))
     findings = doctor.diagnose(obs)

@@ -66,7 +66,5 @@ def test_a_rejected_card_is_not_a_match(sqs: Any, stack: Provisioned) -> None:
 
 def test_a_timeout_reports_the_missing_cards(sqs: Any, stack: Provisioned) -> None:
     _publish(sqs, stack, _ok("here"))
-    started = time.monotonic()
     collected = collect_results(sqs, stack.results_queue_url, [_sent("here"), _sent("lost")], timeout_s=1.5)
     assert [card.card_id for card in collected.missing] == ["lost"]
-    assert time.monotonic() - started < 4

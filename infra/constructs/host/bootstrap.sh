@@ -1,9 +1,10 @@
 #!/bin/bash
-# Bootstrap of the nitro-enclave-demo parent instance; runs once, as root, from the user data.
-# Installs the Nitro CLI and Docker, starts the allocator and vsock-proxy, installs the relay and producer,
-# builds the EIF, keeps its measurements, starts the enclave and relay services and checks the enclave
-# answers. Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user
-# data). The last step signals the stack's wait condition with PCR0, which the KMS key policy pins.
+# Bootstrap of a nitro-enclave-demo host; runs once, as root, from the user data.
+# Installs the Nitro CLI (no Docker: this host builds nothing), starts the allocator and vsock-proxy, installs
+# the relay and producer, downloads exactly the EIF version CodeBuild built and refuses it unless its PCR0 is
+# the pinned one, starts the enclave and relay services, proves the crypto path with a canary decrypt, and
+# only then signals SUCCESS to the stack's host group (SignalResource). Static file: deploy-time values come
+# from /etc/nitro-enclave-demo/demo.env (written by the user data).
 set -Eeuo pipefail
 
 # Overridable only so tests can run the script against scratch directories.
@@ -12,26 +13,23 @@ readonly HOME_DIR="${NITRO_ENCLAVE_DEMO_HOME_DIR:-/opt/nitro-enclave-demo}"
 readonly SRC_DIR="$HOME_DIR/src"
 readonly VENV_DIR="$HOME_DIR/venv"
 readonly HOST_DIR="$SRC_DIR/infra/constructs/host"
-readonly MEASUREMENTS="$HOME_DIR/measurements.json"
-readonly IMAGE=nitro-enclave-demo-enclave:latest
 readonly HEALTH_ATTEMPTS=30
 readonly HEALTH_INTERVAL_S=10
 readonly CW_AGENT_CTL=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
 readonly JOURNAL_EXPORTS=(nitro-enclave-demo-relay nitro-enclave-demo-logs nitro-enclave-demo-enclave
   nitro-enclaves-vsock-proxy nitro-enclaves-allocator)
-readonly ZERO_PCR=000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+readonly IMDS=http://169.254.169.254/latest
+# SignalResource's UniqueId is 1-64 characters (CloudFormation API reference, SignalResource).
+readonly UNIQUE_ID_MAX=64
 STEP="starting"
+STEP_ID="starting"
+FAILURE_CODE=""
 
-# cloud-final runs the user data as root with no HOME. nitro-cli's `build-enclave` needs NITRO_CLI_ARTIFACTS,
-# else HOME, for its intermediate files, and stops with E51 when neither is set (artifacts_path() in
-# src/lib.rs of aws/aws-nitro-enclaves-cli). Give it a directory of the demo's own. HOME is set to root's
-# too, so docker, pip and the AWS CLI read root's configuration directly instead of each tool's fallback.
-export NITRO_CLI_ARTIFACTS="$HOME_DIR/nitro-cli-artifacts"
+# cloud-final runs the user data as root with no HOME; pip and the AWS CLI read root's configuration.
 export HOME="${HOME:-/root}"
 
-# A copy of everything this script prints (cloud-init still gets it all): the failure signal quotes the
-# failing step's last lines, because a failed first deploy rolls back and deletes the instance and its log
-# group, and the signal's Reason, kept in the stack events, is then all that is left.
+# A copy of everything this script prints (cloud-init, and so the CloudWatch agent, still get it all): the
+# failure report quotes the failing step's own last lines.
 readonly BOOT_LOG="$HOME_DIR/bootstrap.log"
 readonly REASON_OUTPUT_BYTES=1500
 exec > >(tee -a "$BOOT_LOG") 2>&1
@@ -40,11 +38,26 @@ log() {
   printf 'nitro-enclave-demo bootstrap: %s\n' "$*"
 }
 
-# Status (SUCCESS or FAILURE), reason, data: one signal to the wait condition handle (a presigned URL).
+# The instance's own id, from IMDSv2 (a session token first; the launch template requires tokens).
+instance_id() {
+  local token
+  token=$(curl -sS --fail -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/api/token")
+  curl -sS --fail -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id"
+}
+
+# One signal to the host group's creation policy or rolling update: SUCCESS, or FAILURE with what failed.
+# SignalResource has no reason field, so a FAILURE's UniqueId carries "<instance-id> <step>: <code>" (cut to
+# 64 characters) into the stack events; the full reason is in this host's bootstrap log. The UniqueId of a
+# SUCCESS is the bare instance id, as the API reference asks for Auto Scaling groups.
 signal() {
-  local body
-  body=$(python3 -c 'import json, sys; print(json.dumps({"Status": sys.argv[1], "Reason": sys.argv[2][:3900], "UniqueId": "pcr0", "Data": sys.argv[3]}))' "$1" "$2" "$3")
-  curl -sS --fail --retry 5 -X PUT -H 'Content-Type:' --data-binary "$body" "$SIGNAL_URL" >/dev/null
+  local status="$1" detail="${2:-}" id unique
+  id=$(instance_id)
+  unique=$id
+  [[ -z "$detail" ]] || unique=$(printf '%s %s' "$id" "$detail" | cut -c "1-$UNIQUE_ID_MAX")
+  local call=(aws cloudformation signal-resource --region "$AWS_REGION" --stack-name "$STACK_NAME"
+    --logical-resource-id "$SIGNAL_RESOURCE" --status "$status")
+  # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still fails fast.
+  "${call[@]}" --unique-id "$unique" || { [[ "$unique" != "$id" ]] && "${call[@]}" --unique-id "$id"; }
 }
 
 # The first failing finding of `app.ops doctor`, if the relay's venv exists yet (printed in full to the log).
@@ -73,38 +86,41 @@ on_error() {
   local rc=$? found output
   trap - ERR
   output=$(step_output) || true
-  [[ -z "${SIGNAL_URL:-}" ]] || output=${output//"$SIGNAL_URL"/<signal url>} # a bearer secret; events are not
   log "FAILED: $STEP (exit $rc)"
   found=$(diagnosis)
-  signal FAILURE "$STEP failed (exit $rc); ${found:+doctor: $found; }the rollback deletes the instance and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}" failed || true
+  log "failure report: $STEP failed (exit $rc); ${found:+doctor: $found; }a failed first deploy rolls back and deletes this host and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}"
+  signal FAILURE "$STEP_ID: ${FAILURE_CODE:-exit $rc}" || log "could not signal FAILURE to $SIGNAL_RESOURCE"
   exit "$rc"
 }
 trap on_error ERR
 
+# A step: a short id for the signal's UniqueId, and a description for people.
 step() {
-  STEP="$1"
+  STEP_ID="$1"
+  STEP="$2"
   log "step: $STEP"
 }
 
+# Fail the current step with a short code for the signal and a reason for the log.
 fail() {
-  STEP="$1"
+  FAILURE_CODE="$1"
+  log "$2"
   false
 }
 
-: "${SIGNAL_URL:?SIGNAL_URL must be set by the user data}"
 set -a
 # shellcheck source=/dev/null
 . "$CONF_DIR/demo.env"
 set +a
+: "${STACK_NAME:?}" "${SIGNAL_RESOURCE:?}" "${EIF_BUCKET:?}" "${EIF_KEY:?}" "${EIF_VERSION:?}" "${EXPECTED_PCR0:?}"
 
-step "install the Nitro CLI, Docker, Python 3.11 and jq with dnf"
-dnf install -y -q aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel docker python3.11 python3.11-pip jq \
-  amazon-cloudwatch-agent
+step dnf "install the Nitro CLI, Python 3.11, jq and the CloudWatch agent with dnf (no Docker: nothing is built here)"
+dnf install -y -q aws-nitro-enclaves-cli python3.11 python3.11-pip jq amazon-cloudwatch-agent
 
-step "check enclave support: /dev/nitro_enclaves exists only on an instance launched with enclaves enabled"
+step enclave-support "check enclave support: /dev/nitro_enclaves exists only on an instance launched with enclaves enabled"
 test -c /dev/nitro_enclaves
 
-step "ship logs to CloudWatch Logs group $CW_LOG_GROUP (journal exports and the CloudWatch agent)"
+step logs "ship logs to CloudWatch Logs group $CW_LOG_GROUP (journal exports and the CloudWatch agent)"
 # Created here too: systemd may open StandardOutput=append: before it creates LogsDirectory=.
 install -d -m 0755 /var/log/nitro-enclave-demo /var/lib/nitro-enclave-demo
 install -m 0644 "$HOST_DIR/nitro-enclave-demo-journal@.service" /etc/systemd/system/
@@ -114,44 +130,35 @@ for unit in "${JOURNAL_EXPORTS[@]}"; do
 done
 "$CW_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$CONF_DIR/amazon-cloudwatch-agent.json"
 
-step "write /etc/nitro_enclaves/allocator.yaml ($ENCLAVE_MEMORY_MIB MiB, $ENCLAVE_CPU_COUNT vCPUs) and the vsock-proxy allowlist"
+step config "write /etc/nitro_enclaves/allocator.yaml ($ENCLAVE_MEMORY_MIB MiB, $ENCLAVE_CPU_COUNT vCPUs) and the vsock-proxy allowlist"
 install -m 0644 "$CONF_DIR/allocator.yaml" /etc/nitro_enclaves/allocator.yaml
 install -m 0644 "$CONF_DIR/vsock-proxy.yaml" /etc/nitro_enclaves/vsock-proxy.yaml
 install -d -m 0755 /etc/systemd/system/nitro-enclaves-vsock-proxy.service.d
 install -m 0644 "$HOST_DIR/vsock-proxy.override.conf" /etc/systemd/system/nitro-enclaves-vsock-proxy.service.d/override.conf
 systemctl daemon-reload
 
-step "start nitro-enclaves-allocator (E27 or a hugepages error: not enough free memory for $ENCLAVE_MEMORY_MIB MiB)"
+step allocator "start nitro-enclaves-allocator (E27 or a hugepages error: not enough free memory for $ENCLAVE_MEMORY_MIB MiB)"
 systemctl enable --now nitro-enclaves-allocator.service
 
-step "start nitro-enclaves-vsock-proxy (vsock port 8000 to kms.$AWS_REGION.amazonaws.com:443)"
+step vsock-proxy "start nitro-enclaves-vsock-proxy (vsock port 8000 to kms.$AWS_REGION.amazonaws.com:443)"
 systemctl enable --now nitro-enclaves-vsock-proxy.service
 
-step "start Docker"
-systemctl enable --now docker.service
-
-step "install the relay and producer in $VENV_DIR (python3.11, pip from PyPI)"
+step venv "install the relay and producer in $VENV_DIR (python3.11, pip from PyPI)"
 python3.11 -m venv "$VENV_DIR"
 "$VENV_DIR/bin/python" -m pip install -q --upgrade pip
 "$VENV_DIR/bin/python" -m pip install -q "$SRC_DIR"
 
-step "build the enclave Docker image $IMAGE"
-docker build -q -f "$SRC_DIR/app/enclave/Dockerfile" -t "$IMAGE" "$SRC_DIR/app"
+step eif-download "download the EIF s3://$EIF_BUCKET/$EIF_KEY, version $EIF_VERSION (the one CodeBuild built and measured)"
+aws s3api get-object --region "$AWS_REGION" --bucket "$EIF_BUCKET" --key "$EIF_KEY" --version-id "$EIF_VERSION" \
+  "$ENCLAVE_EIF" >/dev/null
 
-step "build the EIF $ENCLAVE_EIF (out of disk here means the root volume is too small)"
-nitro-cli build-enclave --docker-uri "$IMAGE" --output-file "$ENCLAVE_EIF" >"$MEASUREMENTS"
-pcr0=$(jq -er '.Measurements.PCR0 | ascii_downcase' "$MEASUREMENTS")
-log "measurements: $(jq -c .Measurements "$MEASUREMENTS")"
-
-step "check the EIF's PCR0 $pcr0"
-if [[ "$pcr0" == "$ZERO_PCR" || ! "$pcr0" =~ ^[0-9a-f]{96}$ ]]; then
-  fail "PCR0 check: nitro-cli reported an unusable PCR0 '$pcr0'"
-fi
-if [[ -n "${EXPECTED_PCR0:-}" && "$pcr0" != "$EXPECTED_PCR0" ]]; then
-  fail "PCR0 check: this EIF has PCR0 $pcr0 but enclave_pcr0 pins $EXPECTED_PCR0; refusing to run it (rebuild elsewhere-built code identically, or deploy without enclave_pcr0)"
+step pcr0 "check the EIF's PCR0 is the pinned $EXPECTED_PCR0 (nitro-cli describe-eif)"
+pcr0=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF" | jq -er '.Measurements.PCR0 | ascii_downcase')
+if [[ "$pcr0" != "${EXPECTED_PCR0,,}" ]]; then
+  fail wrong-pcr0 "refusing to run $ENCLAVE_EIF: its PCR0 is $pcr0, the pin is $EXPECTED_PCR0"
 fi
 
-step "start nitro-enclave-demo-enclave.service: CID $ENCLAVE_CID, debug mode $ENCLAVE_DEBUG, ready when it answers a ping (journalctl -u nitro-enclave-demo-enclave; nitro-cli describe-enclaves)"
+step enclave "start nitro-enclave-demo-enclave.service: CID $ENCLAVE_CID, debug mode $ENCLAVE_DEBUG, ready when it answers a ping (journalctl -u nitro-enclave-demo-enclave; nitro-cli describe-enclaves)"
 install -d -m 0755 "$HOME_DIR/bin"
 install -m 0755 "$HOST_DIR/enclave-run.sh" "$HOME_DIR/bin/enclave-run.sh"
 install -m 0755 "$HOST_DIR/nitro-demo.sh" /usr/local/bin/nitro-demo
@@ -161,10 +168,10 @@ systemctl daemon-reload
 systemctl enable --now nitro-enclave-demo-logs.service
 systemctl enable --now nitro-enclave-demo-enclave.service
 
-step "start nitro-enclave-demo-relay.service"
+step relay "start nitro-enclave-demo-relay.service"
 systemctl enable --now nitro-enclave-demo-relay.service
 
-step "health check: the enclave answers a ping over $ENCLAVE_URL (see nitro-cli describe-enclaves, journalctl -u nitro-enclave-demo-enclave)"
+step ping "health check: the enclave answers a ping over $ENCLAVE_URL (see nitro-cli describe-enclaves, journalctl -u nitro-enclave-demo-enclave)"
 healthy=false
 for ((attempt = 1; attempt <= HEALTH_ATTEMPTS; attempt++)); do
   if "$VENV_DIR/bin/python" -m app.parent ping; then
@@ -175,14 +182,23 @@ for ((attempt = 1; attempt <= HEALTH_ATTEMPTS; attempt++)); do
   sleep "$HEALTH_INTERVAL_S"
 done
 if [[ "$healthy" != true ]]; then
-  fail "health check: no answer to a ping over $ENCLAVE_URL after $HEALTH_ATTEMPTS attempts (see journalctl -u nitro-enclave-demo-enclave)"
+  fail no-answer "no answer to a ping over $ENCLAVE_URL after $HEALTH_ATTEMPTS attempts (see journalctl -u nitro-enclave-demo-enclave)"
 fi
-systemctl is-active --quiet nitro-enclave-demo-relay.service || fail "relay service is not running (journalctl -u nitro-enclave-demo-relay)"
+systemctl is-active --quiet nitro-enclave-demo-relay.service || fail relay-down "relay service is not running (journalctl -u nitro-enclave-demo-relay)"
 
-step "doctor: known failure modes (informational; nitro-demo doctor runs it again)"
-"$VENV_DIR/bin/python" -m app.ops doctor || log "doctor reported a failure above; the enclave answers, continuing"
+step canary "canary: one test card encrypted here under the deployment's encryption context, decrypted by this host's enclave through attested KMS Decrypt"
+if ! canary=$("$VENV_DIR/bin/python" -m app.parent canary 2>&1); then
+  log "$canary"
+  # The canary's last line is "canary failed: <code>: <KMS's answer>"; the code goes into the signal.
+  code=$(printf '%s\n' "$canary" | sed -n 's/^canary failed: \([a-z_]*\):.*/\1/p' | tail -n 1)
+  fail "${code:-failed}" "canary failed on this host; KMS's answer is above"
+fi
+log "$canary"
 
-step "signal CloudFormation: the enclave is up; the key policy pins PCR0 $pcr0"
+step doctor "doctor: known failure modes (informational; nitro-demo doctor runs it again)"
+"$VENV_DIR/bin/python" -m app.ops doctor || log "doctor reported a failure above; the canary passed, continuing"
+
+step signal "signal CloudFormation: this host's enclave decrypted the canary with PCR0 $pcr0"
 trap - ERR
-signal SUCCESS "enclave running with PCR0 $pcr0 (debug mode: $ENCLAVE_DEBUG)" "$pcr0"
+signal SUCCESS
 log "done"

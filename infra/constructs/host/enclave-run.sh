@@ -1,5 +1,6 @@
 #!/bin/bash
-# Runs the nitro-enclave-demo enclave for systemd: refuses an EIF whose PCR0 is not the pinned one, starts
+# Runs the nitro-enclave-demo enclave for systemd: refuses an EIF whose PCR0 is not the pinned one (at every
+# start, not only at boot: the file on disk could have changed since), starts
 # it with the fixed CID, tells systemd it is ready once it answers a ping (so the relay starts after it),
 # then stays in the foreground while it runs so that Restart=on-failure sees it stop.
 set -Eeuo pipefail
@@ -13,13 +14,13 @@ readonly PYTHON=/opt/nitro-enclave-demo/venv/bin/python
 readonly EXIT_WRONG_IMAGE=3
 
 : "${ENCLAVE_EIF:?}" "${ENCLAVE_CPU_COUNT:?}" "${ENCLAVE_MEMORY_MIB:?}" "${ENCLAVE_CID:?}" "${ENCLAVE_URL:?}"
+: "${EXPECTED_PCR0:?the pinned PCR0 must be set (demo.env)}"
 
-if [[ -n "${EXPECTED_PCR0:-}" ]]; then
-  actual=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF" | jq -er '.Measurements.PCR0 | ascii_downcase')
-  if [[ "$actual" != "$EXPECTED_PCR0" ]]; then
-    echo "refusing to start $ENCLAVE_EIF: its PCR0 $actual is not the pinned $EXPECTED_PCR0" >&2
-    exit "$EXIT_WRONG_IMAGE"
-  fi
+actual=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF" | jq -er '.Measurements.PCR0 | ascii_downcase') ||
+  actual="(unreadable)"
+if [[ "$actual" != "${EXPECTED_PCR0,,}" ]]; then
+  echo "refusing to start $ENCLAVE_EIF: its PCR0 $actual is not the pinned $EXPECTED_PCR0" >&2
+  exit "$EXIT_WRONG_IMAGE"
 fi
 
 args=(--enclave-name "$NAME" --eif-path "$ENCLAVE_EIF" --cpu-count "$ENCLAVE_CPU_COUNT"

@@ -1,0 +1,209 @@
+"""The EnclaveImageBuild custom resource's handlers (CDK Provider framework, Python Lambda; stdlib + boto3).
+
+`on_event` starts one CodeBuild build per code change (or stops a running one on Delete); `is_complete` polls
+it and returns the EIF's measurements, key and version from CodeBuild's own API (the build's exported
+variables), never from anything a host can write. The framework passes on_event's PhysicalResourceId (the
+build id) to is_complete inside the event (aws-cdk-lib custom-resources README, "Asynchronous Providers";
+provider-framework/runtime/framework.js merges on_event's answer into the waiter's input).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import boto3
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+PCR_RE = re.compile(r"[0-9a-f]{96}")
+EIF_KEY_RE = re.compile(r"eif/[0-9a-f]{64}\.eif")
+# S3 version ids are opaque, URL-safe-ish text up to 1,024 bytes; "null" means an unversioned object.
+EIF_VERSION_RE = re.compile(r"[A-Za-z0-9._+/=-]{1,1024}")
+# CodeBuild build ids are "<project name>:<uuid>".
+BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,254}:[0-9a-f-]{36}")
+# What the buildspec exports (its env/exported-variables lists exactly these; tests/infra/test_buildspec.py).
+EXPORTED_VARIABLES = ("PCR0", "PCR1", "PCR2", "EIF_KEY", "EIF_VERSION", "PREVIOUS_BUILD_ID")
+MAX_SHOWN_CHARS = 200
+
+Event = dict[str, Any]
+Client = Any  # a botocore CodeBuild client (boto3-stubs for codebuild is not a project dependency)
+
+
+class BuildError(RuntimeError):
+    """The build failed, was refused, or produced values that are not what the stack may pin."""
+
+
+def on_event(event: Event, _context: object = None) -> Event:
+    return handle_event(event, boto3.client("codebuild"))
+
+
+def is_complete(event: Event, _context: object = None) -> Event:
+    return check_complete(event, boto3.client("codebuild"))
+
+
+def handle_event(event: Event, client: Client) -> Event:
+    """Create, or Update with a new SourceHash: start a build whose id becomes the physical id. Update: see
+    _update. Delete: stop the build if still running; the EIF objects stay (a rollback needs them) and
+    destroying the stack empties the bucket."""
+    props = event["ResourceProperties"]
+    kind = event["RequestType"]
+    if kind == "Create":
+        return {"PhysicalResourceId": _start(client, props, previous="")}
+    if kind == "Update":
+        return {"PhysicalResourceId": _update(event, client)}
+    if kind == "Delete":
+        _stop_if_running(client, event["PhysicalResourceId"], props["ProjectName"])
+        return {"PhysicalResourceId": event["PhysicalResourceId"]}
+    raise BuildError(f"unknown RequestType {kind!r}")
+
+
+def _update(event: Event, client: Client) -> str:
+    """Same SourceHash and project: no build, same id (is_complete recomputes Data), unless CodeBuild no
+    longer has that build (its history is not kept forever): then build anew. New code: build with the old
+    build as previous. A replaced project builds without a previous one (the handlers' roles may read
+    builds of their own project only)."""
+    props, old = event["ResourceProperties"], event["OldResourceProperties"]
+    old_id: str = event["PhysicalResourceId"]
+    own = _is_own_build(old_id, props["ProjectName"])
+    if (props["SourceHash"], props["ProjectName"]) == (old.get("SourceHash"), old.get("ProjectName")):
+        if own and client.batch_get_builds(ids=[old_id]).get("builds"):
+            logger.info("source unchanged: no build, keeping %s", old_id)
+            return old_id
+        logger.info("source unchanged but CodeBuild has no build %s: building anew", old_id)
+        return _start(client, props, previous="")
+    return _start(client, props, previous=old_id if own else "")
+
+
+def check_complete(event: Event, client: Client) -> Event:
+    if event["RequestType"] == "Delete":
+        return {"IsComplete": True}
+    build = _get_build(client, event["PhysicalResourceId"])
+    status = build.get("buildStatus", "")
+    if status == "IN_PROGRESS":
+        return {"IsComplete": False}
+    if status != "SUCCEEDED":
+        raise BuildError(failure_reason(build))
+    return {"IsComplete": True, "Data": build_data(client, build, event["ResourceProperties"])}
+
+
+def build_data(client: Client, build: Event, props: Event) -> dict[str, str]:
+    """The custom resource's attributes from one SUCCEEDED build, each validated by name."""
+    exported = _exported(build)
+    pcr0, pcr1, pcr2 = (_checked(exported, name, PCR_RE) for name in ("PCR0", "PCR1", "PCR2"))
+    eif_key = _checked(exported, "EIF_KEY", EIF_KEY_RE)
+    eif_version = _checked(exported, "EIF_VERSION", EIF_VERSION_RE)
+    if eif_version == "null":
+        raise BuildError("the build's exported EIF_VERSION is 'null': the EIF bucket is not versioned")
+    expected = str(props.get("ExpectedPcr0", "")).strip().lower()
+    if expected and expected != pcr0:
+        raise BuildError(f"the build's PCR0 {pcr0} differs from enclave_pcr0 {expected}")
+    previous = "" if _is_true(props.get("RetirePrevious")) else _previous_pcr0(client, build, props)
+    if previous == pcr0:
+        previous = ""  # the key policy never lists one value twice
+    return {
+        "Pcr0": pcr0,
+        "Pcr1": pcr1,
+        "Pcr2": pcr2,
+        "EifKey": eif_key,
+        "EifVersion": eif_version,
+        "PreviousPcr0": previous,
+        "AcceptedPcr0": f"{pcr0},{previous}" if previous else pcr0,
+    }
+
+
+def failure_reason(build: Event) -> str:
+    """The build's own reason: its status, the phase that did not succeed and CodeBuild's messages about it,
+    and the link to its log."""
+    status = build.get("buildStatus", "UNKNOWN")
+    failed = [p for p in build.get("phases", []) if p.get("phaseStatus") not in (None, "SUCCEEDED")]
+    where = ""
+    if failed:
+        phase = failed[0]
+        contexts = "; ".join(
+            ": ".join(filter(None, (c.get("statusCode"), c.get("message"))))
+            for c in phase.get("contexts", [])
+        )
+        where = f" in phase {phase.get('phaseType')} ({phase.get('phaseStatus')}): {_short(contexts or '-')}"
+    link = build.get("logs", {}).get("deepLink") or "no log link (the build may not have started)"
+    return f"CodeBuild build {build.get('id')} {status}{where}. Log: {link}"
+
+
+def _start(client: Client, props: Event, *, previous: str) -> str:
+    overrides = [
+        {"name": "PREVIOUS_BUILD_ID", "value": previous, "type": "PLAINTEXT"},
+        {"name": "SOURCE_HASH", "value": str(props["SourceHash"]), "type": "PLAINTEXT"},
+    ]
+    answer = client.start_build(
+        projectName=props["ProjectName"],
+        sourceTypeOverride="S3",
+        sourceLocationOverride=props["SourceLocation"],
+        environmentVariablesOverride=overrides,
+    )
+    build_id: str = answer["build"]["id"]
+    logger.info("started %s (previous build %s)", build_id, previous or "none")
+    return build_id
+
+
+def _stop_if_running(client: Client, build_id: str, project: str) -> None:
+    if not _is_own_build(build_id, project):
+        logger.info("physical id %s is not a build of %s: nothing to stop", build_id, project)
+        return
+    answer = client.batch_get_builds(ids=[build_id])
+    for build in answer.get("builds", []):
+        if build.get("buildStatus") == "IN_PROGRESS":
+            client.stop_build(id=build_id)
+            logger.info("stopped %s", build_id)
+
+
+def _get_build(client: Client, build_id: str) -> Event:
+    answer = client.batch_get_builds(ids=[build_id])
+    builds = answer.get("builds", [])
+    if not builds:
+        raise BuildError(f"CodeBuild has no build {build_id!r}")
+    build: Event = builds[0]
+    return build
+
+
+def _previous_pcr0(client: Client, build: Event, props: Event) -> str:
+    """PCR0 of the build this one replaced: the PREVIOUS_BUILD_ID the handler started it with (exported
+    back by the buildspec), read from CodeBuild; "" when there is none or it did not succeed."""
+    previous_id = _exported(build).get("PREVIOUS_BUILD_ID", "")
+    if not previous_id or previous_id == build.get("id"):
+        return ""
+    if not _is_own_build(previous_id, props["ProjectName"]):
+        raise BuildError(f"the build's exported PREVIOUS_BUILD_ID {_short(previous_id)!r} is not a build id")
+    answer = client.batch_get_builds(ids=[previous_id])
+    builds = answer.get("builds", [])
+    if not builds or builds[0].get("buildStatus") != "SUCCEEDED":
+        logger.info("previous build %s not found or not SUCCEEDED: no previous PCR0", previous_id)
+        return ""
+    pcr0 = _exported(builds[0]).get("PCR0", "")
+    return pcr0 if PCR_RE.fullmatch(pcr0) else ""
+
+
+def _exported(build: Event) -> dict[str, str]:
+    return {v["name"]: v.get("value", "") for v in build.get("exportedEnvironmentVariables", [])}
+
+
+def _checked(exported: dict[str, str], name: str, pattern: re.Pattern[str]) -> str:
+    value = exported.get(name)
+    if value is None:
+        raise BuildError(f"the build exported no {name}")
+    if not pattern.fullmatch(value):
+        raise BuildError(f"the build's exported {name} {_short(value)!r} does not match {pattern.pattern}")
+    return value
+
+
+def _is_own_build(build_id: str, project: str) -> bool:
+    return bool(BUILD_ID_RE.fullmatch(build_id)) and build_id.split(":", 1)[0] == project
+
+
+def _is_true(value: object) -> bool:
+    return str(value).strip().lower() == "true"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "..."

@@ -1,0 +1,86 @@
+"""The enclave hosts' IAM role: queues, the pin's SSM record, logs, the project's code, the pinned EIF object
+and (granted by the group's `signals`, infra/constructs/enclave_host.py: CDK adds
+cloudformation:SignalResource on AWS::StackId, this stack's ARN, and nothing else) the boot signal to this
+stack. Never any KMS action: the key policy alone decides who may Encrypt, and
+Decrypt needs an attestation."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from infra.constructs.enclave_image import EnclaveImage
+from infra.constructs.parameters import ParameterNames
+from infra.constructs.queues import Queues
+
+RECEIVE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
+
+
+def host_role(
+    scope: Construct,
+    construct_id: str,
+    *,
+    queues: Queues,
+    parameter_names: ParameterNames,
+    code: s3_assets.Asset,
+    image: EnclaveImage,
+    log_group: logs.ILogGroup,
+) -> iam.Role:
+    role = iam.Role(
+        scope,
+        construct_id,
+        assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+        description="nitro-enclave-demo hosts: SSM, queues, the pinned EIF, the boot signal; KMS only via "
+        "the key policy",
+        managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+    )
+    cards, results, dlq = queues.cards.queue_arn, queues.results.queue_arn, queues.dead_letter.queue_arn
+    grants: list[tuple[str, list[str], list[str]]] = [
+        ("RelayReadsCards", [*RECEIVE_ACTIONS, "sqs:GetQueueAttributes", "sqs:GetQueueUrl"], [cards]),
+        ("ProducerSendsCards", ["sqs:SendMessage"], [cards]),
+        (
+            "RelayPublishesResultsAndDeadLetters",
+            ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+            [results, dlq],
+        ),
+        ("ProducerReadsResults", list(RECEIVE_ACTIONS), [results]),
+        ("ReadPinnedMeasurement", ["ssm:GetParameter"], [_parameter_arn(scope, parameter_names.pinned_pcr0)]),
+        ("FetchProjectCode", ["s3:GetObject"], [code.bucket.arn_for_objects(code.s3_object_key)]),
+    ]
+    for sid, actions, resources in grants:
+        role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+    image.grant_read_eif(role)
+    _allow_operations(role, log_group)
+    return role
+
+
+def _allow_operations(role: iam.Role, log_group: logs.ILogGroup) -> None:
+    """The CloudWatch agent writes to the stack's log group only. `nitro-demo status` reads the cards queue's
+    age of oldest message: a CloudWatch metric, not a queue attribute; metric reads have no resource-level
+    permissions."""
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="ShipLogs",
+            actions=["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[log_group.log_group_arn],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="StatusReadsQueueAge", actions=["cloudwatch:GetMetricStatistics"], resources=["*"]
+        )
+    )
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="Only cloudwatch:GetMetricStatistics (read-only, for `nitro-demo status`) has Resource *: "
+            "CloudWatch metric reads support no resource-level permissions.",
+        )
+    )
+
+
+def _parameter_arn(scope: Construct, name: str) -> str:
+    return Stack.of(scope).format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))

@@ -1,0 +1,90 @@
+"""The hosts' user data: the real files in infra/constructs/host/, rendered by CloudFormation (Fn::Sub).
+
+demo.env carries every deploy-time value a host needs, the pinned EIF's exact object version and PCR0 among
+them; the user data writes it and hands over to bootstrap.sh. Nothing here builds or measures an image.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Fn
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
+
+from app.shared import deployment
+from app.shared import settings as app_settings
+from infra import constants
+from infra.constructs.enclave_image import EnclaveImage
+from infra.constructs.parameters import ParameterNames
+from infra.constructs.queues import Queues
+from infra.settings import Settings
+
+
+def host_file(name: str) -> str:
+    return (constants.HOST_FILES_DIR / name).read_text(encoding="utf-8")
+
+
+def heredoc_body(name: str) -> str:
+    """A host file as the body of a user-data heredoc: without its final newline, because the line that
+    holds the body already ends in one. Left in, it becomes a trailing blank line, and a blank line after
+    `---` is an error to the Nitro Enclaves allocator's parser."""
+    return host_file(name).removesuffix("\n")
+
+
+@dataclass(frozen=True)
+class UserDataInputs:
+    settings: Settings
+    queues: Queues
+    names: ParameterNames
+    log_group: logs.ILogGroup
+    code: s3_assets.Asset
+    image: EnclaveImage
+    signal_resource: str  # the group's logical id, a plain string
+
+
+def render_user_data(inputs: UserDataInputs) -> str:
+    s, image = inputs.settings, inputs.image
+    sizing = {"EnclaveCpuCount": str(s.enclave_cpu_count), "EnclaveMemoryMib": str(s.enclave_memory_mib)}
+    demo_env = Fn.sub(
+        heredoc_body("demo.env"),
+        {
+            **sizing,
+            "CardsQueueUrl": inputs.queues.cards.queue_url,
+            "ResultsQueueUrl": inputs.queues.results.queue_url,
+            "DeadLetterQueueUrl": inputs.queues.dead_letter.queue_url,
+            "KeyAlias": s.key_alias,
+            "EncryptionContext": json.dumps(dict(s.encryption_context), separators=(",", ":")),
+            "EnclaveCid": str(s.enclave_cid),
+            "EnclavePort": str(app_settings.ENCLAVE_PORT),
+            "EnclaveDebug": "true" if s.enclave_debug else "false",
+            "EifBucket": image.bucket.bucket_name,
+            "EifKey": image.eif_key,
+            "EifVersion": image.eif_version,
+            # Always the build's own PCR0: `-c enclave_pcr0` is checked against it by the build's handler.
+            "ExpectedPcr0": image.pcr0,
+            "StackName": Aws.STACK_NAME,
+            "SignalResource": inputs.signal_resource,
+            "MeasurementsParameter": inputs.names.measurements,
+            "PinnedPcr0Parameter": inputs.names.pinned_pcr0,
+            "LogGroupName": inputs.log_group.log_group_name,
+            "VsockProxyWorkers": str(deployment.KMS_CONNECTIONS),
+        },
+    )
+    return Fn.sub(
+        host_file("user-data.sh"),
+        {
+            "StackName": Aws.STACK_NAME,
+            "SignalResource": inputs.signal_resource,
+            "CodeBucket": inputs.code.s3_bucket_name,
+            "CodeKey": inputs.code.s3_object_key,
+            "DemoEnv": demo_env,
+            "AllocatorYaml": Fn.sub(heredoc_body("allocator.yaml"), sizing),
+            "VsockProxyYaml": Fn.sub(heredoc_body("vsock-proxy.yaml")),
+            "CloudWatchAgentJson": Fn.sub(
+                heredoc_body("amazon-cloudwatch-agent.json"),
+                {"LogGroupName": inputs.log_group.log_group_name},
+            ),
+        },
+    )

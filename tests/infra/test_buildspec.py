@@ -1,0 +1,254 @@
+"""infra/build/buildspec.yml: its structure against the buildspec reference (version 0.2), shellcheck on each
+command as the script CodeBuild makes of it, and its phases run with bash against stand-ins for dnf,
+nitro-cli, aws and build-eif.sh (tests/infra/buildspec_runner.py models how CodeBuild runs them)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.build.handler.enclave_build import EXPORTED_VARIABLES, build_data
+from infra.constructs.enclave_image import BUILDSPEC, load_buildspec
+from tests.infra import buildspec_runner
+
+SPEC = load_buildspec()
+BUCKET = "eif-bucket-123"
+PREVIOUS = "EnclaveImageProject-abc:99999999-8888-7777-6666-555555555555"
+EIF_BYTES = b"not really an EIF, but bytes the build hashes and uploads\n" * 100
+PCRS = {"PCR0": "AB" * 48, "PCR1": "CD" * 48, "PCR2": "EF" * 48}
+
+# Stand-ins. build-eif.sh's interface (helper "repro", docs/infra.md): `build-eif.sh <out-dir>` writes
+# <out-dir>/enclave.eif and <out-dir>/measurements.json, nitro-cli build-enclave's stdout.
+FAKE_BUILD_EIF = """#!/usr/bin/env bash
+set -euo pipefail
+[[ ${FAKE_BUILD_EXIT:-0} == 0 ]] || exit "$FAKE_BUILD_EXIT"
+cp "$FAKE_EIF" "$1/enclave.eif"
+cp "$FAKE_MEASUREMENTS" "$1/measurements.json"
+"""
+FAKE_DNF = """#!/usr/bin/env bash
+echo "dnf $*" >> "$CALLS"
+exit "${FAKE_DNF_EXIT:-0}"
+"""
+FAKE_NITRO_CLI = """#!/usr/bin/env bash
+echo "nitro-cli $*" >> "$CALLS"
+echo "Nitro CLI 1.4.2"
+"""
+FAKE_DOCKER = """#!/usr/bin/env bash
+echo "docker $*" >> "$CALLS"
+"""
+# The aws CLI stand-in checks put-object's checksum as S3 does (a mismatch is refused) and prints
+# VersionId the way `--query VersionId --output text` does (None when the bucket is unversioned).
+FAKE_AWS = f"""#!{sys.executable}
+import base64, hashlib, json, os, sys
+args = sys.argv[1:]
+with open(os.environ["CALLS"], "a") as calls:
+    calls.write("aws " + json.dumps(args) + "\\n")
+assert args[:2] == ["s3api", "put-object"], args
+opts = dict(zip(args[2::2], args[3::2]))
+body = open(opts["--body"], "rb").read()
+if base64.b64encode(hashlib.sha256(body).digest()).decode() != opts["--checksum-sha256"]:
+    sys.exit("BadDigest: the checksum does not match the body")
+print(os.environ.get("FAKE_VERSION_ID", "v1.Zx+/version"))
+"""
+
+
+def write_executable(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def run_build(tmp_path: Path, **overrides: str) -> tuple[buildspec_runner.Outcome, list[str]]:
+    stubs, source, scratch = tmp_path / "bin", tmp_path / "src", tmp_path / "scratch"
+    scratch.mkdir()
+    for name, text in (
+        ("dnf", FAKE_DNF),
+        ("nitro-cli", FAKE_NITRO_CLI),
+        ("docker", FAKE_DOCKER),
+        ("aws", FAKE_AWS),
+    ):
+        write_executable(stubs / name, text)
+    write_executable(source / "infra/build/build-eif.sh", FAKE_BUILD_EIF)
+    (tmp_path / "enclave.eif").write_bytes(EIF_BYTES)
+    measurements = tmp_path / "measurements.json"
+    measurements.write_text(
+        overrides.pop(
+            "MEASUREMENTS", json.dumps({"Measurements": {"HashAlgorithm": "Sha384 { ... }", **PCRS}})
+        )
+    )
+    out = tmp_path / "out"
+    spec = {**SPEC, "env": {**SPEC["env"], "variables": {**SPEC["env"]["variables"], "OUT": str(out)}}}
+    base = {
+        "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "CALLS": str(tmp_path / "calls"),
+        "FAKE_EIF": str(tmp_path / "enclave.eif"),
+        "FAKE_MEASUREMENTS": str(measurements),
+        **overrides,
+    }
+    project = {"EIF_BUCKET": BUCKET, "PREVIOUS_BUILD_ID": ""}
+    env = {**base, **buildspec_runner.build_environment(spec, project, {"PREVIOUS_BUILD_ID": PREVIOUS})}
+    outcome = buildspec_runner.run(spec, source_dir=source, base_env=env, scratch=scratch)
+    calls_file = tmp_path / "calls"
+    return outcome, calls_file.read_text().splitlines() if calls_file.exists() else []
+
+
+def commands() -> list[tuple[str, str]]:
+    return [(phase, c) for phase, body in SPEC["phases"].items() for c in body["commands"]]
+
+
+def test_the_buildspec_has_the_shape_the_reference_allows() -> None:
+    assert set(SPEC) <= {"version", "run-as", "env", "phases", "artifacts", "reports", "cache", "proxy"}
+    assert SPEC["version"] == 0.2  # YAML reads the reference's `version: 0.2` as this number
+    assert set(SPEC["env"]) <= {
+        "shell",
+        "variables",
+        "parameter-store",
+        "exported-variables",
+        "secrets-manager",
+    }
+    assert SPEC["env"]["shell"] == "bash"  # Linux allows bash or /bin/sh
+    assert list(SPEC["phases"]) == [p for p in buildspec_runner.PHASES if p in SPEC["phases"]]
+    for phase, body in SPEC["phases"].items():
+        assert set(body) <= {"run-as", "on-failure", "runtime-versions", "commands", "finally"}, phase
+        assert body["commands"], phase
+        assert all(isinstance(c, str) for c in body["commands"]), phase
+
+
+def test_it_exports_exactly_what_the_handler_reads() -> None:
+    exported = SPEC["env"]["exported-variables"]
+    assert tuple(exported) == EXPORTED_VARIABLES
+    # The reference: names starting with AWS_ cannot be exported; CODEBUILD_ is reserved.
+    assert not [n for n in exported if n.startswith(("AWS_", "CODEBUILD_"))]
+
+
+def test_every_multi_line_command_stops_at_its_first_failure() -> None:
+    # Each item is its own script without -e: a later line's success would hide an earlier failure.
+    for phase, command in commands():
+        if "\n" in command.strip():
+            assert command.startswith("set -euo pipefail\n"), (phase, command)
+
+
+@pytest.mark.parametrize(("phase", "command"), commands())
+def test_shellcheck_passes_on_each_command_as_its_own_script(phase: str, command: str) -> None:
+    script = f"#!/usr/bin/env bash\n# {BUILDSPEC.name}, phase {phase}\n{command}\n"
+    result = subprocess.run(
+        ["shellcheck", "--shell=bash", "--severity=style", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_build_exports_lower_case_measurements_the_key_and_the_version(tmp_path: Path) -> None:
+    outcome, _ = run_build(tmp_path)
+    assert outcome.succeeded, outcome.output
+    assert outcome.exported == {
+        "PCR0": "ab" * 48,
+        "PCR1": "cd" * 48,
+        "PCR2": "ef" * 48,
+        "EIF_KEY": f"eif/{hashlib.sha256(EIF_BYTES).hexdigest()}.eif",
+        "EIF_VERSION": "v1.Zx+/version",
+        "PREVIOUS_BUILD_ID": PREVIOUS,
+    }
+
+
+def test_the_eif_is_put_once_under_its_hash_with_s3_checking_the_checksum(tmp_path: Path) -> None:
+    outcome, calls = run_build(tmp_path)
+    assert outcome.succeeded, outcome.output
+    puts = [json.loads(c.removeprefix("aws ")) for c in calls if c.startswith("aws ")]
+    assert len(puts) == 1
+    opts = dict(zip(puts[0][2::2], puts[0][3::2], strict=True))
+    assert opts == {
+        "--bucket": BUCKET,
+        "--key": outcome.exported["EIF_KEY"],
+        "--body": str(tmp_path / "out/enclave.eif"),
+        "--checksum-sha256": base64.b64encode(hashlib.sha256(EIF_BYTES).digest()).decode(),
+        "--query": "VersionId",
+        "--output": "text",
+    }
+
+
+def test_the_install_phase_installs_the_nitro_cli(tmp_path: Path) -> None:
+    _, calls = run_build(tmp_path)
+    assert calls[0] == "dnf install -y aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel"
+    assert calls[1:3] == ["nitro-cli --version", "docker version"]
+
+
+def test_the_handler_accepts_what_the_build_exports(tmp_path: Path) -> None:
+    outcome, _ = run_build(tmp_path)
+    variables = [{"name": k, "value": v} for k, v in outcome.exported.items()]
+    build: dict[str, Any] = {
+        "id": "p:1",
+        "buildStatus": "SUCCEEDED",
+        "exportedEnvironmentVariables": variables,
+    }
+    props = {"ProjectName": "EnclaveImageProject-abc", "RetirePrevious": "true", "ExpectedPcr0": ""}
+    assert build_data(None, build, props)["Pcr0"] == "ab" * 48
+
+
+def test_a_failed_install_runs_no_later_phase(tmp_path: Path) -> None:
+    outcome, calls = run_build(tmp_path, FAKE_DNF_EXIT="1")
+    assert outcome.phases == {"install": False}
+    assert not [c for c in calls if c.startswith("aws ")]
+
+
+def test_a_failed_image_build_uploads_nothing(tmp_path: Path) -> None:
+    outcome, calls = run_build(tmp_path, FAKE_BUILD_EXIT="3")
+    assert outcome.phases == {"install": True, "build": False}
+    assert "build-eif.sh" in outcome.failed_command
+    assert not [c for c in calls if c.startswith("aws ")]
+
+
+@pytest.mark.parametrize(
+    "measurements",
+    [
+        json.dumps({"Measurements": {"PCR0": "ab" * 48, "PCR1": "cd" * 48}}),  # no PCR2
+        json.dumps({"Measurements": {**PCRS, "PCR1": "xyz"}}),
+        "nitro-cli printed an error instead of JSON",
+    ],
+)
+def test_malformed_measurements_fail_the_build_before_any_upload(tmp_path: Path, measurements: str) -> None:
+    outcome, calls = run_build(tmp_path, MEASUREMENTS=measurements)
+    assert outcome.phases["build"] is False
+    assert not [c for c in calls if c.startswith("aws ")]
+
+
+def test_an_unversioned_upload_fails_the_build(tmp_path: Path) -> None:
+    outcome, _ = run_build(tmp_path, FAKE_VERSION_ID="None")
+    assert outcome.phases["build"] is False
+    assert "is versioning on?" in outcome.output
+
+
+def test_the_runner_carries_exported_variables_only(tmp_path: Path) -> None:
+    # The model itself: an unexported variable or a shell option does not reach the next command.
+    spec = {
+        "version": 0.2,
+        "env": {"shell": "bash", "exported-variables": ["A", "B"]},
+        "phases": {
+            "build": {
+                "commands": [
+                    "A=1; export B=2; set -e; mkdir d; cd d",
+                    "[[ -z ${A:-} && $B == 2 ]]",
+                    "[[ $PWD == */d ]]",
+                    "false; true",
+                ]
+            }
+        },
+    }
+    (tmp_path / "scratch").mkdir()
+    outcome = buildspec_runner.run(
+        spec, source_dir=tmp_path, base_env={"PATH": os.environ["PATH"]}, scratch=tmp_path / "scratch"
+    )
+    assert outcome.succeeded, outcome.output  # `false; true` passes: set -e did not carry over
+    assert outcome.exported == {"A": "", "B": "2"}

@@ -1,0 +1,326 @@
+"""The EnclaveImage construct synthesized in a stack of its own (cdk-nag on): the EIF bucket, the CodeBuild
+project and its role, the custom resource and its handlers, and the host-side grant."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aws_cdk import App, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from cdk_nag import AwsSolutionsChecks
+
+from infra.build.handler import enclave_build
+from infra.constants import CODE_ASSET_FILES, REPO_ROOT
+from infra.constructs.code_asset import code_asset
+from infra.constructs.enclave_image import (
+    BUILDSPEC,
+    QUERY_INTERVAL,
+    RESOURCE_TYPE,
+    TOTAL_TIMEOUT,
+    EnclaveImage,
+)
+from infra.constructs.enclave_image_nag import acknowledgments
+from tests.infra.cfn import Json, Statement, only, resources, statements
+
+EXPECTED = "ab" * 48
+CFN_LINT = Path(sys.executable).with_name("cfn-lint")
+
+
+@dataclass(frozen=True)
+class Built:
+    template: Json
+    resolve: Callable[[Any], Any]
+    outdir: Path
+    hash: str
+
+
+def synth(outdir: Path, *, expected_pcr0: str = "", retire_previous: bool = False) -> Built:
+    app = App(outdir=str(outdir))
+    stack = Stack(app, "ImageTest")
+    code = code_asset(stack, "Code")
+    image = EnclaveImage(
+        stack, "EnclaveImage", code=code, expected_pcr0=expected_pcr0, retire_previous=retire_previous
+    )
+    host = iam.Role(stack, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
+    image.grant_read_eif(host)
+    attributes = {name: getattr(image, name) for name in ("pcr0", "pcr1", "pcr2", "eif_key", "eif_version")}
+    attributes |= {"previous_pcr0": image.previous_pcr0, "accepted_pcr0": image.accepted_pcr0}
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    assembly = app.synth()
+    template: Json = assembly.get_stack_artifact(stack.artifact_id).template
+    template["Attributes"] = {k: stack.resolve(v) for k, v in attributes.items()}
+    return Built(template=template, resolve=stack.resolve, outdir=outdir, hash=code.asset_hash)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return synth(tmp_path_factory.mktemp("image"))
+
+
+@pytest.fixture(scope="module")
+def template(built: Built) -> Json:
+    return built.template
+
+
+def logical_id(template: Json, type_name: str, contains: str = "") -> str:
+    found = [k for k in resources(template, type_name) if contains in k]
+    assert len(found) == 1, (type_name, contains, found)
+    return found[0]
+
+
+def role_statements(template: Json, role: str) -> list[Statement]:
+    """Every statement of the policies attached to `role`, plus its inline and managed policies' names."""
+    attached = {
+        k
+        for k, r in resources(template, "AWS::IAM::Policy").items()
+        if {"Ref": role} in r["Properties"]["Roles"]
+    }
+    return [s for s in statements(template) if s.where.split(" ")[0] in attached]
+
+
+def raw_statements(template: Json, role: str) -> list[Json]:
+    return [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def build_role(template: Json) -> str:
+    _, project = only(template, "AWS::CodeBuild::Project")
+    arn = project["Properties"]["ServiceRole"]
+    role: str = arn["Fn::GetAtt"][0]
+    return role
+
+
+def test_the_bucket_is_versioned_encrypted_and_private(template: Json) -> None:
+    bucket_id = logical_id(template, "AWS::S3::Bucket")
+    props = template["Resources"][bucket_id]["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+
+
+def test_the_bucket_is_emptied_and_removed_on_destroy(template: Json) -> None:
+    bucket_id = logical_id(template, "AWS::S3::Bucket")
+    assert template["Resources"][bucket_id]["DeletionPolicy"] == "Delete"
+    tags = {t["Key"]: t["Value"] for t in template["Resources"][bucket_id]["Properties"]["Tags"]}
+    assert tags["aws-cdk:auto-delete-objects"] == "true"  # the handler cleans only tagged buckets
+    _, cleaner = only(template, "Custom::S3AutoDeleteObjects")
+    assert cleaner["Properties"]["BucketName"] == {"Ref": bucket_id}
+
+
+def test_the_bucket_policy_refuses_every_request_without_tls(template: Json) -> None:
+    bucket_id = logical_id(template, "AWS::S3::Bucket")
+    _, policy = only(template, "AWS::S3::BucketPolicy")
+    denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    tls = [s for s in denies if s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}]
+    assert len(tls) == 1
+    assert tls[0]["Action"] == "s3:*"
+    assert tls[0]["Principal"] == {"AWS": "*"}
+    assert tls[0]["Resource"] == [
+        {"Fn::GetAtt": [bucket_id, "Arn"]},
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]},
+    ]
+
+
+def test_the_project_builds_privileged_on_the_al2023_standard_image(template: Json) -> None:
+    _, project = only(template, "AWS::CodeBuild::Project")
+    environment = project["Properties"]["Environment"]
+    assert environment["Image"] == "aws/codebuild/amazonlinux-x86_64-standard:5.0"
+    assert environment["Type"] == "LINUX_CONTAINER"
+    assert environment["PrivilegedMode"] is True
+    assert project["Properties"]["TimeoutInMinutes"] == 30
+    assert project["Properties"]["Artifacts"] == {"Type": "NO_ARTIFACTS"}
+
+
+def test_the_project_reads_the_code_asset_and_knows_the_bucket(built: Built) -> None:
+    _, project = only(built.template, "AWS::CodeBuild::Project")
+    source = project["Properties"]["Source"]
+    assert source["Type"] == "S3"
+    assert f"/{built.hash}.zip" in json.dumps(source["Location"])
+    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert variables == {
+        "EIF_BUCKET": {"Ref": logical_id(built.template, "AWS::S3::Bucket")},
+        "PREVIOUS_BUILD_ID": "",
+    }
+
+
+def test_the_code_asset_holds_what_the_image_is_built_from(built: Built) -> None:
+    # CodeBuild builds from the asset, `make measure` from a checkout: both must see the same enclave files.
+    manifest = json.loads((built.outdir / "ImageTest.assets.json").read_text())
+    root = built.outdir / manifest["files"][built.hash]["source"]["path"]
+    shipped = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    trees = [REPO_ROOT / "app/enclave", REPO_ROOT / "app/shared"]
+    enclave = {p.relative_to(REPO_ROOT).as_posix() for t in trees for p in t.rglob("*") if p.is_file()}
+    enclave = {p for p in enclave if "__pycache__" not in p and not p.endswith(".pyc")}
+    assert {"app/enclave/Dockerfile", "app/enclave/requirements.txt", "app/__init__.py"} <= shipped
+    assert enclave <= shipped
+    assert {"infra/build/build-eif.sh", "infra/build/context.py"} <= set(CODE_ASSET_FILES)
+
+
+def test_the_project_carries_the_buildspec_file(template: Json) -> None:
+    _, project = only(template, "AWS::CodeBuild::Project")
+    assert yaml.safe_load(project["Properties"]["Source"]["BuildSpec"]) == yaml.safe_load(
+        BUILDSPEC.read_text()
+    )
+
+
+def test_the_build_role_reads_the_asset_and_puts_eifs_and_nothing_else(built: Built) -> None:
+    template = built.template
+    role = build_role(template)
+    assumed = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in assumed] == [{"Service": "codebuild.amazonaws.com"}]
+    assert "ManagedPolicyArns" not in template["Resources"][role]["Properties"]
+    granted = {(s.sid, s.actions) for s in role_statements(template, role)}
+    assert granted == {
+        ("ReadCodeAsset", ("s3:GetObject", "s3:GetObjectVersion")),
+        ("LocateCodeAssetBucket", ("s3:GetBucketAcl", "s3:GetBucketLocation")),
+        ("PutEif", ("s3:PutObject",)),
+        ("", ("logs:CreateLogStream", "logs:PutLogEvents")),
+    }
+    raw = {s.get("Sid", ""): s["Resource"] for s in raw_statements(template, role)}
+    assert f"/{built.hash}.zip" in json.dumps(raw["ReadCodeAsset"])
+    bucket_id = logical_id(template, "AWS::S3::Bucket")
+    assert raw["PutEif"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/eif/*"]]}
+    assert raw[""] == {"Fn::GetAtt": [logical_id(template, "AWS::Logs::LogGroup", "BuildLogs"), "Arn"]}
+
+
+def test_the_build_waits_for_its_roles_policy(template: Json) -> None:
+    role = build_role(template)
+    (policy,) = [
+        k
+        for k, p in resources(template, "AWS::IAM::Policy").items()
+        if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    assert policy in template["Resources"][logical_id(template, RESOURCE_TYPE)]["DependsOn"]
+
+
+def test_the_custom_resource_carries_the_contracts_properties(built: Built) -> None:
+    _, resource = only(built.template, RESOURCE_TYPE)
+    props = resource["Properties"]
+    assert props["SourceHash"] == built.hash
+    assert props["ExpectedPcr0"] == ""
+    assert props["RetirePrevious"] == "false"
+    assert props["ProjectName"] == {"Ref": logical_id(built.template, "AWS::CodeBuild::Project")}
+    assert f"/{built.hash}.zip" in json.dumps(props["SourceLocation"])
+
+
+def test_the_knobs_reach_the_custom_resource(tmp_path: Path) -> None:
+    _, resource = only(synth(tmp_path, expected_pcr0=EXPECTED, retire_previous=True).template, RESOURCE_TYPE)
+    assert (resource["Properties"]["ExpectedPcr0"], resource["Properties"]["RetirePrevious"]) == (
+        EXPECTED,
+        "true",
+    )
+
+
+def test_the_attributes_are_the_custom_resources(template: Json) -> None:
+    build_id = logical_id(template, RESOURCE_TYPE)
+    names = {"pcr0": "Pcr0", "pcr1": "Pcr1", "pcr2": "Pcr2", "eif_key": "EifKey", "eif_version": "EifVersion"}
+    names |= {"previous_pcr0": "PreviousPcr0", "accepted_pcr0": "AcceptedPcr0"}
+    assert template["Attributes"] == {k: {"Fn::GetAtt": [build_id, v]} for k, v in names.items()}
+
+
+def test_the_handlers_are_python_with_the_least_codebuild_access(template: Json) -> None:
+    functions = resources(template, "AWS::Lambda::Function")
+    ours = {
+        k: f for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("enclave_build.")
+    }
+    assert {f["Properties"]["Handler"] for f in ours.values()} == {
+        "enclave_build.on_event",
+        "enclave_build.is_complete",
+    }
+    for function in ours.values():
+        assert function["Properties"]["Runtime"] == "python3.14"
+        assert callable(getattr(enclave_build, function["Properties"]["Handler"].split(".")[1]))
+        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        codebuild = {
+            a for s in role_statements(template, role) for a in s.actions if a.startswith("codebuild:")
+        }
+        if function["Properties"]["Handler"].endswith("on_event"):
+            assert codebuild == {"codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"}
+        else:
+            assert codebuild == {"codebuild:BatchGetBuilds"}
+
+
+def test_the_waiter_polls_every_30_s_for_at_most_50_minutes(template: Json) -> None:
+    _, machine = only(template, "AWS::StepFunctions::StateMachine")
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    interval, total = QUERY_INTERVAL.to_seconds(), TOTAL_TIMEOUT.to_seconds()
+    assert (interval, total) == (30, 3000)
+    assert f'\\"IntervalSeconds\\":{interval}' in definition
+    assert f'\\"MaxAttempts\\":{total // interval}' in definition
+
+
+def test_a_host_role_may_read_only_the_built_eif(template: Json) -> None:
+    build_id, bucket_id = logical_id(template, RESOURCE_TYPE), logical_id(template, "AWS::S3::Bucket")
+    host = logical_id(template, "AWS::IAM::Role", "HostRole")
+    (statement,) = role_statements(template, host)
+    assert statement.actions == ("s3:GetObject", "s3:GetObjectVersion")
+    policy = next(p for k, p in resources(template, "AWS::IAM::Policy").items() if k.startswith("HostRole"))
+    (raw,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert raw["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/", {"Fn::GetAtt": [build_id, "EifKey"]}]]
+    }
+
+
+def test_cfn_lint_passes_but_for_cdks_own_redundant_depends_on(built: Built) -> None:
+    # W3005: CDK gives each Lambda function (ours, the Provider framework's, the S3 auto-delete provider's)
+    # and the waiter state machine a DependsOn on the role it already references with GetAtt. Harmless
+    # and not ours to change in CDK's constructs; every other check applies.
+    template_path = built.outdir / "ImageTest.template.json"
+    result = subprocess.run(
+        [str(CFN_LINT), "--ignore-checks", "W3005", "--", str(template_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cdk_nag_finds_nothing_unacknowledged(built: Built) -> None:
+    report = json.loads((built.outdir / "validation-report.json").read_text())
+    for plugin in report["pluginReports"]:
+        assert plugin["violations"] == [], (plugin["pluginName"], plugin["violations"])
+
+
+def test_every_acknowledgment_gives_a_specific_reason() -> None:
+    functions = {n: n for n in ("OnEvent", "IsComplete", "FrameworkIsComplete", "FrameworkOnTimeout")}
+    for acknowledgment in acknowledgments("Bucket", functions):
+        assert len(acknowledgment.reason) > 60, acknowledgment.id
+
+
+def test_the_acknowledgments_cover_the_image_only(tmp_path: Path) -> None:
+    app = App(outdir=str(tmp_path))
+    stack = Stack(app, "ImageTest")
+    EnclaveImage(
+        stack, "EnclaveImage", code=code_asset(stack, "Code"), expected_pcr0="", retire_previous=False
+    )
+    s3.Bucket(stack, "UnloggedElsewhere", enforce_ssl=True)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    found = [
+        (v["ruleName"], c["constructPath"])
+        for p in report["pluginReports"]
+        for v in p["violations"]
+        for c in v["violatingConstructs"]
+    ]
+    assert found == [("AwsSolutions-S1", "ImageTest/UnloggedElsewhere/Resource")]
