@@ -29,7 +29,7 @@ if [[ -z "$pinned" ]]; then
     || cannot "could not read SSM parameter $parameter (stack $stack_name)"
 fi
 
-"$here/build-eif.sh" "$out_dir"
+bash "$here/build-eif.sh" "$out_dir"
 rebuilt="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR0"])' \
   "$out_dir/measurements.json")"
 
