@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
 import sys
 import tomllib
 from importlib import metadata
@@ -156,3 +158,28 @@ def test_enclave_code_imports_nothing_from_local_mode_or_the_parent() -> None:
 
 def test_no_program_imports_infra() -> None:
     assert not {m for m in _imports(REPO / "app") if m.startswith("infra")}
+
+
+def test_the_clamp_step_lowers_new_mtimes_to_the_epoch_and_leaves_the_rest(tmp_path: Path) -> None:
+    """The Dockerfile's own `find ... -exec touch` text, run by sh with the root moved to a scratch tree (GNU
+    findutils and coreutils, as in the Debian base image): newer paths, links included, get the epoch; older
+    ones and the pruned mounts keep theirs."""
+    run = _dockerfile_instructions()[-2]
+    clamp = run[run.index("find / ") :].replace("find / ", 'find "$R" ').replace("-path /", '-path "$R"/')
+    root = tmp_path / "root"
+    for directory in ("proc", "etc", "usr/lib", "opt/enclave/app"):
+        (root / directory).mkdir(parents=True)
+    for name in ("etc/hosts", "usr/lib/new.py", "usr/lib/old.py", "opt/enclave/app/x.py"):
+        (root / name).write_text("")
+    (root / "usr/lib/link").symlink_to("/nonexistent")
+    epoch, old, new = 1_796_083_200, 1_000_000_000, 1_900_000_000
+    for path in [*root.rglob("*"), root]:
+        os.utime(path, (new, new), follow_symlinks=False)
+    os.utime(root / "usr/lib/old.py", (old, old))
+    env = {"PATH": os.environ["PATH"], "R": str(root), "SOURCE_DATE_EPOCH": str(epoch)}
+    subprocess.run(["sh", "-c", clamp], env=env, check=True)
+    times = {p.relative_to(root).as_posix(): int(p.lstat().st_mtime) for p in root.rglob("*")}
+    assert times.pop("usr/lib/old.py") == old
+    assert times.pop("proc") == new
+    assert times.pop("etc/hosts") == new
+    assert set(times.values()) == {epoch}, times
