@@ -60,6 +60,7 @@ def _copy(recipe: Recipe, context: Path, rootfs: Path) -> None:
 
 
 def build_args(given: list[str]) -> dict[str, str]:
+    """`--build-arg K=V` and `--build-arg K` (K's value from the environment, if set there)."""
     values = {}
     for item in given:
         name, has_value, value = item.partition("=")
@@ -130,13 +131,13 @@ def _build_from(args: argparse.Namespace) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="docker")
     commands = parser.add_subparsers(dest="command", required=True)
-    build_args = commands.add_parser("build")
-    build_args.add_argument("-q", "--quiet", action="store_true")
-    build_args.add_argument("--no-cache", action="store_true")
-    build_args.add_argument("--build-arg", action="append", default=[])
-    build_args.add_argument("-f", "--file")
-    build_args.add_argument("-t", "--tag", required=True)
-    build_args.add_argument("context")
+    build_parser = commands.add_parser("build")
+    build_parser.add_argument("-q", "--quiet", action="store_true")
+    build_parser.add_argument("--no-cache", action="store_true")
+    build_parser.add_argument("--build-arg", action="append", default=[])
+    build_parser.add_argument("-f", "--file")
+    build_parser.add_argument("-t", "--tag", required=True)
+    build_parser.add_argument("context")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         host.fail(f"rehearsal stand-in docker: {' '.join(unknown)} is not supported here", 125)
