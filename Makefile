@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help demo serve tamper bench profile test lint typecheck unit tools rehearsal-tools rehearse rehearse-if-possible synth deploy destroy clean
+.PHONY: help demo serve tamper bench profile test lint typecheck unit tools rehearsal-tools rehearse rehearse-if-possible synth deploy destroy measure clean
 
 help:
 	@echo "make demo     - run the whole pipeline locally (emulated AWS, TCP for vsock), 10 cards"
@@ -18,6 +18,7 @@ help:
 	@echo "make test     - lint, type-check, every test, and the rehearsal where it can run"
 	@echo "make rehearse - the instance's first boot under real systemd (Linux, root; docs/rehearsal.md)"
 	@echo "make synth / deploy / destroy - the CDK stack (deploy and destroy need AWS credentials)"
+	@echo "make measure  - rebuild the enclave image (Docker, nitro-cli) and compare its PCR0 with the deployed pin"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +88,10 @@ deploy: $(STAMP) $(NODE_STAMP)
 
 destroy: $(STAMP) $(NODE_STAMP)
 	npx cdk destroy --force
+
+# Reads the pin from SSM (/nitro-enclave-demo/<STACK_NAME>/pinned-pcr0) with the AWS CLI, or takes PCR0=<hex>.
+measure:
+	bash infra/build/measure.sh
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache .cache/rehearsal

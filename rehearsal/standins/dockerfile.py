@@ -1,9 +1,13 @@
-"""The part of the Dockerfile format the docker stand-in builds: FROM, ENV, WORKDIR, COPY, RUN, CMD.
+"""The part of the Dockerfile format the docker stand-in builds: FROM, ARG, ENV, WORKDIR, COPY, RUN, CMD.
 
 Rules from the Dockerfile reference (docs.docker.com/reference/dockerfile: line continuation, `#` comments,
 `ENV k=v ...`, `COPY src... dest` relative to the context and, for a relative dest, to WORKDIR; a directory
-source copies its contents) and .dockerignore (`**` any number of directories, else Go filepath.Match; an
-excluded directory excludes what is inside it). Anything else is refused by name, never guessed at.
+source copies its contents; `ARG name[=default]` declares a build argument in the stage it follows, whose
+value a `--build-arg` overrides, which RUN sees and which is not kept in the image's config; a build arg no
+ARG declares is not consumed, and only warned about) and .dockerignore (`**` any number of directories, else
+Go filepath.Match; an excluded directory excludes what is inside it). Variable substitution (`$name`) is
+left to RUN, which the stand-in does not execute; anywhere else, as for an ARG before FROM (global scope) or
+any other instruction, it is refused by name, never guessed at.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class DockerfileError(Exception):
 class Recipe:
     base: str = ""
     env: list[str] = field(default_factory=list)
+    args: dict[str, str | None] = field(default_factory=dict)  # declared ARGs: the value RUN sees, or unset
     workdir: str = "/"
     copies: list[tuple[list[str], str]] = field(default_factory=list)  # (sources, absolute destination)
     runs: list[str] = field(default_factory=list)
@@ -43,10 +48,23 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return [(ins.split(None, 1)[0].upper(), [*ins.split(None, 1), ""][1].strip()) for ins in joined]
 
 
-def parse(text: str) -> Recipe:
+def _declare(recipe: Recipe, rest: str, build_args: dict[str, str]) -> None:
+    if not recipe.base:
+        raise DockerfileError(f"ARG {rest} before FROM (global scope) is not supported by the stand-in")
+    name, has_default, default = rest.partition("=")
+    if not name or len(rest.split()) != 1:
+        raise DockerfileError(f"ARG {rest}: the stand-in declares one `ARG name[=default]` per line")
+    recipe.args[name] = build_args.get(name, default if has_default else None)
+
+
+def parse(text: str, build_args: dict[str, str] | None = None) -> Recipe:
     recipe = Recipe()
     for keyword, rest in _instructions(text):
-        if keyword == "FROM":
+        if "$" in rest and keyword != "RUN":
+            raise DockerfileError(f"{keyword} {rest}: variable substitution is not supported by the stand-in")
+        if keyword == "ARG":
+            _declare(recipe, rest, build_args or {})
+        elif keyword == "FROM":
             recipe.base = rest
         elif keyword == "ENV":
             recipe.env += [item for item in shlex.split(rest) if "=" in item] or [

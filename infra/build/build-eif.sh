@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the enclave image deterministically and measures it: OUT_DIR/enclave.eif and OUT_DIR/measurements.json
+# (nitro-cli build-enclave's stdout, {"Measurements": {"HashAlgorithm": .., "PCR0": .., "PCR1": .., "PCR2": ..}}).
+# Run by the CodeBuild buildspec (infra/build/buildspec.yml) and by `make measure` (infra/build/measure.sh).
+# Usage: infra/build/build-eif.sh OUT_DIR
+#
+# Why each step (docs/reproducible-build.md): the build context is the normalized tar of infra/build/context.py
+# (not the checkout's directory, whose mtimes and modes differ per clone); SOURCE_DATE_EPOCH is the fixed value
+# context.py holds, given as the build arg the Dockerfile's last step clamps every mtime to, and exported so
+# buildx, which forwards $SOURCE_DATE_EPOCH on its own, can never forward another; --no-cache so a layer
+# cached from an earlier build is never reused; and PCR0 must be a real measurement, not all zeros (what an
+# enclave in debug mode reports), before anything uploads the EIF.
+set -euo pipefail
+umask 022
+
+IMAGE="nitro-enclave-demo-enclave:build"
+ZERO_PCR="$(printf '0%.0s' {1..96})"
+
+fail() {
+  echo "build-eif.sh: $*" >&2
+  exit 1
+}
+
+[[ $# -eq 1 && -n "$1" ]] || fail "usage: build-eif.sh OUT_DIR"
+out_dir="$1"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source_root="$(cd "$here/../.." && pwd)"
+for tool in python3 docker nitro-cli; do
+  command -v "$tool" >/dev/null || fail "$tool is not on PATH (this build needs Docker and the Nitro Enclaves CLI)"
+done
+
+mkdir -p "$out_dir"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+SOURCE_DATE_EPOCH="$(python3 "$here/context.py" epoch)"
+export SOURCE_DATE_EPOCH
+context_sha256="$(python3 "$here/context.py" write --source "$source_root" "$work/context.tar")"
+echo "build-eif.sh: build context sha256 $context_sha256, SOURCE_DATE_EPOCH $SOURCE_DATE_EPOCH" >&2
+echo "build-eif.sh: $(nitro-cli --version 2>&1 || echo 'nitro-cli version unknown')" >&2
+
+# The tar on stdin is the whole context; -f names the Dockerfile inside it. Docker's output goes to stderr so
+# that this script's stdout stays free for its caller.
+docker build --no-cache --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" \
+  -f enclave/Dockerfile -t "$IMAGE" - <"$work/context.tar" >&2
+
+nitro-cli build-enclave --docker-uri "$IMAGE" --output-file "$out_dir/enclave.eif" >"$out_dir/measurements.json"
+
+pcr0="$(python3 -c '
+import json, re, sys
+pcr0 = json.load(open(sys.argv[1]))["Measurements"]["PCR0"]
+print(pcr0 if isinstance(pcr0, str) and re.fullmatch("[0-9a-f]{96}", pcr0) else "")
+' "$out_dir/measurements.json" 2>/dev/null)" || pcr0=""
+[[ -n "$pcr0" ]] || fail "$out_dir/measurements.json has no PCR0 of 96 lower-case hex digits"
+[[ "$pcr0" != "$ZERO_PCR" ]] || fail "PCR0 is all zeros: that is no image's measurement (debug mode reports it)"
+[[ -s "$out_dir/enclave.eif" ]] || fail "nitro-cli wrote no $out_dir/enclave.eif"
+echo "build-eif.sh: PCR0 $pcr0" >&2

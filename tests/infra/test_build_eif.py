@@ -1,0 +1,160 @@
+"""infra/build/build-eif.sh and measure.sh, run by bash against stub docker and nitro-cli on PATH.
+
+The stubs record their arguments (and docker its standard input, the context tar) and print what the real
+tools print on success: nitro-cli build-enclave writes the EIF and puts only the measurements JSON on stdout
+(aws/aws-nitro-enclaves-cli src/lib.rs, build_from_docker). The script must hand docker the normalized
+context with the fixed epoch, keep the two files, and refuse a PCR0 that is all zeros or malformed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.build import context
+from infra.constants import REPO_ROOT
+from tests.infra.test_host_files import tool
+
+BUILD_EIF = REPO_ROOT / "infra/build/build-eif.sh"
+MEASURE = REPO_ROOT / "infra/build/measure.sh"
+GOOD_PCR0 = "ab" * 48
+BASH = shutil.which("bash") or "/bin/bash"
+DOCKER_STUB = """#!/bin/bash
+printf '%s\\n' "$@" >"$STUB_LOG/docker.args"
+cat >"$STUB_LOG/docker.stdin"
+echo "building (stub)"
+exit "${STUB_DOCKER_EXIT:-0}"
+"""
+NITRO_CLI_STUB = """#!/bin/bash
+if [[ "$1" == "--version" ]]; then echo "Nitro CLI 1.4.3 (stub)"; exit 0; fi
+printf '%s\\n' "$@" >"$STUB_LOG/nitro-cli.args"
+out=""
+while [[ $# -gt 0 ]]; do [[ "$1" == "--output-file" ]] && out="$2"; shift; done
+printf 'EIF' >"$out"
+printf '%s\\n' "$STUB_MEASUREMENTS"
+"""
+
+
+def _measurements(pcr0: str) -> str:
+    return json.dumps({"Measurements": {"HashAlgorithm": "Sha384 { ... }", "PCR0": pcr0, "PCR1": "cd" * 48,
+                                        "PCR2": "ef" * 48}}, indent=2)  # fmt: skip
+
+
+@pytest.fixture
+def stubs(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("docker", DOCKER_STUB), ("nitro-cli", NITRO_CLI_STUB)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (bin_dir / "python3").symlink_to(shutil.which("python3") or "/usr/bin/python3")
+    (tmp_path / "log").mkdir()
+    return tmp_path
+
+
+def _run(script: Path, stubs: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        "PATH": f"{stubs / 'bin'}:/usr/bin:/bin",
+        "HOME": str(stubs),
+        "STUB_LOG": str(stubs / "log"),
+        "STUB_MEASUREMENTS": _measurements(GOOD_PCR0),
+        **env,
+    }
+    return subprocess.run(
+        [BASH, str(script), *args], env=environment, capture_output=True, text=True, check=False, cwd=stubs
+    )
+
+
+def test_builds_from_the_normalized_context_and_keeps_both_files(stubs: Path) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), SOURCE_DATE_EPOCH="1")
+    assert done.returncode == 0, done.stderr
+    assert (stubs / "out/enclave.eif").read_bytes() == b"EIF"
+    assert json.loads((stubs / "out/measurements.json").read_text())["Measurements"]["PCR0"] == GOOD_PCR0
+    docker_args = (stubs / "log/docker.args").read_text().split("\n")[:-1]
+    epoch = str(context.SOURCE_DATE_EPOCH)  # the fixed one, whatever the caller's environment said
+    assert docker_args == ["build", "--no-cache", "--build-arg", f"SOURCE_DATE_EPOCH={epoch}", "-f",
+                           "enclave/Dockerfile", "-t", "nitro-enclave-demo-enclave:build", "-"]  # fmt: skip
+    expected = context.write(REPO_ROOT / "app", stubs / "expected.tar")
+    assert hashlib.sha256((stubs / "log/docker.stdin").read_bytes()).hexdigest() == expected
+    assert f"build context sha256 {expected}" in done.stderr
+    nitro_args = (stubs / "log/nitro-cli.args").read_text().split()
+    assert nitro_args[:3] == ["build-enclave", "--docker-uri", "nitro-enclave-demo-enclave:build"]
+    assert done.stdout == ""  # docker's own output goes to stderr
+
+
+@pytest.mark.parametrize(
+    ("measurements", "message"),
+    [
+        (_measurements("0" * 96), "all zeros"),
+        (_measurements("AB" * 48), "96 lower-case hex digits"),
+        (_measurements("ab" * 32), "96 lower-case hex digits"),
+        ("not json", "96 lower-case hex digits"),
+    ],
+)
+def test_a_pcr0_that_is_no_measurement_fails_the_build(stubs: Path, measurements: str, message: str) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), STUB_MEASUREMENTS=measurements)
+    assert done.returncode == 1
+    assert message in done.stderr
+
+
+def test_a_failed_docker_build_stops_before_nitro_cli(stubs: Path) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), STUB_DOCKER_EXIT="3")
+    assert done.returncode == 3
+    assert not (stubs / "log/nitro-cli.args").exists()
+
+
+def test_missing_tools_and_arguments_are_named(stubs: Path) -> None:
+    (stubs / "bin/nitro-cli").unlink()
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"))
+    assert done.returncode == 1
+    assert "nitro-cli is not on PATH" in done.stderr
+    usage = _run(BUILD_EIF, stubs)
+    assert usage.returncode == 1
+    assert "usage: build-eif.sh OUT_DIR" in usage.stderr
+
+
+def test_measure_matches_and_mismatches_with_both_values(stubs: Path) -> None:
+    same = _run(MEASURE, stubs, PCR0=GOOD_PCR0, OUT_DIR=str(stubs / "m"))
+    assert same.returncode == 0, same.stderr
+    assert f"PCR0 matches the deployed pin: {GOOD_PCR0}" in same.stdout
+    other = "12" * 48
+    differs = _run(MEASURE, stubs, PCR0=other, OUT_DIR=str(stubs / "m"))
+    assert differs.returncode == 1
+    assert f"rebuilt:  {GOOD_PCR0}" in differs.stderr
+    assert f"deployed: {other}" in differs.stderr
+
+
+def test_measure_reads_the_pin_from_the_stacks_ssm_parameter(stubs: Path) -> None:
+    aws = stubs / "bin/aws"
+    aws.write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" >"$STUB_LOG/aws.args"\necho {GOOD_PCR0}\n')
+    aws.chmod(0o755)
+    done = _run(MEASURE, stubs, STACK_NAME="Demo2", OUT_DIR=str(stubs / "m"))
+    assert done.returncode == 0, done.stderr
+    assert (stubs / "log/aws.args").read_text().split() == [
+        "ssm", "get-parameter", "--name", "/nitro-enclave-demo/Demo2/pinned-pcr0",
+        "--query", "Parameter.Value", "--output", "text",
+    ]  # fmt: skip
+
+
+def test_measure_without_docker_or_nitro_cli_says_what_it_needs(stubs: Path) -> None:
+    (stubs / "bin/docker").unlink()
+    only = stubs / "only"  # no docker anywhere on PATH, whatever this machine has installed
+    only.mkdir()
+    (only / "dirname").symlink_to(shutil.which("dirname") or "/usr/bin/dirname")
+    done = _run(MEASURE, stubs, PCR0=GOOD_PCR0, PATH=f"{stubs / 'bin'}:{only}")
+    assert done.returncode == 2
+    assert "needs Docker and the Nitro Enclaves CLI" in done.stderr
+    assert "docker is not on PATH" in done.stderr
+
+
+def test_the_scripts_pass_shellcheck() -> None:
+    command = [tool("shellcheck"), str(BUILD_EIF), str(MEASURE)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
+    assert os.access(BUILD_EIF, os.X_OK)
