@@ -75,7 +75,7 @@ PACKAGES = {
         ),
         Package(
             "docker",
-            links={"/usr/bin/docker": "docker_cli.py", "/usr/bin/dockerd": "dockerd.py"},
+            links={"/usr/bin/docker": "docker_front.py", "/usr/bin/dockerd": "dockerd.py"},
             units=("docker.service",),
             dirs=("/var/lib/docker",),
             groups=("docker",),

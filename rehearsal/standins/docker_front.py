@@ -1,0 +1,46 @@
+#!/usr/bin/python3
+"""/usr/bin/docker of the rehearsal: `docker version` here, every other command to docker_cli.py (the
+docker CLI stand-in proper, helper "repro"'s module), so the buildspec's diagnostic `docker version` runs.
+
+Contract of `docker version` (docs.docker.com/reference/cli/docker/version): a `Client:` section, then a
+`Server:` section from the daemon; when the daemon cannot be reached, the client section, then `Cannot
+connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?` and exit 1.
+The versions printed say what answers: the rehearsal's stand-ins, not a Docker release.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from rehearsal.standins import docker_cli, host
+
+CLIENT = "Client:\n Version:           rehearsal stand-in (docker_cli.py)\n OS/Arch:           linux/amd64\n"
+SERVER = "Server:\n Engine:\n  Version:          rehearsal stand-in (dockerd.py)\n"
+
+
+def version(argv: list[str]) -> int:
+    if argv:
+        host.fail(f"rehearsal stand-in docker: version {' '.join(argv)} is not supported here", 125)
+    print(CLIENT, flush=True)
+    try:
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(str(host.path(docker_cli.SOCKET)))
+    except OSError:
+        where = f"unix://{docker_cli.SOCKET}"
+        host.fail(f"Cannot connect to the Docker daemon at {where}. Is the docker daemon running?")
+    print(SERVER, end="")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["version"]:
+        return version(argv[1:])
+    return docker_cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
