@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if NETNS_ENV not in os.environ:
         return outside(argv)
     run = new_run()
-    print("deviations from a real instance:\n" + "\n".join(deviations.lines()), flush=True)
+    print("deviations from a real deploy:\n" + "\n".join(deviations.lines()), flush=True)
     try:
         if args.revert:
             print(f"reverted on purpose: {args.revert} (this run must fail, naming the tool that refused)")
