@@ -102,8 +102,8 @@ def signalled(stack: Stack, host: Host) -> None:
     if signal.status != "SUCCESS":
         raise RehearsalFailed(
             "host signal",
-            f"{host.spec.name} signalled FAILURE, UniqueId {signal.unique_id!r} (the host's step and KMS's "
-            f"answer as the host words them)\n{failed_units(host.box)}",
+            f"{host.spec.name} signalled FAILURE, UniqueId {signal.unique_id!r} (its instance id, then the "
+            f"step that failed and its code, as the host words them)\n{failed_units(host.box)}",
         )
     stack.run.say(f"{host.spec.name}: SUCCESS signal, UniqueId {signal.unique_id} (canary passed)")
 
