@@ -1,5 +1,5 @@
 """The rehearsal's network: one network namespace of its own, shared by the container and the host-side
-stand-ins (emulator, IMDS, wait-condition handle), so the instance reaches them on loopback and
+stand-ins (emulator, IMDS, SignalResource, CodeBuild), so hosts and builds reach them on loopback and
 169.254.169.254 without any address ever being added to this machine's own interfaces.
 """
 

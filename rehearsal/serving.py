@@ -1,4 +1,4 @@
-"""Serving one of the rehearsal's small HTTP stand-ins (IMDS, the wait-condition handle) until killed.
+"""Serving one of the rehearsal's small HTTP stand-ins (IMDS, SignalResource, CodeBuild) until killed.
 
 The harness starts each as a child and waits for its ready line, `{"listening": "HOST:PORT"}`.
 """
