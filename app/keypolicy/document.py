@@ -1,8 +1,9 @@
 """The key policy: one pure function returning plain JSON, used by the CDK stack and by local mode.
 
-The cloud renders it with CloudFormation tokens (the role's ARN, the pinned PCR0 taken from the boot
-signal); local mode renders it with the emulator's principal ARNs and the local pin. Nothing else states
-who may use the key: the emulator evaluates exactly these statements (`app.keypolicy.evaluator`).
+The cloud renders it with CloudFormation tokens (the role's ARN; the accepted PCR0 values, a Fn::Split of
+the enclave image build's AcceptedPcr0, which come from CodeBuild's API, never from a host); local mode
+renders it with the emulator's principal ARNs and the local pin. Nothing else states who may use the key:
+the emulator evaluates exactly these statements (`app.keypolicy.evaluator`).
 """
 
 from __future__ import annotations

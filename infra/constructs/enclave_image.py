@@ -75,21 +75,7 @@ class EnclaveImage(Construct):
         self.bucket: s3.IBucket = self._bucket()
         self.project = self._project(code, log_retention)
         provider = self._provider(log_retention)
-        self.build = CustomResource(
-            self,
-            "Build",
-            service_token=provider.service_token,
-            resource_type=RESOURCE_TYPE,
-            properties={
-                "SourceHash": code.asset_hash,
-                "SourceLocation": f"{code.s3_bucket_name}/{code.s3_object_key}",
-                "ProjectName": self.project.project_name,
-                "ExpectedPcr0": expected_pcr0,
-                "RetirePrevious": "true" if retire_previous else "false",
-            },
-        )
-        # The build must not start before its role may read the asset and put the EIF.
-        self.build.node.add_dependency(self.build_role)
+        self.build = self._custom_resource(code, provider, expected_pcr0, retire_previous)
         self.pcr0 = self.build.get_att_string("Pcr0")
         self.pcr1 = self.build.get_att_string("Pcr1")
         self.pcr2 = self.build.get_att_string("Pcr2")
@@ -109,7 +95,8 @@ class EnclaveImage(Construct):
         )
 
     def grant_read_eif(self, role: iam.IRole) -> None:
-        """s3:GetObject and s3:GetObjectVersion on the built EIF's key only."""
+        """s3:GetObject and s3:GetObjectVersion on the built EIF's key only (every version of a
+        content-addressed key holds the same bytes; the host asks for the pinned version id)."""
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="FetchPinnedEif",
@@ -117,6 +104,26 @@ class EnclaveImage(Construct):
                 resources=[self.bucket.arn_for_objects(self.eif_key)],
             )
         )
+
+    def _custom_resource(
+        self, code: s3_assets.Asset, provider: cr.Provider, expected_pcr0: str, retire_previous: bool
+    ) -> CustomResource:
+        build = CustomResource(
+            self,
+            "Build",
+            service_token=provider.service_token,
+            resource_type=RESOURCE_TYPE,
+            properties={
+                "SourceHash": code.asset_hash,
+                "SourceLocation": f"{code.s3_bucket_name}/{code.s3_object_key}",
+                "ProjectName": self.project.project_name,
+                "ExpectedPcr0": expected_pcr0,
+                "RetirePrevious": "true" if retire_previous else "false",
+            },
+        )
+        # The build must not start before its role may read the asset and put the EIF.
+        build.node.add_dependency(self.build_role)
+        return build
 
     def _bucket(self) -> s3.Bucket:
         # No server access logs: the only writer is this stack's build role and the only readers are the

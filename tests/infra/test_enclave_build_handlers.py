@@ -25,6 +25,7 @@ EIF_KEY = "eif/" + "e" * 64 + ".eif"
 EIF_VERSION = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"
 DEEP_LINK = "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEvent:group=g;stream=s"
 LOCATION = "cdk-assets-bucket/0123abcd.zip"
+REQUEST_ID = "unique-id-for-this-create-request"
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def props(**overrides: str) -> dict[str, str]:
 
 
 def request(kind: str, physical_id: str | None = None, old: dict[str, str] | None = None, **p: str) -> Any:
-    event: dict[str, Any] = {"RequestType": kind, "ResourceProperties": props(**p)}
+    event: dict[str, Any] = {"RequestType": kind, "RequestId": REQUEST_ID, "ResourceProperties": props(**p)}
     if physical_id is not None:
         event["PhysicalResourceId"] = physical_id
     if old is not None:
@@ -96,6 +97,7 @@ def expect_start(stubber: Stubber, *, previous: str, source_hash: str = "hash-1"
                 {"name": "PREVIOUS_BUILD_ID", "value": previous, "type": "PLAINTEXT"},
                 {"name": "SOURCE_HASH", "value": source_hash, "type": "PLAINTEXT"},
             ],
+            "idempotencyToken": REQUEST_ID,
         },
     )
 

@@ -51,7 +51,7 @@ def handle_event(event: Event, client: Client) -> Event:
     props = event["ResourceProperties"]
     kind = event["RequestType"]
     if kind == "Create":
-        return {"PhysicalResourceId": _start(client, props, previous="")}
+        return {"PhysicalResourceId": _start(client, event, previous="")}
     if kind == "Update":
         return {"PhysicalResourceId": _update(event, client)}
     if kind == "Delete":
@@ -73,8 +73,8 @@ def _update(event: Event, client: Client) -> str:
             logger.info("source unchanged: no build, keeping %s", old_id)
             return old_id
         logger.info("source unchanged but CodeBuild has no build %s: building anew", old_id)
-        return _start(client, props, previous="")
-    return _start(client, props, previous=old_id if own else "")
+        return _start(client, event, previous="")
+    return _start(client, event, previous=old_id if own else "")
 
 
 def check_complete(event: Event, client: Client) -> Event:
@@ -131,7 +131,11 @@ def failure_reason(build: Event) -> str:
     return f"CodeBuild build {build.get('id')} {status}{where}. Log: {link}"
 
 
-def _start(client: Client, props: Event, *, previous: str) -> str:
+def _start(client: Client, event: Event, *, previous: str) -> str:
+    """StartBuild, idempotent per CloudFormation request: CloudFormation invokes the framework
+    asynchronously and Lambda retries a failed invocation, and a repeated StartBuild with the same
+    idempotencyToken (valid 5 minutes, botocore's CodeBuild model) starts no second build."""
+    props = event["ResourceProperties"]
     overrides = [
         {"name": "PREVIOUS_BUILD_ID", "value": previous, "type": "PLAINTEXT"},
         {"name": "SOURCE_HASH", "value": str(props["SourceHash"]), "type": "PLAINTEXT"},
@@ -141,6 +145,7 @@ def _start(client: Client, props: Event, *, previous: str) -> str:
         sourceTypeOverride="S3",
         sourceLocationOverride=props["SourceLocation"],
         environmentVariablesOverride=overrides,
+        idempotencyToken=event["RequestId"],
     )
     build_id: str = answer["build"]["id"]
     logger.info("started %s (previous build %s)", build_id, previous or "none")
