@@ -9,7 +9,8 @@ seconds), currentPhase, buildStatus (IN_PROGRESS, SUCCEEDED, FAILED, FAULT, TIME
 (phaseType, phaseStatus, times, contexts), logs (groupName, streamName, deepLink), buildComplete and
 exportedEnvironmentVariables; BatchGetBuilds answers unknown ids in buildsNotFound. An unknown project is
 ResourceNotFoundException; an environment override of a type other than PLAINTEXT, or a build started
-with an override this stand-in does not implement, is InvalidInputException naming it.
+with an override this stand-in does not implement, is InvalidInputException naming it. A repeated
+idempotencyToken (5 minutes) answers the build it started; with other parameters it is refused.
 
 The build container's credentials come from GET /credentials (the container credentials provider's
 AWS_CONTAINER_CREDENTIALS_FULL_URI, loopback): the CodeBuild service role's, its own access key, which the
@@ -43,8 +44,10 @@ SUPPORTED_OVERRIDES = frozenset(
         "buildspecOverride",
         "sourceTypeOverride",
         "sourceLocationOverride",
+        "idempotencyToken",
     }
 )
+IDEMPOTENCY_S = 300.0  # "valid for 5 minutes" (the model's idempotencyToken documentation)
 ROLE_ACCESS_KEY = "LOCALCODEBUILDROLE01"  # 20 upper-case letters and digits, as an AWS access key id
 
 
@@ -61,6 +64,9 @@ class Service:
     config_path: Path  # re-read by every StartBuild: a stack update may change a project
     builds: dict[str, BuildExecution] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, tuple[float, str, str]] = field(
+        default_factory=dict
+    )  # token: (when, request, build id)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -73,6 +79,24 @@ class Service:
         return Machine([Path(p) for p in c["lower_dirs"]], Path(c["netns"]), Path(c["work_dir"]), c["region"])
 
     def start_build(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A new build, or the one a repeated idempotencyToken already started (within 5 minutes; the same
+        token with other parameters is the model's "parameter mismatch error")."""
+        token, request = body.get("idempotencyToken"), json.dumps(body, sort_keys=True)
+        with self.lock:
+            seen = self.tokens.get(token or "")
+        if seen is not None and time.monotonic() - seen[0] < IDEMPOTENCY_S:
+            if seen[1] != request:
+                raise ApiError(
+                    "InvalidInputException", f"idempotencyToken {token} was used with other parameters"
+                )
+            return {"build": self.builds[seen[2]].describe()}
+        started = self._start(body)
+        if token:
+            with self.lock:
+                self.tokens[token] = (time.monotonic(), request, started["build"]["id"])
+        return started
+
+    def _start(self, body: dict[str, Any]) -> dict[str, Any]:
         unsupported = set(body) - SUPPORTED_OVERRIDES
         if unsupported:
             raise ApiError("InvalidInputException", f"not supported by the stand-in: {sorted(unsupported)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +18,8 @@ from botocore.credentials import ContainerProvider
 from botocore.exceptions import ClientError
 
 from rehearsal import codebuild
+from rehearsal.codebuild_exec import BuildExecution
+from rehearsal.codebuild_run import Machine
 
 
 @pytest.fixture
@@ -67,3 +70,18 @@ def test_the_build_containers_credentials_are_the_service_roles(
     credentials = ContainerProvider().load()
     assert credentials is not None
     assert credentials.get_frozen_credentials().access_key == codebuild.ROLE_ACCESS_KEY
+
+
+def test_a_repeated_idempotency_token_answers_the_build_it_started(client: Any, tmp_path: Path) -> None:
+    api, _ = client
+    service = codebuild.Handler.service
+    build_id = "P:00000000-0000-0000-0000-000000000001"
+    machine = Machine([tmp_path], tmp_path, tmp_path, "us-east-1")
+    service.builds[build_id] = BuildExecution(
+        build_id, 1, {"name": "P"}, {}, None, {"account": "123456789012"}, machine
+    )  # registered, never started: no container here
+    body = {"projectName": "P", "idempotencyToken": "request-1"}
+    service.tokens["request-1"] = (time.monotonic(), json.dumps(body, sort_keys=True), build_id)
+    assert api.start_build(**body)["build"]["id"] == build_id
+    with pytest.raises(ClientError, match="was used with other parameters"):
+        api.start_build(projectName="P", idempotencyToken="request-1", buildspecOverride="x")
