@@ -24,10 +24,17 @@ from rehearsal.standins import MachineModel, StandinSettings, install_standins
 from rehearsal.standins.host import ENV_ROOT, LIB_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What a host's bootstrap.sh installs (no Docker, no -devel: hosts build nothing), what the buildspec
+# installs in the build container, and Docker, which comes with the CodeBuild image.
 BOOTSTRAP_PACKAGES = (
-    "aws-nitro-enclaves-cli", "aws-nitro-enclaves-cli-devel", "docker", "python3.11", "python3.11-pip", "jq",
+    "aws-nitro-enclaves-cli",
+    "python3.11",
+    "python3.11-pip",
+    "jq",
     "amazon-cloudwatch-agent",
-)  # fmt: skip
+)
+BUILDSPEC_PACKAGES = ("aws-nitro-enclaves-cli", "aws-nitro-enclaves-cli-devel")
+EVERY_PACKAGE = (*BOOTSTRAP_PACKAGES, "aws-nitro-enclaves-cli-devel", "docker")
 RUN_TIMEOUT_S = 120.0
 # The stand-ins' vsock over TCP binds 127.0.0.3 and 127.0.0.<CID>: all loopback on Linux, not elsewhere.
 needs_linux = pytest.mark.skipif(
@@ -89,7 +96,7 @@ def run(
 
 
 def install_packages(root: Path, *names: str) -> None:
-    done = run(root, "/usr/bin/dnf", "install", "-y", "-q", *(names or BOOTSTRAP_PACKAGES))
+    done = run(root, "/usr/bin/dnf", "install", "-y", "-q", *(names or EVERY_PACKAGE))
     assert done.returncode == 0, done.stderr
 
 

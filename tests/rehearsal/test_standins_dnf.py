@@ -5,25 +5,39 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.rehearsal.standin_helpers import BOOTSTRAP_PACKAGES, REPO_ROOT, install_packages, make_root, run
+from tests.rehearsal.standin_helpers import (
+    BOOTSTRAP_PACKAGES,
+    BUILDSPEC_PACKAGES,
+    REPO_ROOT,
+    install_packages,
+    make_root,
+    run,
+)
 
 BOOTSTRAP = REPO_ROOT / "infra/constructs/host/bootstrap.sh"
+BUILDSPEC = REPO_ROOT / "infra/build/buildspec.yml"
 
 
-def test_the_list_here_is_the_one_bootstrap_installs() -> None:
+def test_the_lists_here_are_the_ones_bootstrap_and_the_buildspec_install() -> None:
     command = re.search(r"dnf install -y -q (.*?)\n(?!\s)", BOOTSTRAP.read_text(), re.S)
     assert command is not None
     assert tuple(command[1].replace("\\", " ").split()) == BOOTSTRAP_PACKAGES
+    build = re.search(r"dnf install -y (.*?)\n", BUILDSPEC.read_text())
+    assert build is not None
+    assert tuple(build[1].split()) == BUILDSPEC_PACKAGES
 
 
 def test_installing_the_bootstraps_packages_puts_the_stand_ins_in_place(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    install_packages(root)
-    programs = [f"usr/bin/{p}" for p in ("nitro-cli", "vsock-proxy", "nitro-enclaves-allocator", "docker")]
+    install_packages(root, *BOOTSTRAP_PACKAGES)
+    programs = [f"usr/bin/{p}" for p in ("nitro-cli", "vsock-proxy", "nitro-enclaves-allocator")]
     for program in [*programs, "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"]:
         assert (root / program).exists(), program
+    assert not (root / "usr/bin/docker").exists()  # hosts install no Docker
     assert (root / "etc/nitro_enclaves/vsock-proxy.yaml").read_text().startswith("allowlist:")
-    assert (root / "usr/share/nitro_enclaves/blobs/cmdline").exists()
+    assert not (
+        root / "usr/share/nitro_enclaves/blobs"
+    ).exists()  # the -devel package has them; hosts build nothing
     assert any(line.startswith("ne:x:") for line in (root / "etc/group").read_text().splitlines())
 
 
