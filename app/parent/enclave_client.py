@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Mapping
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 15.0
 RECONNECT_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 RECV_BYTES = 64 * 1024
+# A send blocks (holding the connection's lock) only while the peer's receive buffer is full; a peer that
+# stops reading altogether would hold every sender and `close` forever. SO_SNDTIMEO bounds each send
+# (socket(7); AF_VSOCK honours it too, linux net/vmw_vsock/af_vsock.c uses sock_sndtimeo) without
+# touching the reader's blocking recv; a send that times out kills the connection (retryable).
+SEND_TIMEOUT_S = 5.0
 
 
 class EnclaveError(Exception):
@@ -46,7 +52,7 @@ class EnclaveError(Exception):
 class _Connection:
     """One socket, its pending calls and the thread that reads answers for them."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, send_timeout_s: float = SEND_TIMEOUT_S) -> None:
         self.sock = sock
         self.pending: dict[int, Future[Response]] = {}
         self.lock = threading.Lock()
@@ -54,6 +60,9 @@ class _Connection:
         self.closed_with = (ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
         self.last_activity = time.monotonic()
         sock.settimeout(None)  # the reader blocks; callers bound their own waits
+        seconds, fraction = divmod(send_timeout_s, 1.0)
+        timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self.reader = threading.Thread(target=self._read_loop, name="enclave-reader", daemon=True)
         self.reader.start()
 
@@ -132,9 +141,16 @@ class _Connection:
 class EnclaveClient:
     """`call(op, body)` from any thread; one connection shared by all of them."""
 
-    def __init__(self, url: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        send_timeout_s: float = SEND_TIMEOUT_S,
+    ) -> None:
         self._endpoint = transport.parse_url(url)
         self._timeout_s = request_timeout_s
+        self._send_timeout_s = send_timeout_s
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
@@ -151,7 +167,7 @@ class EnclaveClient:
             if time.monotonic() < self._next_attempt:
                 raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"{self._endpoint} down, backing off")
             try:
-                self._connection = _Connection(transport.connect(self._endpoint))
+                self._connection = _Connection(transport.connect(self._endpoint), self._send_timeout_s)
             except transport.TransportError as error:
                 delay = RECONNECT_BACKOFF_S[min(self._failures, len(RECONNECT_BACKOFF_S) - 1)]
                 self._failures += 1
@@ -191,6 +207,15 @@ class EnclaveClient:
     @property
     def request_timeout_s(self) -> float:
         return self._timeout_s
+
+    @property
+    def usable(self) -> bool:
+        """Connected, or free to try connecting now (not backing off after a failed connect)."""
+        with self._lock:
+            connection = self._connection
+            if connection is not None and connection.alive:
+                return True
+            return time.monotonic() >= self._next_attempt
 
     def _drop_connection(self, reason: str) -> None:
         with self._lock:

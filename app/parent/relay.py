@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +128,9 @@ class Relay:
             if submitted is not None:
                 pending.append((fate, *submitted))
         deadline = time.monotonic() + self._enclave.request_timeout_s
+        # One wake-up for the whole batch, not one per answer: each answer is then already there
+        # (or the deadline has passed, and `_collect` turns it into a timeout as before).
+        futures.wait([future for _, _, future in pending], timeout=self._enclave.request_timeout_s)
         for fate, request_id, future in pending:
             try:
                 self._collect(fate, request_id, future, deadline)
