@@ -16,7 +16,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -66,20 +66,24 @@ class _Connection:
         self.reader = threading.Thread(target=self._read_loop, name="enclave-reader", daemon=True)
         self.reader.start()
 
-    def send(self, request_id: int, payload: bytes) -> Future[Response]:
-        future: Future[Response] = Future()
+    def send(self, payloads: Sequence[tuple[int, bytes]]) -> list[Future[Response]]:
+        """Frame every (request id, payload) and write them all with one send: one system call and one
+        turn of the lock for a whole batch. Frames are built first, so a refused one registers nothing."""
+        data = b"".join(framing.encode_frame(payload) for _, payload in payloads)
+        futures: list[Future[Response]] = [Future() for _ in payloads]
         with self.lock:
             if not self.alive:
                 raise EnclaveError(*self.closed_with)
-            self.pending[request_id] = future
+            self.pending.update((request_id, f) for (request_id, _), f in zip(payloads, futures, strict=True))
             self.last_activity = time.monotonic()
             try:
-                self.sock.sendall(framing.encode_frame(payload))
+                self.sock.sendall(data)
             except OSError as error:
-                self.pending.pop(request_id, None)
+                for request_id, _ in payloads:
+                    self.pending.pop(request_id, None)
                 self._fail_all(f"send failed: {error}")
                 raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"send failed: {error}") from error
-        return future
+        return futures
 
     def close(self, reason: str) -> None:
         with self.lock:
@@ -180,10 +184,27 @@ class EnclaveClient:
 
     def submit(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]]:
         """Send without waiting; pair with `wait`. Raises EnclaveError if the enclave is unreachable."""
-        request_id = next(self._ids)
+        return self.submit_all(op, [body])[0]
+
+    def submit_all(self, op: Op, bodies: Sequence[Mapping[str, Any]]) -> list[tuple[int, Future[Response]]]:
+        """`submit` for several requests, written to the connection at once. Raises EnclaveError (for
+        all of them) if the enclave is unreachable."""
         connection = self._connected()
-        payload = protocol.encode_request(Request(request_id, op, body))
-        return request_id, connection.send(request_id, payload)
+        payloads = []
+        for body in bodies:
+            request_id = next(self._ids)
+            payloads.append((request_id, protocol.encode_request(Request(request_id, op, body))))
+        futures = connection.send(payloads)
+        return [(request_id, future) for (request_id, _), future in zip(payloads, futures, strict=True)]
+
+    def submit_each(
+        self, op: Op, bodies: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[int, Future[Response]] | EnclaveError]:
+        """`submit_all` with the failure per request, as `EnclavePool.submit_each` gives it."""
+        try:
+            return list(self.submit_all(op, bodies))
+        except EnclaveError as error:
+            return [error] * len(bodies)
 
     def wait(self, request_id: int, future: Future[Response], deadline: float) -> Mapping[str, Any]:
         """The answer's body, or EnclaveError (timeouts included) — never a hang past `deadline`."""

@@ -20,7 +20,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -89,6 +89,80 @@ class EnclavePool:
         except BaseException:
             self._window.release()
             raise
+        return self._track(client, inner_id, future)
+
+    def submit_each(
+        self, op: Op, bodies: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[int, Future[Response]] | EnclaveError]:
+        """`submit` for a batch, one outcome per body: the window's slots are waited for once (within the
+        request timeout), the bodies spread over the usable connections by fewest in flight, and each
+        connection's share written at once. A body without a slot gets `busy`; a share whose connection
+        cannot send is passed on one by one, as `submit` does."""
+        slots = self._acquire(len(bodies))
+        placed: dict[int, tuple[int, Future[Response]] | EnclaveError] = {}
+        try:
+            for client, share in self._share(slots).items():
+                for index, outcome in self._send_share(client, op, [(i, bodies[i]) for i in share]):
+                    placed[index] = outcome
+        finally:  # the slots of bodies that are not in flight after all (failed, or not reached by a bug)
+            in_flight = sum(1 for outcome in placed.values() if not isinstance(outcome, EnclaveError))
+            for _ in range(slots - in_flight):
+                self._window.release()
+        busy = EnclaveError(
+            ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
+        )
+        outcomes = [placed[i] for i in range(slots)]
+        return outcomes + [busy] * (len(bodies) - slots)
+
+    def _acquire(self, count: int) -> int:
+        """Up to `count` window slots, all within one request timeout; how many were taken."""
+        deadline = time.monotonic() + self._timeout_s
+        for taken in range(count):
+            if not self._window.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+                return taken
+        return count
+
+    def _share(self, count: int) -> dict[EnclaveClient | None, list[int]]:
+        """Indices 0..count-1 spread over the usable connections, each to the one with the fewest in flight
+        counting what this batch already gave it; None holds them when there is no usable connection."""
+        ranked = self._ranked()
+        with self._lock:
+            load = {client: self._in_flight.get(client, 0) for client in ranked if client.usable}
+        shares: dict[EnclaveClient | None, list[int]] = {}
+        for index in range(count):
+            client = min(load, key=load.__getitem__) if load else None
+            if client is not None:
+                load[client] += 1
+            shares.setdefault(client, []).append(index)
+        return shares
+
+    def _send_share(
+        self, client: EnclaveClient | None, op: Op, share: list[tuple[int, Mapping[str, Any]]]
+    ) -> Iterator[tuple[int, tuple[int, Future[Response]] | EnclaveError]]:
+        """Each body's outcome, yielded as soon as it is tracked (the caller counts the slots in use)."""
+        pairs: list[tuple[int, Future[Response]]] = []
+        if client is not None:
+            try:
+                pairs = client.submit_all(op, [body for _, body in share])
+            except EnclaveError:
+                client = None  # this connection failed: each request looks for another, below
+        if client is None:
+            for index, body in share:
+                yield index, self._submit_one(op, body)
+            return
+        for (index, _), pair in zip(share, pairs, strict=True):
+            yield index, self._track(client, *pair)
+
+    def _submit_one(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]] | EnclaveError:
+        try:
+            return self._track(*self._send(op, body))
+        except EnclaveError as error:
+            return error
+
+    def _track(
+        self, client: EnclaveClient, inner_id: int, future: Future[Response]
+    ) -> tuple[int, Future[Response]]:
+        """Count a request in flight on `client` until its future is done; the pool's id for it."""
         pool_id = next(self._ids)
         with self._lock:
             self._owners[pool_id] = (client, inner_id)

@@ -212,3 +212,56 @@ def test_a_send_to_a_peer_that_stops_reading_fails_instead_of_blocking(
     assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE
     assert caught.value.retryable
     client.close()  # takes the connection's lock: it must not be held by a stuck send
+
+
+def _answers(pool: EnclavePool, outcomes: list[tuple[int, Future[Response]] | EnclaveError]) -> list[object]:
+    deadline = time.monotonic() + 5
+    return [
+        outcome.code if isinstance(outcome, EnclaveError) else pool.wait(*outcome, deadline).get("echo")
+        for outcome in outcomes
+    ]
+
+
+def test_a_batch_is_spread_over_the_workers_connections() -> None:
+    with running_server(ScriptedWorkers([0, 1])) as (url, _):
+        pool = EnclavePool(url)
+        _echo(pool, "connect")
+        shares = pool._share(10)
+        assert sorted(len(share) for share in shares.values()) == [5, 5]
+        outcomes = pool.submit_each(Op.DECRYPT, [{"echo": n} for n in range(10)])
+        assert _answers(pool, outcomes) == list(range(10))
+        pool.close()
+
+
+def test_a_batch_beyond_the_window_gets_busy_for_the_rest_and_frees_its_slots() -> None:
+    with running_server(ScriptedWorkers([0], workers=1)) as (url, _):
+        pool = EnclavePool(url, window=3, request_timeout_s=0.2)
+        outcomes = pool.submit_each(Op.DECRYPT, [{"echo": n} for n in range(5)])
+        assert _answers(pool, outcomes) == [0, 1, 2, ErrorCode.BUSY, ErrorCode.BUSY]
+        again = pool.submit_each(Op.DECRYPT, [{"echo": n} for n in range(3)])  # every slot came back
+        assert _answers(pool, again) == [0, 1, 2]
+        pool.close()
+
+
+def test_a_batch_on_a_connection_that_cannot_send_is_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(enclave_client, "RECONNECT_BACKOFF_S", (0.0,))
+    with running_server(ScriptedWorkers([0])) as (url, _):
+        pool = EnclavePool(url, window=4)
+        _seeded(pool, [EnclaveClient(_dead_url()), EnclaveClient(url)])
+        outcomes = pool.submit_each(Op.DECRYPT, [{"echo": n} for n in range(4)])
+        assert _answers(pool, outcomes) == [0, 1, 2, 3]
+        assert pool.submit_each(Op.DECRYPT, [{"echo": n} for n in range(4)])  # no slot was lost
+        pool.close()
+
+
+def test_an_unreachable_enclave_fails_each_request_of_a_batch_and_keeps_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(enclave_pool, "PROBE_BUDGET_S", 0.2)
+    pool = EnclavePool(_dead_url(), window=2, request_timeout_s=0.2)
+    for _ in range(3):  # were slots leaked, the third round would get busy instead
+        outcomes = pool.submit_each(Op.DECRYPT, [{"echo": n} for n in range(2)])
+        assert [o.code for o in outcomes if isinstance(o, EnclaveError)] == [
+            ErrorCode.ENCLAVE_UNAVAILABLE
+        ] * 2
+    pool.close()
