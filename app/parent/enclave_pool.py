@@ -166,7 +166,8 @@ class EnclavePool:
         pool_id = next(self._ids)
         with self._lock:
             self._owners[pool_id] = (client, inner_id)
-            self._in_flight[client] = self._in_flight.get(client, 0) + 1
+            if client in self._clients:  # not one the probe dropped since it was picked
+                self._in_flight[client] = self._in_flight.get(client, 0) + 1
         future.add_done_callback(lambda _f: self._done(client))
         return pool_id, future
 
