@@ -64,7 +64,7 @@ if args[0] == "describe-eif":
                       "PCR1": "01" * 48, "PCR2": "02" * 48}, "IsSigned": False,
                       "CheckCRC": os.environ["EIF_CRC_OK"] == "1"}, indent=2))
 """
-# dnf, systemctl and docker: one line per call, in order, in COMMANDS (dnf exits DNF_EXIT, printing its error).
+# dnf, systemctl and docker: one line per call, in order, in COMMANDS (dnf exits DNF_EXIT with its error).
 RECORDER = """#!/bin/sh
 echo "$(basename "$0") $*" >>"$COMMANDS"
 if [ "$(basename "$0")" = dnf ] && [ "$DNF_EXIT" != 0 ]; then echo "$DNF_ERROR" >&2; exit "$DNF_EXIT"; fi
@@ -274,3 +274,24 @@ def test_an_eif_failing_its_crc_check_is_refused_before_the_pcr0(template: Json,
     assert "nitro-cli describe-eif reports CheckCRC false, not true" in run.output
     assert "step: check the EIF's PCR0" not in run.output
     assert "systemctl enable --now nitro-enclave-demo-enclave.service" not in run.commands  # never started
+
+
+def test_the_real_systemctl_masks_an_installed_inactive_docker(tmp_path: Path) -> None:
+    # systemctl(1), "mask": links the unit name under /etc/systemd/system to /dev/null, which works for a
+    # vendor unit in /usr/lib/systemd/system, installed or not, running or not. Here against a scratch root
+    # (--root; --now needs a running manager, which a host has): a docker.service as an RPM installs it, and
+    # no docker.socket at all. Both end up "masked".
+    vendor = tmp_path / "usr/lib/systemd/system"
+    vendor.mkdir(parents=True)
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    (vendor / "docker.service").write_text(
+        "[Service]\nExecStart=/usr/bin/dockerd\n[Install]\nWantedBy=multi-user.target\n"
+    )
+    units = DOCKER_MASK.split()[3:]
+    assert units == ["docker.service", "docker.socket"]
+    subprocess.run(["systemctl", f"--root={tmp_path}", "mask", *units], check=True, capture_output=True)
+    state = subprocess.run(
+        ["systemctl", f"--root={tmp_path}", "is-enabled", *units], capture_output=True, text=True, check=False
+    )
+    assert state.stdout.split() == ["masked", "masked"]
+    assert all((tmp_path / "etc/systemd/system" / unit).readlink() == Path("/dev/null") for unit in units)
