@@ -14,7 +14,7 @@ help:
 	@echo "make serve    - keep the local stack running and print how to send a card by hand"
 	@echo "make tamper   - the local demo with a changed enclave: KMS must refuse every card"
 	@echo "make bench    - 1,000 cards through the local pipeline, against the emulator's ceiling"
-	@echo "make profile  - the bench with py-spy on the enclave: a flame graph (SVG) in the run dir"
+	@echo "make profile  - the bench with py-spy on the enclave and the relay: flame graphs (SVG) in the run dir"
 	@echo "make test     - lint, type-check, every test, and the rehearsal where it can run"
 	@echo "make rehearse - the instance's first boot under real systemd (Linux, root; docs/rehearsal.md)"
 	@echo "make synth / deploy / destroy - the CDK stack (deploy and destroy need AWS credentials)"

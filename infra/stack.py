@@ -61,8 +61,9 @@ class NitroEnclaveDemoStack(Stack):
             encryption_context=settings.encryption_context,
             parameter_names=names,
         )
-        # A host's canary decrypts with the key: no host boots before the key accepts the new PCR0.
-        host.boot_after(key.key)
+        # A host's canary encrypts through the alias and decrypts with the key: no host boots before both
+        # exist and the key accepts the new PCR0 (KMS's own propagation delay is the canary's to retry).
+        host.boot_after(key.key, key.alias)
         documents = RunDocuments(self, "RunDocuments")
         Outputs(
             self,

@@ -122,7 +122,11 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: b
     started = relay_started_at(relay)
     relay_meter = CpuMeter({"relay": relay.process.pid})
     relay_meter.start()  # after its start-up (imports, clients): what it costs per card is what counts
-    relay_spy = profiler.Profiler(relay.process.pid, info.run_dir, "relay") if profile else None
+    relay_spy = (
+        profiler.Profiler(relay.process.pid, info.run_dir, "relay", profiler.RELAY_SAMPLES_PER_S)
+        if profile
+        else None
+    )
     if relay_spy is not None:
         relay_spy.start()
     wait_for_results(info, count, relay)

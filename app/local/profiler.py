@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLES_PER_S = 100
+# The relay spends about 1 s of CPU on the bench's 1,000 cards: at 100 Hz that is ~100 samples, too few to
+# rank its frames, so it is sampled ten times as often (py-spy's own CPU is not in the relay's accounting).
+RELAY_SAMPLES_PER_S = 1000
 STOP_GRACE_S = 30.0  # py-spy writes its files after SIGINT
 FLAME_SVG = "{name}-flame.svg"
 FLAME_STACKS = "{name}-flame.txt"
@@ -36,6 +39,7 @@ class Profiler:
     pid: int
     run_dir: Path
     name: str = "enclave"
+    rate: int = SAMPLES_PER_S
     _recorders: tuple[subprocess.Popen[bytes], ...] = ()
 
     def start(self) -> None:
@@ -43,7 +47,7 @@ class Profiler:
         if not Path(spy).exists():
             raise ProfilerMissing("py-spy not found; install the dev extras (pip install -e '.[dev]')")
         common = [spy, "record", "--pid", str(self.pid), "--subprocesses", "--nonblocking", "--gil"]
-        common += ["--rate", str(SAMPLES_PER_S)]
+        common += ["--rate", str(self.rate)]
         recorders = []
         for kind, pattern in (("flamegraph", FLAME_SVG), ("raw", FLAME_STACKS)):
             with (self.run_dir / f"py-spy-{self.name}-{kind}.log").open("ab") as errors:

@@ -162,7 +162,8 @@ def check_hugepages(meminfo: str | None, enclave_memory_mib: int | None) -> Find
 
 
 def check_disk(df_text: str | None) -> Finding:
-    """`df -Pk /`: the EIF build and Docker need free space on the root volume."""
+    """`df -Pk /`: the EIF download, the relay's venv and the journal need free space on the root volume
+    (hosts build no image since issue 9; CodeBuild does)."""
     name = "disk"
     if df_text is None:
         return skip(name, "df not available")
@@ -173,10 +174,14 @@ def check_disk(df_text: str | None) -> Finding:
     available_kib, mount = int(row[3]), row[5]
     free = f"{available_kib / 1024 / 1024:.1f} GiB free on {mount} ({row[4]} used)"
     if available_kib < DISK_FAIL_KIB:
-        todo = "docker system prune -af frees old images; the stack's root volume is 30 GiB, keep it so"
-        return Finding(name, Status.FAIL, f"{free}: an EIF build fails here (out of disk)", todo)
+        todo = (
+            "journalctl --vacuum-size=200M frees journal space; the stack's root volume is 30 GiB, keep it so"
+        )
+        return Finding(
+            name, Status.FAIL, f"{free}: the EIF download or a restart fails here (out of disk)", todo
+        )
     if available_kib < DISK_WARN_KIB:
-        return Finding(name, Status.WARN, free, "docker system prune -af before the next EIF build")
+        return Finding(name, Status.WARN, free, "journalctl --vacuum-size=200M before the disk fills")
     return ok(name, free)
 
 

@@ -4,11 +4,19 @@ One public test card number (the first in app/producer/cards.txt) is encrypted h
 deployment's encryption context, sent straight to this host's own enclave (not through SQS, so no other
 host can answer it), and decrypted there through attested KMS Decrypt; the last four digits that come back
 must be the card's. The number itself is never printed, logged or put in an error: only its last four.
+
+KMS is eventually consistent: a new alias, or a key policy CloudFormation has just updated (a roll's new
+PCR0), may take "typically less than a few seconds ... in some cases several minutes" to reach every KMS host,
+with NotFoundException meanwhile, and the guide asks for a retry strategy (AWS KMS Developer Guide, "AWS KMS
+eventual consistency"). So the canary tries again, a bounded number of times within a bounded time, when the
+host's Encrypt answers NotFoundException or the enclave answers access_denied, and then fails with KMS's last
+answer.
 """
 
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,16 +35,42 @@ CARD_ID_PREFIX = "canary-"
 ENCRYPT_REFUSED = "encrypt_refused"
 WRONG_LAST4 = "wrong_last4"
 UNREADABLE_ANSWER = "unreadable_answer"
+# The waits between attempts: 7 retries, 60 s of waiting in all; and the canary stops retrying once a wait
+# would end more than RETRY_DEADLINE_S after its first attempt began (attempts take time too).
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0)
+RETRY_DEADLINE_S = 60.0
+# KMS's answer to the host's Encrypt while a new alias or key has not reached every KMS host yet.
+KMS_NOT_FOUND = "NotFoundException"
 
 
 class CanaryError(Exception):
     """The canary failed: `code` names the step's answer (the enclave's error code for a refused decrypt),
-    `reason` is KMS's or the enclave's own message. Never carries a card number."""
+    `reason` is KMS's or the enclave's own message. `propagating`: an answer KMS gives while a change is
+    still propagating, worth another try. Never carries a card number."""
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, *, propagating: bool = False) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+        self.propagating = propagating
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How the canary waits for KMS to propagate a change; tests inject `sleep` and `clock`."""
+
+    delays_s: tuple[float, ...] = RETRY_DELAYS_S
+    deadline_s: float = RETRY_DEADLINE_S
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    note: Callable[[str], None] = _note
+
+
+RETRY = Retry()
 
 
 @dataclass(frozen=True)
@@ -71,16 +105,46 @@ def run_canary(
     enclave: Any,
     credentials: Callable[[], Credentials],
     number: str | None = None,
+    retry: Retry | None = None,
+) -> CanaryResult:
+    """One canary, tried again while KMS answers as it does during propagation (`Retry`, module RETRY by
+    default); raise the last CanaryError, naming what went wrong, when an attempt fails otherwise or the
+    retries are used up."""
+    policy = retry or RETRY
+    started = policy.clock()
+    attempts = len(policy.delays_s) + 1
+    for attempt, delay in enumerate((*policy.delays_s, None), start=1):
+        try:
+            return _attempt(settings, kms=kms, enclave=enclave, credentials=credentials, number=number)
+        except CanaryError as error:
+            elapsed = policy.clock() - started
+            if not error.propagating:
+                raise
+            if delay is None or elapsed + delay > policy.deadline_s:
+                tried = f"attempt {attempt} of {attempts}, {elapsed:.0f} s after the first"
+                raise CanaryError(error.code, f"{error.reason} ({tried})") from None
+            policy.note(
+                f"canary: attempt {attempt} of {attempts}: {error.code}: {error.reason}; KMS may still be "
+                f"propagating a change, trying again in {delay:g} s"
+            )
+            policy.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _attempt(
+    settings: CanarySettings,
+    *,
+    kms: Any,
+    enclave: Any,
+    credentials: Callable[[], Credentials],
+    number: str | None,
 ) -> CanaryResult:
     """Encrypt, ask the enclave, compare the last four; raise CanaryError naming what went wrong."""
     card = number or canary_card()
     card_id = f"{CARD_ID_PREFIX}{secrets.token_hex(8)}"
     context = encryption_context(dict(settings.encryption_context), card_id)
     started = time.monotonic()
-    try:
-        blob = kms.encrypt(KeyId=settings.key_id, Plaintext=card.encode("ascii"), EncryptionContext=context)
-    except (BotoCoreError, ClientError) as error:
-        raise CanaryError(ENCRYPT_REFUSED, f"KMS Encrypt on this host: {_kms_answer(error)}") from None
+    blob = _encrypt(kms, settings.key_id, card, context)
     try:
         lent = credentials()
     except Exception as error:  # IMDS unreachable, a role without credentials: say so, not a traceback
@@ -88,7 +152,7 @@ def run_canary(
             ErrorCode.CREDENTIALS_EXPIRED.value, f"no credentials: {type(error).__name__}"
         ) from None
     request = DecryptRequest(
-        ciphertext=blob["CiphertextBlob"],
+        ciphertext=blob,
         encryption_context=context,
         region=settings.region,
         credentials=lent,
@@ -97,13 +161,30 @@ def run_canary(
     try:
         answer = protocol.parse_decrypt_result(enclave.call(Op.DECRYPT, protocol.decrypt_body(request)))
     except EnclaveError as error:
-        raise CanaryError(error.code.value, error.reason) from None
+        # A key policy just updated (a roll's new PCR0) may refuse for a while: KMS's propagation.
+        refused = error.code is ErrorCode.ACCESS_DENIED
+        raise CanaryError(error.code.value, error.reason, propagating=refused) from None
     except protocol.ProtocolError as error:
         raise CanaryError(UNREADABLE_ANSWER, f"the enclave's answer: {error}") from None
     expected = cards.last_four(card)
     if answer.last4 != expected:
         raise CanaryError(WRONG_LAST4, f"the enclave answered {answer.last4}, the card ends {expected}")
     return CanaryResult(card_id, answer.last4, (time.monotonic() - started) * 1000)
+
+
+def _encrypt(kms: Any, key_id: str, card: str, context: Mapping[str, str]) -> bytes:
+    """KMS Encrypt on this host; NotFoundException (an alias or key not yet everywhere) is worth a retry."""
+    try:
+        blob = kms.encrypt(KeyId=key_id, Plaintext=card.encode("ascii"), EncryptionContext=context)
+    except (BotoCoreError, ClientError) as error:
+        not_found = (
+            isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") == KMS_NOT_FOUND
+        )
+        raise CanaryError(
+            ENCRYPT_REFUSED, f"KMS Encrypt on this host: {_kms_answer(error)}", propagating=not_found
+        ) from None
+    ciphertext: bytes = blob["CiphertextBlob"]
+    return ciphertext
 
 
 def _kms_answer(error: BotoCoreError | ClientError) -> str:

@@ -13,9 +13,10 @@ import contextlib
 import itertools
 import logging
 import socket
+import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 15.0
 RECONNECT_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 RECV_BYTES = 64 * 1024
+# A send blocks (holding the connection's lock) only while the peer's receive buffer is full; a peer that
+# stops reading altogether would hold every sender and `close` forever. SO_SNDTIMEO bounds each send
+# (socket(7); AF_VSOCK honours it too, linux net/vmw_vsock/af_vsock.c uses sock_sndtimeo) without
+# touching the reader's blocking recv; a send that times out kills the connection (retryable).
+SEND_TIMEOUT_S = 5.0
 
 
 class EnclaveError(Exception):
@@ -46,7 +52,7 @@ class EnclaveError(Exception):
 class _Connection:
     """One socket, its pending calls and the thread that reads answers for them."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, send_timeout_s: float = SEND_TIMEOUT_S) -> None:
         self.sock = sock
         self.pending: dict[int, Future[Response]] = {}
         self.lock = threading.Lock()
@@ -54,23 +60,30 @@ class _Connection:
         self.closed_with = (ErrorCode.ENCLAVE_UNAVAILABLE, "connection closed")
         self.last_activity = time.monotonic()
         sock.settimeout(None)  # the reader blocks; callers bound their own waits
+        seconds, fraction = divmod(send_timeout_s, 1.0)
+        timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self.reader = threading.Thread(target=self._read_loop, name="enclave-reader", daemon=True)
         self.reader.start()
 
-    def send(self, request_id: int, payload: bytes) -> Future[Response]:
-        future: Future[Response] = Future()
+    def send(self, payloads: Sequence[tuple[int, bytes]]) -> list[Future[Response]]:
+        """Frame every (request id, payload) and write them all with one send: one system call and one
+        turn of the lock for a whole batch. Frames are built first, so a refused one registers nothing."""
+        data = b"".join(framing.encode_frame(payload) for _, payload in payloads)
+        futures: list[Future[Response]] = [Future() for _ in payloads]
         with self.lock:
             if not self.alive:
                 raise EnclaveError(*self.closed_with)
-            self.pending[request_id] = future
+            self.pending.update((request_id, f) for (request_id, _), f in zip(payloads, futures, strict=True))
             self.last_activity = time.monotonic()
             try:
-                self.sock.sendall(framing.encode_frame(payload))
+                self.sock.sendall(data)
             except OSError as error:
-                self.pending.pop(request_id, None)
+                for request_id, _ in payloads:
+                    self.pending.pop(request_id, None)
                 self._fail_all(f"send failed: {error}")
                 raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"send failed: {error}") from error
-        return future
+        return futures
 
     def close(self, reason: str) -> None:
         with self.lock:
@@ -132,9 +145,16 @@ class _Connection:
 class EnclaveClient:
     """`call(op, body)` from any thread; one connection shared by all of them."""
 
-    def __init__(self, url: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        send_timeout_s: float = SEND_TIMEOUT_S,
+    ) -> None:
         self._endpoint = transport.parse_url(url)
         self._timeout_s = request_timeout_s
+        self._send_timeout_s = send_timeout_s
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._connection: _Connection | None = None
@@ -151,7 +171,7 @@ class EnclaveClient:
             if time.monotonic() < self._next_attempt:
                 raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"{self._endpoint} down, backing off")
             try:
-                self._connection = _Connection(transport.connect(self._endpoint))
+                self._connection = _Connection(transport.connect(self._endpoint), self._send_timeout_s)
             except transport.TransportError as error:
                 delay = RECONNECT_BACKOFF_S[min(self._failures, len(RECONNECT_BACKOFF_S) - 1)]
                 self._failures += 1
@@ -164,10 +184,27 @@ class EnclaveClient:
 
     def submit(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]]:
         """Send without waiting; pair with `wait`. Raises EnclaveError if the enclave is unreachable."""
-        request_id = next(self._ids)
+        return self.submit_all(op, [body])[0]
+
+    def submit_all(self, op: Op, bodies: Sequence[Mapping[str, Any]]) -> list[tuple[int, Future[Response]]]:
+        """`submit` for several requests, written to the connection at once. Raises EnclaveError (for
+        all of them) if the enclave is unreachable."""
         connection = self._connected()
-        payload = protocol.encode_request(Request(request_id, op, body))
-        return request_id, connection.send(request_id, payload)
+        payloads = []
+        for body in bodies:
+            request_id = next(self._ids)
+            payloads.append((request_id, protocol.encode_request(Request(request_id, op, body))))
+        futures = connection.send(payloads)
+        return [(request_id, future) for (request_id, _), future in zip(payloads, futures, strict=True)]
+
+    def submit_each(
+        self, op: Op, bodies: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[int, Future[Response]] | EnclaveError]:
+        """`submit_all` with the failure per request, as `EnclavePool.submit_each` gives it."""
+        try:
+            return list(self.submit_all(op, bodies))
+        except EnclaveError as error:
+            return [error] * len(bodies)
 
     def wait(self, request_id: int, future: Future[Response], deadline: float) -> Mapping[str, Any]:
         """The answer's body, or EnclaveError (timeouts included) — never a hang past `deadline`."""
@@ -191,6 +228,15 @@ class EnclaveClient:
     @property
     def request_timeout_s(self) -> float:
         return self._timeout_s
+
+    @property
+    def usable(self) -> bool:
+        """Connected, or free to try connecting now (not backing off after a failed connect)."""
+        with self._lock:
+            connection = self._connection
+            if connection is not None and connection.alive:
+                return True
+            return time.monotonic() >= self._next_attempt
 
     def _drop_connection(self, reason: str) -> None:
         with self._lock:

@@ -4,9 +4,14 @@ The enclave runs one worker process per vCPU behind one listener, and the kernel
 worker that accepts each connection. So the pool asks every connection who answered (a ping carries
 `worker` and `workers`), keeps one connection per worker, opens more until each worker has one (a
 bounded number of tries, again every `PROBE_INTERVAL_S`, since a reconnect may land anywhere), and sends
-each request on the connection with the fewest in flight. At most `window` requests are in flight over
-all of them (default `deployment.KMS_CONNECTIONS`, what the enclave's workers can work on at once); a
+each request on the usable connection with the fewest in flight. At most `window` requests are in flight
+over all of them (default `deployment.KMS_CONNECTIONS`, what the enclave's workers can work on at once); a
 caller beyond it waits for a slot, within the request timeout, so a slow enclave is never buried.
+
+The probe runs on whichever caller finds it due, so it is bounded in total (`PROBE_BUDGET_S`), each ping
+too (`PING_TIMEOUT_S`); a ping that is merely slow keeps its connection (requests may be in flight on it),
+one that fails drops it, and so does a second connection to a worker that carries nothing: after worker
+restarts the pool holds what it uses, not every connection it ever opened.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from app.parent.enclave_client import REQUEST_TIMEOUT_S, EnclaveClient, EnclaveError
@@ -28,6 +34,15 @@ log = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 10.0
 RETRY_PROBE_S = 1.0  # while some worker has no connection yet
 TRIES_PER_WORKER = 8  # connections tried per missing worker before waiting for the next probe
+PING_TIMEOUT_S = 1.0  # one probe ping; a worker busy with cards answers a ping in milliseconds
+PROBE_BUDGET_S = 3.0  # a whole probe, pings and new connections together
+
+
+class _Answer:
+    """What a probe ping found: the worker reached, or that the connection failed, or no answer in time."""
+
+    def __init__(self, worker: int | None = None, workers: int = 1, *, failed: bool = False) -> None:
+        self.worker, self.workers, self.failed = worker, workers, failed
 
 
 class EnclavePool:
@@ -42,8 +57,8 @@ class EnclavePool:
         self._window = threading.BoundedSemaphore(window)
         self._lock = threading.Lock()
         self._clients: list[EnclaveClient] = []
-        self._worker_of: dict[int, int] = {}  # id(client) -> the worker it reached at the last probe
-        self._in_flight: dict[int, int] = {}  # id(client) -> requests in flight on it
+        self._worker_of: dict[EnclaveClient, int] = {}  # the worker each reached at the last probe
+        self._in_flight: dict[EnclaveClient, int] = {}  # requests in flight on each client we hold
         self._owners: dict[int, tuple[EnclaveClient, int]] = {}  # pool request id -> client, its id
         self._ids = itertools.count(1)
         self._next_probe = 0.0
@@ -58,21 +73,101 @@ class EnclavePool:
         with self._lock:
             return sorted(set(self._worker_of.values()))
 
+    @property
+    def connections(self) -> int:
+        """How many connections (clients) the pool holds now."""
+        with self._lock:
+            return len(self._clients)
+
     def submit(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]]:
         if not self._window.acquire(timeout=self._timeout_s):
             raise EnclaveError(
                 ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
             )
         try:
-            client = self._pick()
-            inner_id, future = client.submit(op, body)
+            client, inner_id, future = self._send(op, body)
         except BaseException:
             self._window.release()
             raise
+        return self._track(client, inner_id, future)
+
+    def submit_each(
+        self, op: Op, bodies: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[int, Future[Response]] | EnclaveError]:
+        """`submit` for a batch, one outcome per body: the window's slots are waited for once (within the
+        request timeout), the bodies spread over the usable connections by fewest in flight, and each
+        connection's share written at once. A body without a slot gets `busy`; a share whose connection
+        cannot send is passed on one by one, as `submit` does."""
+        slots = self._acquire(len(bodies))
+        placed: dict[int, tuple[int, Future[Response]] | EnclaveError] = {}
+        try:
+            for client, share in self._share(slots).items():
+                for index, outcome in self._send_share(client, op, [(i, bodies[i]) for i in share]):
+                    placed[index] = outcome
+        finally:  # the slots of bodies that are not in flight after all (failed, or not reached by a bug)
+            in_flight = sum(1 for outcome in placed.values() if not isinstance(outcome, EnclaveError))
+            for _ in range(slots - in_flight):
+                self._window.release()
+        busy = EnclaveError(
+            ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
+        )
+        outcomes = [placed[i] for i in range(slots)]
+        return outcomes + [busy] * (len(bodies) - slots)
+
+    def _acquire(self, count: int) -> int:
+        """Up to `count` window slots, all within one request timeout; how many were taken."""
+        deadline = time.monotonic() + self._timeout_s
+        for taken in range(count):
+            if not self._window.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+                return taken
+        return count
+
+    def _share(self, count: int) -> dict[EnclaveClient | None, list[int]]:
+        """Indices 0..count-1 spread over the usable connections, each to the one with the fewest in flight
+        counting what this batch already gave it; None holds them when there is no usable connection."""
+        ranked = self._ranked()
+        with self._lock:
+            load = {client: self._in_flight.get(client, 0) for client in ranked if client.usable}
+        shares: dict[EnclaveClient | None, list[int]] = {}
+        for index in range(count):
+            client = min(load, key=load.__getitem__) if load else None
+            if client is not None:
+                load[client] += 1
+            shares.setdefault(client, []).append(index)
+        return shares
+
+    def _send_share(
+        self, client: EnclaveClient | None, op: Op, share: list[tuple[int, Mapping[str, Any]]]
+    ) -> Iterator[tuple[int, tuple[int, Future[Response]] | EnclaveError]]:
+        """Each body's outcome, yielded as soon as it is tracked (the caller counts the slots in use)."""
+        pairs: list[tuple[int, Future[Response]]] = []
+        if client is not None:
+            try:
+                pairs = client.submit_all(op, [body for _, body in share])
+            except EnclaveError:
+                client = None  # this connection failed: each request looks for another, below
+        if client is None:
+            for index, body in share:
+                yield index, self._submit_one(op, body)
+            return
+        for (index, _), pair in zip(share, pairs, strict=True):
+            yield index, self._track(client, *pair)
+
+    def _submit_one(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]] | EnclaveError:
+        try:
+            return self._track(*self._send(op, body))
+        except EnclaveError as error:
+            return error
+
+    def _track(
+        self, client: EnclaveClient, inner_id: int, future: Future[Response]
+    ) -> tuple[int, Future[Response]]:
+        """Count a request in flight on `client` until its future is done; the pool's id for it."""
         pool_id = next(self._ids)
         with self._lock:
             self._owners[pool_id] = (client, inner_id)
-            self._in_flight[id(client)] = self._in_flight.get(id(client), 0) + 1
+            if client in self._clients:  # not one the probe dropped since it was picked
+                self._in_flight[client] = self._in_flight.get(client, 0) + 1
         future.add_done_callback(lambda _f: self._done(client))
         return pool_id, future
 
@@ -88,51 +183,101 @@ class EnclavePool:
     def close(self) -> None:
         with self._lock:
             clients, self._clients = self._clients, []
+            self._worker_of, self._in_flight = {}, {}
         for client in clients:
             client.close()
 
     def _done(self, client: EnclaveClient) -> None:
         with self._lock:
-            self._in_flight[id(client)] = max(self._in_flight.get(id(client), 1) - 1, 0)
+            if client in self._in_flight:  # not when the probe has dropped it meanwhile
+                self._in_flight[client] = max(self._in_flight[client] - 1, 0)
         self._window.release()
 
-    def _pick(self) -> EnclaveClient:
+    def _send(self, op: Op, body: Mapping[str, Any]) -> tuple[EnclaveClient, int, Future[Response]]:
+        """Submit on the best connection; when it cannot send, on the next, so one dead worker's
+        connection does not fail a request another worker could take."""
+        error: EnclaveError | None = None
+        for client in self._ranked():
+            try:
+                return (client, *client.submit(op, body))
+            except EnclaveError as failed:
+                error = failed
+        raise error or EnclaveError(
+            ErrorCode.ENCLAVE_UNAVAILABLE, f"no connection to the enclave at {self._url}"
+        )
+
+    def _ranked(self) -> list[EnclaveClient]:
+        """Usable connections first (connected, or free to reconnect), each group by fewest in flight:
+        a dead or backing-off connection has nothing in flight and must not look like the idlest."""
         if time.monotonic() >= self._next_probe:
             self._probe()
         with self._lock:
-            if not self._clients:
-                raise EnclaveError(
-                    ErrorCode.ENCLAVE_UNAVAILABLE, f"no connection to the enclave at {self._url}"
-                )
-            return min(self._clients, key=lambda c: self._in_flight.get(id(c), 0))
+            clients = list(self._clients)
+            load = {client: self._in_flight.get(client, 0) for client in clients}
+        usable = {client: client.usable for client in clients}
+        return sorted(clients, key=lambda c: (not usable[c], load[c]))
 
     def _probe(self) -> None:
-        """Re-learn which worker each connection reaches; open connections until each worker has one."""
+        """Re-learn which worker each connection reaches; drop the ones that fail; open connections until
+        each worker has one. Bounded in total by `PROBE_BUDGET_S`."""
         with self._lock:
             if time.monotonic() < self._next_probe:
                 return  # another thread is at it, or just was
             self._next_probe = time.monotonic() + PROBE_INTERVAL_S
             known = list(self._clients)
-        reached: dict[int, int] = {}
-        count = 1
-        for client in known:  # kept even when two reach one worker: they may carry requests
-            worker, workers = self._identify(client)
-            if worker is not None:
-                reached[id(client)], count = worker, max(count, workers)
+            previous = dict(self._worker_of)
+        deadline = time.monotonic() + PROBE_BUDGET_S
+        answers = {client: self._identify(client, deadline) for client in known}
+        reached = {c: a.worker for c, a in answers.items() if a.worker is not None}
+        reached |= {
+            c: previous[c] for c, a in answers.items() if a.worker is None and not a.failed and c in previous
+        }
+        count = max([a.workers for a in answers.values() if a.worker is not None] or [1])
+        self._prune([c for c, a in answers.items() if a.failed], reached)
+        count = self._open_missing(reached, count, deadline)
+        self._after_probe(reached, count)
+
+    def _prune(self, failed: list[EnclaveClient], reached: dict[EnclaveClient, int]) -> None:
+        """Drop connections that failed their ping, and second connections to a worker carrying nothing."""
+        with self._lock:
+            seen: set[int] = set()
+            dropped = list(failed)
+            for client in self._clients:
+                worker = reached.get(client)
+                if worker is None:
+                    continue
+                if worker in seen and not self._in_flight.get(client, 0):
+                    dropped.append(client)
+                seen.add(worker)
+            for client in dropped:
+                reached.pop(client, None)
+                self._in_flight.pop(client, None)
+                if client in self._clients:
+                    self._clients.remove(client)
+        for client in dropped:
+            client.close()
+
+    def _open_missing(self, reached: dict[EnclaveClient, int], count: int, deadline: float) -> int:
+        """Open connections until every worker has one, within the tries and the probe's deadline."""
         tries = 0
         while len(set(reached.values())) < count and tries < TRIES_PER_WORKER * count:
+            if time.monotonic() >= deadline:
+                break
             tries += 1
             client = EnclaveClient(self._url, request_timeout_s=self._timeout_s)
-            worker, workers = self._identify(client)
-            if worker is None or worker in reached.values():
+            answer = self._identify(client, deadline)
+            if answer.worker is None or answer.worker in reached.values():
                 client.close()
                 continue
-            count = max(count, workers)
-            reached[id(client)] = worker
+            count = max(count, answer.workers)
+            reached[client] = answer.worker
             with self._lock:
                 self._clients.append(client)
+        return count
+
+    def _after_probe(self, reached: dict[EnclaveClient, int], count: int) -> None:
         with self._lock:
-            self._worker_of = {id(c): reached[id(c)] for c in self._clients if id(c) in reached}
+            self._worker_of = {c: reached[c] for c in self._clients if c in reached}
             if len(set(reached.values())) < count:  # e.g. a worker still starting: look again soon
                 self._next_probe = time.monotonic() + RETRY_PROBE_S
         if len(set(reached.values())) < count:
@@ -142,10 +287,16 @@ class EnclavePool:
             )
 
     @staticmethod
-    def _identify(client: EnclaveClient) -> tuple[int | None, int]:
-        """(worker index, worker count) from a ping; (None, 0) if it does not answer."""
+    def _identify(client: EnclaveClient, deadline: float) -> _Answer:
+        """Ping within `PING_TIMEOUT_S` and the probe's deadline. Waits on the future itself: a late
+        answer is not the connection's fault, so unlike `wait` this never drops it."""
         try:
-            answer = client.call(Op.PING)
+            _, future = client.submit(Op.PING, {})
+            response = future.result(timeout=max(min(PING_TIMEOUT_S, deadline - time.monotonic()), 0.0))
         except EnclaveError:
-            return None, 0
-        return int(answer.get("worker", 0)), int(answer.get("workers", 1))
+            return _Answer(failed=True)
+        except FutureTimeout:
+            return _Answer()
+        if response.error is not None or response.body is None:
+            return _Answer()
+        return _Answer(int(response.body.get("worker", 0)), int(response.body.get("workers", 1)))

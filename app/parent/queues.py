@@ -90,12 +90,11 @@ def message_bytes(entry: Mapping[str, Any]) -> int:
     return size
 
 
-def _chunks(entries: Sequence[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive groups of at most 10 entries and `max_bytes` in total."""
+def _chunks(sized: Sequence[tuple[dict[str, Any], int]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive groups of at most 10 entries and `max_bytes` in total, from (entry, its size)."""
     chunk: list[dict[str, Any]] = []
     size = 0
-    for entry in entries:
-        entry_size = message_bytes(entry)
+    for entry, entry_size in sized:
         if chunk and (len(chunk) == deployment.MAX_BATCH or size + entry_size > max_bytes):
             yield chunk
             chunk, size = [], 0
@@ -110,8 +109,9 @@ def send_batch(
 ) -> set[str]:
     """SendMessageBatch in chunks of 10 entries and `max_bytes`; an entry over `max_bytes` alone fails
     without a call. Entries need `Id` and `MessageBody`."""
-    fits = [entry for entry in entries if message_bytes(entry) <= max_bytes]
-    failed = {entry["Id"] for entry in entries if message_bytes(entry) > max_bytes}
+    sized = [(entry, message_bytes(entry)) for entry in entries]
+    fits = [(entry, size) for entry, size in sized if size <= max_bytes]
+    failed = {entry["Id"] for entry, size in sized if size > max_bytes}
     for chunk in _chunks(fits, max_bytes):
         failed |= _call(sqs.send_message_batch, queue_url, chunk)
     return failed

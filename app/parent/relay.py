@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,19 +115,23 @@ class Relay:
 
     def _ask_enclave(self, messages: list[Received]) -> list[_Fate]:
         fates = [_Fate(message) for message in messages]
-        pending = []
+        prepared: list[tuple[_Fate, dict[str, Any]]] = []
         credentials: list[Credentials] = []  # fetched once per batch, by the first card that needs them
         for fate in fates:
             try:
-                submitted = self._submit(fate, credentials)
+                body = self._prepare(fate, credentials)
             except Exception as error:  # the boundary: a bug of ours on one message settles that one
                 # No traceback: its text could carry a piece of the body.
                 log.error("relay failed on a message", extra=logs.fields(error=type(error).__name__))
                 self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
                 continue
-            if submitted is not None:
-                pending.append((fate, *submitted))
+            if body is not None:
+                prepared.append((fate, body))
+        pending = self._submit(prepared)
         deadline = time.monotonic() + self._enclave.request_timeout_s
+        # One wake-up for the whole batch, not one per answer: each answer is then already there
+        # (or the deadline has passed, and `_collect` turns it into a timeout as before).
+        futures.wait([future for _, _, future in pending], timeout=self._enclave.request_timeout_s)
         for fate, request_id, future in pending:
             try:
                 self._collect(fate, request_id, future, deadline)
@@ -135,8 +140,36 @@ class Relay:
                 self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
         return fates
 
-    def _submit(self, fate: _Fate, credentials: list[Credentials]) -> tuple[int, Any] | None:
-        """Parse one message and send it to the enclave; None when it is already settled or deferred."""
+    def _submit(self, prepared: list[tuple[_Fate, dict[str, Any]]]) -> list[tuple[_Fate, int, Any]]:
+        """Send the batch to the enclave at once (one write per connection); a message the enclave cannot
+        take now is deferred. Should sending the batch fail on a bug of ours, each message is sent again
+        on its own, inside its own boundary, so the bug settles only the message it is about."""
+        outcomes: list[tuple[int, Any] | EnclaveError | None]
+        try:
+            outcomes = [*self._enclave.submit_each(Op.DECRYPT, [body for _, body in prepared])]
+        except Exception as error:
+            log.error("relay failed on a batch", extra=logs.fields(error=type(error).__name__))
+            outcomes = [self._submit_alone(fate, body) for fate, body in prepared]
+        pending = []
+        for (fate, _), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, EnclaveError):
+                fate.retry = outcome
+            elif outcome is not None:
+                pending.append((fate, *outcome))
+        return pending
+
+    def _submit_alone(self, fate: _Fate, body: dict[str, Any]) -> tuple[int, Any] | EnclaveError | None:
+        try:
+            return self._enclave.submit(Op.DECRYPT, body)
+        except EnclaveError as error:
+            return error
+        except Exception as error:  # the boundary
+            log.error("relay failed on a message", extra=logs.fields(error=type(error).__name__))
+            self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
+            return None
+
+    def _prepare(self, fate: _Fate, credentials: list[Credentials]) -> dict[str, Any] | None:
+        """Parse one message into the enclave's request body; None when it is already settled or deferred."""
         try:
             card = CardMessage.from_json(fate.message.body)
         except MalformedMessage as error:
@@ -158,11 +191,7 @@ class Relay:
             credentials=credentials[0],
             key_id=self._settings.key_id,
         )
-        try:
-            return self._enclave.submit(Op.DECRYPT, protocol.decrypt_body(request))
-        except EnclaveError as error:
-            fate.retry = error
-            return None
+        return protocol.decrypt_body(request)
 
     def _collect(self, fate: _Fate, request_id: int, future: Any, deadline: float) -> None:
         try:

@@ -31,7 +31,7 @@ HOST_NAME_TAG = "nitro-enclave-demo-host"
 
 
 class EnclaveHost(Construct):
-    """The role, the launch template and the group; `boot_after(key)` orders the group after the key."""
+    """The role, the launch template and the group; `boot_after(key, alias)` orders the group."""
 
     def __init__(
         self,
@@ -71,9 +71,10 @@ class EnclaveHost(Construct):
         self.launch_template = self._launch_template(settings, network, user_data)
         self.group = self._group(settings, network)
 
-    def boot_after(self, dependency: IConstruct) -> None:
-        """No host boots (at creation or in a roll) before `dependency` (the key, accepting the new PCR0)."""
-        self.group.node.add_dependency(dependency)
+    def boot_after(self, *dependencies: IConstruct) -> None:
+        """No host boots (at creation or in a roll) before `dependencies` exist and are updated: the key,
+        accepting the new PCR0, and the alias the canary encrypts through."""
+        self.group.node.add_dependency(*dependencies)
 
     def _launch_template(self, settings: Settings, network: Network, user_data: str) -> ec2.LaunchTemplate:
         template = ec2.LaunchTemplate(

@@ -95,13 +95,16 @@ class EnclaveImage(Construct):
         )
 
     def grant_read_eif(self, role: iam.IRole) -> None:
-        """s3:GetObject and s3:GetObjectVersion on the built EIF's key only (every version of a
-        content-addressed key holds the same bytes; the host asks for the pinned version id)."""
+        """s3:GetObjectVersion on the built EIF's key, for the build's version only (`s3:versionid`, S3's
+        condition key for it, service authorization reference). A GetObject that names a version id needs
+        s3:GetObjectVersion and not s3:GetObject (S3 API reference, GetObject), so the host, which always
+        passes --version-id, may read exactly that one object version and nothing else."""
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="FetchPinnedEif",
-                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                actions=["s3:GetObjectVersion"],
                 resources=[self.bucket.arn_for_objects(self.eif_key)],
+                conditions={"StringEquals": {"s3:versionid": self.eif_version}},
             )
         )
 

@@ -4,8 +4,9 @@ The stubs stand in for what exists only on a host; those whose rules matter here
 tools do: the AWS CLI's `s3api get-object` serves exactly one object version and `cloudformation
 signal-resource` takes the API's parameters with its UniqueId limit (1-64 characters, botocore's model of
 SignalResource, data/cloudformation/2010-05-15/service-2.json); nitro-cli's `describe-eif` prints the EIF's
-measurements as JSON under "Measurements" (describe-eif in aws/aws-nitro-enclaves-cli). Everything the
-script writes goes to a scratch directory."""
+measurements as JSON under "Measurements" and its CRC check as "CheckCRC" (EifDescribeInfo in
+src/common/json_output.rs of aws/aws-nitro-enclaves-cli). dnf, systemctl and docker record each call in one
+ordered log. Everything the script writes goes to a scratch directory."""
 
 from __future__ import annotations
 
@@ -54,14 +55,22 @@ elif args[:2] == ["cloudformation", "signal-resource"]:
         out.write(json.dumps(signal) + "\n")
 """
 NITRO_CLI = r"""#!/usr/bin/env python3
-import json, sys
+import json, os, sys
 args = sys.argv[1:]
 if args[0] == "describe-eif":
     with open(args[args.index("--eif-path") + 1]) as eif:
         pcr0 = json.load(eif)["PCR0"]
     print(json.dumps({"EifVersion": 4, "Measurements": {"HashAlgorithm": "Sha384 { ... }", "PCR0": pcr0,
-                      "PCR1": "01" * 48, "PCR2": "02" * 48}, "IsSigned": False}, indent=2))
+                      "PCR1": "01" * 48, "PCR2": "02" * 48}, "IsSigned": False,
+                      "CheckCRC": os.environ["EIF_CRC_OK"] == "1"}, indent=2))
 """
+# dnf, systemctl and docker: one line per call, in order, in COMMANDS (dnf exits DNF_EXIT with its error).
+RECORDER = """#!/bin/sh
+echo "$(basename "$0") $*" >>"$COMMANDS"
+if [ "$(basename "$0")" = dnf ] && [ "$DNF_EXIT" != 0 ]; then echo "$DNF_ERROR" >&2; exit "$DNF_EXIT"; fi
+exit 0
+"""
+DOCKER_MASK = "systemctl mask --now docker.service docker.socket"
 # IMDSv2: a PUT for the session token, then the instance id with that token.
 CURL = f"""#!/bin/sh
 case "$*" in
@@ -98,6 +107,7 @@ class Run:
     signals: list[Json]
     aws_calls: list[str]
     home_dir: Path
+    commands: list[str]  # dnf, systemctl and docker calls, in order
 
 
 def _demo_env(template: Json, home_dir: Path) -> str:
@@ -119,6 +129,7 @@ def run_bootstrap(
     dnf_exit: int = 0,
     on_nitro: bool = True,
     eif_pcr0: str = STUB_PCR0,
+    eif_crc_ok: bool = True,
     canary_fails: bool = False,
 ) -> Run:
     """Run the real bootstrap.sh with stubs; `on_nitro` pretends /dev/nitro_enclaves exists."""
@@ -127,13 +138,13 @@ def run_bootstrap(
         directory.mkdir()
     (conf / "demo.env").write_text(_demo_env(template, home_dir))
     scripts = {
-        "dnf": f"#!/bin/sh\n[ {dnf_exit} = 0 ] || echo '{DNF_ERROR}' >&2\nexit {dnf_exit}\n",
         "curl": CURL,
         "aws": AWS,
         "nitro-cli": NITRO_CLI,
         "python3.11": PYTHON,
         "venv-python": VENV_PYTHON,
-        **dict.fromkeys(("systemctl", "install"), "#!/bin/sh\nexit 0\n"),
+        "install": "#!/bin/sh\nexit 0\n",
+        **dict.fromkeys(("dnf", "systemctl", "docker", "dockerd"), RECORDER),
     }
     for name, text in scripts.items():
         (stubs / name).write_text(text)
@@ -148,6 +159,10 @@ def run_bootstrap(
         "STORED_KEY": EIF_KEY,
         "STORED_VERSION": EIF_VERSION,
         "EIF_PCR0": eif_pcr0,
+        "EIF_CRC_OK": "1" if eif_crc_ok else "0",
+        "COMMANDS": str(tmp_path / "commands"),
+        "DNF_EXIT": str(dnf_exit),
+        "DNF_ERROR": DNF_ERROR,
         "VENV_PYTHON_STUB": str(stubs / "venv-python"),
         **({"CANARY_FAILS": "1"} if canary_fails else {}),
     }
@@ -160,13 +175,14 @@ def run_bootstrap(
         check=False,
         env=env,
     )
-    signals, calls = tmp_path / "signals", tmp_path / "aws_calls"
+    signals, calls, commands = tmp_path / "signals", tmp_path / "aws_calls", tmp_path / "commands"
     return Run(
         returncode=result.returncode,
         output=result.stdout + result.stderr,
         signals=[json.loads(line) for line in signals.read_text().splitlines()] if signals.exists() else [],
         aws_calls=calls.read_text().splitlines() if calls.exists() else [],
         home_dir=home_dir,
+        commands=commands.read_text().splitlines() if commands.exists() else [],
     )
 
 
@@ -236,3 +252,46 @@ def test_the_bootstrap_writes_no_parameter_and_builds_nothing(template: Json, tm
     assert run.returncode == 0, run.output[-2000:]
     assert not [c for c in run.aws_calls if "put-parameter" in c]
     assert not (run.home_dir / "nitro-cli-artifacts").exists()
+
+
+def test_docker_is_masked_right_after_the_install_and_never_run(template: Json, tmp_path: Path) -> None:
+    # The Nitro CLI RPM requires the docker package (SPECS/aws-nitro-enclaves-cli.spec), so dnf installs it;
+    # the host masks its daemon and socket before anything else touches systemd, and never runs docker.
+    run = run_bootstrap(template, tmp_path)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.commands[0].startswith("dnf install -y -q aws-nitro-enclaves-cli ")
+    assert run.commands[1] == DOCKER_MASK
+    others = [c for c in run.commands[2:] if "docker" in c]
+    assert others == [], others
+    assert not [c for c in run.commands if c.split()[0] in ("docker", "dockerd")]
+
+
+def test_an_eif_failing_its_crc_check_is_refused_before_the_pcr0(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, eif_crc_ok=False)
+    assert run.returncode != 0
+    (signal,) = run.signals
+    assert (signal["Status"], signal["UniqueId"]) == ("FAILURE", f"{INSTANCE_ID} eif-crc: bad-crc")
+    assert "nitro-cli describe-eif reports CheckCRC false, not true" in run.output
+    assert "step: check the EIF's PCR0" not in run.output
+    assert "systemctl enable --now nitro-enclave-demo-enclave.service" not in run.commands  # never started
+
+
+def test_the_real_systemctl_masks_an_installed_inactive_docker(tmp_path: Path) -> None:
+    # systemctl(1), "mask": links the unit name under /etc/systemd/system to /dev/null, which works for a
+    # vendor unit in /usr/lib/systemd/system, installed or not, running or not. Here against a scratch root
+    # (--root; --now needs a running manager, which a host has): a docker.service as an RPM installs it, and
+    # no docker.socket at all. Both end up "masked".
+    vendor = tmp_path / "usr/lib/systemd/system"
+    vendor.mkdir(parents=True)
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    (vendor / "docker.service").write_text(
+        "[Service]\nExecStart=/usr/bin/dockerd\n[Install]\nWantedBy=multi-user.target\n"
+    )
+    units = DOCKER_MASK.split()[3:]
+    assert units == ["docker.service", "docker.socket"]
+    subprocess.run(["systemctl", f"--root={tmp_path}", "mask", *units], check=True, capture_output=True)
+    state = subprocess.run(
+        ["systemctl", f"--root={tmp_path}", "is-enabled", *units], capture_output=True, text=True, check=False
+    )
+    assert state.stdout.split() == ["masked", "masked"]
+    assert all((tmp_path / "etc/systemd/system" / unit).readlink() == Path("/dev/null") for unit in units)

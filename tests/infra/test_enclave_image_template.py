@@ -272,12 +272,14 @@ def test_a_host_role_may_read_only_the_built_eif(template: Json) -> None:
     build_id, bucket_id = logical_id(template, RESOURCE_TYPE), logical_id(template, "AWS::S3::Bucket")
     host = logical_id(template, "AWS::IAM::Role", "HostRole")
     (statement,) = role_statements(template, host)
-    assert statement.actions == ("s3:GetObject", "s3:GetObjectVersion")
+    # Only the build's version: GetObject with a version id needs s3:GetObjectVersion alone.
+    assert statement.actions == ("s3:GetObjectVersion",)
     policy = next(p for k, p in resources(template, "AWS::IAM::Policy").items() if k.startswith("HostRole"))
     (raw,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert raw["Resource"] == {
         "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/", {"Fn::GetAtt": [build_id, "EifKey"]}]]
     }
+    assert raw["Condition"] == {"StringEquals": {"s3:versionid": {"Fn::GetAtt": [build_id, "EifVersion"]}}}
 
 
 def test_cfn_lint_passes_but_for_cdks_own_redundant_depends_on(built: Built) -> None:

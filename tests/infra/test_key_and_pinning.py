@@ -207,3 +207,19 @@ def test_the_readmes_trust_paragraph_matches_the_template(template: Json) -> Non
     assert not [a for a in actions if a.startswith(forbidden) or "*" in a]
     assert {a for a in actions if a.startswith("cloudformation:")} == {"cloudformation:signalresource"}
     assert "kms:PutKeyPolicy" in key_statements(template)["DenyInstanceRoleKeyManagement"]["Action"]
+    paragraph = _trust_paragraph(readme)
+    # "the one EIF object version it runs": GetObjectVersion only, for the build's version only.
+    build_id, _ = only(template, "Custom::EnclaveImageBuild")
+    (eif,) = [s for s in statements(template) if s.sid == "FetchPinnedEif"]
+    assert eif.actions == ("s3:GetObjectVersion",)
+    assert eif.condition == {"StringEquals": {"s3:versionid": {"Fn::GetAtt": [build_id, "EifVersion"]}}}
+    assert "`s3:GetObjectVersion` on its key with `s3:versionid` equal to the" in paragraph
+    # SignalResource takes any UniqueId from the role: the paragraph says so, and that the pin is the key's.
+    assert "send `SUCCESS` for any `UniqueId`" in paragraph
+    assert "cannot affect the pin: the key policy" in paragraph
+
+
+def _trust_paragraph(readme: str) -> str:
+    start = readme.index("- **Who can and cannot influence the pin**")
+    end = readme.index("\n- **", start + 1)
+    return " ".join(readme[start:end].split())

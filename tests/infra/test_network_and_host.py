@@ -111,10 +111,12 @@ def test_a_roll_replaces_one_host_at_a_time_waiting_on_its_signal(synth: SynthFn
         assert rolling["MinInstancesInService"] == hosts < int(group["Properties"]["MaxSize"])
 
 
-def test_no_host_boots_before_the_key_accepts_the_new_pcr0(template: Json) -> None:
+def test_no_host_boots_before_the_key_and_its_alias_exist(template: Json) -> None:
+    # The canary encrypts through the alias (demo.env's KMS_KEY_ID): the group waits for both.
     key_id, _ = only(template, "AWS::KMS::Key")
+    alias_id, _ = only(template, "AWS::KMS::Alias")
     _, group = only(template, GROUP_TYPE)
-    assert key_id in group["DependsOn"]
+    assert {key_id, alias_id} <= set(group["DependsOn"])
 
 
 def test_hosts_signal_the_group_by_its_logical_id(template: Json, tmp_path: Path) -> None:
@@ -150,11 +152,39 @@ def test_user_data_sets_up_allocator_proxy_and_hands_over_to_bootstrap(template:
     assert "infra/constructs/host/bootstrap.sh" in user_data
 
 
+HOST_SCRIPTS_AND_UNITS = (
+    "bootstrap.sh",
+    "enclave-run.sh",
+    "nitro-demo.sh",
+    "nitro-enclave-demo-enclave.service",
+    "nitro-enclave-demo-relay.service",
+    "nitro-enclave-demo-logs.service",
+    "nitro-enclave-demo-journal@.service",
+    "vsock-proxy.override.conf",
+)
+DOCKER_MASK = "systemctl mask --now docker.service docker.socket"
+
+
 def test_nothing_on_a_host_builds_an_image_or_signals_a_measurement(template: Json) -> None:
     boot = user_data_parts(template)["user-data.sh"] + (HOST_FILES_DIR / "bootstrap.sh").read_text()
-    for word in ("docker", "build-enclave", "WaitCondition", "SIGNAL_URL", "Data"):
+    for word in ("build-enclave", "WaitCondition", "SIGNAL_URL", "Data"):
         assert word not in boot, word
     assert "aws cloudformation signal-resource" in boot
+
+
+def test_docker_comes_with_the_nitro_cli_but_nothing_on_a_host_runs_it(template: Json) -> None:
+    # The Nitro CLI RPM declares `Requires: docker` (SPECS/aws-nitro-enclaves-cli.spec), so its package is
+    # installed. The one command line naming docker masks its daemon and socket; no unit orders after,
+    # wants or requires it, and no script runs docker (tests/infra/test_bootstrap_run.py checks the run).
+    texts = {"user-data.sh": user_data_parts(template)["user-data.sh"]}
+    texts |= {name: (HOST_FILES_DIR / name).read_text() for name in HOST_SCRIPTS_AND_UNITS}
+    commands = [
+        (name, line.strip())
+        for name, text in texts.items()
+        for line in text.splitlines()
+        if "docker" in line.lower() and not line.lstrip().startswith(("#", "step ", "log "))
+    ]
+    assert commands == [("bootstrap.sh", DOCKER_MASK)]
 
 
 def role_grants(template: Json) -> dict[str, tuple[set[str], list[Any]]]:
@@ -177,9 +207,13 @@ def test_the_role_reads_the_pinned_eif_object_only(template: Json) -> None:
     build_id, _ = only(template, "Custom::EnclaveImageBuild")
     bucket_id, _ = only(template, "AWS::S3::Bucket")
     actions, targets = role_grants(template)["FetchPinnedEif"]
-    assert actions == {"s3:GetObject", "s3:GetObjectVersion"}
+    # GetObject with a versionId needs s3:GetObjectVersion and not s3:GetObject (S3 API reference,
+    # GetObject); s3:versionid (service authorization reference) limits it to the build's one version.
+    assert actions == {"s3:GetObjectVersion"}
     eif = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/", {"Fn::GetAtt": [build_id, "EifKey"]}]]}
     assert targets == [eif]
+    (statement,) = [s for s in statements(template) if s.sid == "FetchPinnedEif"]
+    assert statement.condition == {"StringEquals": {"s3:versionid": {"Fn::GetAtt": [build_id, "EifVersion"]}}}
     reads = [(sid, r) for sid, (a, r) in role_grants(template).items() if any(x.startswith("s3:") for x in a)]
     assert sorted(sid for sid, _ in reads) == ["FetchPinnedEif", "FetchProjectCode"]
     assert "*" not in str(reads)

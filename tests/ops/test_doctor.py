@@ -186,7 +186,7 @@ def test_allowlist_for_another_region_means_kms_hangs() -> None:
     assert "kms.eu-west-1.amazonaws.com:443" in finding.what
 
 
-def test_disk_nearly_full_fails_an_eif_build() -> None:
+def test_disk_nearly_full_fails() -> None:
     finding = host_checks.check_disk(fixture("df_full.txt"))
     assert finding.status is Status.FAIL
     assert "out of disk" in finding.what

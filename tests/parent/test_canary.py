@@ -1,21 +1,56 @@
 """`python -m app.parent canary` against the local stack (emulator with the key policy enforced, software
 enclave): the real command, in-process, with the environment the relay reads. A refused decrypt names KMS's
-answer; no output ever carries the full test number."""
+answer; no output ever carries the full test number. The canary's retries while KMS propagates a change run
+on an injected clock and sleep (never real time): the alias or the new key policy arrives during a wait."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from app.local.enclave import enclave_measurement
+from app.local.principals import ADMINISTRATOR
+from app.local.provision import local_client, local_key_policy
 from app.local.stack import LocalStack, StackInfo, patched_environ
 from app.parent import canary
 from app.parent.__main__ import main
 from app.shared.protocol import Credentials, ErrorCode, Op
 
 CARD = canary.canary_card()
+SETTINGS = canary.CanarySettings(key_id="alias/k", region="us-east-1", encryption_context={"app": "x"})
+
+
+class FakeTime:
+    """The canary's clock and sleep: a sleep advances the clock (and runs `on_sleep`), an attempt costs
+    `attempt_s` (advanced by the stubs that call `attempt`)."""
+
+    def __init__(self, on_sleep: Callable[[], None] = lambda: None, attempt_s: float = 0.0) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+        self.attempt_s = attempt_s
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.on_sleep()
+
+    def attempt(self) -> None:
+        self.now += self.attempt_s
+
+    def retry(self, note: Callable[[str], None] | None = None) -> canary.Retry:
+        if note is None:
+            return canary.Retry(sleep=self.sleep, clock=lambda: self.now)
+        return canary.Retry(sleep=self.sleep, clock=lambda: self.now, note=note)
+
+
+def _admin_kms(info: StackInfo) -> Any:
+    return local_client("kms", info.endpoints.http, info.resources.region, principal=ADMINISTRATOR)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +63,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 def tampered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     # An enclave whose measurement is not the one the key policy pins (a wrong PCR0).
     with LocalStack(tmp_path_factory.mktemp("canary-tampered"), relay=False, tamper=True) as info:
+        yield info
+
+
+@pytest.fixture
+def rolling(tmp_path: Path) -> Iterator[StackInfo]:
+    # A new image whose PCR0 the key policy does not accept yet: the test updates the policy (a roll).
+    with LocalStack(tmp_path, relay=False, tamper=True) as info:
         yield info
 
 
@@ -48,29 +90,126 @@ def test_the_canary_passes_with_one_line_naming_the_last_four(
     assert CARD not in out + err
 
 
-def test_a_wrong_pcr0_fails_the_canary_with_kms_answer(
-    tampered: StackInfo, capsys: pytest.CaptureFixture[str]
+def test_a_wrong_pcr0_fails_the_canary_with_kms_last_answer_after_bounded_retries(
+    tampered: StackInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    fake = FakeTime()
+    monkeypatch.setattr(canary, "RETRY", fake.retry())
     code, out, err = _canary(tampered, capsys)
     assert code == 1
     assert out == ""
-    (line,) = err.splitlines()
+    *notes, line = err.splitlines()
+    # Every wait of the schedule, 60 s in all, then KMS's last answer.
+    assert fake.sleeps == list(canary.RETRY_DELAYS_S)
+    assert sum(fake.sleeps) <= canary.RETRY_DEADLINE_S
+    assert len(notes) == len(canary.RETRY_DELAYS_S)
+    assert all("KMS may still be propagating a change" in note for note in notes)
     assert line.startswith(f"canary failed: {ErrorCode.ACCESS_DENIED.value}: ")
     assert "AccessDeniedException" in line  # KMS's own answer, as the enclave received it
+    assert line.endswith("(attempt 8 of 8, 60 s after the first)")
     assert CARD not in out + err
 
 
 def test_an_encrypt_kms_refuses_names_its_answer(
-    stack: StackInfo, capsys: pytest.CaptureFixture[str]
+    stack: StackInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(canary, "RETRY", FakeTime().retry())
     with patched_environ(stack.environment()):
         code = main(["canary", "--key-id", "alias/no-such-key"])
     _, err = capsys.readouterr()
     assert code == 1
-    assert err.startswith(
+    assert err.splitlines()[-1].startswith(
         f"canary failed: {canary.ENCRYPT_REFUSED}: KMS Encrypt on this host: NotFoundException"
     )
     assert CARD not in err
+
+
+def test_an_alias_that_appears_during_a_wait_passes_the_canary(
+    stack: StackInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The alias CloudFormation just created has not reached the KMS host the canary asks (NotFound).
+    alias = "alias/nitro-enclave-demo-arrives-late"
+
+    def alias_arrives() -> None:
+        _admin_kms(stack).create_alias(AliasName=alias, TargetKeyId=stack.resources.key_id)
+
+    fake = FakeTime(on_sleep=alias_arrives)
+    monkeypatch.setattr(canary, "RETRY", fake.retry())
+    with patched_environ(stack.environment()):
+        code = main(["canary", "--key-id", alias])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert fake.sleeps == [canary.RETRY_DELAYS_S[0]]
+    assert "NotFoundException" in err
+    assert "trying again in 1 s" in err
+    assert out.startswith(f"canary ok: this host's enclave decrypted the test card ending {CARD[-4:]}")
+    assert CARD not in out + err
+
+
+def test_a_key_policy_updated_during_a_wait_passes_the_canary(
+    rolling: StackInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A roll: CloudFormation has updated the key policy to accept the new PCR0, but the first Decrypt still
+    # meets the old policy (access_denied); the second, after one wait, meets the new one.
+    new_pcr0 = enclave_measurement(tamper=True).hex()
+
+    def policy_propagates() -> None:
+        policy = json.dumps(local_key_policy([new_pcr0, rolling.pin_hex]))
+        _admin_kms(rolling).put_key_policy(
+            KeyId=rolling.resources.key_id, PolicyName="default", Policy=policy
+        )
+
+    fake = FakeTime(on_sleep=policy_propagates)
+    monkeypatch.setattr(canary, "RETRY", fake.retry())
+    code, out, err = _canary(rolling, capsys)
+    assert code == 0, err
+    assert fake.sleeps == [canary.RETRY_DELAYS_S[0]]
+    assert f"attempt 1 of 8: {ErrorCode.ACCESS_DENIED.value}: " in err
+    assert out.startswith(f"canary ok: this host's enclave decrypted the test card ending {CARD[-4:]}")
+    assert CARD not in out + err
+
+
+class _NotFoundKms:
+    """KMS Encrypt answering NotFoundException every time; each call costs the fake clock an attempt."""
+
+    def __init__(self, fake: FakeTime, code: str = canary.KMS_NOT_FOUND) -> None:
+        self.fake, self.code, self.calls = fake, code, 0
+
+    def encrypt(self, **_: Any) -> dict[str, bytes]:
+        self.calls += 1
+        self.fake.attempt()
+        raise ClientError({"Error": {"Code": self.code, "Message": "no such alias"}}, "Encrypt")
+
+
+def test_slow_attempts_stop_the_retries_at_the_deadline() -> None:
+    fake = FakeTime(attempt_s=20.0)
+    kms, notes = _NotFoundKms(fake), list[str]()
+    with pytest.raises(canary.CanaryError) as raised:
+        canary.run_canary(
+            SETTINGS,
+            kms=kms,
+            enclave=_WrongDigits(),
+            credentials=_no_credentials,
+            retry=fake.retry(notes.append),
+        )
+    # 20 s + wait 1 + 20 s + wait 2 + 20 s = 63 s: a third wait would end past 60 s.
+    assert (kms.calls, fake.sleeps, len(notes)) == (3, [1.0, 2.0], 2)
+    assert raised.value.code == canary.ENCRYPT_REFUSED
+    assert raised.value.reason == (
+        "KMS Encrypt on this host: NotFoundException: no such alias (attempt 3 of 8, 63 s after the first)"
+    )
+
+
+@pytest.mark.parametrize("kms_code", ["AccessDeniedException", "DisabledException"])
+def test_an_answer_that_is_not_propagation_fails_at_once(kms_code: str) -> None:
+    fake = FakeTime()
+    kms = _NotFoundKms(fake, kms_code)
+    with pytest.raises(canary.CanaryError) as raised:
+        canary.run_canary(
+            SETTINGS, kms=kms, enclave=_WrongDigits(), credentials=_no_credentials, retry=fake.retry()
+        )
+    assert (kms.calls, fake.sleeps) == (1, [])
+    assert raised.value.reason == f"KMS Encrypt on this host: {kms_code}: no such alias"
 
 
 class _WrongDigits:
@@ -86,12 +225,17 @@ class _Kms:
         return {"CiphertextBlob": b"blob"}
 
 
+def _no_credentials() -> Credentials:
+    return Credentials("a", "b")
+
+
 def test_wrong_last_four_is_a_named_failure_without_the_number() -> None:
-    settings = canary.CanarySettings(key_id="alias/k", region="us-east-1", encryption_context={"app": "x"})
+    fake = FakeTime()
     with pytest.raises(canary.CanaryError) as raised:
         canary.run_canary(
-            settings, kms=_Kms(), enclave=_WrongDigits(), credentials=lambda: Credentials("a", "b")
+            SETTINGS, kms=_Kms(), enclave=_WrongDigits(), credentials=_no_credentials, retry=fake.retry()
         )
+    assert fake.sleeps == []  # a wrong answer is not KMS propagating: no retry
     assert raised.value.code == canary.WRONG_LAST4
     assert str(raised.value) == f"wrong_last4: the enclave answered 0000, the card ends {CARD[-4:]}"
     assert CARD not in str(raised.value)

@@ -271,6 +271,29 @@ def test_a_bug_of_ours_on_one_message_is_internal_and_the_rest_are_settled(
     assert "KeyError" in (rejected.error_message or "")
 
 
+def test_a_bug_of_ours_in_sending_one_request_of_a_batch_settles_only_that_message(
+    sqs: Any, relay: tuple[Relay, RelaySettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch goes to the enclave in one write; a request that breaks the encoding breaks that write,
+    and the relay then sends each message on its own, so only the one it is about is `internal`."""
+    subject, settings = relay
+    real = protocol.encode_request
+
+    def buggy(request: Request) -> bytes:
+        if request.body.get("encryption_context", {}).get("card_id") == "trigger-bug":
+            raise TypeError("a bug")
+        return real(request)
+
+    monkeypatch.setattr(protocol, "encode_request", buggy)
+    valid, buggy_id = _valid_and(sqs, settings, CardMessage("trigger-bug", b"ok:0000").to_json())
+    subject.process(queues.receive(sqs, settings.cards_queue_url, 0))
+    results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
+    assert {r.message_id for r in results if r.status == "ok"} == valid
+    (rejected,) = [r for r in results if r.status == "rejected"]
+    assert (rejected.message_id, rejected.error_code) == (buggy_id, "internal")
+    assert "TypeError" in (rejected.error_message or "")
+
+
 class FailingDeadLetterSqs:
     """The real client, except that the first `failures` SendMessageBatch calls to the dead-letter queue fail
     whole."""

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Bootstrap of a nitro-enclave-demo host; runs once, as root, from the user data.
-# Installs the Nitro CLI (no Docker: this host builds nothing), starts the allocator and vsock-proxy, installs
-# the relay and producer, downloads exactly the EIF version CodeBuild built and refuses it unless its PCR0 is
-# the pinned one, starts the enclave and relay services, proves the crypto path with a canary decrypt, and
+# Installs the Nitro CLI (its RPM pulls in Docker's package, whose daemon is masked at once: this host builds
+# nothing), starts the allocator and vsock-proxy, installs the relay and producer, downloads exactly the EIF
+# version CodeBuild built and refuses it unless nitro-cli describe-eif finds it intact (CheckCRC) with the
+# pinned PCR0, starts the enclave and relay services, proves the crypto path with a canary decrypt, and
 # only then signals SUCCESS to the stack's host group (SignalResource). Static file: deploy-time values come
 # from /etc/nitro-enclave-demo/demo.env (written by the user data).
 set -Eeuo pipefail
@@ -114,8 +115,14 @@ set -a
 set +a
 : "${STACK_NAME:?}" "${SIGNAL_RESOURCE:?}" "${EIF_BUCKET:?}" "${EIF_KEY:?}" "${EIF_VERSION:?}" "${EXPECTED_PCR0:?}"
 
-step dnf "install the Nitro CLI, Python 3.11, jq and the CloudWatch agent with dnf (no Docker: nothing is built here)"
+step dnf "install the Nitro CLI, Python 3.11, jq and the CloudWatch agent with dnf"
 dnf install -y -q aws-nitro-enclaves-cli python3.11 python3.11-pip jq amazon-cloudwatch-agent
+
+# The Nitro CLI RPM declares `Requires: docker` (SPECS/aws-nitro-enclaves-cli.spec in
+# aws/aws-nitro-enclaves-cli), so dnf installed Docker's package too. Nothing here builds an image: mask the
+# daemon and its socket (a link to /dev/null: no start, no socket activation; --now stops it were it running).
+step docker-masked "mask docker.service and docker.socket (installed only as a dependency of the Nitro CLI RPM; never run here)"
+systemctl mask --now docker.service docker.socket
 
 step enclave-support "check enclave support: /dev/nitro_enclaves exists only on an instance launched with enclaves enabled"
 test -c /dev/nitro_enclaves
@@ -152,8 +159,16 @@ step eif-download "download the EIF s3://$EIF_BUCKET/$EIF_KEY, version $EIF_VERS
 aws s3api get-object --region "$AWS_REGION" --bucket "$EIF_BUCKET" --key "$EIF_KEY" --version-id "$EIF_VERSION" \
   "$ENCLAVE_EIF" >/dev/null
 
+step eif-crc "check the EIF is intact: nitro-cli describe-eif must report CheckCRC true"
+# describe-eif prints "CheckCRC": the EIF reader's CRC check of every section (EifDescribeInfo.crc_check in
+# src/common/json_output.rs of aws/aws-nitro-enclaves-cli); false means a damaged or truncated file.
+described=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF")
+if ! jq -e '.CheckCRC == true' >/dev/null <<<"$described"; then
+  fail bad-crc "refusing to run $ENCLAVE_EIF: nitro-cli describe-eif reports CheckCRC $(jq -c .CheckCRC <<<"$described"), not true (a damaged or truncated file)"
+fi
+
 step pcr0 "check the EIF's PCR0 is the pinned $EXPECTED_PCR0 (nitro-cli describe-eif)"
-pcr0=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF" | jq -er '.Measurements.PCR0 | ascii_downcase')
+pcr0=$(jq -er '.Measurements.PCR0 | ascii_downcase' <<<"$described")
 if [[ "$pcr0" != "${EXPECTED_PCR0,,}" ]]; then
   fail wrong-pcr0 "refusing to run $ENCLAVE_EIF: its PCR0 is $pcr0, the pin is $EXPECTED_PCR0"
 fi

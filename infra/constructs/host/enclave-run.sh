@@ -1,6 +1,6 @@
 #!/bin/bash
-# Runs the nitro-enclave-demo enclave for systemd: refuses an EIF whose PCR0 is not the pinned one (at every
-# start, not only at boot: the file on disk could have changed since), starts
+# Runs the nitro-enclave-demo enclave for systemd: refuses an EIF that fails describe-eif's CRC check or whose
+# PCR0 is not the pinned one (at every start, not only at boot: the file on disk could have changed since), starts
 # it with the fixed CID, tells systemd it is ready once it answers a ping (so the relay starts after it),
 # then stays in the foreground while it runs so that Restart=on-failure sees it stop.
 set -Eeuo pipefail
@@ -16,8 +16,14 @@ readonly EXIT_WRONG_IMAGE=3
 : "${ENCLAVE_EIF:?}" "${ENCLAVE_CPU_COUNT:?}" "${ENCLAVE_MEMORY_MIB:?}" "${ENCLAVE_CID:?}" "${ENCLAVE_URL:?}"
 : "${EXPECTED_PCR0:?the pinned PCR0 must be set (demo.env)}"
 
-actual=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF" | jq -er '.Measurements.PCR0 | ascii_downcase') ||
-  actual="(unreadable)"
+described=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF") || described="{}"
+# "CheckCRC": the EIF reader's CRC check (EifDescribeInfo.crc_check, src/common/json_output.rs of
+# aws/aws-nitro-enclaves-cli); anything but true is a damaged or truncated file.
+if ! jq -e '.CheckCRC == true' >/dev/null 2>&1 <<<"$described"; then
+  echo "refusing to start $ENCLAVE_EIF: nitro-cli describe-eif does not report CheckCRC true (damaged or truncated)" >&2
+  exit "$EXIT_WRONG_IMAGE"
+fi
+actual=$(jq -er '.Measurements.PCR0 | ascii_downcase' <<<"$described") || actual="(unreadable)"
 if [[ "$actual" != "${EXPECTED_PCR0,,}" ]]; then
   echo "refusing to start $ENCLAVE_EIF: its PCR0 $actual is not the pinned $EXPECTED_PCR0" >&2
   exit "$EXIT_WRONG_IMAGE"
