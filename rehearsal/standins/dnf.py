@@ -84,6 +84,16 @@ def install(package: Package) -> None:
         add_group(group)
 
 
+def with_requirements(names: list[str]) -> list[str]:
+    """The names asked for and what their packages require, each once (dnf resolves `Requires:`)."""
+    ordered: list[str] = []
+    for name in names:
+        for needed in (*PACKAGES[name].requires, name):
+            if needed not in ordered:
+                ordered.append(needed)
+    return ordered
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     if args.command != "install":
@@ -96,13 +106,14 @@ def main(argv: list[str]) -> int:
     if not args.assumeyes and not sys.stdin.isatty():
         print("Is this ok [y/N]: ", end="")
         host.fail("Operation aborted.")
-    for name in args.names:
+    transaction = with_requirements(args.names)
+    for name in transaction:
         install(PACKAGES[name])
     record = host.path(INSTALLED)
     done = set(json.loads(record.read_text())) if record.exists() else set()
-    host.write_json(record, sorted(done | set(args.names)))
+    host.write_json(record, sorted(done | set(transaction)))
     if not args.quiet:
-        print("Installed:\n" + "".join(f"  {name}\n" for name in args.names) + "\nComplete!")
+        print("Installed:\n" + "".join(f"  {name}\n" for name in transaction) + "\nComplete!")
     return 0
 
 

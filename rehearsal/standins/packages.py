@@ -2,7 +2,8 @@
 host.
 
 File lists follow the real packages: aws/aws-nitro-enclaves-cli `SPECS/aws-nitro-enclaves-cli.spec` (`%files`,
-`%files devel`, `%pre` adds group `ne`, `%post` makes /var/log/nitro_enclaves and /run/nitro_enclaves) and its
+`%files devel`, `%pre` adds group `ne`, `%post` makes /var/log/nitro_enclaves and /run/nitro_enclaves,
+`Requires: docker`, so installing the Nitro CLI installs Docker's package too, as dnf resolves it) and its
 Makefile `install-tools` (paths). Every program is a rehearsal stand-in (a link into the stand-ins' library);
 python3.11, its pip and jq come with the Debian root the harness builds, so they are only checked for.
 """
@@ -32,6 +33,7 @@ class Package:
     dirs: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     provided_by_root: tuple[str, ...] = ()  # paths the Debian root must already have
+    requires: tuple[str, ...] = ()  # the spec's `Requires:` among these packages, installed with it
 
 
 def _stock_allowlist() -> str:
@@ -67,6 +69,10 @@ PACKAGES = {
             },
             dirs=("/run/nitro_enclaves",),
             groups=("ne",),
+            requires=(
+                "docker",
+                "jq",
+            ),  # the spec's `Requires: docker`, `Requires: jq` (systemd, curl: the root's)
         ),
         Package(
             "aws-nitro-enclaves-cli-devel",

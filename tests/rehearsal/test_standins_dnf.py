@@ -33,7 +33,7 @@ def test_installing_the_bootstraps_packages_puts_the_stand_ins_in_place(tmp_path
     programs = [f"usr/bin/{p}" for p in ("nitro-cli", "vsock-proxy", "nitro-enclaves-allocator")]
     for program in [*programs, "opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"]:
         assert (root / program).exists(), program
-    assert not (root / "usr/bin/docker").exists()  # hosts install no Docker
+    assert (root / "usr/bin/docker").exists()  # the Nitro CLI RPM requires Docker; bootstrap.sh masks it
     assert (root / "etc/nitro_enclaves/vsock-proxy.yaml").read_text().startswith("allowlist:")
     assert not (
         root / "usr/share/nitro_enclaves/blobs"
@@ -75,3 +75,12 @@ def test_a_package_the_debian_root_must_bring_is_checked_for(tmp_path: Path) -> 
     done = run(root, "/usr/bin/dnf", "install", "-y", "jq")
     assert done.returncode == 1
     assert "/usr/bin/jq" in done.stderr
+
+
+def test_the_nitro_cli_package_brings_docker_as_its_spec_requires(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    done = run(root, "/usr/bin/dnf", "install", "-y", "aws-nitro-enclaves-cli")
+    assert done.returncode == 0, done.stderr
+    assert "  docker\n" in done.stdout
+    assert (root / "usr/bin/docker").exists()
+    assert (root / "usr/lib/systemd/system/docker.service").exists()
