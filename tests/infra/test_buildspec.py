@@ -266,28 +266,27 @@ def test_an_unversioned_upload_fails_the_build(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def code_asset(default: Synth, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def code_asset(default: Synth, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthesized stack's code asset as CodeBuild unzips it: every file 0644 (a zip asset may lose the
-    executable bit; the buildspec runs `bash infra/build/build-eif.sh`), and the asset's hash."""
+    executable bit; the buildspec runs `bash infra/build/build-eif.sh`)."""
     manifest = json.loads((default.outdir / "NitroEnclaveDemo.assets.json").read_text())
     roots = [
-        (default.outdir / entry["source"]["path"], asset_hash)
-        for asset_hash, entry in manifest["files"].items()
+        default.outdir / entry["source"]["path"]
+        for entry in manifest["files"].values()
         if (default.outdir / entry["source"]["path"] / "infra/build/build-eif.sh").is_file()
     ]
     assert len(roots) == 1, roots
-    (root, asset_hash) = roots[0]
     target = tmp_path_factory.mktemp("asset") / "src"
-    shutil.copytree(root, target, copy_function=shutil.copyfile)
-    return target, asset_hash
+    shutil.copytree(roots[0], target, copy_function=shutil.copyfile)
+    return target
 
 
 def test_the_real_build_script_over_the_code_asset_exports_what_the_handler_accepts(
-    tmp_path: Path, code_asset: tuple[Path, str]
+    tmp_path: Path, code_asset: Path
 ) -> None:
     # The real build-eif.sh and context.py from the synthesized asset; only docker, nitro-cli, dnf and aws
     # are stand-ins. What reaches docker must be the normalized context of this checkout's app/.
-    source, _ = code_asset
+    source = code_asset
     lower = json.dumps({"Measurements": {k: v.lower() for k, v in PCRS.items()}})  # nitro-cli's own case
     outcome, calls = run_build(
         tmp_path, source=source, project={"NITRO_CLI_VERSION": "1.4.2"}, MEASUREMENTS=lower
@@ -317,9 +316,9 @@ def test_the_real_build_script_over_the_code_asset_exports_what_the_handler_acce
 
 
 def test_the_real_build_script_refuses_an_installed_version_other_than_the_pin(
-    tmp_path: Path, code_asset: tuple[Path, str]
+    tmp_path: Path, code_asset: Path
 ) -> None:
-    source, _ = code_asset
+    source = code_asset
     outcome, calls = run_build(tmp_path, source=source, project={"NITRO_CLI_VERSION": "1.3.1"})
     assert outcome.phases == {"install": True, "build": False}
     assert "nitro-cli 1.4.2 is installed, but NITRO_CLI_VERSION pins 1.3.1" in outcome.output
