@@ -36,7 +36,8 @@ if [[ -z "$pinned" ]]; then
     parameter="/nitro-enclave-demo/$stack_name/measurements"
     measurements="$(aws ssm get-parameter --name "$parameter" --query Parameter.Value --output text)" \
       || cannot "could not read SSM parameter $parameter (stack $stack_name)"
-    deployed_version="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1]).get("NitroCliVersion", ""))' \
+    # "unknown": the deployed build predates the recording (infra/build/handler/enclave_build.py).
+    deployed_version="$(python3 -c 'import json, sys; v = json.loads(sys.argv[1]).get("NitroCliVersion", ""); print("" if v == "unknown" else v)' \
       "$measurements")" || cannot "SSM parameter $parameter is not the measurements JSON"
   fi
 fi

@@ -199,6 +199,10 @@ def test_measure_without_a_known_version_warns(stubs: Path) -> None:
     done = _run(MEASURE, stubs, PCR0=GOOD_PCR0, OUT_DIR=str(stubs / "m"))
     assert done.returncode == 0, done.stderr
     assert "WARNING: the deployed nitro-cli version is unknown" in done.stderr
+    _aws(stubs)  # a deployed build that recorded none: the handler's "unknown"
+    recorded = _run(MEASURE, stubs, OUT_DIR=str(stubs / "m"), STUB_PIN=GOOD_PCR0, STUB_DEPLOYED="unknown")
+    assert recorded.returncode == 0, recorded.stderr
+    assert "WARNING: the deployed nitro-cli version is unknown" in recorded.stderr
     given = _run(MEASURE, stubs, PCR0=GOOD_PCR0, NITRO_CLI_VERSION="1.4.4", OUT_DIR=str(stubs / "m"))
     assert given.returncode == 2
     assert "pins 1.4.4" in given.stderr

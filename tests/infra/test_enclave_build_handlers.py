@@ -456,7 +456,16 @@ def test_malformed_exported_variables_are_refused_by_name(
         check_complete(request("Create", NEW), client)
 
 
-@pytest.mark.parametrize("name", ["PCR0", "EIF_KEY", "EIF_VERSION", "NITRO_CLI_VERSION"])
+def test_a_build_that_recorded_no_nitro_cli_version_says_unknown(codebuild: tuple[Any, Stubber]) -> None:
+    # A build made before the buildspec recorded it: a rollback to it must not fail on a diagnostic.
+    client, stubber = codebuild
+    variables = exported()
+    del variables["NITRO_CLI_VERSION"]
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", variables))
+    assert check_complete(request("Create", NEW), client)["Data"]["NitroCliVersion"] == "unknown"
+
+
+@pytest.mark.parametrize("name", ["PCR0", "EIF_KEY", "EIF_VERSION"])
 def test_a_missing_exported_variable_is_refused_by_name(codebuild: tuple[Any, Stubber], name: str) -> None:
     client, stubber = codebuild
     variables = exported()

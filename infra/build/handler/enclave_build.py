@@ -41,6 +41,8 @@ EXPORTED_VARIABLES = (
 # PREVIOUS_BUILD_ID of a build that replaces none: CodeBuild has refused empty environment variable values
 # before, so neither the project nor a StartBuild override ever carries "".
 NO_PREVIOUS = "none"
+# NitroCliVersion of a build that exported none (made before the buildspec recorded it).
+UNKNOWN_VERSION = "unknown"
 MAX_SHOWN_CHARS = 200
 
 Event = dict[str, Any]
@@ -130,7 +132,7 @@ def build_data(client: Client, build: Event, props: Event) -> dict[str, str]:
     pcr0, pcr1, pcr2 = (_checked(exported, name, PCR_RE) for name in ("PCR0", "PCR1", "PCR2"))
     eif_key = _checked(exported, "EIF_KEY", EIF_KEY_RE)
     eif_version = _checked(exported, "EIF_VERSION", EIF_VERSION_RE)
-    nitro_cli_version = _checked(exported, "NITRO_CLI_VERSION", NITRO_CLI_VERSION_RE)
+    nitro_cli_version = _nitro_cli_version(exported)
     if eif_version == "null":
         raise BuildError("the build's exported EIF_VERSION is 'null': the EIF bucket is not versioned")
     expected = str(props.get("ExpectedPcr0", "")).strip().lower()
@@ -149,6 +151,14 @@ def build_data(client: Client, build: Event, props: Event) -> dict[str, str]:
         "AcceptedPcr0": f"{pcr0},{previous}" if previous else pcr0,
         "NitroCliVersion": nitro_cli_version,
     }
+
+
+def _nitro_cli_version(exported: dict[str, str]) -> str:
+    """X.Y.Z the build recorded; UNKNOWN_VERSION for a build made before the buildspec recorded it (a
+    rollback may return to one, and must not fail for want of a diagnostic); anything else is refused."""
+    if "NITRO_CLI_VERSION" not in exported:
+        return UNKNOWN_VERSION
+    return _checked(exported, "NITRO_CLI_VERSION", NITRO_CLI_VERSION_RE)
 
 
 def failure_reason(build: Event) -> str:
