@@ -25,6 +25,7 @@ DEFAULTS: Mapping[str, Any] = {
     "log_retention_days": 7,
     "hosts": 1,
     "retire_previous": False,
+    "nitro_cli_version": "",
 }
 
 ZERO_PCR = "0" * 96
@@ -78,6 +79,7 @@ class Settings:
     log_retention_days: int
     hosts: int
     retire_previous: bool
+    nitro_cli_version: str  # "" = whatever the AL2023 repository serves to the build
 
 
 def parse_instance_type(name: str) -> InstanceShape:
@@ -126,6 +128,7 @@ def load_settings(get: Callable[[str], Any]) -> Settings:
         log_retention_days=_as_int("log_retention_days", value("log_retention_days")),
         hosts=_as_int("hosts", value("hosts")),
         retire_previous=_as_bool("retire_previous", value("retire_previous")),
+        nitro_cli_version=_as_nitro_cli_version(value("nitro_cli_version")),
     )
     _check_enclave_fits(settings)
     _check_ranges(settings)
@@ -197,6 +200,15 @@ def _as_pcr0(raw: Any) -> str:
         raise SettingsError(f"enclave_pcr0 must be 96 hex characters (SHA-384), got {raw!r}")
     if text == ZERO_PCR:
         raise SettingsError("enclave_pcr0 is all zeros (a debug-mode value): use enclave_debug=true instead")
+    return text
+
+
+def _as_nitro_cli_version(raw: Any) -> str:
+    """X.Y.Z, the package version dnf installs (aws-nitro-enclaves-cli-X.Y.Z) and `nitro-cli --version`
+    prints; "" leaves it to the repository. The build's kernel, init and nsm.ko come from this package."""
+    text = str(raw).strip()
+    if text and not re.fullmatch(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", text):
+        raise SettingsError(f"nitro_cli_version must look like '1.3.1' (or be empty), got {raw!r}")
     return text
 
 

@@ -39,6 +39,7 @@ class NitroEnclaveDemoStack(Stack):
             code=code,
             expected_pcr0=settings.enclave_pcr0,
             retire_previous=settings.retire_previous,
+            nitro_cli_version=settings.nitro_cli_version,
         )
         host = EnclaveHost(
             self,
@@ -80,6 +81,7 @@ class NitroEnclaveDemoStack(Stack):
                 pinned_pcr0_parameter=names.pinned_pcr0,
                 pinned_pcr0=image.pcr0,
                 accepted_pcr0=image.accepted_pcr0,
+                nitro_cli_version=image.nitro_cli_version,
                 eif_location=image.eif_key,
                 debug=settings.enclave_debug,
                 log_group_name=observability.log_group.log_group_name,

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the enclave image deterministically and measures it: OUT_DIR/enclave.eif and OUT_DIR/measurements.json
-# (nitro-cli build-enclave's stdout, {"Measurements": {"HashAlgorithm": .., "PCR0": .., "PCR1": .., "PCR2": ..}}).
+# Builds the enclave image deterministically and measures it: OUT_DIR/enclave.eif, OUT_DIR/measurements.json
+# (nitro-cli build-enclave's stdout, {"Measurements": {"HashAlgorithm": .., "PCR0": .., "PCR1": .., "PCR2": ..}})
+# and OUT_DIR/nitro-cli-version (X.Y.Z of the nitro-cli that built it: its blobs are part of PCR0 and PCR1).
+# With NITRO_CLI_VERSION=X.Y.Z set, any other installed nitro-cli version is refused before anything builds.
 # Run by the CodeBuild buildspec (infra/build/buildspec.yml) and by `make measure` (infra/build/measure.sh).
 # Usage: infra/build/build-eif.sh OUT_DIR
 #
@@ -37,7 +39,16 @@ SOURCE_DATE_EPOCH="$(python3 "$here/context.py" epoch)"
 export SOURCE_DATE_EPOCH
 context_sha256="$(python3 "$here/context.py" write --source "$source_root" "$work/context.tar")"
 echo "build-eif.sh: build context sha256 $context_sha256, SOURCE_DATE_EPOCH $SOURCE_DATE_EPOCH" >&2
-echo "build-eif.sh: $(nitro-cli --version 2>&1 || echo 'nitro-cli version unknown')" >&2
+# clap's `--version` prints "Nitro CLI X.Y.Z" (aws/aws-nitro-enclaves-cli src/main.rs: Command "Nitro CLI",
+# .version(CARGO_PKG_VERSION)); the kernel, init and nsm.ko blobs ship in the same package version.
+version_line="$(nitro-cli --version 2>/dev/null)" || fail "nitro-cli --version failed"
+[[ "$version_line" =~ ^Nitro\ CLI\ ([0-9]+\.[0-9]+\.[0-9]+)([^0-9.]|$) ]] \
+  || fail "nitro-cli --version printed '$version_line', not 'Nitro CLI X.Y.Z'"
+nitro_cli_version="${BASH_REMATCH[1]}"
+if [[ -n "${NITRO_CLI_VERSION:-}" && "$NITRO_CLI_VERSION" != "$nitro_cli_version" ]]; then
+  fail "nitro-cli $nitro_cli_version is installed, but NITRO_CLI_VERSION pins $NITRO_CLI_VERSION: PCR0 and PCR1 depend on its blobs"
+fi
+echo "build-eif.sh: nitro-cli $nitro_cli_version" >&2
 
 # The tar on stdin is the whole context; -f names the Dockerfile inside it. Docker's output goes to stderr so
 # that this script's stdout stays free for its caller.
@@ -54,4 +65,5 @@ print(pcr0 if isinstance(pcr0, str) and re.fullmatch("[0-9a-f]{96}", pcr0) else 
 [[ -n "$pcr0" ]] || fail "$out_dir/measurements.json has no PCR0 of 96 lower-case hex digits"
 [[ "$pcr0" != "$ZERO_PCR" ]] || fail "PCR0 is all zeros: that is no image's measurement (debug mode reports it)"
 [[ -s "$out_dir/enclave.eif" ]] || fail "nitro-cli wrote no $out_dir/enclave.eif"
+printf '%s\n' "$nitro_cli_version" >"$out_dir/nitro-cli-version"
 echo "build-eif.sh: PCR0 $pcr0" >&2

@@ -6,6 +6,10 @@
 # CloudFormation), read with the AWS CLI for STACK_NAME (default NitroEnclaveDemo) in the CLI's configured
 # region; or give it as PCR0=<hex> to compare with a value you already have. OUT_DIR (default .measure) keeps
 # the rebuilt enclave.eif and measurements.json.
+# The nitro-cli version matters as much as the code (its kernel, init and nsm.ko blobs are in PCR0): the
+# version the deployed build used is read from the stack's measurements parameter (its NitroCliVersion), or
+# given as NITRO_CLI_VERSION=X.Y.Z; build-eif.sh then refuses another installed version (exit 2 here). With
+# a PCR0 given and no version, the rebuild runs with whatever nitro-cli is installed, with a warning.
 set -euo pipefail
 
 stack_name="${STACK_NAME:-NitroEnclaveDemo}"
@@ -22,14 +26,33 @@ for tool in docker nitro-cli; do
 done
 
 pinned="${PCR0:-}"
+deployed_version="${NITRO_CLI_VERSION:-}"
 if [[ -z "$pinned" ]]; then
   command -v aws >/dev/null || cannot "the AWS CLI is needed to read the pin (or give it: make measure PCR0=<hex>)"
   parameter="/nitro-enclave-demo/$stack_name/pinned-pcr0"
   pinned="$(aws ssm get-parameter --name "$parameter" --query Parameter.Value --output text)" \
     || cannot "could not read SSM parameter $parameter (stack $stack_name)"
+  if [[ -z "$deployed_version" ]]; then
+    parameter="/nitro-enclave-demo/$stack_name/measurements"
+    measurements="$(aws ssm get-parameter --name "$parameter" --query Parameter.Value --output text)" \
+      || cannot "could not read SSM parameter $parameter (stack $stack_name)"
+    # "unknown": the deployed build predates the recording (infra/build/handler/enclave_build.py).
+    deployed_version="$(python3 -c 'import json, sys; v = json.loads(sys.argv[1]).get("NitroCliVersion", ""); print("" if v == "unknown" else v)' \
+      "$measurements")" || cannot "SSM parameter $parameter is not the measurements JSON"
+  fi
 fi
 
-bash "$here/build-eif.sh" "$out_dir"
+if [[ -n "$deployed_version" ]]; then
+  [[ "$deployed_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || cannot "nitro-cli version '$deployed_version' is not X.Y.Z"
+  echo "the deployed image was built with nitro-cli $deployed_version; install that version to compare:" \
+    "dnf install aws-nitro-enclaves-cli-$deployed_version aws-nitro-enclaves-cli-devel-$deployed_version" >&2
+else
+  echo "make measure: WARNING: the deployed nitro-cli version is unknown (give NITRO_CLI_VERSION=X.Y.Z):" \
+    "a PCR0 rebuilt with another version differs even for the same code" >&2
+fi
+
+NITRO_CLI_VERSION="$deployed_version" bash "$here/build-eif.sh" "$out_dir" \
+  || cannot "the rebuild failed (see build-eif.sh's message above), so nothing was compared"
 rebuilt="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["Measurements"]["PCR0"])' \
   "$out_dir/measurements.json")"
 

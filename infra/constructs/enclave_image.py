@@ -11,7 +11,8 @@ outputs build on these attributes (CloudFormation tokens, strings):
 - `eif_version`: the S3 version id of that object;
 - `previous_pcr0`: the PCR0 of the image this build replaces, or "" (first build, or `retire_previous`);
 - `accepted_pcr0`: `pcr0`, then `previous_pcr0` when there is one, comma-separated: what the key policy's
-  `kms:RecipientAttestation:ImageSha384` accepts (split with Fn::Split; never more than two values).
+  `kms:RecipientAttestation:ImageSha384` accepts (split with Fn::Split; never more than two values);
+- `nitro_cli_version`: X.Y.Z of the nitro-cli that built the EIF (its kernel, init and nsm.ko are in PCR0).
 `grant_read_eif(role)` lets a host role read exactly that object version's key and nothing else in the bucket.
 """
 
@@ -31,6 +32,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from infra.build.handler import enclave_build
 from infra.constructs import enclave_image_nag
 
 BUILD_DIR = Path(__file__).resolve().parent.parent / "build"
@@ -38,8 +40,21 @@ BUILDSPEC = BUILD_DIR / "buildspec.yml"
 HANDLER_DIR = BUILD_DIR / "handler"
 RESOURCE_TYPE = "Custom::EnclaveImageBuild"
 # The custom resource's attribute names (its handlers' `Data` keys).
-ATTRIBUTES = ("Pcr0", "Pcr1", "Pcr2", "EifKey", "EifVersion", "PreviousPcr0", "AcceptedPcr0")
+ATTRIBUTES = (
+    "Pcr0",
+    "Pcr1",
+    "Pcr2",
+    "EifKey",
+    "EifVersion",
+    "PreviousPcr0",
+    "AcceptedPcr0",
+    "NitroCliVersion",
+)
 EIF_PREFIX = "eif/"
+# The project's placeholders for what StartBuild always overrides (never "": CodeBuild has refused empty
+# values); the handler treats NO_PREVIOUS as "replaces no build".
+NO_PREVIOUS = enclave_build.NO_PREVIOUS
+NO_SOURCE = "none"
 
 # One build: dnf install of the Nitro CLI, a Docker build, nitro-cli build-enclave, one upload; minutes.
 BUILD_TIMEOUT = Duration.minutes(30)
@@ -69,11 +84,12 @@ class EnclaveImage(Construct):
         code: s3_assets.Asset,
         expected_pcr0: str,
         retire_previous: bool,
+        nitro_cli_version: str = "",
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_WEEK,
     ) -> None:
         super().__init__(scope, construct_id)
         self.bucket: s3.IBucket = self._bucket()
-        self.project = self._project(code, log_retention)
+        self.project = self._project(code, log_retention, nitro_cli_version)
         provider = self._provider(log_retention)
         self.build = self._custom_resource(code, provider, expected_pcr0, retire_previous)
         self.pcr0 = self.build.get_att_string("Pcr0")
@@ -83,6 +99,7 @@ class EnclaveImage(Construct):
         self.eif_version = self.build.get_att_string("EifVersion")
         self.previous_pcr0 = self.build.get_att_string("PreviousPcr0")
         self.accepted_pcr0 = self.build.get_att_string("AcceptedPcr0")
+        self.nitro_cli_version = self.build.get_att_string("NitroCliVersion")
         enclave_image_nag.acknowledge(
             self,
             bucket=self.bucket,
@@ -148,7 +165,9 @@ class EnclaveImage(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
 
-    def _project(self, code: s3_assets.Asset, log_retention: logs.RetentionDays) -> codebuild.Project:
+    def _project(
+        self, code: s3_assets.Asset, log_retention: logs.RetentionDays, nitro_cli_version: str
+    ) -> codebuild.Project:
         log_group = logs.LogGroup(
             self, "BuildLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
@@ -169,11 +188,7 @@ class EnclaveImage(Construct):
                 compute_type=codebuild.ComputeType.MEDIUM,
                 privileged=True,  # Docker inside the build container (nitro-cli build-enclave needs it)
             ),
-            environment_variables={
-                "EIF_BUCKET": codebuild.BuildEnvironmentVariable(value=self.bucket.bucket_name),
-                # Always defined, so the buildspec can export it; StartBuild overrides it per build.
-                "PREVIOUS_BUILD_ID": codebuild.BuildEnvironmentVariable(value=""),
-            },
+            environment_variables=self._environment(nitro_cli_version),
             # CDK's own grants (GetObject*/List* on the whole asset bucket, /aws/codebuild/* logs, report
             # groups) are dropped: the role gets exactly the statements below.
             role=role.without_policy_updates(),
@@ -187,6 +202,19 @@ class EnclaveImage(Construct):
             role.add_to_principal_policy(statement)
         log_group.grant_write(role)
         return project
+
+    def _environment(self, nitro_cli_version: str) -> dict[str, codebuild.BuildEnvironmentVariable]:
+        """No value is ever empty (CodeBuild has refused empty values): PREVIOUS_BUILD_ID and SOURCE_HASH
+        are always defined, so the buildspec can export them, and StartBuild overrides both per build;
+        NITRO_CLI_VERSION is there only when pinned (unpinned: whatever the AL2023 repository serves)."""
+        variables = {
+            "EIF_BUCKET": codebuild.BuildEnvironmentVariable(value=self.bucket.bucket_name),
+            "PREVIOUS_BUILD_ID": codebuild.BuildEnvironmentVariable(value=NO_PREVIOUS),
+            "SOURCE_HASH": codebuild.BuildEnvironmentVariable(value=NO_SOURCE),
+        }
+        if nitro_cli_version:
+            variables["NITRO_CLI_VERSION"] = codebuild.BuildEnvironmentVariable(value=nitro_cli_version)
+        return variables
 
     def _build_statements(self, code: s3_assets.Asset) -> list[iam.PolicyStatement]:
         return [

@@ -85,11 +85,22 @@ def accepted_pcr0(image: EnclaveImage, *, debug: bool) -> list[str]:
 
 
 def _measurements_parameter(scope: Construct, name: str, image: EnclaveImage) -> ssm.StringParameter:
-    """The build's PCR0, PCR1 and PCR2 as JSON. CloudFormation writes it from CodeBuild's own answer, and
-    only CloudFormation: no host may write SSM parameters."""
+    """The build's PCR0, PCR1 and PCR2, and the nitro-cli version that built it (`make measure` needs the
+    same one), as JSON. CloudFormation writes it from CodeBuild's own answer, and only CloudFormation: no
+    host may write SSM parameters."""
     value = Fn.join(
         "",
-        ['{"PCR0":"', image.pcr0, '","PCR1":"', image.pcr1, '","PCR2":"', image.pcr2, '"}'],
+        [
+            '{"PCR0":"',
+            image.pcr0,
+            '","PCR1":"',
+            image.pcr1,
+            '","PCR2":"',
+            image.pcr2,
+            '","NitroCliVersion":"',
+            image.nitro_cli_version,
+            '"}',
+        ],
     )
     return ssm.StringParameter(
         scope,

@@ -23,6 +23,7 @@ class OutputValues:
     pinned_pcr0_parameter: str
     pinned_pcr0: str
     accepted_pcr0: str  # the build's "pcr0[,previous]"
+    nitro_cli_version: str  # of the build that made the pinned EIF
     eif_location: str
     debug: bool
     log_group_name: str
@@ -142,6 +143,11 @@ class Outputs(Construct):
             "first build, or retired)",
         )
         self._out("EifKey", v.eif_location, "Object key of the pinned EIF in the stack's EIF bucket")
+        self._out(
+            "NitroCliVersion",
+            v.nitro_cli_version,
+            "nitro-cli that built the pinned EIF (its blobs are in PCR0): pin it with -c nitro_cli_version",
+        )
         self._out(
             "AttestationMode",
             "DEBUG-ATTESTATION-OFF" if v.debug else "PINNED",

@@ -31,8 +31,10 @@ cat >"$STUB_LOG/docker.stdin"
 echo "building (stub)"
 exit "${STUB_DOCKER_EXIT:-0}"
 """
+# clap's --version format, "Nitro CLI X.Y.Z" (aws/aws-nitro-enclaves-cli src/main.rs); STUB_VERSION_LINE
+# stands for another answer.
 NITRO_CLI_STUB = """#!/bin/bash
-if [[ "$1" == "--version" ]]; then echo "Nitro CLI 1.4.3 (stub)"; exit 0; fi
+if [[ "$1" == "--version" ]]; then echo "${STUB_VERSION_LINE:-Nitro CLI 1.4.3}"; exit 0; fi
 printf '%s\\n' "$@" >"$STUB_LOG/nitro-cli.args"
 out=""
 while [[ $# -gt 0 ]]; do [[ "$1" == "--output-file" ]] && out="$2"; shift; done
@@ -86,6 +88,29 @@ def test_builds_from_the_normalized_context_and_keeps_both_files(stubs: Path) ->
     nitro_args = (stubs / "log/nitro-cli.args").read_text().split()
     assert nitro_args[:3] == ["build-enclave", "--docker-uri", "nitro-enclave-demo-enclave:build"]
     assert done.stdout == ""  # docker's own output goes to stderr
+    assert (stubs / "out/nitro-cli-version").read_text() == "1.4.3\n"
+
+
+def test_a_pinned_nitro_cli_version_is_kept(stubs: Path) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), NITRO_CLI_VERSION="1.4.3")
+    assert done.returncode == 0, done.stderr
+    assert (stubs / "out/nitro-cli-version").read_text() == "1.4.3\n"
+
+
+def test_another_installed_nitro_cli_than_the_pin_builds_nothing(stubs: Path) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), NITRO_CLI_VERSION="1.3.1")
+    assert done.returncode == 1
+    assert "nitro-cli 1.4.3 is installed, but NITRO_CLI_VERSION pins 1.3.1" in done.stderr
+    assert not (stubs / "log/docker.args").exists()
+    assert not (stubs / "out/nitro-cli-version").exists()
+
+
+@pytest.mark.parametrize("line", ["nitro-cli 1.4.3", "Nitro CLI 1.4", "Nitro CLI 1.4.3.1", "Nitro CLI"])
+def test_a_version_line_that_is_not_clap_s_is_refused(stubs: Path, line: str) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), STUB_VERSION_LINE=line)
+    assert done.returncode == 1
+    assert "not 'Nitro CLI X.Y.Z'" in done.stderr
+    assert not (stubs / "log/docker.args").exists()
 
 
 @pytest.mark.parametrize(
@@ -130,16 +155,57 @@ def test_measure_matches_and_mismatches_with_both_values(stubs: Path) -> None:
     assert f"deployed: {other}" in differs.stderr
 
 
-def test_measure_reads_the_pin_from_the_stacks_ssm_parameter(stubs: Path) -> None:
-    aws = stubs / "bin/aws"
-    aws.write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" >"$STUB_LOG/aws.args"\necho {GOOD_PCR0}\n')
-    aws.chmod(0o755)
-    done = _run(MEASURE, stubs, STACK_NAME="Demo2", OUT_DIR=str(stubs / "m"))
+# The two SSM parameters CloudFormation writes (infra/constructs/key.py): the pin, and the measurements JSON
+# with the nitro-cli version of the build.
+AWS_STUB = """#!/bin/bash
+printf '%s\\n' "$*" >>"$STUB_LOG/aws.args"
+case "$4" in
+  */pinned-pcr0) echo "$STUB_PIN" ;;
+  */measurements) echo "{\\"PCR0\\":\\"$STUB_PIN\\",\\"NitroCliVersion\\":\\"$STUB_DEPLOYED\\"}" ;;
+  *) exit 254 ;;
+esac
+"""
+
+
+def _aws(stubs: Path) -> None:
+    (stubs / "bin/aws").write_text(AWS_STUB)
+    (stubs / "bin/aws").chmod(0o755)
+
+
+def test_measure_reads_the_pin_and_the_version_from_the_stacks_ssm_parameters(stubs: Path) -> None:
+    _aws(stubs)
+    done = _run(MEASURE, stubs, STACK_NAME="Demo2", OUT_DIR=str(stubs / "m"), STUB_PIN=GOOD_PCR0,
+                STUB_DEPLOYED="1.4.3")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert (stubs / "log/aws.args").read_text().split() == [
-        "ssm", "get-parameter", "--name", "/nitro-enclave-demo/Demo2/pinned-pcr0",
-        "--query", "Parameter.Value", "--output", "text",
-    ]  # fmt: skip
+    query = "--query Parameter.Value --output text"
+    assert (stubs / "log/aws.args").read_text().splitlines() == [
+        f"ssm get-parameter --name /nitro-enclave-demo/Demo2/pinned-pcr0 {query}",
+        f"ssm get-parameter --name /nitro-enclave-demo/Demo2/measurements {query}",
+    ]
+    assert "built with nitro-cli 1.4.3; install that version to compare: dnf install " in done.stderr
+    assert "aws-nitro-enclaves-cli-1.4.3 aws-nitro-enclaves-cli-devel-1.4.3" in done.stderr
+
+
+def test_measure_with_another_nitro_cli_than_the_deployed_compares_nothing(stubs: Path) -> None:
+    _aws(stubs)
+    done = _run(MEASURE, stubs, OUT_DIR=str(stubs / "m"), STUB_PIN=GOOD_PCR0, STUB_DEPLOYED="1.2.0")
+    assert done.returncode == 2
+    assert "nitro-cli 1.4.3 is installed, but NITRO_CLI_VERSION pins 1.2.0" in done.stderr
+    assert "the rebuild failed" in done.stderr
+    assert "matches" not in done.stdout
+
+
+def test_measure_without_a_known_version_warns(stubs: Path) -> None:
+    done = _run(MEASURE, stubs, PCR0=GOOD_PCR0, OUT_DIR=str(stubs / "m"))
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: the deployed nitro-cli version is unknown" in done.stderr
+    _aws(stubs)  # a deployed build that recorded none: the handler's "unknown"
+    recorded = _run(MEASURE, stubs, OUT_DIR=str(stubs / "m"), STUB_PIN=GOOD_PCR0, STUB_DEPLOYED="unknown")
+    assert recorded.returncode == 0, recorded.stderr
+    assert "WARNING: the deployed nitro-cli version is unknown" in recorded.stderr
+    given = _run(MEASURE, stubs, PCR0=GOOD_PCR0, NITRO_CLI_VERSION="1.4.4", OUT_DIR=str(stubs / "m"))
+    assert given.returncode == 2
+    assert "pins 1.4.4" in given.stderr
 
 
 def test_measure_without_docker_or_nitro_cli_says_what_it_needs(stubs: Path) -> None:

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,17 @@ from typing import Any
 
 import pytest
 
+from infra.build import context
 from infra.build.handler.enclave_build import EXPORTED_VARIABLES, build_data
+from infra.constants import REPO_ROOT
 from infra.constructs.enclave_image import BUILDSPEC, load_buildspec
 from tests.infra import buildspec_runner
+from tests.infra.conftest import Synth
 
 SPEC = load_buildspec()
 BUCKET = "eif-bucket-123"
 PREVIOUS = "EnclaveImageProject-abc:99999999-8888-7777-6666-555555555555"
+SOURCE_HASH = "0123456789abcdef" * 4
 EIF_BYTES = b"not really an EIF, but bytes the build hashes and uploads\n" * 100
 PCRS = {"PCR0": "AB" * 48, "PCR1": "CD" * 48, "PCR2": "EF" * 48}
 
@@ -32,17 +37,25 @@ set -euo pipefail
 [[ ${FAKE_BUILD_EXIT:-0} == 0 ]] || exit "$FAKE_BUILD_EXIT"
 cp "$FAKE_EIF" "$1/enclave.eif"
 cp "$FAKE_MEASUREMENTS" "$1/measurements.json"
+echo "${FAKE_RECORDED_VERSION-1.4.2}" > "$1/nitro-cli-version"
 """
 FAKE_DNF = """#!/usr/bin/env bash
 echo "dnf $*" >> "$CALLS"
 exit "${FAKE_DNF_EXIT:-0}"
 """
+# `nitro-cli --version` as clap prints it (aws/aws-nitro-enclaves-cli src/main.rs); build-enclave as
+# build_from_docker does: the EIF to --output-file, only the measurements JSON on stdout (src/lib.rs).
 FAKE_NITRO_CLI = """#!/usr/bin/env bash
 echo "nitro-cli $*" >> "$CALLS"
-echo "Nitro CLI 1.4.2"
+if [[ $1 == --version ]]; then echo "Nitro CLI 1.4.2"; exit 0; fi
+out=""
+while [[ $# -gt 0 ]]; do [[ $1 == --output-file ]] && out="$2"; shift; done
+cp "$FAKE_EIF" "$out"
+cat "$FAKE_MEASUREMENTS"
 """
 FAKE_DOCKER = """#!/usr/bin/env bash
 echo "docker $*" >> "$CALLS"
+if [[ $1 == build ]]; then cat > "$CALLS.context.tar"; fi
 """
 # The aws CLI stand-in checks put-object's checksum as S3 does (a mismatch is refused) and prints
 # VersionId the way `--query VersionId --output text` does (None when the bucket is unversioned).
@@ -66,8 +79,12 @@ def write_executable(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-def run_build(tmp_path: Path, **overrides: str) -> tuple[buildspec_runner.Outcome, list[str]]:
-    stubs, source, scratch = tmp_path / "bin", tmp_path / "src", tmp_path / "scratch"
+def run_build(
+    tmp_path: Path, source: Path | None = None, project: dict[str, str] | None = None, **overrides: str
+) -> tuple[buildspec_runner.Outcome, list[str]]:
+    """The buildspec as CodeBuild runs it, over `source` (the unzipped code asset) when given, else over a
+    tree whose build-eif.sh is a stand-in."""
+    stubs, scratch = tmp_path / "bin", tmp_path / "scratch"
     scratch.mkdir()
     for name, text in (
         ("dnf", FAKE_DNF),
@@ -76,7 +93,9 @@ def run_build(tmp_path: Path, **overrides: str) -> tuple[buildspec_runner.Outcom
         ("aws", FAKE_AWS),
     ):
         write_executable(stubs / name, text)
-    write_executable(source / "infra/build/build-eif.sh", FAKE_BUILD_EIF)
+    if source is None:
+        source = tmp_path / "src"
+        write_executable(source / "infra/build/build-eif.sh", FAKE_BUILD_EIF)
     (tmp_path / "enclave.eif").write_bytes(EIF_BYTES)
     measurements = tmp_path / "measurements.json"
     measurements.write_text(
@@ -94,8 +113,9 @@ def run_build(tmp_path: Path, **overrides: str) -> tuple[buildspec_runner.Outcom
         "FAKE_MEASUREMENTS": str(measurements),
         **overrides,
     }
-    project = {"EIF_BUCKET": BUCKET, "PREVIOUS_BUILD_ID": ""}
-    env = {**base, **buildspec_runner.build_environment(spec, project, {"PREVIOUS_BUILD_ID": PREVIOUS})}
+    project = {"EIF_BUCKET": BUCKET, "PREVIOUS_BUILD_ID": "none", "SOURCE_HASH": "none", **(project or {})}
+    start = {"PREVIOUS_BUILD_ID": PREVIOUS, "SOURCE_HASH": SOURCE_HASH}
+    env = {**base, **buildspec_runner.build_environment(spec, project, start)}
     outcome = buildspec_runner.run(spec, source_dir=source, base_env=env, scratch=scratch)
     calls_file = tmp_path / "calls"
     return outcome, calls_file.read_text().splitlines() if calls_file.exists() else []
@@ -160,6 +180,8 @@ def test_a_build_exports_lower_case_measurements_the_key_and_the_version(tmp_pat
         "EIF_KEY": f"eif/{hashlib.sha256(EIF_BYTES).hexdigest()}.eif",
         "EIF_VERSION": "v1.Zx+/version",
         "PREVIOUS_BUILD_ID": PREVIOUS,
+        "SOURCE_HASH": SOURCE_HASH,
+        "NITRO_CLI_VERSION": "1.4.2",
     }
 
 
@@ -183,6 +205,19 @@ def test_the_install_phase_installs_the_nitro_cli(tmp_path: Path) -> None:
     _, calls = run_build(tmp_path)
     assert calls[0] == "dnf install -y aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel"
     assert calls[1:3] == ["nitro-cli --version", "docker version"]
+
+
+def test_a_pinned_nitro_cli_version_is_what_dnf_installs(tmp_path: Path) -> None:
+    _, calls = run_build(tmp_path, project={"NITRO_CLI_VERSION": "1.4.2"})
+    assert calls[0] == "dnf install -y aws-nitro-enclaves-cli-1.4.2 aws-nitro-enclaves-cli-devel-1.4.2"
+
+
+@pytest.mark.parametrize("recorded", ["", "1.4", "Nitro CLI 1.4.2"])
+def test_a_recorded_version_that_is_not_x_y_z_fails_before_any_upload(tmp_path: Path, recorded: str) -> None:
+    outcome, calls = run_build(tmp_path, FAKE_RECORDED_VERSION=recorded)
+    assert outcome.phases["build"] is False
+    assert "not X.Y.Z" in outcome.output
+    assert not [c for c in calls if c.startswith("aws ")]
 
 
 def test_the_handler_accepts_what_the_build_exports(tmp_path: Path) -> None:
@@ -228,6 +263,66 @@ def test_an_unversioned_upload_fails_the_build(tmp_path: Path) -> None:
     outcome, _ = run_build(tmp_path, FAKE_VERSION_ID="None")
     assert outcome.phases["build"] is False
     assert "is versioning on?" in outcome.output
+
+
+@pytest.fixture(scope="module")
+def code_asset(default: Synth, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthesized stack's code asset as CodeBuild unzips it: every file 0644 (a zip asset may lose the
+    executable bit; the buildspec runs `bash infra/build/build-eif.sh`)."""
+    manifest = json.loads((default.outdir / "NitroEnclaveDemo.assets.json").read_text())
+    roots = [
+        default.outdir / entry["source"]["path"]
+        for entry in manifest["files"].values()
+        if (default.outdir / entry["source"]["path"] / "infra/build/build-eif.sh").is_file()
+    ]
+    assert len(roots) == 1, roots
+    target = tmp_path_factory.mktemp("asset") / "src"
+    shutil.copytree(roots[0], target, copy_function=shutil.copyfile)
+    return target
+
+
+def test_the_real_build_script_over_the_code_asset_exports_what_the_handler_accepts(
+    tmp_path: Path, code_asset: Path
+) -> None:
+    # The real build-eif.sh and context.py from the synthesized asset; only docker, nitro-cli, dnf and aws
+    # are stand-ins. What reaches docker must be the normalized context of this checkout's app/.
+    source = code_asset
+    lower = json.dumps({"Measurements": {k: v.lower() for k, v in PCRS.items()}})  # nitro-cli's own case
+    outcome, calls = run_build(
+        tmp_path, source=source, project={"NITRO_CLI_VERSION": "1.4.2"}, MEASUREMENTS=lower
+    )
+    assert outcome.succeeded, outcome.output
+    assert outcome.exported == {
+        "PCR0": "ab" * 48,
+        "PCR1": "cd" * 48,
+        "PCR2": "ef" * 48,
+        "EIF_KEY": f"eif/{hashlib.sha256(EIF_BYTES).hexdigest()}.eif",
+        "EIF_VERSION": "v1.Zx+/version",
+        "PREVIOUS_BUILD_ID": PREVIOUS,
+        "SOURCE_HASH": SOURCE_HASH,
+        "NITRO_CLI_VERSION": "1.4.2",
+    }
+    epoch = context.SOURCE_DATE_EPOCH
+    assert (
+        f"docker build --no-cache --build-arg SOURCE_DATE_EPOCH={epoch} -f enclave/Dockerfile"
+        in "\n".join(calls)
+    )
+    expected = context.write(REPO_ROOT / "app", tmp_path / "expected.tar")
+    assert hashlib.sha256((tmp_path / "calls.context.tar").read_bytes()).hexdigest() == expected
+    variables = [{"name": k, "value": v} for k, v in outcome.exported.items()]
+    build = {"id": "p:1", "buildStatus": "SUCCEEDED", "exportedEnvironmentVariables": variables}
+    props = {"ProjectName": "EnclaveImageProject-abc", "RetirePrevious": "true", "ExpectedPcr0": ""}
+    assert build_data(None, build, props)["NitroCliVersion"] == "1.4.2"
+
+
+def test_the_real_build_script_refuses_an_installed_version_other_than_the_pin(
+    tmp_path: Path, code_asset: Path
+) -> None:
+    source = code_asset
+    outcome, calls = run_build(tmp_path, source=source, project={"NITRO_CLI_VERSION": "1.3.1"})
+    assert outcome.phases == {"install": True, "build": False}
+    assert "nitro-cli 1.4.2 is installed, but NITRO_CLI_VERSION pins 1.3.1" in outcome.output
+    assert not [c for c in calls if c.startswith(("docker build", "aws "))]
 
 
 def test_the_runner_carries_exported_variables_only(tmp_path: Path) -> None:

@@ -14,12 +14,13 @@ import pytest
 from botocore.stub import Stubber
 
 from infra.build.handler import enclave_build
-from infra.build.handler.enclave_build import BuildError, check_complete, handle_event
+from infra.build.handler.enclave_build import NO_PREVIOUS, BuildError, check_complete, handle_event
 from infra.constructs.enclave_image import ATTRIBUTES
 
 PROJECT = "EnclaveImageProject-abc"
 NEW = f"{PROJECT}:11111111-2222-3333-4444-555555555555"
 OLD = f"{PROJECT}:99999999-8888-7777-6666-555555555555"
+FAILED = f"{PROJECT}:77777777-8888-7777-6666-555555555555"
 PCR0, PCR1, PCR2, OLD_PCR0 = ("a" * 96, "b" * 96, "c" * 96, "d" * 96)
 EIF_KEY = "eif/" + "e" * 64 + ".eif"
 EIF_VERSION = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"
@@ -59,7 +60,7 @@ def request(kind: str, physical_id: str | None = None, old: dict[str, str] | Non
     return event
 
 
-def exported(previous: str = "", **values: str) -> dict[str, str]:
+def exported(previous: str = NO_PREVIOUS, source: str = "hash-1", **values: str) -> dict[str, str]:
     base = {
         "PCR0": PCR0,
         "PCR1": PCR1,
@@ -67,8 +68,22 @@ def exported(previous: str = "", **values: str) -> dict[str, str]:
         "EIF_KEY": EIF_KEY,
         "EIF_VERSION": EIF_VERSION,
         "PREVIOUS_BUILD_ID": previous,
+        "SOURCE_HASH": source,
+        "NITRO_CLI_VERSION": "1.4.2",
     }
     return {**base, **values}
+
+
+def started_with(previous: str, source: str) -> dict[str, Any]:
+    """BatchGetBuilds' environment of a build (a ProjectEnvironment in botocore's model): the project's
+    variables with StartBuild's overrides."""
+    variables = {"EIF_BUCKET": "b", "PREVIOUS_BUILD_ID": previous, "SOURCE_HASH": source}
+    return {
+        "type": "LINUX_CONTAINER",
+        "image": "aws/codebuild/amazonlinux-x86_64-standard:5.0",
+        "computeType": "BUILD_GENERAL1_MEDIUM",
+        "environmentVariables": [{"name": k, "value": v, "type": "PLAINTEXT"} for k, v in variables.items()],
+    }
 
 
 def build(build_id: str, status: str, variables: dict[str, str] | None = None, **extra: Any) -> Any:
@@ -85,7 +100,7 @@ def expect_get(stubber: Stubber, build_id: str, *records: Any) -> None:
     stubber.add_response("batch_get_builds", answer, {"ids": [build_id]})
 
 
-def expect_start(stubber: Stubber, *, previous: str, source_hash: str = "hash-1") -> None:
+def expect_start(stubber: Stubber, *, previous: str = NO_PREVIOUS, source_hash: str = "hash-1") -> None:
     stubber.add_response(
         "start_build",
         {"build": {"id": NEW, "buildStatus": "IN_PROGRESS"}},
@@ -109,7 +124,7 @@ def as_framework_would(event: Any, answer: Any) -> Any:
 
 def test_create_starts_one_build_whose_id_is_the_physical_id(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
-    expect_start(stubber, previous="")
+    expect_start(stubber)  # PREVIOUS_BUILD_ID "none", never "" (CodeBuild has refused empty values)
     assert handle_event(request("Create"), client) == {"PhysicalResourceId": NEW}
 
 
@@ -135,6 +150,7 @@ def test_a_first_build_succeeds_with_its_exported_values(codebuild: tuple[Any, S
             "EifVersion": EIF_VERSION,
             "PreviousPcr0": "",
             "AcceptedPcr0": PCR0,
+            "NitroCliVersion": "1.4.2",
         },
     }
 
@@ -150,15 +166,100 @@ def test_an_update_with_new_code_builds_with_the_old_build_as_previous(
     codebuild: tuple[Any, Stubber],
 ) -> None:
     client, stubber = codebuild
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(PCR0=OLD_PCR0)))  # of hash-1, no previous
     expect_start(stubber, previous=OLD, source_hash="hash-2")
     event = request("Update", OLD, old=props(), SourceHash="hash-2")
     answer = handle_event(event, client)
     assert answer == {"PhysicalResourceId": NEW}
 
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD, source="hash-2")))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(PCR0=OLD_PCR0)))
     data = check_complete(as_framework_would(event, answer), client)["Data"]
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == (OLD_PCR0, f"{PCR0},{OLD_PCR0}")
+
+
+# Rollback. CloudFormation rolls a failed update back by sending an Update with the old properties
+# (CloudFormation User Guide, custom resource request types: Update), so SourceHash goes back to hash-1 and
+# OldResourceProperties holds the failed forward's hash-2. OLDER is what OLD itself replaced.
+OLDER, OLDER_PCR0 = f"{PROJECT}:55555555-8888-7777-6666-555555555555", "f" * 96
+
+
+def rollback(physical_id: str) -> Any:
+    return request("Update", physical_id, old=props(SourceHash="hash-2"))
+
+
+def expect_old_data(stubber: Stubber) -> None:
+    """is_complete on OLD: its own values and its own previous, exactly as before the forward update."""
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0, EIF_VERSION="old-v")))
+    expect_get(stubber, OLDER, build(OLDER, "SUCCEEDED", exported(PCR0=OLDER_PCR0, source="hash-0")))
+
+
+def test_a_rollback_after_the_forward_build_succeeded_returns_to_the_old_build(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    # The forward build NEW succeeded and a later resource (a host's canary) failed the update.
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    event = rollback(NEW)
+    answer = handle_event(event, client)  # no StartBuild queued: a build would fail the Stubber
+    assert answer == {"PhysicalResourceId": OLD}
+    expect_old_data(stubber)
+    data = check_complete(as_framework_would(event, answer), client)["Data"]
+    assert (data["Pcr0"], data["EifVersion"]) == (OLD_PCR0, "old-v")
+    assert data["AcceptedPcr0"] == f"{OLD_PCR0},{OLDER_PCR0}"  # not "<rebuilt old>,<failed new>"
+
+
+@pytest.mark.parametrize("exports", [True, False])
+def test_a_rollback_after_the_forward_build_failed_returns_to_the_old_build(
+    codebuild: tuple[Any, Stubber], exports: bool
+) -> None:
+    # The physical id is the failed build's (the framework's FAILED answer carries it). Whether a failed
+    # build exports its variables is not documented: its environment (StartBuild's overrides) serves too.
+    client, stubber = codebuild
+    variables = exported(OLD, source="hash-2") if exports else None
+    expect_get(stubber, FAILED, build(FAILED, "FAILED", variables, environment=started_with(OLD, "hash-2")))
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    event = rollback(FAILED)
+    answer = handle_event(event, client)
+    assert answer == {"PhysicalResourceId": OLD}
+    expect_old_data(stubber)
+    assert check_complete(as_framework_would(event, answer), client)["Data"]["EifVersion"] == "old-v"
+
+
+def test_a_rollback_that_names_the_old_build_keeps_it(codebuild: tuple[Any, Stubber]) -> None:
+    # Should CloudFormation keep the old physical id after a failed update, the old build is of this source.
+    client, stubber = codebuild
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    assert handle_event(rollback(OLD), client) == {"PhysicalResourceId": OLD}
+
+
+def test_a_new_code_change_after_a_rollback_shape_still_builds(codebuild: tuple[Any, Stubber]) -> None:
+    # NEW (hash-2) replaced OLD (hash-1); hash-3 is neither: build, with NEW as previous.
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    expect_start(stubber, previous=NEW, source_hash="hash-3")
+    event = request("Update", NEW, old=props(SourceHash="hash-2"), SourceHash="hash-3")
+    assert handle_event(event, client) == {"PhysicalResourceId": NEW}
+
+
+@pytest.mark.parametrize("status", ["FAILED", "STOPPED", "IN_PROGRESS"])
+def test_a_previous_build_of_the_source_that_did_not_succeed_is_not_returned_to(
+    codebuild: tuple[Any, Stubber], status: str
+) -> None:
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, OLD, build(OLD, status, exported(OLDER, PCR0=OLD_PCR0)))
+    expect_start(stubber, previous=NEW)
+    assert handle_event(rollback(NEW), client) == {"PhysicalResourceId": NEW}
+
+
+def test_a_first_build_rolled_forward_from_has_no_build_to_return_to(codebuild: tuple[Any, Stubber]) -> None:
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(NO_PREVIOUS, source="hash-2")))
+    expect_start(stubber, previous=NEW)
+    assert handle_event(rollback(NEW), client) == {"PhysicalResourceId": NEW}
 
 
 def test_retire_previous_drops_the_previous_measurement(codebuild: tuple[Any, Stubber]) -> None:
@@ -214,7 +315,7 @@ def test_an_update_over_a_physical_id_that_is_no_build_has_no_previous(
     codebuild: tuple[Any, Stubber],
 ) -> None:
     client, stubber = codebuild
-    expect_start(stubber, previous="", source_hash="hash-2")
+    expect_start(stubber, source_hash="hash-2")
     event = request("Update", "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED", old=props())
     event["ResourceProperties"]["SourceHash"] = "hash-2"
     assert handle_event(event, client) == {"PhysicalResourceId": NEW}
@@ -225,7 +326,7 @@ def test_an_update_without_code_change_rebuilds_a_build_codebuild_forgot(
 ) -> None:
     client, stubber = codebuild
     expect_get(stubber, OLD)  # buildsNotFound
-    expect_start(stubber, previous="")
+    expect_start(stubber)
     assert handle_event(request("Update", OLD, old=props(), RetirePrevious="true"), client) == {
         "PhysicalResourceId": NEW
     }
@@ -233,7 +334,7 @@ def test_an_update_without_code_change_rebuilds_a_build_codebuild_forgot(
 
 def test_a_replaced_project_builds_anew_without_a_previous(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
-    expect_start(stubber, previous="")
+    expect_start(stubber)
     event = request("Update", "OldProject-xyz:" + OLD.split(":")[1], old=props(ProjectName="OldProject-xyz"))
     assert handle_event(event, client) == {"PhysicalResourceId": NEW}
 
@@ -342,6 +443,8 @@ def test_enclave_pcr0_is_compared_without_regard_to_case(codebuild: tuple[Any, S
         ("EIF_KEY", "e" * 64 + ".eif"),
         ("EIF_VERSION", ""),
         ("EIF_VERSION", "v1 with spaces"),
+        ("NITRO_CLI_VERSION", "Nitro CLI 1.4.2"),
+        ("NITRO_CLI_VERSION", "1.4"),
     ],
 )
 def test_malformed_exported_variables_are_refused_by_name(
@@ -351,6 +454,15 @@ def test_malformed_exported_variables_are_refused_by_name(
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(**{name: value})))
     with pytest.raises(BuildError, match=f"the build's exported {name} "):
         check_complete(request("Create", NEW), client)
+
+
+def test_a_build_that_recorded_no_nitro_cli_version_says_unknown(codebuild: tuple[Any, Stubber]) -> None:
+    # A build made before the buildspec recorded it: a rollback to it must not fail on a diagnostic.
+    client, stubber = codebuild
+    variables = exported()
+    del variables["NITRO_CLI_VERSION"]
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", variables))
+    assert check_complete(request("Create", NEW), client)["Data"]["NitroCliVersion"] == "unknown"
 
 
 @pytest.mark.parametrize("name", ["PCR0", "EIF_KEY", "EIF_VERSION"])

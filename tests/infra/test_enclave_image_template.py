@@ -43,17 +43,25 @@ class Built:
     hash: str
 
 
-def synth(outdir: Path, *, expected_pcr0: str = "", retire_previous: bool = False) -> Built:
+def synth(
+    outdir: Path, *, expected_pcr0: str = "", retire_previous: bool = False, nitro_cli_version: str = ""
+) -> Built:
     app = App(outdir=str(outdir))
     stack = Stack(app, "ImageTest")
     code = code_asset(stack, "Code")
     image = EnclaveImage(
-        stack, "EnclaveImage", code=code, expected_pcr0=expected_pcr0, retire_previous=retire_previous
+        stack,
+        "EnclaveImage",
+        code=code,
+        expected_pcr0=expected_pcr0,
+        retire_previous=retire_previous,
+        nitro_cli_version=nitro_cli_version,
     )
     host = iam.Role(stack, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
     image.grant_read_eif(host)
     attributes = {name: getattr(image, name) for name in ("pcr0", "pcr1", "pcr2", "eif_key", "eif_version")}
     attributes |= {"previous_pcr0": image.previous_pcr0, "accepted_pcr0": image.accepted_pcr0}
+    attributes |= {"nitro_cli_version": image.nitro_cli_version}
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     assembly = app.synth()
     template: Json = assembly.get_stack_artifact(stack.artifact_id).template
@@ -156,10 +164,20 @@ def test_the_project_reads_the_code_asset_and_knows_the_bucket(built: Built) -> 
     assert source["Type"] == "S3"
     assert f"/{built.hash}.zip" in json.dumps(source["Location"])
     variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    # No empty value (CodeBuild has refused them); StartBuild overrides the two placeholders per build, and
+    # NITRO_CLI_VERSION is absent while unpinned.
     assert variables == {
         "EIF_BUCKET": {"Ref": logical_id(built.template, "AWS::S3::Bucket")},
-        "PREVIOUS_BUILD_ID": "",
+        "PREVIOUS_BUILD_ID": "none",
+        "SOURCE_HASH": "none",
     }
+
+
+def test_a_pinned_nitro_cli_version_reaches_the_project(tmp_path: Path) -> None:
+    pinned = synth(tmp_path, nitro_cli_version="1.3.1")
+    _, project = only(pinned.template, "AWS::CodeBuild::Project")
+    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert variables["NITRO_CLI_VERSION"] == "1.3.1"
 
 
 def test_the_code_asset_holds_what_the_image_is_built_from(built: Built) -> None:
@@ -234,6 +252,7 @@ def test_the_attributes_are_the_custom_resources(template: Json) -> None:
     build_id = logical_id(template, RESOURCE_TYPE)
     names = {"pcr0": "Pcr0", "pcr1": "Pcr1", "pcr2": "Pcr2", "eif_key": "EifKey", "eif_version": "EifVersion"}
     names |= {"previous_pcr0": "PreviousPcr0", "accepted_pcr0": "AcceptedPcr0"}
+    names |= {"nitro_cli_version": "NitroCliVersion"}
     assert template["Attributes"] == {k: {"Fn::GetAtt": [build_id, v]} for k, v in names.items()}
 
 

@@ -170,9 +170,10 @@ def test_cloudformation_alone_writes_the_measurements_parameter(template: Json) 
         if "/measurements" in str(r["Properties"]["Name"])
     ]
     assert not others
-    pcrs = [build_att(template, name) for name in ("Pcr0", "Pcr1", "Pcr2")]
+    pcrs = [build_att(template, name) for name in ("Pcr0", "Pcr1", "Pcr2", "NitroCliVersion")]
+    parts = ['{"PCR0":"', pcrs[0], '","PCR1":"', pcrs[1], '","PCR2":"', pcrs[2]]
     assert param["Properties"]["Value"] == {
-        "Fn::Join": ["", ['{"PCR0":"', pcrs[0], '","PCR1":"', pcrs[1], '","PCR2":"', pcrs[2], '"}']]
+        "Fn::Join": ["", [*parts, '","NitroCliVersion":"', pcrs[3], '"}']]
     }
     writes = [s for s in statements(template) if allows(s, "ssm:PutParameter")]
     assert writes == [], f"something may write SSM parameters: {writes}"

@@ -27,6 +27,7 @@ OUTPUTS = {
     "PinnedPcr0",
     "PreviousPcr0",
     "EifKey",
+    "NitroCliVersion",
     "AttestationMode",
     "SsmStartSessionCommand",
     "DemoCommand",

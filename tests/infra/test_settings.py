@@ -10,7 +10,8 @@ from aws_cdk import App
 
 from infra.app import build_app
 from infra.settings import DEFAULTS, Settings, SettingsError, load_settings, parse_instance_type
-from tests.infra.conftest import CDK_JSON_CONTEXT
+from tests.infra.cfn import resources
+from tests.infra.conftest import CDK_JSON_CONTEXT, SynthFn
 
 
 def settings(**overrides: Any) -> Settings:
@@ -51,6 +52,11 @@ def test_one_host_and_the_previous_pcr0_kept_by_default() -> None:
     assert (settings(hosts="3").hosts, settings(retire_previous="true").retire_previous) == (3, True)
 
 
+def test_the_nitro_cli_version_is_unpinned_by_default_and_pinned_as_given() -> None:
+    assert settings().nitro_cli_version == ""
+    assert settings(nitro_cli_version=" 1.3.1 ").nitro_cli_version == "1.3.1"
+
+
 def test_pcr0_is_normalised_to_lowercase() -> None:
     assert settings(enclave_pcr0="AB" * 48).enclave_pcr0 == "ab" * 48
 
@@ -83,6 +89,9 @@ def test_pcr0_is_normalised_to_lowercase() -> None:
         ({"hosts": 11}, "hosts 11 must be within 1..10"),
         ({"hosts": "two"}, "hosts must be an integer"),
         ({"retire_previous": "maybe"}, "retire_previous must be true or false"),
+        ({"nitro_cli_version": "1.3"}, "nitro_cli_version must look like '1.3.1'"),
+        ({"nitro_cli_version": "v1.3.1"}, "nitro_cli_version must look like '1.3.1'"),
+        ({"nitro_cli_version": "1.3.1; rm -rf /"}, "nitro_cli_version must look like '1.3.1'"),
     ],
 )
 def test_impossible_values_are_rejected_with_the_value(overrides: dict[str, Any], message: str) -> None:
@@ -94,3 +103,11 @@ def test_synth_refuses_an_invalid_context() -> None:
     app = App(context={**CDK_JSON_CONTEXT, "enclave_cpu_count": "3"})
     with pytest.raises(SettingsError, match="enclave_cpu_count 3 is odd"):
         build_app(app)
+
+
+def test_a_pinned_nitro_cli_version_reaches_the_build_project(synth: SynthFn) -> None:
+    # -c nitro_cli_version=X.Y.Z: the project's NITRO_CLI_VERSION, which the buildspec installs and
+    # build-eif.sh holds the installed nitro-cli to.
+    (project,) = resources(synth({"nitro_cli_version": "1.3.1"}).template, "AWS::CodeBuild::Project").values()
+    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    assert variables["NITRO_CLI_VERSION"] == "1.3.1"

@@ -24,8 +24,25 @@ EIF_KEY_RE = re.compile(r"eif/[0-9a-f]{64}\.eif")
 EIF_VERSION_RE = re.compile(r"[A-Za-z0-9._+/=-]{1,1024}")
 # CodeBuild build ids are "<project name>:<uuid>".
 BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,254}:[0-9a-f-]{36}")
+# nitro-cli's version as build-eif.sh records it: clap prints "Nitro CLI X.Y.Z" for `nitro-cli --version`
+# (aws/aws-nitro-enclaves-cli src/main.rs: Command::new("Nitro CLI").version(CARGO_PKG_VERSION)).
+NITRO_CLI_VERSION_RE = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}")
 # What the buildspec exports (its env/exported-variables lists exactly these; tests/infra/test_buildspec.py).
-EXPORTED_VARIABLES = ("PCR0", "PCR1", "PCR2", "EIF_KEY", "EIF_VERSION", "PREVIOUS_BUILD_ID")
+EXPORTED_VARIABLES = (
+    "PCR0",
+    "PCR1",
+    "PCR2",
+    "EIF_KEY",
+    "EIF_VERSION",
+    "PREVIOUS_BUILD_ID",
+    "SOURCE_HASH",
+    "NITRO_CLI_VERSION",
+)
+# PREVIOUS_BUILD_ID of a build that replaces none: CodeBuild has refused empty environment variable values
+# before, so neither the project nor a StartBuild override ever carries "".
+NO_PREVIOUS = "none"
+# NitroCliVersion of a build that exported none (made before the buildspec recorded it).
+UNKNOWN_VERSION = "unknown"
 MAX_SHOWN_CHARS = 200
 
 Event = dict[str, Any]
@@ -51,7 +68,7 @@ def handle_event(event: Event, client: Client) -> Event:
     props = event["ResourceProperties"]
     kind = event["RequestType"]
     if kind == "Create":
-        return {"PhysicalResourceId": _start(client, event, previous="")}
+        return {"PhysicalResourceId": _start(client, event, previous=NO_PREVIOUS)}
     if kind == "Update":
         return {"PhysicalResourceId": _update(event, client)}
     if kind == "Delete":
@@ -61,20 +78,40 @@ def handle_event(event: Event, client: Client) -> Event:
 
 
 def _update(event: Event, client: Client) -> str:
-    """Same SourceHash and project: no build, same id (is_complete recomputes Data), unless CodeBuild no
-    longer has that build (its history is not kept forever): then build anew. New code: build with the old
-    build as previous. A replaced project builds without a previous one (the handlers' roles may read
-    builds of their own project only)."""
-    props, old = event["ResourceProperties"], event["OldResourceProperties"]
-    old_id: str = event["PhysicalResourceId"]
-    own = _is_own_build(old_id, props["ProjectName"])
-    if (props["SourceHash"], props["ProjectName"]) == (old.get("SourceHash"), old.get("ProjectName")):
-        if own and client.batch_get_builds(ids=[old_id]).get("builds"):
-            logger.info("source unchanged: no build, keeping %s", old_id)
-            return old_id
-        logger.info("source unchanged but CodeBuild has no build %s: building anew", old_id)
-        return _start(client, event, previous="")
-    return _start(client, event, previous=old_id if own else "")
+    """Which build an Update stands on; a build is started only when no suitable one exists.
+
+    CloudFormation's rollback of a failed update is an Update back to the old properties (User Guide,
+    custom resource request types), so the source hash alone cannot tell "new code" from "back to the
+    code that ran before". A build records the SourceHash it was started with (exported SOURCE_HASH), so:
+    1. the current build is of this source: keep it (no code change; Data is recomputed);
+    2. the build it replaced (its PREVIOUS_BUILD_ID) SUCCEEDED from this source: return to it, its Data
+       as before (its EIF version, its own previous): the rollback of a code update, whether the forward
+       build failed or a later resource did;
+    3. otherwise build, with the current build as previous. A replaced project builds without a previous
+       one (the handlers' roles may read builds of their own project only)."""
+    props = event["ResourceProperties"]
+    project, source_hash = props["ProjectName"], str(props["SourceHash"])
+    current_id: str = event["PhysicalResourceId"]
+    if not _is_own_build(current_id, project):
+        return _start(client, event, previous=NO_PREVIOUS)
+    current = _find_build(client, current_id)
+    if current is None:
+        logger.info("CodeBuild has no build %s any more: building anew without a previous", current_id)
+        return _start(client, event, previous=NO_PREVIOUS)
+    if _started_with(current, "SOURCE_HASH") == source_hash:
+        logger.info("source unchanged: no build, keeping %s", current_id)
+        return current_id
+    previous_id = _started_with(current, "PREVIOUS_BUILD_ID")
+    if previous_id != current_id and _is_own_build(previous_id, project):
+        previous = _find_build(client, previous_id)
+        if (
+            previous is not None
+            and previous.get("buildStatus") == "SUCCEEDED"
+            and _started_with(previous, "SOURCE_HASH") == source_hash
+        ):
+            logger.info("back to the source of %s (a rollback): no build, returning to it", previous_id)
+            return previous_id
+    return _start(client, event, previous=current_id)
 
 
 def check_complete(event: Event, client: Client) -> Event:
@@ -95,6 +132,7 @@ def build_data(client: Client, build: Event, props: Event) -> dict[str, str]:
     pcr0, pcr1, pcr2 = (_checked(exported, name, PCR_RE) for name in ("PCR0", "PCR1", "PCR2"))
     eif_key = _checked(exported, "EIF_KEY", EIF_KEY_RE)
     eif_version = _checked(exported, "EIF_VERSION", EIF_VERSION_RE)
+    nitro_cli_version = _nitro_cli_version(exported)
     if eif_version == "null":
         raise BuildError("the build's exported EIF_VERSION is 'null': the EIF bucket is not versioned")
     expected = str(props.get("ExpectedPcr0", "")).strip().lower()
@@ -111,7 +149,16 @@ def build_data(client: Client, build: Event, props: Event) -> dict[str, str]:
         "EifVersion": eif_version,
         "PreviousPcr0": previous,
         "AcceptedPcr0": f"{pcr0},{previous}" if previous else pcr0,
+        "NitroCliVersion": nitro_cli_version,
     }
+
+
+def _nitro_cli_version(exported: dict[str, str]) -> str:
+    """X.Y.Z the build recorded; UNKNOWN_VERSION for a build made before the buildspec recorded it (a
+    rollback may return to one, and must not fail for want of a diagnostic); anything else is refused."""
+    if "NITRO_CLI_VERSION" not in exported:
+        return UNKNOWN_VERSION
+    return _checked(exported, "NITRO_CLI_VERSION", NITRO_CLI_VERSION_RE)
 
 
 def failure_reason(build: Event) -> str:
@@ -148,7 +195,7 @@ def _start(client: Client, event: Event, *, previous: str) -> str:
         idempotencyToken=event["RequestId"],
     )
     build_id: str = answer["build"]["id"]
-    logger.info("started %s (previous build %s)", build_id, previous or "none")
+    logger.info("started %s (previous build %s)", build_id, previous)
     return build_id
 
 
@@ -164,11 +211,15 @@ def _stop_if_running(client: Client, build_id: str, project: str) -> None:
 
 
 def _get_build(client: Client, build_id: str) -> Event:
-    answer = client.batch_get_builds(ids=[build_id])
-    builds = answer.get("builds", [])
-    if not builds:
+    build = _find_build(client, build_id)
+    if build is None:
         raise BuildError(f"CodeBuild has no build {build_id!r}")
-    build: Event = builds[0]
+    return build
+
+
+def _find_build(client: Client, build_id: str) -> Event | None:
+    builds = client.batch_get_builds(ids=[build_id]).get("builds", [])
+    build: Event | None = builds[0] if builds else None
     return build
 
 
@@ -176,7 +227,7 @@ def _previous_pcr0(client: Client, build: Event, props: Event) -> str:
     """PCR0 of the build this one replaced: the PREVIOUS_BUILD_ID the handler started it with (exported
     back by the buildspec), read from CodeBuild; "" when there is none or it did not succeed."""
     previous_id = _exported(build).get("PREVIOUS_BUILD_ID", "")
-    if not previous_id or previous_id == build.get("id"):
+    if previous_id in ("", NO_PREVIOUS) or previous_id == build.get("id"):
         return ""
     if not _is_own_build(previous_id, props["ProjectName"]):
         raise BuildError(f"the build's exported PREVIOUS_BUILD_ID {_short(previous_id)!r} is not a build id")
@@ -191,6 +242,20 @@ def _previous_pcr0(client: Client, build: Event, props: Event) -> str:
 
 def _exported(build: Event) -> dict[str, str]:
     return {v["name"]: v.get("value", "") for v in build.get("exportedEnvironmentVariables", [])}
+
+
+def _started_with(build: Event, name: str) -> str:
+    """A value the handler started the build with: its exported copy, else the build's own environment
+    (BatchGetBuilds' environment.environmentVariables, which carries StartBuild's overrides). Whether a
+    build that did not succeed exports its variables is not documented; its environment is there
+    whatever its status. Only PLAINTEXT values: nothing here is ever a parameter or secret reference."""
+    exported = _exported(build)
+    if name in exported:
+        return exported[name]
+    for variable in build.get("environment", {}).get("environmentVariables", []):
+        if variable.get("name") == name and variable.get("type", "PLAINTEXT") == "PLAINTEXT":
+            return str(variable.get("value", ""))
+    return ""
 
 
 def _checked(exported: dict[str, str], name: str, pattern: re.Pattern[str]) -> str:
