@@ -84,6 +84,16 @@ def install(package: Package) -> None:
         add_group(group)
 
 
+def package_of(spec: str) -> str | None:
+    """The package a `dnf install` argument names: NAME, or NAME-VERSION for the one version each package
+    has here (dnf's NAME-VERSION form; docs "Specifying Packages"); None when nothing matches."""
+    if spec in PACKAGES:
+        return spec
+    name, _, version = spec.rpartition("-")
+    package = PACKAGES.get(name)
+    return name if package is not None and package.version and version == package.version else None
+
+
 def with_requirements(names: list[str]) -> list[str]:
     """The names asked for and what their packages require, each once (dnf resolves `Requires:`)."""
     ordered: list[str] = []
@@ -98,15 +108,16 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     if args.command != "install":
         host.fail(f"rehearsal stand-in dnf: only `dnf install` is supported, not `dnf {args.command}`", 2)
-    unknown = [name for name in args.names if name not in PACKAGES]
+    matched = {spec: package_of(spec) for spec in args.names}
+    unknown = [spec for spec, name in matched.items() if name is None]
     if unknown:
-        for name in unknown:
-            print(f"No match for argument: {name}", file=sys.stderr)
+        for spec in unknown:
+            print(f"No match for argument: {spec}", file=sys.stderr)
         host.fail(f"Error: Unable to find a match: {' '.join(unknown)}")
     if not args.assumeyes and not sys.stdin.isatty():
         print("Is this ok [y/N]: ", end="")
         host.fail("Operation aborted.")
-    transaction = with_requirements(args.names)
+    transaction = with_requirements([name for name in matched.values() if name is not None])
     for name in transaction:
         install(PACKAGES[name])
     record = host.path(INSTALLED)

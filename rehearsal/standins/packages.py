@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 UNIT_DIR = "/usr/lib/systemd/system"
+NITRO_CLI_VERSION = "1.5.0"  # the release the nitro-cli stand-in follows (its `--version`)
 STOCK_REGIONS = (
     "us-east-1",
     "us-east-2",
@@ -34,6 +35,7 @@ class Package:
     groups: tuple[str, ...] = ()
     provided_by_root: tuple[str, ...] = ()  # paths the Debian root must already have
     requires: tuple[str, ...] = ()  # the spec's `Requires:` among these packages, installed with it
+    version: str = ""  # the one version served here; "" means it cannot be asked for by version
 
 
 def _stock_allowlist() -> str:
@@ -69,13 +71,13 @@ PACKAGES = {
             },
             dirs=("/run/nitro_enclaves",),
             groups=("ne",),
-            requires=(
-                "docker",
-                "jq",
-            ),  # the spec's `Requires: docker`, `Requires: jq` (systemd, curl: the root's)
+            # The spec's `Requires: docker` and `Requires: jq` (systemd, curl and openssl: the root's).
+            requires=("docker", "jq"),
+            version=NITRO_CLI_VERSION,
         ),
         Package(
             "aws-nitro-enclaves-cli-devel",
+            version=NITRO_CLI_VERSION,
             files={f"{BLOBS}/{name}": BLOB_NOTE for name in ("bzImage", "init", "nsm.ko", "linuxkit")}
             | {f"{BLOBS}/cmdline": "reboot=k panic=30 pci=off nomodules console=ttyS0 random.trust_cpu=on\n"},
         ),

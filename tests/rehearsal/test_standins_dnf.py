@@ -22,9 +22,11 @@ def test_the_lists_here_are_the_ones_bootstrap_and_the_buildspec_install() -> No
     command = re.search(r"dnf install -y -q (.*?)\n(?!\s)", BOOTSTRAP.read_text(), re.S)
     assert command is not None
     assert tuple(command[1].replace("\\", " ").split()) == BOOTSTRAP_PACKAGES
-    build = re.search(r"dnf install -y (.*?)\n", BUILDSPEC.read_text())
-    assert build is not None
-    assert tuple(build[1].split()) == BUILDSPEC_PACKAGES
+    lines = re.findall(r"dnf install -y (.*?)\n", BUILDSPEC.read_text())
+    assert lines  # pinned ("NAME-$NITRO_CLI_VERSION") and not: the same packages
+    for line in lines:
+        names = line.replace('"', "").replace("-$NITRO_CLI_VERSION", "").split()
+        assert tuple(names) == BUILDSPEC_PACKAGES
 
 
 def test_installing_the_bootstraps_packages_puts_the_stand_ins_in_place(tmp_path: Path) -> None:
@@ -84,3 +86,20 @@ def test_the_nitro_cli_package_brings_docker_as_its_spec_requires(tmp_path: Path
     assert "  docker\n" in done.stdout
     assert (root / "usr/bin/docker").exists()
     assert (root / "usr/lib/systemd/system/docker.service").exists()
+
+
+def test_a_pinned_nitro_cli_version_installs_only_if_it_is_the_one_served(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    pinned = run(
+        root,
+        "/usr/bin/dnf",
+        "install",
+        "-y",
+        "aws-nitro-enclaves-cli-1.5.0",
+        "aws-nitro-enclaves-cli-devel-1.5.0",
+    )
+    assert pinned.returncode == 0, pinned.stderr
+    assert run(root, "/usr/bin/nitro-cli", "--version").stdout.strip() == "Nitro CLI 1.5.0"
+    other = run(root, "/usr/bin/dnf", "install", "-y", "aws-nitro-enclaves-cli-1.4.2")
+    assert other.returncode == 1
+    assert "No match for argument: aws-nitro-enclaves-cli-1.4.2" in other.stderr
