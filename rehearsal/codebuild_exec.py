@@ -136,6 +136,14 @@ class BuildExecution:
         else:
             self.status = "FAULT"  # the agent never finished: the container died under it
 
+    def _environment_variables(self) -> list[dict[str, str]]:
+        """The project's variables with StartBuild's overrides in them, as BatchGetBuilds shows a build's
+        environment (the override replaces a project variable of the same name)."""
+        merged = {v["name"]: dict(v) for v in self.project.get("environmentVariables", [])}
+        for name, value in self.env_override.items():
+            merged[name] = {"name": name, "value": value, "type": "PLAINTEXT"}
+        return list(merged.values())
+
     def describe(self) -> dict[str, Any]:
         region, account, project = self.machine.region, self.service["account"], self.project
         group = f"/aws/codebuild/{project['name']}"
@@ -160,7 +168,7 @@ class BuildExecution:
                 "image": project.get("image", ""),
                 "computeType": project.get("computeType", ""),
                 "privilegedMode": bool(project.get("privilegedMode")),
-                "environmentVariables": list(project.get("environmentVariables", [])),
+                "environmentVariables": self._environment_variables(),
             },
             "serviceRole": project.get("serviceRole", ""),
             "logs": {

@@ -1,0 +1,115 @@
+"""The stack's own custom-resource handlers (infra/build/handler/) through the Provider replay against the
+CodeBuild stand-in's API: the shapes the stand-in answers are the ones the handlers read. The build
+container is not started here (the rehearsal runs it): each build's outcome is set where the agent's
+result would come in, so a success, a failed BUILD phase and an update's PREVIOUS_BUILD_ID are checked
+without systemd-nspawn."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from infra.build.handler import enclave_build
+from rehearsal import codebuild, codebuild_exec
+from rehearsal.provider import CustomResourceFailed, Provider, UserFunction
+
+PROJECT = "NitroEnclaveDemo-Project-REHEARSAL"
+RESOURCE = {"Type": "Custom::EnclaveImageBuild"}
+Outcome = Callable[[codebuild_exec.BuildExecution], None]
+
+
+def succeeded(pcr0: str) -> Outcome:
+    def finish(build: codebuild_exec.BuildExecution) -> None:
+        exported = {"PCR0": pcr0, "PCR1": "1" * 96, "PCR2": "2" * 96, "EIF_KEY": f"eif/{'e' * 64}.eif",
+                    "EIF_VERSION": "v-1", "NITRO_CLI_VERSION": "1.5.0", **build.env_override}  # fmt: skip
+        build.result = {
+            "phases": [{"phaseType": "BUILD", "phaseStatus": "SUCCEEDED"}],
+            "buildStatus": "SUCCEEDED",
+            "exportedEnvironmentVariables": [{"name": k, "value": v} for k, v in exported.items()],
+        }
+        build.status = "SUCCEEDED"
+
+    return finish
+
+
+def failed_in_build(build: codebuild_exec.BuildExecution) -> None:
+    context = {
+        "statusCode": "COMMAND_EXECUTION_ERROR",
+        "message": "Error while executing command: x. Reason: exit status 1",
+    }
+    build.result = {"phases": [{"phaseType": "BUILD", "phaseStatus": "FAILED", "contexts": [context]}]}
+    build.status = "FAILED"
+
+
+@pytest.fixture
+def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Outcome]]:
+    project = {"name": PROJECT, "arn": f"arn:aws:codebuild:us-east-1:123456789012:project/{PROJECT}",
+               "source": {"type": "S3", "location": "b/k.zip"}, "environmentVariables": []}  # fmt: skip
+    config = {"region": "us-east-1", "account": "123456789012", "projects": {PROJECT: project},
+              "lower_dirs": [], "netns": str(tmp_path), "work_dir": str(tmp_path)}  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    outcomes: list[Outcome] = []
+
+    def run_without_container(build: codebuild_exec.BuildExecution) -> None:
+        outcomes.pop(0)(build)
+        build.ended = time.time()
+
+    monkeypatch.setattr(codebuild_exec.BuildExecution, "_run", run_without_container)
+    codebuild.Handler.service = codebuild.Service(tmp_path / "config.json")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), codebuild.Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name, value in {"AWS_ENDPOINT_URL_CODEBUILD": f"http://127.0.0.1:{server.server_address[1]}",
+                        "AWS_ACCESS_KEY_ID": "LOCALPROVIDERROLE001", "AWS_SECRET_ACCESS_KEY": "x",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    yield outcomes
+    server.shutdown()
+
+
+def provider() -> Provider:
+    return Provider(
+        UserFunction("OnEvent", enclave_build.on_event, {}),
+        UserFunction("IsComplete", enclave_build.is_complete, {}),
+        "stack-id",
+        query_interval_s=0.05,
+        total_timeout_s=10.0,
+    )
+
+
+def properties(source_hash: str) -> dict[str, str]:
+    return {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:x", "SourceHash": source_hash,
+            "SourceLocation": f"b/{source_hash}.zip", "ProjectName": PROJECT, "ExpectedPcr0": "",
+            "RetirePrevious": "false", "NitroCliVersion": ""}  # fmt: skip
+
+
+def test_create_then_a_code_update_carries_the_previous_pcr0(endpoint: list[Outcome]) -> None:
+    endpoint += [succeeded("a" * 96), succeeded("b" * 96)]
+    created = provider().request("Create", "Build", RESOURCE, ResourceProperties=properties("h1"))
+    assert created.physical_id.startswith(f"{PROJECT}:")
+    assert created.data["Pcr0"] == "a" * 96
+    assert created.data["AcceptedPcr0"] == "a" * 96
+    updated = provider().request(
+        "Update", "Build", RESOURCE, ResourceProperties=properties("h2"),
+        OldResourceProperties=properties("h1"), PhysicalResourceId=created.physical_id,
+    )  # fmt: skip
+    assert updated.physical_id != created.physical_id
+    assert updated.data["PreviousPcr0"] == "a" * 96
+    assert updated.data["AcceptedPcr0"] == f"{'b' * 96},{'a' * 96}"
+
+
+def test_a_failed_build_fails_with_its_phase_codebuilds_message_and_the_log_link(
+    endpoint: list[Outcome],
+) -> None:
+    endpoint.append(failed_in_build)
+    with pytest.raises(CustomResourceFailed) as failed:
+        provider().request("Create", "Build", RESOURCE, ResourceProperties=properties("h1"))
+    reason = str(failed.value)
+    assert "in phase BUILD (FAILED): COMMAND_EXECUTION_ERROR" in reason
+    assert "exit status 1" in reason
+    assert f"#logEvent:group=/aws/codebuild/{PROJECT};stream=" in reason
