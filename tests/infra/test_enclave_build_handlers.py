@@ -1,8 +1,9 @@
 """The EnclaveImageBuild custom resource's handlers against botocore's Stubber: every CodeBuild call is
 checked against botocore's own model of the API (parameter names, types, enums) and every answer is shaped
 like CodeBuild's. The event passed to is_complete is the CloudFormation request merged with on_event's
-answer, as the Provider framework builds it (aws-cdk-lib custom-resources/lib/provider-framework/runtime/
-framework.js)."""
+answer, and the attributes CloudFormation gets are on_event's Data merged with is_complete's, as the
+Provider framework documents and does (aws-cdk-lib custom-resources README, "Provider Framework";
+custom-resources/lib/provider-framework/runtime/framework.ts createResponseEvent and isComplete)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import pytest
 from botocore.stub import Stubber
 
 from infra.build.handler import enclave_build
-from infra.build.handler.enclave_build import NO_PREVIOUS, BuildError, check_complete, handle_event
+from infra.build.handler.enclave_build import (
+    NO_PREVIOUS,
+    RETURNING_FROM,
+    BuildError,
+    check_complete,
+    handle_event,
+)
 from infra.constructs.enclave_image import ATTRIBUTES
 
 PROJECT = "EnclaveImageProject-abc"
@@ -118,8 +125,18 @@ def expect_start(stubber: Stubber, *, previous: str = NO_PREVIOUS, source_hash: 
 
 
 def as_framework_would(event: Any, answer: Any) -> Any:
-    """is_complete's input: the request with on_event's answer merged in (createResponseEvent)."""
+    """is_complete's input: the request with on_event's answer merged in, every field of it (README: "Any
+    other field included in the response will be passed through to `isComplete`"; framework.ts
+    createResponseEvent: {...cfnRequest, ...onEventResult, PhysicalResourceId})."""
     return {**event, **answer}
+
+
+def attributes(client: Any, event: Any, answer: Any) -> dict[str, str]:
+    """What CloudFormation gets once is_complete is done: on_event's Data, then is_complete's over it
+    (framework.ts isComplete: Data {...event.Data, ...isCompleteResult.Data})."""
+    complete = check_complete(as_framework_would(event, answer), client)
+    assert complete["IsComplete"] is True
+    return {**answer.get("Data", {}), **complete["Data"]}
 
 
 def test_create_starts_one_build_whose_id_is_the_physical_id(codebuild: tuple[Any, Stubber]) -> None:
@@ -184,47 +201,149 @@ def test_an_update_with_new_code_builds_with_the_old_build_as_previous(
 OLDER, OLDER_PCR0 = f"{PROJECT}:55555555-8888-7777-6666-555555555555", "f" * 96
 
 
-def rollback(physical_id: str) -> Any:
-    return request("Update", physical_id, old=props(SourceHash="hash-2"))
+def rollback(physical_id: str, **p: str) -> Any:
+    return request("Update", physical_id, old=props(SourceHash="hash-2"), **p)
 
 
-def expect_old_data(stubber: Stubber) -> None:
-    """is_complete on OLD: its own values and its own previous, exactly as before the forward update."""
+def expect_old(stubber: Stubber) -> None:
+    """OLD as is_complete reads it: its own values, hash-1, having replaced OLDER."""
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0, EIF_VERSION="old-v")))
+
+
+def expect_older(stubber: Stubber) -> None:
     expect_get(stubber, OLDER, build(OLDER, "SUCCEEDED", exported(PCR0=OLDER_PCR0, source="hash-0")))
 
 
-def test_a_rollback_after_the_forward_build_succeeded_returns_to_the_old_build(
+def test_a_rollback_after_the_forward_build_succeeded_accepts_both_during_the_return(
     codebuild: tuple[Any, Stubber],
 ) -> None:
-    # The forward build NEW succeeded and a later resource (a host's canary) failed the update.
+    # The forward build NEW succeeded and a later resource (a host's canary) failed the update: NEW's hosts
+    # that came up serve until the group has rolled back, after the key.
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
     event = rollback(NEW)
     answer = handle_event(event, client)  # no StartBuild queued: a build would fail the Stubber
-    assert answer == {"PhysicalResourceId": OLD}
-    expect_old_data(stubber)
-    data = check_complete(as_framework_would(event, answer), client)["Data"]
+    assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: NEW}  # no Data: is_complete's alone
+    expect_old(stubber)
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))  # PCR0 from CodeBuild
+    data = attributes(client, event, answer)
     assert (data["Pcr0"], data["EifVersion"]) == (OLD_PCR0, "old-v")
-    assert data["AcceptedPcr0"] == f"{OLD_PCR0},{OLDER_PCR0}"  # not "<rebuilt old>,<failed new>"
+    assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == (PCR0, f"{OLD_PCR0},{PCR0}")
+
+
+def test_a_forward_revert_accepts_both_during_the_return(codebuild: tuple[Any, Stubber]) -> None:
+    # A (OLD, hash-1) -> B (NEW, hash-2) -> A's code again, each a successful deploy: no build for the
+    # third, and B's hosts keep decrypting while the group rolls back to A.
+    client, stubber = codebuild
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    expect_older(stubber)  # of hash-0: not returned to
+    expect_start(stubber, previous=OLD, source_hash="hash-2")
+    forward = request("Update", OLD, old=props(), SourceHash="hash-2")
+    forward_answer = handle_event(forward, client)
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_old(stubber)
+    assert attributes(client, forward, forward_answer)["AcceptedPcr0"] == f"{PCR0},{OLD_PCR0}"
+
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    revert = request("Update", NEW, old=props(SourceHash="hash-2"), SourceHash="hash-1")
+    answer = handle_event(revert, client)
+    assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: NEW}
+    expect_old(stubber)
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    data = attributes(client, revert, answer)
+    assert (data["Pcr0"], data["AcceptedPcr0"]) == (OLD_PCR0, f"{OLD_PCR0},{PCR0}")
 
 
 @pytest.mark.parametrize("exports", [True, False])
-def test_a_rollback_after_the_forward_build_failed_returns_to_the_old_build(
+def test_a_rollback_after_the_forward_build_failed_accepts_the_old_and_its_previous(
     codebuild: tuple[Any, Stubber], exports: bool
 ) -> None:
     # The physical id is the failed build's (the framework's FAILED answer carries it). Whether a failed
     # build exports its variables is not documented: its environment (StartBuild's overrides) serves too.
+    # No host ever ran the failed build: the key keeps what it accepted before the forward update.
     client, stubber = codebuild
     variables = exported(OLD, source="hash-2") if exports else None
-    expect_get(stubber, FAILED, build(FAILED, "FAILED", variables, environment=started_with(OLD, "hash-2")))
+    failed = build(FAILED, "FAILED", variables, environment=started_with(OLD, "hash-2"))
+    expect_get(stubber, FAILED, failed)
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
     event = rollback(FAILED)
     answer = handle_event(event, client)
+    assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: FAILED}
+    expect_old(stubber)
+    expect_get(stubber, FAILED, failed)  # not SUCCEEDED: no PCR0 from it
+    expect_older(stubber)
+    data = attributes(client, event, answer)
+    assert (data["EifVersion"], data["AcceptedPcr0"]) == ("old-v", f"{OLD_PCR0},{OLDER_PCR0}")
+
+
+def test_a_build_left_that_codebuild_forgot_gives_the_old_builds_own_previous(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    client, stubber = codebuild
+    expect_old(stubber)
+    expect_get(stubber, NEW)  # buildsNotFound
+    expect_older(stubber)
+    data = attributes(client, rollback(OLD), {"PhysicalResourceId": OLD, RETURNING_FROM: NEW})
+    assert data["AcceptedPcr0"] == f"{OLD_PCR0},{OLDER_PCR0}"
+
+
+def test_retire_previous_drops_the_build_left_on_a_return(codebuild: tuple[Any, Stubber]) -> None:
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    event = rollback(NEW, RetirePrevious="true")
+    answer = handle_event(event, client)
+    expect_old(stubber)  # and nothing else: neither NEW nor OLDER is looked up
+    data = attributes(client, event, answer)
+    assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == ("", OLD_PCR0)
+
+
+def test_a_build_left_with_the_same_measurement_is_listed_once(codebuild: tuple[Any, Stubber]) -> None:
+    client, stubber = codebuild
+    expect_old(stubber)
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2", PCR0=OLD_PCR0)))
+    data = attributes(client, rollback(OLD), {"PhysicalResourceId": OLD, RETURNING_FROM: NEW})
+    assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == ("", OLD_PCR0)
+
+
+def test_a_build_left_of_another_project_is_refused(codebuild: tuple[Any, Stubber]) -> None:
+    client, stubber = codebuild
+    expect_old(stubber)
+    answer = {"PhysicalResourceId": OLD, RETURNING_FROM: "SomeOtherProject:" + NEW.split(":")[1]}
+    with pytest.raises(BuildError, match="ReturningFrom 'SomeOtherProject:"):
+        check_complete(as_framework_would(rollback(OLD), answer), client)
+
+
+def test_a_later_update_that_keeps_the_returned_build_recomputes_from_it_alone(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    # After the return the roll is over: an Update with OLD's source (here enclave_pcr0 set) names no
+    # build left, so the previous is OLD's own again and NEW is no longer accepted.
+    client, stubber = codebuild
+    event = request("Update", OLD, old=props(), ExpectedPcr0=OLD_PCR0)
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    answer = handle_event(event, client)
     assert answer == {"PhysicalResourceId": OLD}
-    expect_old_data(stubber)
-    assert check_complete(as_framework_would(event, answer), client)["Data"]["EifVersion"] == "old-v"
+    expect_old(stubber)
+    expect_older(stubber)
+    assert attributes(client, event, answer)["AcceptedPcr0"] == f"{OLD_PCR0},{OLDER_PCR0}"
+
+
+def test_new_code_after_a_return_builds_with_the_returned_build_as_previous(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    client, stubber = codebuild
+    expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
+    expect_older(stubber)
+    expect_start(stubber, previous=OLD, source_hash="hash-3")
+    event = request("Update", OLD, old=props(), SourceHash="hash-3")
+    answer = handle_event(event, client)
+    assert answer == {"PhysicalResourceId": NEW}
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-3")))
+    expect_old(stubber)
+    assert attributes(client, event, answer)["AcceptedPcr0"] == f"{PCR0},{OLD_PCR0}"
 
 
 def test_a_rollback_that_names_the_old_build_keeps_it(codebuild: tuple[Any, Stubber]) -> None:

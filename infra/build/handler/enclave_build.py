@@ -2,9 +2,13 @@
 
 `on_event` starts one CodeBuild build per code change (or stops a running one on Delete); `is_complete` polls
 it and returns the EIF's measurements, key and version from CodeBuild's own API (the build's exported
-variables), never from anything a host can write. The framework passes on_event's PhysicalResourceId (the
-build id) to is_complete inside the event (aws-cdk-lib custom-resources README, "Asynchronous Providers";
-provider-framework/runtime/framework.js merges on_event's answer into the waiter's input).
+variables), never from anything a host can write. on_event hands is_complete its PhysicalResourceId (the
+build id) and RETURNING_FROM by the framework's documented contract (aws-cdk-lib custom-resources README,
+"Provider Framework": any other field of on_event's answer "will be passed through to `isComplete`", whose
+input "includes all request fields, combined with all fields returned from `onEvent`"; runtime/framework.ts
+createResponseEvent merges {...request, ...onEventResult}). on_event returns no Data, so the attributes are
+is_complete's alone (framework.ts isComplete: {...event.Data, ...isCompleteResult.Data}); cfn-response.ts
+sends CloudFormation only its own fields, so RETURNING_FROM is no attribute.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ EXPORTED_VARIABLES = (
 NO_PREVIOUS = "none"
 # NitroCliVersion of a build that exported none (made before the buildspec recorded it).
 UNKNOWN_VERSION = "unknown"
+# on_event's field for is_complete when an Update returns to the previous build: the build being left.
+RETURNING_FROM = "ReturningFrom"
 MAX_SHOWN_CHARS = 200
 
 Event = dict[str, Any]
@@ -70,37 +76,40 @@ def handle_event(event: Event, client: Client) -> Event:
     if kind == "Create":
         return {"PhysicalResourceId": _start(client, event, previous=NO_PREVIOUS)}
     if kind == "Update":
-        return {"PhysicalResourceId": _update(event, client)}
+        return _update(event, client)
     if kind == "Delete":
         _stop_if_running(client, event["PhysicalResourceId"], props["ProjectName"])
         return {"PhysicalResourceId": event["PhysicalResourceId"]}
     raise BuildError(f"unknown RequestType {kind!r}")
 
 
-def _update(event: Event, client: Client) -> str:
+def _update(event: Event, client: Client) -> Event:
     """Which build an Update stands on; a build is started only when no suitable one exists.
 
     CloudFormation's rollback of a failed update is an Update back to the old properties (User Guide,
     custom resource request types), so the source hash alone cannot tell "new code" from "back to the
     code that ran before". A build records the SourceHash it was started with (exported SOURCE_HASH), so:
-    1. the current build is of this source: keep it (no code change; Data is recomputed);
-    2. the build it replaced (its PREVIOUS_BUILD_ID) SUCCEEDED from this source: return to it, its Data
-       as before (its EIF version, its own previous): the rollback of a code update, whether the forward
-       build failed or a later resource did;
+    1. the current build is of this source: keep it (no code change; Data is recomputed from it alone);
+    2. the build it replaced (its PREVIOUS_BUILD_ID) SUCCEEDED from this source: return to it. That is the
+       rollback of a code update (the forward build failed, or a later resource did) and the forward
+       revert A->B->A. Its Data is its own (PCR0, EIF version), but its previous is the build being left
+       (RETURNING_FROM, see build_data): the key is updated before the group, and the group rolls back
+       host by host, so the hosts running the left build must still decrypt meanwhile. A later Update
+       that keeps this physical id recomputes from the build alone (case 1): by then the roll is over;
     3. otherwise build, with the current build as previous. A replaced project builds without a previous
        one (the handlers' roles may read builds of their own project only)."""
     props = event["ResourceProperties"]
     project, source_hash = props["ProjectName"], str(props["SourceHash"])
     current_id: str = event["PhysicalResourceId"]
     if not _is_own_build(current_id, project):
-        return _start(client, event, previous=NO_PREVIOUS)
+        return {"PhysicalResourceId": _start(client, event, previous=NO_PREVIOUS)}
     current = _find_build(client, current_id)
     if current is None:
         logger.info("CodeBuild has no build %s any more: building anew without a previous", current_id)
-        return _start(client, event, previous=NO_PREVIOUS)
+        return {"PhysicalResourceId": _start(client, event, previous=NO_PREVIOUS)}
     if _started_with(current, "SOURCE_HASH") == source_hash:
         logger.info("source unchanged: no build, keeping %s", current_id)
-        return current_id
+        return {"PhysicalResourceId": current_id}
     previous_id = _started_with(current, "PREVIOUS_BUILD_ID")
     if previous_id != current_id and _is_own_build(previous_id, project):
         previous = _find_build(client, previous_id)
@@ -109,9 +118,11 @@ def _update(event: Event, client: Client) -> str:
             and previous.get("buildStatus") == "SUCCEEDED"
             and _started_with(previous, "SOURCE_HASH") == source_hash
         ):
-            logger.info("back to the source of %s (a rollback): no build, returning to it", previous_id)
-            return previous_id
-    return _start(client, event, previous=current_id)
+            logger.info(
+                "back to the source of %s: no build, returning to it from %s", previous_id, current_id
+            )
+            return {"PhysicalResourceId": previous_id, RETURNING_FROM: current_id}
+    return {"PhysicalResourceId": _start(client, event, previous=current_id)}
 
 
 def check_complete(event: Event, client: Client) -> Event:
@@ -123,11 +134,14 @@ def check_complete(event: Event, client: Client) -> Event:
         return {"IsComplete": False}
     if status != "SUCCEEDED":
         raise BuildError(failure_reason(build))
-    return {"IsComplete": True, "Data": build_data(client, build, event["ResourceProperties"])}
+    data = build_data(client, build, event["ResourceProperties"], str(event.get(RETURNING_FROM, "")))
+    return {"IsComplete": True, "Data": data}
 
 
-def build_data(client: Client, build: Event, props: Event) -> dict[str, str]:
-    """The custom resource's attributes from one SUCCEEDED build, each validated by name."""
+def build_data(client: Client, build: Event, props: Event, returning_from: str = "") -> dict[str, str]:
+    """The custom resource's attributes from one SUCCEEDED build, each validated by name. Its previous
+    PCR0 is that of the build being left when on_event returned to this one (returning_from) and that
+    build SUCCEEDED; otherwise that of the build it replaced; none with RetirePrevious."""
     exported = _exported(build)
     pcr0, pcr1, pcr2 = (_checked(exported, name, PCR_RE) for name in ("PCR0", "PCR1", "PCR2"))
     eif_key = _checked(exported, "EIF_KEY", EIF_KEY_RE)
@@ -138,7 +152,7 @@ def build_data(client: Client, build: Event, props: Event) -> dict[str, str]:
     expected = str(props.get("ExpectedPcr0", "")).strip().lower()
     if expected and expected != pcr0:
         raise BuildError(f"the build's PCR0 {pcr0} differs from enclave_pcr0 {expected}")
-    previous = "" if _is_true(props.get("RetirePrevious")) else _previous_pcr0(client, build, props)
+    previous = _previous_pcr0(client, build, props, returning_from)
     if previous == pcr0:
         previous = ""  # the key policy never lists one value twice
     return {
@@ -223,20 +237,36 @@ def _find_build(client: Client, build_id: str) -> Event | None:
     return build
 
 
-def _previous_pcr0(client: Client, build: Event, props: Event) -> str:
-    """PCR0 of the build this one replaced: the PREVIOUS_BUILD_ID the handler started it with (exported
-    back by the buildspec), read from CodeBuild; "" when there is none or it did not succeed."""
+def _previous_pcr0(client: Client, build: Event, props: Event, returning_from: str) -> str:
+    """With RetirePrevious none; else PCR0 of the build being left (returning_from) if it SUCCEEDED, else
+    of the build this one replaced (the PREVIOUS_BUILD_ID it was started with, exported back by the
+    buildspec), read from CodeBuild; "" when there is none or it did not succeed."""
+    if _is_true(props.get("RetirePrevious")):
+        return ""
+    if returning_from:
+        pcr0 = _succeeded_pcr0(client, _own_build_id(returning_from, RETURNING_FROM, props))
+        if pcr0:
+            return pcr0
     previous_id = _exported(build).get("PREVIOUS_BUILD_ID", "")
     if previous_id in ("", NO_PREVIOUS) or previous_id == build.get("id"):
         return ""
-    if not _is_own_build(previous_id, props["ProjectName"]):
-        raise BuildError(f"the build's exported PREVIOUS_BUILD_ID {_short(previous_id)!r} is not a build id")
-    answer = client.batch_get_builds(ids=[previous_id])
-    builds = answer.get("builds", [])
-    if not builds or builds[0].get("buildStatus") != "SUCCEEDED":
-        logger.info("previous build %s not found or not SUCCEEDED: no previous PCR0", previous_id)
+    return _succeeded_pcr0(
+        client, _own_build_id(previous_id, "the build's exported PREVIOUS_BUILD_ID", props)
+    )
+
+
+def _own_build_id(build_id: str, what: str, props: Event) -> str:
+    if not _is_own_build(build_id, props["ProjectName"]):
+        raise BuildError(f"{what} {_short(build_id)!r} is not a build id")
+    return build_id
+
+
+def _succeeded_pcr0(client: Client, build_id: str) -> str:
+    found = _find_build(client, build_id)
+    if found is None or found.get("buildStatus") != "SUCCEEDED":
+        logger.info("build %s not found or not SUCCEEDED: no PCR0 from it", build_id)
         return ""
-    pcr0 = _exported(builds[0]).get("PCR0", "")
+    pcr0 = _exported(found).get("PCR0", "")
     return pcr0 if PCR_RE.fullmatch(pcr0) else ""
 
 
