@@ -8,7 +8,8 @@ reference" build-spec-ref.html, "Shells and commands in build environments" buil
 "Build phase transitions" view-build-details-phases.html, "Environment variables in build environments"):
 
 - version 0.2: a `cd` or a variable set by one command is there for the next ones, in every phase (the
-  AWS docs' own samples set `IMAGE_TAG=...` in pre_build and use it in build, unexported); each command
+  CodePipeline User Guide's ECS tutorial, ecs-cd-pipeline, sets `IMAGE_TAG=...` unexported in pre_build and
+  uses it in build; docs/infra.md, "The buildspec", lists every source and what it shows); each command
   is its own script (/codebuild/output/tmp/script.sh in CodeBuild's messages), so shell options such as
   `set -e`, functions and array attributes do not carry over (Shell below);
 - a phase's commands stop at the first that exits non-zero ("COMMAND_EXECUTION_ERROR: Error while executing
