@@ -8,7 +8,8 @@ reference" build-spec-ref.html, "Shells and commands in build environments" buil
 "Build phase transitions" view-build-details-phases.html, "Environment variables in build environments"):
 
 - version 0.2: a `cd` or a variable set by one command is there for the next ones, in every phase (the
-  AWS docs' own samples set `IMAGE_TAG=...` in pre_build and use it in build, unexported); each command
+  CodePipeline User Guide's ECS tutorial, ecs-cd-pipeline, sets `IMAGE_TAG=...` unexported in pre_build and
+  uses it in build; docs/infra.md, "The buildspec", lists every source and what it shows); each command
   is its own script (/codebuild/output/tmp/script.sh in CodeBuild's messages), so shell options such as
   `set -e`, functions and array attributes do not carry over (Shell below);
 - a phase's commands stop at the first that exits non-zero ("COMMAND_EXECUTION_ERROR: Error while executing
@@ -42,14 +43,18 @@ OWN_VARIABLES = (
     "_|IFS|PS4|OPTIND|OPTERR|BASH|BASH_*|BASHOPTS|SHELLOPTS|COMP_WORDBREAKS|HOSTNAME|HOSTTYPE|MACHTYPE|"
     "OSTYPE|SHLVL|PWD|OLDPWD|__cb_*"
 )
-SAVE_STATE = f"""__cb_save() {{
+# What a command's shell leaves for the next: every plain variable (`declare --`) and exported one
+# (`declare -x`), or, with the plan's "carry_unexported": false, the exported ones only (the narrowest reading
+# of the documentation, which a buildspec can be checked against: tests/infra/test_buildspec.py).
+CARRIED = {True: '"declare -- "*|"declare -x "*', False: '"declare -x "*'}
+SAVE_STATE = """__cb_save() {{
   __cb_rc=$?
   pwd > "$__cb_dir/cwd"
   if [ -n "${{BASH_VERSION-}}" ]; then
     for __cb_v in $(compgen -v); do
-      case "$__cb_v" in {OWN_VARIABLES}) continue ;; esac
+      case "$__cb_v" in {own}) continue ;; esac
       __cb_d=$(declare -p "$__cb_v" 2>/dev/null) || continue
-      case "$__cb_d" in "declare -- "*|"declare -x "*) printf '%s\\n' "$__cb_d" ;; esac
+      case "$__cb_d" in {carried}) printf '%s\\n' "$__cb_d" ;; esac
     done > "$__cb_dir/state.new"
   else
     export -p > "$__cb_dir/state.new"
@@ -72,6 +77,8 @@ class Shell:
         scratch = Path(plan["scratch_dir"])
         scratch.mkdir(parents=True, exist_ok=True)
         self.shell, self.env, self.log, self.scratch = shell, env, log, scratch
+        carried = CARRIED[bool(plan.get("carry_unexported", True))]
+        self.save_state = SAVE_STATE.format(own=OWN_VARIABLES, carried=carried)
         (scratch / "cwd").write_text(cwd + "\n", encoding="utf-8")
         (scratch / "state").write_text("", encoding="utf-8")
         self.script = Path(script)
@@ -82,7 +89,7 @@ class Shell:
         prelude = (
             f'__cb_dir={self.scratch}\n. "$__cb_dir/state"\n'
             + "".join(f"export {k}='{v}'\n" for k, v in (extra or {}).items())
-            + f'cd "$(cat "$__cb_dir/cwd")"\n{SAVE_STATE}'
+            + f'cd "$(cat "$__cb_dir/cwd")"\n{self.save_state}'
         )
         self.script.write_text(prelude + command + "\n", encoding="utf-8")
         if not quiet:

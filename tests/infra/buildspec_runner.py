@@ -1,84 +1,88 @@
-"""Runs a buildspec's phases the way CodeBuild does, as far as its documentation and public build logs show.
+"""A buildspec run here by the rehearsal's CodeBuild agent: the one model of how CodeBuild runs commands.
 
-The model (sources: the CodeBuild buildspec reference for version 0.2, "Shells and commands in build
-environments", and build logs quoted in public issues, e.g. magenx/Magento-2-aws-cluster-terraform#19 and
-aws/aws-codebuild-docker-images#102, where each command fails inside /codebuild/output/tmp/script.sh):
-- phases run in the order install, pre_build, build, post_build; each item under `commands` is written to a
-  script and run by `env/shell` (bash here) in a shell of its own;
-- what carries over to the next item is the exported environment and the working directory, nothing else
-  (shell options like `set -e`, functions, arrays and unexported variables are lost: the issue above shows a
-  `declare -A` array gone in the next command). This runner carries only exported variables, the stricter
-  reading, so a buildspec relying on anything more fails here first;
-- an item that exits non-zero fails its phase and the rest of the phase is skipped; the later phases are
-  skipped too (the buildspec here has no post_build, so CodeBuild's running of post_build after a failed
-  build does not matter to it);
-- `exported-variables` are read from the environment after the last phase.
+The model and its sources are the rehearsal's (rehearsal/buildspec.py reads the buildspec, builds the
+environment; rehearsal/standins/codebuild_agent.py runs the phases; docs/rehearsal.md, "Commands"). This
+adapter only writes the agent's plan for a directory here instead of a build container, and reads its
+result back into an Outcome the infra tests assert on. `carry_unexported=False` runs the same agent
+carrying exported variables and the directory only, the narrowest reading of CodeBuild's documentation.
 """
 
 from __future__ import annotations
 
-import subprocess
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-PHASES = ("install", "pre_build", "build", "post_build")
+from rehearsal import buildspec
+from rehearsal.standins import codebuild_agent
+
+# The agent's phase names, and the buildspec's.
+PHASE_KEYS = {name: key for key, name in buildspec.PHASE_NAMES.items()}
 
 
 @dataclass
 class Outcome:
-    phases: dict[str, bool] = field(default_factory=dict)
-    failed_command: str = ""
-    env: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, bool] = field(default_factory=dict)  # the buildspec's phases that ran: succeeded?
+    failure: str = ""  # CodeBuild's COMMAND_EXECUTION_ERROR message of the first failed phase
     exported: dict[str, str] = field(default_factory=dict)
-    output: str = ""
+    build_status: str = ""
+    output: str = ""  # the build log: the agent's [Container] lines and the commands' output
 
     @property
     def succeeded(self) -> bool:
-        return all(self.phases.values()) and not self.failed_command
+        return self.build_status == "SUCCEEDED"
 
 
-def build_environment(
-    spec: Mapping[str, Any], project: Mapping[str, str], start: Mapping[str, str]
-) -> dict[str, str]:
-    """Precedence from the buildspec reference: StartBuild override > project > buildspec env/variables."""
-    variables = {k: str(v) for k, v in spec.get("env", {}).get("variables", {}).items()}
-    return {**variables, **project, **start}
+def run(
+    text: str,
+    *,
+    source_dir: Path,
+    scratch: Path,
+    base_env: Mapping[str, str],
+    project: Mapping[str, str] | None = None,
+    start: Mapping[str, str] | None = None,
+    variables: Mapping[str, str] | None = None,
+    carry_unexported: bool = True,
+) -> Outcome:
+    """Run buildspec `text` over `source_dir`: `base_env` stands for the image's environment and built-ins,
+    `project` and `start` for the project's and StartBuild's variables, `variables` replace the buildspec's
+    own (e.g. OUT to a test directory)."""
+    spec = buildspec.parse(text)
+    if variables:
+        spec = replace(spec, variables={**spec.variables, **variables})
+    env = buildspec.environment(spec, project or {}, start or {}, base_env)
+    scratch.mkdir(parents=True, exist_ok=True)
+    plan = {
+        "shell": spec.shell,
+        "env": env,
+        "phases": list(spec.phases),
+        "exported_variables": list(spec.exported_variables),
+        "src_dir": str(source_dir),
+        "scratch_dir": str(scratch / "state"),
+        "script": str(scratch / "tmp" / "script.sh"),
+        "result": str(scratch / "result.json"),
+        "log": str(scratch / "build.log"),
+        "carry_unexported": carry_unexported,
+    }
+    (scratch / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+    codebuild_agent.main([str(scratch / "plan.json")])
+    return _outcome(json.loads((scratch / "result.json").read_text(encoding="utf-8")), spec, scratch)
 
 
-def run(spec: Mapping[str, Any], *, source_dir: Path, base_env: Mapping[str, str], scratch: Path) -> Outcome:
-    shell = spec.get("env", {}).get("shell", "/bin/sh")
-    env, cwd, outcome = dict(base_env), source_dir, Outcome()
-    for phase in PHASES:
-        if phase not in spec.get("phases", {}):
-            continue
-        for command in spec["phases"][phase].get("commands", []):
-            status, env, cwd, output = _run_one(command, shell=shell, env=env, cwd=cwd, scratch=scratch)
-            outcome.output += output
-            if status != 0:
-                outcome.phases[phase], outcome.failed_command = False, command
-                outcome.env = env
-                return outcome
-        outcome.phases[phase] = True
-    outcome.env = env
-    outcome.exported = {name: env.get(name, "") for name in spec.get("env", {}).get("exported-variables", [])}
-    return outcome
-
-
-def _run_one(
-    command: str, *, shell: str, env: dict[str, str], cwd: Path, scratch: Path
-) -> tuple[int, dict[str, str], Path, str]:
-    env_file, pwd_file, script = scratch / "env", scratch / "pwd", scratch / "script.sh"
-    # The trailer records what the next command inherits; a command that exits early fails anyway.
-    script.write_text(f'{command}\n__status=$?\nenv -0 > "{env_file}"\npwd > "{pwd_file}"\nexit $__status\n')
-    env_file.unlink(missing_ok=True)
-    result = subprocess.run(
-        [shell, str(script)], env=env, cwd=cwd, capture_output=True, text=True, check=False, timeout=120
+def _outcome(result: dict[str, Any], spec: buildspec.Buildspec, scratch: Path) -> Outcome:
+    declared = {phase["name"] for phase in spec.phases}
+    outcome = Outcome(
+        exported={v["name"]: v["value"] for v in result.get("exportedEnvironmentVariables", [])},
+        build_status=str(result.get("buildStatus", "")),
+        output=(scratch / "build.log").read_text(encoding="utf-8"),
     )
-    output = result.stdout + result.stderr
-    if result.returncode != 0 or not env_file.exists():
-        return result.returncode or 1, env, cwd, output
-    pairs = (item.split("=", 1) for item in env_file.read_text().split("\0") if "=" in item)
-    carried = {k: v for k, v in pairs if k not in ("_", "SHLVL", "PWD", "OLDPWD")}
-    return 0, carried, Path(pwd_file.read_text().strip()), output
+    for phase in result.get("phases", []):
+        name = phase["phaseType"]
+        if name in declared:
+            outcome.phases[PHASE_KEYS[name]] = phase.get("phaseStatus") == "SUCCEEDED"
+        contexts = phase.get("contexts") or []
+        if contexts and not outcome.failure:
+            outcome.failure = str(contexts[0].get("message", ""))
+    return outcome
