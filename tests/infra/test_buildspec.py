@@ -33,6 +33,18 @@ PREVIOUS = "EnclaveImageProject-abc:99999999-8888-7777-6666-555555555555"
 SOURCE_HASH = "0123456789abcdef" * 4
 EIF_BYTES = b"not really an EIF, but bytes the build hashes and uploads\n" * 100
 PCRS = {"PCR0": "AB" * 48, "PCR1": "CD" * 48, "PCR2": "EF" * 48}
+# What a build with the stubs' answers exports: lower-case PCRs, the content-addressed key, S3's version id,
+# StartBuild's overrides echoed back and the Nitro CLI version the stub reports.
+EXPORTED = {
+    "PCR0": "ab" * 48,
+    "PCR1": "cd" * 48,
+    "PCR2": "ef" * 48,
+    "EIF_KEY": f"eif/{hashlib.sha256(EIF_BYTES).hexdigest()}.eif",
+    "EIF_VERSION": "v1.Zx+/version",
+    "PREVIOUS_BUILD_ID": PREVIOUS,
+    "SOURCE_HASH": SOURCE_HASH,
+    "NITRO_CLI_VERSION": "1.4.2",
+}
 
 # Stand-ins. build-eif.sh's interface (helper "repro", docs/infra.md): `build-eif.sh <out-dir>` writes
 # <out-dir>/enclave.eif and <out-dir>/measurements.json, nitro-cli build-enclave's stdout.
@@ -187,16 +199,7 @@ def test_shellcheck_passes_on_each_command_as_its_own_script(phase: str, command
 def test_a_build_exports_lower_case_measurements_the_key_and_the_version(tmp_path: Path) -> None:
     outcome, _ = run_build(tmp_path)
     assert outcome.succeeded, outcome.output
-    assert outcome.exported == {
-        "PCR0": "ab" * 48,
-        "PCR1": "cd" * 48,
-        "PCR2": "ef" * 48,
-        "EIF_KEY": f"eif/{hashlib.sha256(EIF_BYTES).hexdigest()}.eif",
-        "EIF_VERSION": "v1.Zx+/version",
-        "PREVIOUS_BUILD_ID": PREVIOUS,
-        "SOURCE_HASH": SOURCE_HASH,
-        "NITRO_CLI_VERSION": "1.4.2",
-    }
+    assert outcome.exported == EXPORTED
 
 
 def test_the_eif_is_put_once_under_its_hash_with_s3_checking_the_checksum(tmp_path: Path) -> None:
@@ -307,16 +310,7 @@ def test_the_real_build_script_over_the_code_asset_exports_what_the_handler_acce
         tmp_path, source=source, project={"NITRO_CLI_VERSION": "1.4.2"}, MEASUREMENTS=lower
     )
     assert outcome.succeeded, outcome.output
-    assert outcome.exported == {
-        "PCR0": "ab" * 48,
-        "PCR1": "cd" * 48,
-        "PCR2": "ef" * 48,
-        "EIF_KEY": f"eif/{hashlib.sha256(EIF_BYTES).hexdigest()}.eif",
-        "EIF_VERSION": "v1.Zx+/version",
-        "PREVIOUS_BUILD_ID": PREVIOUS,
-        "SOURCE_HASH": SOURCE_HASH,
-        "NITRO_CLI_VERSION": "1.4.2",
-    }
+    assert outcome.exported == EXPORTED
     epoch = context.SOURCE_DATE_EPOCH
     assert (
         f"docker build --no-cache --build-arg SOURCE_DATE_EPOCH={epoch} -f enclave/Dockerfile"
