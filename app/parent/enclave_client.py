@@ -71,6 +71,8 @@ class _Connection:
         turn of the lock for a whole batch. Frames are built first, so a refused one registers nothing."""
         data = b"".join(framing.encode_frame(payload) for _, payload in payloads)
         futures: list[Future[Response]] = [Future() for _ in payloads]
+        failed: list[Future[Response]] = []
+        send_error: OSError | None = None
         with self.lock:
             if not self.alive:
                 raise EnclaveError(*self.closed_with)
@@ -81,14 +83,17 @@ class _Connection:
             except OSError as error:
                 for request_id, _ in payloads:
                     self.pending.pop(request_id, None)
-                self._fail_all(f"send failed: {error}")
-                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"send failed: {error}") from error
+                failed = self._shut(f"send failed: {error}")
+                send_error = error
+        if send_error is not None:
+            self._fail(failed)
+            raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"send failed: {send_error}") from send_error
         return futures
 
     def close(self, reason: str) -> None:
         with self.lock:
-            if self.alive:
-                self._fail_all(reason)
+            failed = self._shut(reason)
+        self._fail(failed)
 
     def idle_for(self, seconds: float) -> bool:
         """Nothing pending and nothing sent or received for `seconds`."""
@@ -111,7 +116,8 @@ class _Connection:
         except Exception as error:  # an answer we cannot even decode must not strand pending calls
             reason = f"connection lost: undecodable answer ({type(error).__name__})"
         with self.lock:
-            self._fail_all(reason)
+            failed = self._shut(reason)
+        self._fail(failed)
 
     def _deliver(self, response: Response) -> None:
         with self.lock:
@@ -125,21 +131,30 @@ class _Connection:
             )
             if response.error.code is ErrorCode.BUSY:  # too many connections: the enclave closes this one
                 with self.lock:
-                    self._fail_all(response.error.message, ErrorCode.BUSY)
+                    failed = self._shut(response.error.message, ErrorCode.BUSY)
+                self._fail(failed)
 
-    def _fail_all(self, reason: str, code: ErrorCode = ErrorCode.ENCLAVE_UNAVAILABLE) -> None:
-        """Called with the lock held; the first reason to close is the one kept."""
+    def _shut(self, reason: str, code: ErrorCode = ErrorCode.ENCLAVE_UNAVAILABLE) -> list[Future[Response]]:
+        """Called with the lock held: closes the socket, keeps the first reason to close, and hands back the
+        calls still pending, for `_fail` to fail once the lock is released."""
         if not self.alive:
-            return
+            return []
         self.alive = False
         self.closed_with = (code, reason)
         pending, self.pending = self.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(EnclaveError(code, reason))
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        return list(pending.values())
+
+    def _fail(self, futures: Sequence[Future[Response]]) -> None:
+        """Fails `futures` with the reason the connection closed. Never with the lock held: a future's
+        done-callbacks run right here (the relay's pool takes its own lock in them), and a callback that
+        waits for a lock while this one is held closes a cycle (pool -> client -> connection -> pool)."""
+        code, reason = self.closed_with
+        for future in futures:
+            if not future.done():
+                future.set_exception(EnclaveError(code, reason))
 
 
 class EnclaveClient:

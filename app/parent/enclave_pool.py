@@ -125,9 +125,11 @@ class EnclavePool:
     def _share(self, count: int) -> dict[EnclaveClient | None, list[int]]:
         """Indices 0..count-1 spread over the usable connections, each to the one with the fewest in flight
         counting what this batch already gave it; None holds them when there is no usable connection."""
-        ranked = self._ranked()
+        # `usable` takes the client's lock: asked outside the pool's, which a future's done-callback takes
+        # while a connection fails its calls (lock order: never pool -> client).
+        usable = [client for client in self._ranked() if client.usable]
         with self._lock:
-            load = {client: self._in_flight.get(client, 0) for client in ranked if client.usable}
+            load = {client: self._in_flight.get(client, 0) for client in usable}
         shares: dict[EnclaveClient | None, list[int]] = {}
         for index in range(count):
             client = min(load, key=load.__getitem__) if load else None

@@ -265,3 +265,54 @@ def test_an_unreachable_enclave_fails_each_request_of_a_batch_and_keeps_the_wind
             ErrorCode.ENCLAVE_UNAVAILABLE
         ] * 2
     pool.close()
+
+
+def test_a_connection_failing_its_calls_while_pollers_pick_and_reconnect_never_deadlocks() -> None:
+    """The lock cycle a review found: a poller ranking connections (the pool's lock, then a client's),
+    another reconnecting (the client's lock, then its connection's), and the reader failing the calls
+    pending on that connection, whose done-callbacks take the pool's lock. Each thread is given its step
+    in that order; every one must finish. (The joins' timeout is only the fail-safe of a hung test.)"""
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, never answers: the call stays pending
+    url = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    pool = EnclavePool(url)
+    pool._next_probe = time.monotonic() + 3600  # no probe: the clients are set up by hand
+    client = EnclaveClient(url)
+    pool._clients = [client]
+    inner_id, future = client.submit(Op.PING, {})
+    assert pool._window.acquire(timeout=1)
+    pool._track(client, inner_id, future)  # as pool.submit does: the done-callback takes the pool's lock
+    connection = client._connection
+    assert connection is not None
+    reader_holds_lock = threading.Event()
+
+    def reader_fails_pending() -> None:  # what the reader does when the worker dies
+        with connection.lock:
+            reader_holds_lock.set()
+            time.sleep(0.3)  # the other two line up behind the locks meanwhile
+            failed = connection._shut("worker died")
+        connection._fail(failed)
+
+    def poller_reconnects() -> None:
+        reader_holds_lock.wait()
+        client._connected()
+
+    def poller_shares() -> None:
+        pool._ranked = lambda: [client]  # type: ignore[method-assign] # ranked before the others moved
+        reader_holds_lock.wait()
+        time.sleep(0.1)
+        pool._share(1)
+
+    threads = [
+        threading.Thread(target=f, daemon=True)
+        for f in (reader_fails_pending, poller_reconnects, poller_shares)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert [t.is_alive() for t in threads] == [False, False, False]
+    with pytest.raises(EnclaveError) as caught:
+        future.result(timeout=0)
+    assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE
+    pool.close()
+    listener.close()
