@@ -26,6 +26,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from app.parent.enclave_client import REQUEST_TIMEOUT_S, EnclaveClient, EnclaveError
+from app.parent.window import Window
 from app.shared import deployment
 from app.shared.protocol import ErrorCode, Op, Response
 
@@ -54,7 +55,7 @@ class EnclavePool:
     ) -> None:  # fmt: skip
         self._url = url
         self._timeout_s = request_timeout_s
-        self._window = threading.BoundedSemaphore(window)
+        self._window = Window(window)
         self._lock = threading.Lock()
         self._clients: list[EnclaveClient] = []
         self._worker_of: dict[EnclaveClient, int] = {}  # the worker each reached at the last probe
@@ -80,7 +81,7 @@ class EnclavePool:
             return len(self._clients)
 
     def submit(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]]:
-        if not self._window.acquire(timeout=self._timeout_s):
+        if not self._window.acquire(1, self._timeout_s):
             raise EnclaveError(
                 ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
             )
@@ -106,8 +107,8 @@ class EnclavePool:
                     placed[index] = outcome
         finally:  # the slots of bodies that are not in flight after all (failed, or not reached by a bug)
             in_flight = sum(1 for outcome in placed.values() if not isinstance(outcome, EnclaveError))
-            for _ in range(slots - in_flight):
-                self._window.release()
+            if slots > in_flight:
+                self._window.release(slots - in_flight)
         busy = EnclaveError(
             ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
         )
@@ -115,12 +116,8 @@ class EnclavePool:
         return outcomes + [busy] * (len(bodies) - slots)
 
     def _acquire(self, count: int) -> int:
-        """Up to `count` window slots, all within one request timeout; how many were taken."""
-        deadline = time.monotonic() + self._timeout_s
-        for taken in range(count):
-            if not self._window.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
-                return taken
-        return count
+        """Up to `count` window slots, taken together within one request timeout; how many were taken."""
+        return self._window.acquire(count, self._timeout_s)
 
     def _share(self, count: int) -> dict[EnclaveClient | None, list[int]]:
         """Indices 0..count-1 spread over the usable connections, each to the one with the fewest in flight

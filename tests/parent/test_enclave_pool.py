@@ -279,7 +279,7 @@ def test_a_connection_failing_its_calls_while_pollers_pick_and_reconnect_never_d
     client = EnclaveClient(url)
     pool._clients = [client]
     inner_id, future = client.submit(Op.PING, {})
-    assert pool._window.acquire(timeout=1)
+    assert pool._window.acquire(1, 1) == 1
     pool._track(client, inner_id, future)  # as pool.submit does: the done-callback takes the pool's lock
     connection = client._connection
     assert connection is not None
