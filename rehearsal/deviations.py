@@ -1,18 +1,47 @@
-"""Every way the rehearsal differs from a real deploy and update, printed by every run (docs/rehearsal.md has
-the same table with the reasons): what the first real deploy still tests for the first time."""
+"""Every way the rehearsal differs from a real deploy and update, printed by every run: what the first real
+deploy still tests for the first time. docs/rehearsal.md has the same table (the same areas in the same order,
+with what the real deploy does); tests/rehearsal/test_deviations.py holds the two together."""
 
 from __future__ import annotations
 
 DEVIATIONS: tuple[tuple[str, str], ...] = (
     ("OS", "Debian 12 (debootstrap minbase) with systemd 252, not Amazon Linux 2023"),
     (
-        "cloud-init",
+        "first boot",
         "a oneshot unit runs the rendered user data as cloud-final's scripts-user would; no cloud-init",
+    ),
+    (
+        "CloudFormation",
+        "the harness creates and updates the resources in CloudFormation's order; SignalResource is a "
+        "stand-in (query protocol, signed, no IAM) reached through AWS_ENDPOINT_URL_CLOUDFORMATION",
+    ),
+    (
+        "CodeBuild",
+        "a stand-in for StartBuild/BatchGetBuilds/StopBuild (JSON 1.1); each build runs the project's "
+        "buildspec in a systemd-nspawn container (Debian + stand-ins, not the AL2023 standard image)",
+    ),
+    (
+        "custom resource",
+        "the stack's own handlers, imported from their cdk.out asset and run in-process by a replay of "
+        "the CDK Provider framework (is-complete polled every 1 s, the template's waiter says 30 s)",
+    ),
+    (
+        "Auto Scaling",
+        "no group: the harness boots each host from the launch template's user data and replays the "
+        "rolling update (new host, its signal, then the old one terminated); the second host has its own "
+        "network namespace, its loopback bridged to the services",
+    ),
+    (
+        "code change",
+        "the roll's new code asset is the old one with a comment added to app/enclave/__init__.py, its "
+        "hash replaced in the template as a new synth would; retire_previous sets the build's "
+        "RetirePrevious",
     ),
     (
         "AWS APIs",
         "moto emulator (KMS, SQS, S3 with versioning, SSM) in the rehearsal's network namespace, via "
-        "AWS_ENDPOINT_URL; bucket encryption, ownership and bucket policies are stored, not enforced",
+        "AWS_ENDPOINT_URL; bucket encryption, ownership, public access block and bucket policies are "
+        "stored, not enforced",
     ),
     (
         "endpoints",
@@ -29,42 +58,21 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
         "IMDSv2 stand-in on 169.254.169.254:80 inside the namespace (token, role credentials, identity)",
     ),
     (
-        "CloudFormation",
-        "the harness creates and updates the resources in CloudFormation's order; SignalResource is a "
-        "stand-in (query protocol, signed, no IAM) reached through AWS_ENDPOINT_URL_CLOUDFORMATION",
-    ),
-    (
-        "CodeBuild",
-        "a stand-in for StartBuild/BatchGetBuilds/StopBuild (JSON 1.1); each build runs the project's "
-        "buildspec in a systemd-nspawn container (Debian + stand-ins, not the AL2023 standard image)",
-    ),
-    (
-        "custom resource",
-        "the stack's own handlers, imported from their cdk.out asset and run in-process by a replay of the "
-        "CDK Provider framework (is-complete polled every 1 s, the template's waiter says 30 s)",
-    ),
-    (
-        "Auto Scaling",
-        "no group: the harness boots each host from the launch template's user data and replays the rolling "
-        "update (new host, its signal, then the old one terminated); the second host has its own network "
-        "namespace, its loopback bridged to the services",
-    ),
-    (
-        "code change",
-        "the roll's new code asset is the old one with a comment added to app/enclave/__init__.py, its hash "
-        "replaced in the template as a new synth would; retire_previous sets the build's RetirePrevious",
+        "network",
+        "host-1 in the services' network namespace, host-2 in a namespace of its own, loopback bridged; "
+        "no VPC",
     ),
     ("PyPI", "a wheelhouse built on the host, bound read-only, /etc/pip.conf no-index"),
     ("AWS CLI", "v1 from PyPI in its own venv as /usr/local/bin/aws (AL2023 ships v2)"),
     ("vsock", "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine)"),
-    ("KMS TLS", "the enclave's KMS calls reach the emulator's keep-alive HTTPS listener (localhost)"),
-    ("attest", "the attestation chain ends at the local PKI's root, not the AWS Nitro root"),
+    ("KMS connections", "the enclave's KMS calls reach the emulator's keep-alive HTTPS listener (localhost)"),
+    ("nitro-demo attest", "the attestation chain ends at the local PKI's root, not the AWS Nitro root"),
     ("enclave", "a software enclave process with a software NSM and a local PKI, not a Nitro Enclave"),
     (
-        "stand-ins",
+        "EC2/Nitro tools",
         "dnf, allocator, nitro-cli, vsock-proxy, docker, CloudWatch agent: contract-checking stand-ins",
     ),
-    ("CloudWatch", "no log shipping: the agent stand-in only checks its config; journals stay in the rootfs"),
+    ("logs", "no log shipping: the agent stand-in only checks its config; journals stay in the rootfs"),
 )
 
 
