@@ -97,7 +97,9 @@ def _opener(
 
 class KmsClient:
     """Thread-safe. At most `max_connections` open at once (idle or busy), reused last-in first-out.
-    Each call ends within `call_deadline_s`, whatever KMS or the egress link do."""
+    Every wait of one call comes out of `call_deadline_s`: each socket operation waits at most the time
+    left, so a silent or stuck peer ends the call in time; one that trickles its answer a few bytes at a
+    time could stretch a read past it (KMS does not)."""
 
     def __init__(
         self, egress_url: str, *, max_connections: int, endpoint_url: str | None = None,
