@@ -23,6 +23,8 @@ NITRO_CLI = r"""#!/usr/bin/env python3
 import json, os, sys
 with open(os.environ["CALLS"], "a") as calls:
     calls.write(" ".join(sys.argv[1:]) + "\n")
+if sys.argv[1] == "describe-eif" and os.environ.get("DESCRIBE_FAILS"):
+    sys.exit(19)  # e.g. E19, the file could not be read
 if sys.argv[1] == "describe-eif":
     crc = json.loads(os.environ["EIF_CRC"])
     print(json.dumps({"EifVersion": 4, "Measurements": {"PCR0": os.environ["EIF_PCR0"]}, "IsSigned": False,
@@ -30,7 +32,9 @@ if sys.argv[1] == "describe-eif":
 """
 
 
-def _run(tmp_path: Path, *, crc: bool | None, pcr0: str = PIN) -> tuple[int, str, list[str]]:
+def _run(
+    tmp_path: Path, *, crc: bool | None, pcr0: str = PIN, describe_fails: bool = False
+) -> tuple[int, str, list[str]]:
     stubs = tmp_path / "bin"
     stubs.mkdir()
     for name, text in (("nitro-cli", NITRO_CLI), ("sleep", "#!/bin/sh\nexit 0\n")):
@@ -48,6 +52,7 @@ def _run(tmp_path: Path, *, crc: bool | None, pcr0: str = PIN) -> tuple[int, str
         "ENCLAVE_CID": "16",
         "ENCLAVE_URL": "vsock://16:5000",
         "EXPECTED_PCR0": PIN.upper(),
+        **({"DESCRIBE_FAILS": "1"} if describe_fails else {}),
     }
     done = subprocess.run(
         ["/bin/bash", str(HOST_FILES_DIR / "enclave-run.sh")],
@@ -80,3 +85,10 @@ def test_an_intact_pinned_eif_is_started(tmp_path: Path) -> None:
     assert f"--eif-path {tmp_path / 'enclave.eif'}" in started
     assert "--enclave-cid 16" in started
     assert "does not answer a ping" in err  # no enclave behind the stub: the readiness loop gives up
+
+
+def test_a_failing_describe_eif_is_named_and_left_to_systemd_to_retry(tmp_path: Path) -> None:
+    code, err, calls = _run(tmp_path, crc=True, describe_fails=True)
+    assert code == 1  # not EXIT_WRONG_IMAGE: the tool failed, not the image
+    assert "nitro-cli describe-eif failed (exit 19)" in err
+    assert not [c for c in calls if c.startswith("run-enclave")]

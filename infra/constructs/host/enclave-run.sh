@@ -16,7 +16,14 @@ readonly EXIT_WRONG_IMAGE=3
 : "${ENCLAVE_EIF:?}" "${ENCLAVE_CPU_COUNT:?}" "${ENCLAVE_MEMORY_MIB:?}" "${ENCLAVE_CID:?}" "${ENCLAVE_URL:?}"
 : "${EXPECTED_PCR0:?the pinned PCR0 must be set (demo.env)}"
 
-described=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF") || described="{}"
+# A describe-eif that fails (the tool itself, not the image) exits 1, which systemd retries; only an image
+# that is not the pinned one gets EXIT_WRONG_IMAGE, which it does not.
+described_rc=0
+described=$(nitro-cli describe-eif --eif-path "$ENCLAVE_EIF") || described_rc=$?
+if ((described_rc != 0)); then
+  echo "cannot check $ENCLAVE_EIF: nitro-cli describe-eif failed (exit $described_rc)" >&2
+  exit 1
+fi
 # "CheckCRC": the EIF reader's CRC check (EifDescribeInfo.crc_check, src/common/json_output.rs of
 # aws/aws-nitro-enclaves-cli); anything but true is a damaged or truncated file.
 if ! jq -e '.CheckCRC == true' >/dev/null 2>&1 <<<"$described"; then
