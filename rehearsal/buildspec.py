@@ -110,3 +110,23 @@ def environment(
 ) -> dict[str, str]:
     """The build's environment: built-ins, then the buildspec's, the project's, the StartBuild override's."""
     return {**built_in, **spec.variables, **project, **override}
+
+
+def agent_plan(
+    spec: Buildspec, env: Mapping[str, str], *, src_dir: str, scratch_dir: str, result: str, log: str,
+    **extra: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The plan the CodeBuild agent stand-in runs (`rehearsal/standins/codebuild_agent.py` reads these
+    keys): the buildspec's shell, phases and exported variables, the build's environment, where the source
+    is and where the agent keeps its state, result and log; `extra` for the agent's optional keys."""
+    return {
+        "shell": spec.shell,
+        "env": dict(env),
+        "phases": list(spec.phases),
+        "exported_variables": list(spec.exported_variables),
+        "src_dir": src_dir,
+        "scratch_dir": scratch_dir,
+        "result": result,
+        "log": log,
+        **extra,
+    }

@@ -125,18 +125,10 @@ def prepare(root: Path, request: BuildRequest, machine: Machine) -> dict[str, An
         spec, project_env, request.env_override, built_in_env(request, machine.region)
     )
     privileged = bool(request.project.get("privilegedMode"))
-    plan = {
-        "shell": spec.shell,
-        "env": env,
-        "phases": list(spec.phases),
-        "exported_variables": list(spec.exported_variables),
-        "src_dir": SRC_DIR,
-        "scratch_dir": "/codebuild/scratch",
-        "result": RESULT,
-        "log": LOG,
-        "daemons": [list(DOCKERD)] if privileged else [],
-        "daemon_sockets": [DOCKER_SOCKET] if privileged else [],
-    }
+    plan = buildspec.agent_plan(
+        spec, env, src_dir=SRC_DIR, scratch_dir="/codebuild/scratch", result=RESULT, log=LOG,
+        daemons=[list(DOCKERD)] if privileged else [], daemon_sockets=[DOCKER_SOCKET] if privileged else [],
+    )  # fmt: skip
     (root / PLAN.lstrip("/")).write_text(json.dumps(plan, indent=2), encoding="utf-8")
     return plan
 

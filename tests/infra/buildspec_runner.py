@@ -54,18 +54,11 @@ def run(
         spec = replace(spec, variables={**spec.variables, **variables})
     env = buildspec.environment(spec, project or {}, start or {}, base_env)
     scratch.mkdir(parents=True, exist_ok=True)
-    plan = {
-        "shell": spec.shell,
-        "env": env,
-        "phases": list(spec.phases),
-        "exported_variables": list(spec.exported_variables),
-        "src_dir": str(source_dir),
-        "scratch_dir": str(scratch / "state"),
-        "script": str(scratch / "tmp" / "script.sh"),
-        "result": str(scratch / "result.json"),
-        "log": str(scratch / "build.log"),
-        "carry_unexported": carry_unexported,
-    }
+    plan = buildspec.agent_plan(
+        spec, env, src_dir=str(source_dir), scratch_dir=str(scratch / "state"),
+        result=str(scratch / "result.json"), log=str(scratch / "build.log"),
+        script=str(scratch / "tmp" / "script.sh"), carry_unexported=carry_unexported,
+    )  # fmt: skip
     (scratch / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     codebuild_agent.main([str(scratch / "plan.json")])
     return _outcome(json.loads((scratch / "result.json").read_text(encoding="utf-8")), spec, scratch)

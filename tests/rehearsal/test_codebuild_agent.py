@@ -20,17 +20,11 @@ def run_agent(
     tmp_path: Path, spec_text: str, env: dict[str, str] | None = None
 ) -> tuple[dict[str, Any], str]:
     spec = buildspec.parse(spec_text)
-    plan = {
-        "shell": spec.shell,
-        "env": {"PATH": "/usr/bin:/bin", **spec.variables, **(env or {})},
-        "phases": list(spec.phases),
-        "exported_variables": list(spec.exported_variables),
-        "src_dir": str(tmp_path),
-        "scratch_dir": str(tmp_path / "scratch"),
-        "script": str(tmp_path / "tmp" / "script.sh"),
-        "result": str(tmp_path / "result.json"),
-        "log": str(tmp_path / "build.log"),
-    }
+    plan = buildspec.agent_plan(
+        spec, {"PATH": "/usr/bin:/bin", **spec.variables, **(env or {})}, src_dir=str(tmp_path),
+        scratch_dir=str(tmp_path / "scratch"), result=str(tmp_path / "result.json"),
+        log=str(tmp_path / "build.log"), script=str(tmp_path / "tmp" / "script.sh"),
+    )  # fmt: skip
     (tmp_path / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     subprocess.run([sys.executable, str(AGENT), str(tmp_path / "plan.json")], check=True, timeout=60)
     result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
