@@ -122,11 +122,7 @@ class EnclavePool:
     def _share(self, count: int) -> dict[EnclaveClient | None, list[int]]:
         """Indices 0..count-1 spread over the usable connections, each to the one with the fewest in flight
         counting what this batch already gave it; None holds them when there is no usable connection."""
-        # `usable` takes the client's lock: asked outside the pool's, which a future's done-callback takes
-        # while a connection fails its calls (lock order: never pool -> client).
-        usable = [client for client in self._ranked() if client.usable]
-        with self._lock:
-            load = {client: self._in_flight.get(client, 0) for client in usable}
+        load = {client: in_flight for client, usable, in_flight in self._standing() if usable}
         shares: dict[EnclaveClient | None, list[int]] = {}
         for index in range(count):
             client = min(load, key=load.__getitem__) if load else None
@@ -205,16 +201,22 @@ class EnclavePool:
             ErrorCode.ENCLAVE_UNAVAILABLE, f"no connection to the enclave at {self._url}"
         )
 
-    def _ranked(self) -> list[EnclaveClient]:
-        """Usable connections first (connected, or free to reconnect), each group by fewest in flight:
-        a dead or backing-off connection has nothing in flight and must not look like the idlest."""
+    def _standing(self) -> list[tuple[EnclaveClient, bool, int]]:
+        """Each connection, whether it is usable (connected, or free to reconnect) and how many it has in
+        flight; probes first when a probe is due. `usable` takes the client's lock, so it is asked outside
+        the pool's, which a future's done-callback takes while a connection fails its calls (lock order:
+        never pool -> client)."""
         if time.monotonic() >= self._next_probe:
             self._probe()
         with self._lock:
-            clients = list(self._clients)
-            load = {client: self._in_flight.get(client, 0) for client in clients}
-        usable = {client: client.usable for client in clients}
-        return sorted(clients, key=lambda c: (not usable[c], load[c]))
+            loads = [(client, self._in_flight.get(client, 0)) for client in self._clients]
+        return [(client, client.usable, in_flight) for client, in_flight in loads]
+
+    def _ranked(self) -> list[EnclaveClient]:
+        """Usable connections first, each group by fewest in flight: a dead or backing-off connection has
+        nothing in flight and must not look like the idlest."""
+        ranked = sorted(self._standing(), key=lambda standing: (not standing[1], standing[2]))
+        return [client for client, _, _ in ranked]
 
     def _probe(self) -> None:
         """Re-learn which worker each connection reaches; drop the ones that fail; open connections until

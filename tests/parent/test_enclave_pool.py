@@ -297,7 +297,6 @@ def test_a_connection_failing_its_calls_while_pollers_pick_and_reconnect_never_d
         client._connected()
 
     def poller_shares() -> None:
-        pool._ranked = lambda: [client]  # type: ignore[method-assign] # ranked before the others moved
         reader_holds_lock.wait()
         time.sleep(0.1)
         pool._share(1)
