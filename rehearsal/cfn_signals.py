@@ -128,12 +128,7 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def _answer(self, code: int, xml: str) -> None:
-        body = xml.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        serving.answer(self, code, xml.encode(), "text/xml")
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write("cfn-signals: " + (format % args) + "\n")

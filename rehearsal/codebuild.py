@@ -191,12 +191,7 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     def _answer(self, code: int, value: dict[str, Any]) -> None:
-        body = json.dumps(value, default=str).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        serving.answer(self, code, json.dumps(value, default=str).encode(), "application/x-amz-json-1.1")
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write("codebuild: " + (format % args) + "\n")

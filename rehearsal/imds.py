@@ -126,12 +126,7 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(404, "Not Found") if body is None else self._answer(200, body)
 
     def _answer(self, code: int, text: str) -> None:
-        body = text.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        serving.answer(self, code, text.encode(), "text/plain")
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write("imds: " + (format % args) + "\n")

@@ -16,3 +16,12 @@ def serve_forever(listen: str, handler: type[BaseHTTPRequestHandler]) -> int:
     print(json.dumps({"listening": listen}), flush=True)
     server.serve_forever()
     return 0
+
+
+def answer(handler: BaseHTTPRequestHandler, code: int, body: bytes, content_type: str) -> None:
+    """One whole answer: status, Content-Type, Content-Length, body (the stand-ins keep connections alive)."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
