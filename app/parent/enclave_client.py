@@ -175,9 +175,14 @@ class EnclaveClient:
         self._connection: _Connection | None = None
         self._failures = 0
         self._next_attempt = 0.0
+        self._closed = False  # by `close`: for good, so a caller still holding it cannot reconnect it
 
     def _connected(self) -> _Connection:
         with self._lock:
+            if self._closed:
+                # e.g. the pool dropped this connection while another thread was about to send on it:
+                # reconnecting would open a connection nobody tracks or ever closes.
+                raise EnclaveError(ErrorCode.ENCLAVE_UNAVAILABLE, f"connection to {self._endpoint} closed")
             connection = self._connection
             if connection is not None and connection.alive:
                 if not connection.idle_for(protocol.CLIENT_IDLE_RETIRE_S):
@@ -251,7 +256,7 @@ class EnclaveClient:
             connection = self._connection
             if connection is not None and connection.alive:
                 return True
-            return time.monotonic() >= self._next_attempt
+            return not self._closed and time.monotonic() >= self._next_attempt
 
     def _drop_connection(self, reason: str) -> None:
         with self._lock:
@@ -260,4 +265,7 @@ class EnclaveClient:
             connection.close(reason)
 
     def close(self) -> None:
+        """Close the connection and refuse every later call (retryable `enclave_unavailable`)."""
+        with self._lock:
+            self._closed = True
         self._drop_connection("client closed")

@@ -132,3 +132,26 @@ def test_an_undecodable_answer_fails_the_call_at_once() -> None:
         client.call(Op.PING)
     listener.close()
     assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE  # not a 4 s timeout: the reader survived
+
+
+def test_a_closed_client_refuses_calls_instead_of_reconnecting() -> None:
+    """The pool closes a connection it drops while another thread may still be about to send on it;
+    that send must fail over (retryable), not open a connection nobody tracks or ever closes."""
+    listener = transport.listen(transport.parse_url("tcp://127.0.0.1:0"))
+    listener.settimeout(2.0)
+    try:
+        client = EnclaveClient(transport.bound_url(listener, "tcp"))
+        client.submit(Op.PING, {})
+        accepted, _ = listener.accept()
+        client.close()
+        assert not client.usable
+        with pytest.raises(EnclaveError) as caught:
+            client.submit(Op.PING, {})
+        assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE
+        assert caught.value.retryable
+        listener.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            listener.accept()  # no second connection was opened
+        accepted.close()
+    finally:
+        listener.close()

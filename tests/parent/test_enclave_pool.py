@@ -140,6 +140,22 @@ def test_a_connection_that_cannot_send_passes_the_request_on(monkeypatch: pytest
         pool.close()
 
 
+def test_a_connection_dropped_while_a_caller_holds_it_passes_the_request_on_without_reconnecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller ranks the connections, then the probe drops (closes) the one it picked: the send fails
+    over to the next, and the dropped one stays closed instead of reconnecting outside the pool."""
+    with running_server(ScriptedWorkers([0])) as (url, _):
+        pool = EnclavePool(url)
+        dropped, kept = EnclaveClient(url), EnclaveClient(url)
+        _seeded(pool, [kept])
+        dropped.close()  # what `_prune` does to it
+        monkeypatch.setattr(pool, "_ranked", lambda: [dropped, kept])  # ranked before the drop
+        assert _echo(pool, "passed on") == "passed on"
+        assert dropped._connection is None
+        pool.close()
+
+
 @pytest.fixture
 def short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(enclave_pool, "PING_TIMEOUT_S", 0.05)
