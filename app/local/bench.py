@@ -33,6 +33,7 @@ POLL_S = 0.1
 START_POLL_S = 0.01  # the relay's CPU is metered from its start-up line: notice it quickly
 DECRYPTED = "decrypted"  # the enclave handler's line per card, with kms_ms and ms
 RELAY_STARTED = "relay started"
+RELAY_STOPPED = "relay stopped"
 
 
 def preload(info: StackInfo, count: int, phase: str) -> list[SentCard]:
@@ -110,7 +111,24 @@ def enclave_own_ms(log_file: Path) -> list[float]:
     return own
 
 
-def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: bool) -> dict[str, float]:
+def relay_sqs_requests(log_file: Path) -> dict[str, int]:
+    """The SQS requests the relay sent between its start-up line and its stop line, per operation (its
+    `sqs_requests` counts on both). Includes the few idle long polls between the last card and the stop."""
+    counts: dict[str, dict[str, int]] = {}
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("msg") in (RELAY_STARTED, RELAY_STOPPED) and isinstance(entry.get("sqs_requests"), dict):
+            counts[entry["msg"]] = entry["sqs_requests"]
+    if RELAY_STOPPED not in counts:
+        raise ChildFailed(f"the relay did not log {RELAY_STOPPED!r} with its SQS requests ({log_file})")
+    started, stopped = counts.get(RELAY_STARTED, {}), counts[RELAY_STOPPED]
+    return {op: n - started.get(op, 0) for op, n in sorted(stopped.items()) if n - started.get(op, 0)}
+
+
+def pipeline_phase(
+    stack: LocalStack, info: StackInfo, count: int, *, profile: bool
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The phase's figures, and the relay's SQS requests per card by operation."""
     sent = preload(info, count, "pipeline")
     pids = stack.pids()
     spy = profiler.Profiler(pids["enclave"], info.run_dir) if profile else None
@@ -136,6 +154,7 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: b
             report_profile(recorder)
     results, delivered = delivery.drain_counting(info, [card.card_id for card in sent])
     stack.stop_relay()
+    requests = relay_sqs_requests(relay.stderr_path)
     finished = max((r.processed_at.timestamp() for r in results if r.processed_at), default=time.time())
     p50, p99 = percentiles([r.enclave_ms for r in results if r.enclave_ms is not None])
     own_p50, own_p99 = percentiles(enclave_own_ms(info.run_dir / "enclave.stderr.log"))
@@ -145,7 +164,7 @@ def pipeline_phase(stack: LocalStack, info: StackInfo, count: int, *, profile: b
         "cards": count, "ok": ok, "seconds": finished - started, "p50_ms": p50, "p99_ms": p99,
         "enclave_own_p50_ms": own_p50, "enclave_own_p99_ms": own_p99, **cpu_ms,
         **delivery.as_summary(delivered),
-    }  # fmt: skip
+    }, {op: round(n / count, 3) for op, n in requests.items()}  # fmt: skip
 
 
 def report_profile(spy: profiler.Profiler) -> None:
@@ -181,6 +200,14 @@ def ceiling_phase(info: StackInfo, count: int) -> dict[str, float]:
     return summary
 
 
+def describe_requests(per_card: dict[str, float], relay_ms: float) -> str:
+    """One line: the relay's SQS requests per card, by operation, beside its CPU per card. Receive and
+    delete cannot go below 0.1 each (SQS takes at most 10 messages per call), nor can one result per card."""
+    total = sum(per_card.values())
+    parts = ", ".join(f"{op} {n:.3f}" for op, n in per_card.items())
+    return f"relay: {total:.3f} SQS requests per card ({parts}); {relay_ms:.2f} ms of CPU per card"
+
+
 def pollers() -> int:
     return int(os.environ.get("RELAY_POLLERS") or DEFAULT_POLLERS)
 
@@ -191,7 +218,7 @@ def run(count: int, run_dir: Path, *, profile: bool = False) -> int:
     print("starting the local stack: emulator (KMS, SQS), software enclave", flush=True)
     with stack as info:
         print(f"local stack up; logs in {info.run_dir}", flush=True)
-        pipeline = pipeline_phase(stack, info, count, profile=profile)
+        pipeline, per_card = pipeline_phase(stack, info, count, profile=profile)
         print(f"pipeline: {count} cards in {pipeline['seconds']:.2f} s", flush=True)
         ceiling = ceiling_phase(info, count)
         print(f"ceiling:  {count} cards in {ceiling['seconds']:.2f} s", flush=True)
@@ -199,6 +226,7 @@ def run(count: int, run_dir: Path, *, profile: bool = False) -> int:
     enclave_ms, relay_ms = pipeline["enclave_cpu_ms_per_card"], pipeline["relay_cpu_ms_per_card"]
     estimate = projection.project(enclave_ms, relay_ms)
     print(projection.describe(estimate), flush=True)
+    print(describe_requests(per_card, relay_ms), flush=True)
     summary = {
         "cards": count,
         "ok": int(pipeline["ok"]),
@@ -209,6 +237,8 @@ def run(count: int, run_dir: Path, *, profile: bool = False) -> int:
         "enclave_own_p99_ms": round(pipeline["enclave_own_p99_ms"], 2),
         "enclave_cpu_ms_per_card": enclave_ms,
         "relay_cpu_ms_per_card": relay_ms,
+        "relay_sqs_requests_per_card": round(sum(per_card.values()), 3),
+        "relay_sqs_requests": per_card,
         "emulator_cpu_ms_per_card": pipeline["emulator_cpu_ms_per_card"],
         "ceiling_cpu_ms_per_card": ceiling["cpu_ms_per_card"],
         "projected_cards_per_s": estimate.cards_per_s,

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from app.keypolicy.grammar import PolicyGrammarError
-from app.parent import attest_report, canary, log_sink
+from app.parent import attest_report, canary, log_sink, queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
 from app.parent.relay import DEFAULT_POLLERS, Relay, RelaySettings
@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     # Our own code builds every SQS request and SQS checks it again: client-side validation only costs CPU.
     sqs_config = Config(max_pool_connections=4 * relay_settings.pollers + 4, parameter_validation=False)
     sqs = session.client("sqs", config=sqs_config)
+    requests = queues.RequestCounter(sqs)
     enclave = EnclavePool(relay_settings.enclave_url)
     relay = Relay(relay_settings, sqs=sqs, credentials=lambda: _credentials_from(session), enclave=enclave)
     stop = threading.Event()
@@ -142,11 +143,16 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "relay started", extra=logs.fields(enclave=relay_settings.enclave_url, pollers=relay_settings.pollers)
+        "relay started",
+        extra=logs.fields(
+            enclave=relay_settings.enclave_url,
+            pollers=relay_settings.pollers,
+            sqs_requests=requests.snapshot(),  # the queue settings read at start-up
+        ),
     )
     relay.run(stop)
     enclave.close()
-    log.info("relay stopped")
+    log.info("relay stopped", extra=logs.fields(sqs_requests=requests.snapshot()))
     return 0
 
 

@@ -10,8 +10,10 @@ Bodies are passed through and never logged.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,27 @@ SOURCE_MESSAGE_ID_ATTRIBUTE = "source_message_id"
 # On a dead-letter copy whose body had to be cut to fit beside its attributes: the original size.
 BODY_TRUNCATED_ATTRIBUTE = "body_truncated_from_bytes"
 MAX_ATTRIBUTE_CHARS = 1024
+
+
+class RequestCounter:
+    """The HTTP requests one SQS client sent, per operation, retries included: each is a request SQS bills
+    and a botocore call the relay pays CPU for, so `make bench` reports them per card beside that CPU.
+    Counted on botocore's `before-send` event, which it emits once per attempt (botocore/endpoint.py,
+    `_do_get_response`); a handler returning None leaves the request alone."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()  # pollers send from several threads
+        sqs.meta.events.register("before-send.sqs", self._count)
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self._lock:
+            self._counts[operation] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 @dataclass(frozen=True)

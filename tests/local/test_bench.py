@@ -19,6 +19,7 @@ KEYS = {
     "cards", "cards_per_s", "p50_ms", "p99_ms", "ceiling_cards_per_s", "ratio",
     "enclave_cpu_ms_per_card", "relay_cpu_ms_per_card", "emulator_cpu_ms_per_card", "ceiling_cpu_ms_per_card",
     "enclave_own_p50_ms", "enclave_own_p99_ms", "projected_cards_per_s", "projection", "lost", "duplicates",
+    "relay_sqs_requests_per_card", "relay_sqs_requests",
 }  # fmt: skip
 
 
@@ -39,6 +40,10 @@ def test_the_last_line_is_the_json_summary(bench_run: tuple[Path, subprocess.Com
     assert summary["enclave_cpu_ms_per_card"] > 0  # the OS charged the enclave's workers something
     assert summary["projection"]["bound_by"] in ("enclave", "relay")
     assert (summary["lost"], summary["duplicates"]) == (0, 0)
+    requests = summary["relay_sqs_requests"]
+    for batched in ("ReceiveMessage", "DeleteMessageBatch", "SendMessageBatch"):
+        assert requests[batched] >= 1 / 10  # ten messages a call at most: at least one call per ten cards
+    assert summary["relay_sqs_requests_per_card"] == pytest.approx(sum(requests.values()), abs=0.002)
     assert summary["ratio"] == pytest.approx(
         summary["cards_per_s"] / summary["ceiling_cards_per_s"], rel=0.01
     )

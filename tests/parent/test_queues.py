@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import boto3
+import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from app.parent import queues
@@ -72,3 +79,47 @@ def test_a_dead_letter_copy_that_fits_is_the_body_unchanged() -> None:
     entry = queues.dead_letter_entry("0", "{}", attributes, max_bytes=queues.SQS_MAX_BYTES)
     assert entry["MessageBody"] == "{}"
     assert queues.BODY_TRUNCATED_ATTRIBUTE not in entry["MessageAttributes"]
+
+
+class _FlakySqs(BaseHTTPRequestHandler):
+    """SQS's JSON protocol on loopback: the first request gets a 500 (botocore retries it), the rest 200."""
+
+    protocol_version = "HTTP/1.1"
+    seen = 0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen += 1
+        body: dict[str, object] = {"__type": "InternalError"} if self.seen == 1 else {"Messages": []}
+        status = 500 if self.seen == 1 else 200
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture
+def flaky_sqs() -> Iterator[str]:
+    _FlakySqs.seen = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakySqs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_request_counter_counts_every_attempt_per_operation(flaky_sqs: str) -> None:
+    sqs = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="AKIDLOCAL", aws_secret_access_key="local"
+    ).client("sqs", endpoint_url=flaky_sqs, config=Config(retries={"mode": "standard", "max_attempts": 3}))
+    counter = queues.RequestCounter(sqs)
+    assert queues.receive(sqs, f"{flaky_sqs}/000000000000/cards", 0) == []
+    assert queues.receive(sqs, f"{flaky_sqs}/000000000000/cards", 0) == []
+    assert counter.snapshot() == {"ReceiveMessage": 3}  # two calls, the first one retried once
+    assert _FlakySqs.seen == 3
