@@ -22,6 +22,7 @@ from app.local.cpu_accounting import CpuMeter
 from app.local.processes import Child, ChildFailed, ChildSpec
 from app.local.provision import local_client
 from app.local.stack import LocalStack, StackInfo
+from app.parent import relay as relay_lines
 from app.producer.card_file import load_cards
 from app.producer.progress import progress
 from app.producer.sender import SentCard, pick_cards, send_cards
@@ -32,8 +33,7 @@ PHASE_TIMEOUT_S = 600.0
 POLL_S = 0.1
 START_POLL_S = 0.01  # the relay's CPU is metered from its start-up line: notice it quickly
 DECRYPTED = "decrypted"  # the enclave handler's line per card, with kms_ms and ms
-RELAY_STARTED = "relay started"
-RELAY_STOPPED = "relay stopped"
+RELAY_STARTED, RELAY_STOPPED = relay_lines.STARTED_LINE, relay_lines.STOPPED_LINE
 
 
 def preload(info: StackInfo, count: int, phase: str) -> list[SentCard]:

@@ -31,7 +31,7 @@ from app.keypolicy.grammar import PolicyGrammarError
 from app.parent import attest_report, canary, log_sink, queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
-from app.parent.relay import DEFAULT_POLLERS, Relay, RelaySettings
+from app.parent.relay import DEFAULT_POLLERS, STARTED_LINE, STOPPED_LINE, Relay, RelaySettings
 from app.shared import attestation, deployment, logs, protocol, settings, transport
 from app.shared.protocol import Credentials, Op
 
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "relay started",
+        STARTED_LINE,
         extra=logs.fields(
             enclave=relay_settings.enclave_url,
             pollers=relay_settings.pollers,
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     )
     relay.run(stop)
     enclave.close()
-    log.info("relay stopped", extra=logs.fields(sqs_requests=requests.snapshot()))
+    log.info(STOPPED_LINE, extra=logs.fields(sqs_requests=requests.snapshot()))
     return 0
 
 

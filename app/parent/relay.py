@@ -28,6 +28,9 @@ from app.shared.queue_messages import CardMessage, MalformedMessage, ResultMessa
 
 log = logging.getLogger(__name__)
 
+# The relay's first and last lines; `make bench` reads its SQS request counts off both.
+STARTED_LINE = "relay started"
+STOPPED_LINE = "relay stopped"
 BASE_BACKOFF_S = 2
 MAX_BACKOFF_S = 300
 IDLE_PAUSE_S = 1.0  # after a batch where the enclave was unreachable, so pollers do not spin
