@@ -19,18 +19,17 @@ one in the cleanup phase (the harness sends that Delete; see Stack.cleanup in re
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.local.stack import patched_environ
 from rehearsal.cfn import Resolver
 from rehearsal.template import Synthesized
 
@@ -55,25 +54,11 @@ class UserFunction:
     environment: Mapping[str, str]
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
-        with _environment(self.environment):
+        with patched_environ(self.environment):
             answer = self.handler(json.loads(json.dumps(event)), None)
         if not isinstance(answer, dict):
             raise CustomResourceFailed(f"{self.logical_id} returned {type(answer).__name__}, not an object")
         return answer
-
-
-@contextlib.contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _asset_dir(synthesized: Synthesized, function: Mapping[str, Any], resolver: Resolver) -> Path:
@@ -101,7 +86,7 @@ def load_function(
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(directory))  # the handler's own imports resolve in its asset, as in Lambda
     try:
-        with _environment(extra_env):
+        with patched_environ(extra_env):
             spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(directory))

@@ -217,7 +217,8 @@ class LocalStack:
 
 @contextlib.contextmanager
 def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """Set variables for an in-process program (the producer) and restore them afterwards."""
+    """Set variables for in-process code (the producer; the rehearsal's Lambda handlers) and restore them
+    afterwards."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
