@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,18 @@ def wait_for_results(info: StackInfo, count: int, watch: Child) -> None:
         time.sleep(POLL_S)
 
 
+def log_entries(log_file: Path) -> Iterator[dict[str, Any]]:
+    """The JSON lines of one of our programs' logs (`app.shared.logs`), skipping any other text."""
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        if line.startswith("{"):
+            yield json.loads(line)
+
+
 def relay_started_at(relay: Child) -> float:
     """The wall-clock second the relay logged that it started polling (its JSON log's ts)."""
     deadline = time.monotonic() + processes.READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        for line in relay.stderr_path.read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line) if line.startswith("{") else {}
+        for entry in log_entries(relay.stderr_path):
             if entry.get("msg") == RELAY_STARTED:
                 return datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
         if relay.process.poll() is not None:
@@ -104,8 +111,7 @@ def relay_started_at(relay: Child) -> float:
 def enclave_own_ms(log_file: Path) -> list[float]:
     """Per card, the enclave's time minus its KMS round trip, from the enclave's own "decrypted" lines."""
     own = []
-    for line in log_file.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line) if line.startswith("{") else {}
+    for entry in log_entries(log_file):
         if entry.get("msg") == DECRYPTED and "ms" in entry and "kms_ms" in entry:
             own.append(float(entry["ms"]) - float(entry["kms_ms"]))
     return own
@@ -115,8 +121,7 @@ def relay_sqs_requests(log_file: Path) -> dict[str, int]:
     """The SQS requests the relay sent between its start-up line and its stop line, per operation (its
     `sqs_requests` counts on both). Includes the few idle long polls between the last card and the stop."""
     counts: dict[str, dict[str, int]] = {}
-    for line in log_file.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line) if line.startswith("{") else {}
+    for entry in log_entries(log_file):
         if entry.get("msg") in (RELAY_STARTED, RELAY_STOPPED) and isinstance(entry.get("sqs_requests"), dict):
             counts[entry["msg"]] = entry["sqs_requests"]
     if RELAY_STOPPED not in counts:
