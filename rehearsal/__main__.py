@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rehearsal import blockers, deviations, rootfs
 from rehearsal.cloud import Cloud
-from rehearsal.codebuild import ROLE_ACCESS_KEY
+from rehearsal.codebuild import ROLE_ACCESS_KEY, ROLE_SECRET_KEY
 from rehearsal.deploy import EnclaveImageBuild
 from rehearsal.hosts import booted
 from rehearsal.netns import Namespace, default_name, exec_argv
@@ -53,7 +53,7 @@ def codebuild_base(netns: Path, base: Path, layer: Path, run: Run) -> dict[str, 
         "region": "us-east-1",
         "account": "123456789012",
         "access_key_id": ROLE_ACCESS_KEY,
-        "secret_access_key": "local-codebuild-role-secret",
+        "secret_access_key": ROLE_SECRET_KEY,
         "lower_dirs": [str(layer), str(base)],
         "netns": str(netns),
         "work_dir": str(run.dir / "codebuild"),

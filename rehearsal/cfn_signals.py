@@ -32,6 +32,7 @@ from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from rehearsal import serving
+from rehearsal.standins.host import write_json
 
 NAMESPACE = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
 STATUSES = ("SUCCESS", "FAILURE")
@@ -142,9 +143,7 @@ def read_signals(record: Path) -> list[ResourceSignal]:
 
 
 def set_stack_status(state: Path, status: str) -> None:
-    scratch = state.with_name(f".{state.name}.tmp")
-    scratch.write_text(json.dumps({"status": status}), encoding="utf-8")
-    scratch.replace(state)
+    write_json(state, {"status": status})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -131,12 +131,12 @@ class Cloud:
             self.refs[logical_id] = name
             self.attributes[(logical_id, "Value")] = value
 
-    def publish_assets(self, work_dir: Path, patch: Patch, sources: Mapping[str, Path] | None = None) -> None:
-        """`cdk deploy`'s asset publishing: every file asset of the manifest to its bucket and key
-        (`sources` may give an asset id another directory: a changed code asset for the roll)."""
+    def publish_assets(self, work_dir: Path, patch: Patch) -> None:
+        """`cdk deploy`'s asset publishing: every file asset of the manifest to its bucket and key."""
         s3 = self.client("s3")
-        for asset_id, asset in self.synthesized.file_assets().items():
-            source = (sources or {}).get(asset_id) or self.synthesized.outdir / asset["source"]["path"]
+        buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        for asset in self.synthesized.file_assets().values():
+            source = self.synthesized.outdir / asset["source"]["path"]
             for destination in asset["destinations"].values():
                 bucket = self.resolver().substitute(destination["bucketName"], {})
                 key = self.resolver().substitute(destination["objectKey"], {})
@@ -144,8 +144,9 @@ class Cloud:
                     body = zip_directory(source, work_dir / "assets" / key, patch).read_bytes()
                 else:
                     body = source.read_bytes()
-                if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+                if bucket not in buckets:
                     s3.create_bucket(Bucket=bucket)
+                    buckets.add(bucket)
                 s3.put_object(Bucket=bucket, Key=key, Body=body)
 
     def set_attributes(self, logical_id: str, physical_id: str, data: Mapping[str, str]) -> None:

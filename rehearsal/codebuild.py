@@ -49,6 +49,7 @@ SUPPORTED_OVERRIDES = frozenset(
 )
 IDEMPOTENCY_S = 300.0  # "valid for 5 minutes" (the model's idempotencyToken documentation)
 ROLE_ACCESS_KEY = "LOCALCODEBUILDROLE01"  # 20 upper-case letters and digits, as an AWS access key id
+ROLE_SECRET_KEY = "local-codebuild-role-secret"  # noqa: S105 - the emulator's, not a secret
 
 
 class ApiError(Exception):
@@ -184,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
             200,
             {
                 "AccessKeyId": ROLE_ACCESS_KEY,
-                "SecretAccessKey": "local-codebuild-role-secret",
+                "SecretAccessKey": ROLE_SECRET_KEY,
                 "Token": "local-codebuild-role-session",
                 "Expiration": expiration,
             },

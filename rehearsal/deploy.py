@@ -20,6 +20,7 @@ from rehearsal import keys
 from rehearsal.cfn import PSEUDO
 from rehearsal.cloud import STACK_ID, Cloud
 from rehearsal.provider import Provider, Response, load_function, user_function_ids
+from rehearsal.standins.host import write_json
 
 BUILD_TYPE = "Custom::EnclaveImageBuild"
 PROJECT_TYPE = "AWS::CodeBuild::Project"
@@ -60,14 +61,12 @@ def write_codebuild_config(path: Path, cloud: Cloud) -> None:
     """The stand-in's config file with the projects as the template has them now (the rest, layers,
     namespace and endpoints, as run.host_services wrote it)."""
     config = {**json.loads(path.read_text(encoding="utf-8")), "projects": project_config(cloud)}
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(json.dumps(config, indent=2), encoding="utf-8")
-    scratch.replace(path)
+    write_json(path, config)
 
 
 @dataclass
 class EnclaveImageBuild:
-    """The custom resource, driven as CloudFormation drives it; `history` keeps every physical id."""
+    """The custom resource, driven as CloudFormation drives it (the rehearsal's Stack keeps its responses)."""
 
     cloud: Cloud
     codebuild_endpoint: str
@@ -75,7 +74,6 @@ class EnclaveImageBuild:
     provider: Provider | None = None
     properties: dict[str, str] = field(default_factory=dict)
     physical_id: str = ""
-    history: list[Response] = field(default_factory=list)
 
     def _resource(self) -> dict[str, Any]:
         self.logical_id, resource = self.cloud.synthesized.only(BUILD_TYPE)
@@ -110,7 +108,6 @@ class EnclaveImageBuild:
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in rendered.items()}
 
     def _done(self, response: Response) -> Response:
-        self.history.append(response)
         self.physical_id = response.physical_id
         self.cloud.set_attributes(self.logical_id, response.physical_id, response.data)
         return response

@@ -51,11 +51,11 @@ def change_enclave_code(stack: Stack) -> str:
 
     archive = zip_directory(source, stack.run.dir / "assets" / "changed-code.zip", patch)
     new_hash = hashlib.sha256(archive.read_bytes()).hexdigest()
-    s3 = cloud.client("s3")
+    s3, body = cloud.client("s3"), archive.read_bytes()
     for destination in asset["destinations"].values():
         bucket = cloud.resolver().substitute(destination["bucketName"], {})
         key = cloud.resolver().substitute(destination["objectKey"], {}).replace(old_hash, new_hash)
-        s3.put_object(Bucket=bucket, Key=key, Body=archive.read_bytes())
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
     cloud.synthesized = cloud.synthesized.with_text_replaced(old_hash, new_hash)
     return new_hash
 

@@ -115,9 +115,6 @@ class Shell:
         status = self.run(f'printf \'%s\' "${{{name}-}}" > {target}; [ -n "${{{name}+x}}" ]', quiet=True)
         return target.read_text(encoding="utf-8") if status == 0 else None
 
-    def close(self) -> None:
-        """Nothing stays running between commands."""
-
 
 class Report:
     """The result file the host side reads: phases so far, current phase, status, exported variables."""
@@ -175,25 +172,22 @@ def start_daemons(plan: dict[str, Any], log: Any) -> list[subprocess.Popen[bytes
 def run_build(plan: dict[str, Any], report: Report, log: Any) -> None:
     shell = Shell(plan, log)
     succeeding: list[bool] = []
-    try:
-        phases = {p["name"]: p for p in plan["phases"]}
-        build_failed_phase = ""
-        for name in PHASES:
-            if build_failed_phase in TO_FINALIZING_ON_FAILURE:
-                break
-            if build_failed_phase and name != "POST_BUILD":
-                continue
-            entry = report.begin(name)
-            ok, context = run_phase(shell, phases[name], succeeding) if name in phases else (True, "")
-            report.end(entry, "SUCCEEDED" if ok else "FAILED", context)
-            succeeding.append(ok)
-            continue_anyway = phases.get(name, {}).get("on_failure", "ABORT") == "CONTINUE"
-            if not ok and not continue_anyway and not build_failed_phase:
-                build_failed_phase = name
-        exported = [{"name": n, "value": shell.value(n) or ""} for n in plan.get("exported_variables", [])]
-        report.data["exportedEnvironmentVariables"] = exported
-    finally:
-        shell.close()
+    phases = {p["name"]: p for p in plan["phases"]}
+    build_failed_phase = ""
+    for name in PHASES:
+        if build_failed_phase in TO_FINALIZING_ON_FAILURE:
+            break
+        if build_failed_phase and name != "POST_BUILD":
+            continue
+        entry = report.begin(name)
+        ok, context = run_phase(shell, phases[name], succeeding) if name in phases else (True, "")
+        report.end(entry, "SUCCEEDED" if ok else "FAILED", context)
+        succeeding.append(ok)
+        continue_anyway = phases.get(name, {}).get("on_failure", "ABORT") == "CONTINUE"
+        if not ok and not continue_anyway and not build_failed_phase:
+            build_failed_phase = name
+    exported = [{"name": n, "value": shell.value(n) or ""} for n in plan.get("exported_variables", [])]
+    report.data["exportedEnvironmentVariables"] = exported
     report.data["buildStatus"] = "SUCCEEDED" if all(succeeding) else "FAILED"
 
 

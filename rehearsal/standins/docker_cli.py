@@ -128,6 +128,15 @@ def _build_from(args: argparse.Namespace) -> str:
         return build(context / (args.file or "Dockerfile"), args.tag, context, values)
 
 
+def require_daemon() -> None:
+    """Fail as the docker client does when nothing listens on the daemon's socket."""
+    try:
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(str(host.path(SOCKET)))
+    except OSError:
+        host.fail(f"Cannot connect to the Docker daemon at unix://{SOCKET}. Is the docker daemon running?")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="docker")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -141,11 +150,7 @@ def main(argv: list[str]) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         host.fail(f"rehearsal stand-in docker: {' '.join(unknown)} is not supported here", 125)
-    try:
-        with socket.socket(socket.AF_UNIX) as probe:
-            probe.connect(str(host.path(SOCKET)))
-    except OSError:
-        host.fail(f"Cannot connect to the Docker daemon at unix://{SOCKET}. Is the docker daemon running?")
+    require_daemon()
     try:
         image_id = _build_from(args)
     except (DockerfileError, OSError) as error:

@@ -10,7 +10,6 @@ The versions printed say what answers: the rehearsal's stand-ins, not a Docker r
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -26,12 +25,7 @@ def version(argv: list[str]) -> int:
     if argv:
         host.fail(f"rehearsal stand-in docker: version {' '.join(argv)} is not supported here", 125)
     print(CLIENT, flush=True)
-    try:
-        with socket.socket(socket.AF_UNIX) as probe:
-            probe.connect(str(host.path(docker_cli.SOCKET)))
-    except OSError:
-        where = f"unix://{docker_cli.SOCKET}"
-        host.fail(f"Cannot connect to the Docker daemon at {where}. Is the docker daemon running?")
+    docker_cli.require_daemon()
     print(SERVER, end="")
     return 0
 

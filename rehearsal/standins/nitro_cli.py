@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rehearsal.standins import eif, enclaves, host, image_store
 from rehearsal.standins.nitro_errors import exit_with
+from rehearsal.standins.packages import NITRO_CLI_VERSION
 
 DEFAULT_BLOBS = "/usr/share/nitro_enclaves/blobs/"
 DOCKER_SOCKET = "/var/run/docker.sock"
 EIF_VERSION = 4
 HASH_ALGORITHM = "Sha384 { ... }"  # what nitro-cli prints for the PCRs' hash
-CLI_VERSION = "1.5.0"  # Cargo.toml of the release the stand-in follows (2950b36, "Prepare release 1.5.0")
 
 
 def artifacts_path() -> Path:
@@ -119,7 +119,7 @@ def describe_eif(path: Path) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="nitro-cli")
     # clap's --version/-V: "<app name> <CARGO_PKG_VERSION>" (src/main.rs, `app.version(version_str)`).
-    top.add_argument("-V", "--version", action="version", version=f"Nitro CLI {CLI_VERSION}")
+    top.add_argument("-V", "--version", action="version", version=f"Nitro CLI {NITRO_CLI_VERSION}")
     commands = top.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-enclave")
     build.add_argument("--docker-uri", required=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 UNIT_DIR = "/usr/lib/systemd/system"
-NITRO_CLI_VERSION = "1.5.0"  # the release the nitro-cli stand-in follows (its `--version`)
+# The release the nitro-cli stand-in follows, its `--version` and the version dnf offers: Cargo.toml of
+# aws-nitro-enclaves-cli at 2950b36 ("Prepare release 1.5.0").
+NITRO_CLI_VERSION = "1.5.0"
 STOCK_REGIONS = (
     "us-east-1",
     "us-east-2",
