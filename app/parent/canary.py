@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.parent.enclave_client import EnclaveError
+from app.producer import sender
 from app.producer.card_file import load_cards
 from app.shared import cards, protocol
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
@@ -111,11 +112,12 @@ def run_canary(
     default); raise the last CanaryError, naming what went wrong, when an attempt fails otherwise or the
     retries are used up."""
     policy = retry or RETRY
+    card = number or canary_card()  # read once, not on every attempt
     started = policy.clock()
     attempts = len(policy.delays_s) + 1
     for attempt, delay in enumerate((*policy.delays_s, None), start=1):
         try:
-            return _attempt(settings, kms=kms, enclave=enclave, credentials=credentials, number=number)
+            return _attempt(settings, kms=kms, enclave=enclave, credentials=credentials, card=card)
         except CanaryError as error:
             elapsed = policy.clock() - started
             if not error.propagating:
@@ -137,14 +139,13 @@ def _attempt(
     kms: Any,
     enclave: Any,
     credentials: Callable[[], Credentials],
-    number: str | None,
+    card: str,
 ) -> CanaryResult:
     """Encrypt, ask the enclave, compare the last four; raise CanaryError naming what went wrong."""
-    card = number or canary_card()
     card_id = f"{CARD_ID_PREFIX}{secrets.token_hex(8)}"
     context = encryption_context(dict(settings.encryption_context), card_id)
     started = time.monotonic()
-    blob = _encrypt(kms, settings.key_id, card, context)
+    blob = _encrypt(kms, settings, card_id, card)
     try:
         lent = credentials()
     except Exception as error:  # IMDS unreachable, a role without credentials: say so, not a traceback
@@ -172,10 +173,11 @@ def _attempt(
     return CanaryResult(card_id, answer.last4, (time.monotonic() - started) * 1000)
 
 
-def _encrypt(kms: Any, key_id: str, card: str, context: Mapping[str, str]) -> bytes:
-    """KMS Encrypt on this host; NotFoundException (an alias or key not yet everywhere) is worth a retry."""
+def _encrypt(kms: Any, settings: CanarySettings, card_id: str, card: str) -> bytes:
+    """The producer's KMS Encrypt, on this host; NotFoundException (an alias or key not yet everywhere) is
+    worth a retry."""
     try:
-        blob = kms.encrypt(KeyId=key_id, Plaintext=card.encode("ascii"), EncryptionContext=context)
+        return sender.encrypt_card(kms, settings.key_id, settings.encryption_context, card_id, card)
     except (BotoCoreError, ClientError) as error:
         not_found = (
             isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") == KMS_NOT_FOUND
@@ -183,8 +185,6 @@ def _encrypt(kms: Any, key_id: str, card: str, context: Mapping[str, str]) -> by
         raise CanaryError(
             ENCRYPT_REFUSED, f"KMS Encrypt on this host: {_kms_answer(error)}", propagating=not_found
         ) from None
-    ciphertext: bytes = blob["CiphertextBlob"]
-    return ciphertext
 
 
 def _kms_answer(error: BotoCoreError | ClientError) -> str:
