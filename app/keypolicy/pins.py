@@ -1,5 +1,6 @@
 """Reads the pin out of a key policy: the `kms:RecipientAttestation:ImageSha384` values of each statement
-that allows kms:Decrypt. Pure; `python -m app.parent attest` compares the enclave's PCR0 with these.
+that allows kms:Decrypt. Pure, but for `read_key_policy`, which fetches the policy from KMS; `python -m
+app.parent attest` and the status document compare the enclave's PCR0 with these.
 
 A statement that allows Decrypt with no ImageSha384 condition is reported as unpinned: it would let its
 principals decrypt without any attestation (the mistake of aws-nitro-enclaves-sdk-c#157).
@@ -7,6 +8,7 @@ principals decrypt without any attestation (the mistake of aws-nitro-enclaves-sd
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,14 @@ from app.keypolicy.document import IMAGE_SHA384
 from app.keypolicy.grammar import parse_policy
 
 PINNING_OPERATORS = frozenset({"StringEquals", "StringEqualsIgnoreCase"})
+
+
+def read_key_policy(kms: Any, key_id: str) -> dict[str, Any]:
+    """The key's own policy, as KMS holds it: DescribeKey for the ARN (GetKeyPolicy takes no alias), then
+    GetKeyPolicy. KMS and JSON errors reach the caller, which says what it could not read."""
+    arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    policy: dict[str, Any] = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
+    return policy
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ fails leaves its observation as None, which the checks report as "skip", never a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from app.keypolicy import pins
 from app.keypolicy.grammar import PolicyGrammarError
 from app.ops import host_checks
+from app.parent.attest_report import Pin
 from app.shared import settings
 
 log = logging.getLogger(__name__)
@@ -129,13 +129,11 @@ def _accepted_by_key_policy(key_id: str | None, region: str, config: Config) -> 
         return None
     try:
         kms = boto3.client("kms", region_name=region, config=config)
-        arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]  # GetKeyPolicy takes no alias
-        policy = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
-        values = [v for grant in pins.decrypt_grants(policy) for v in grant.image_sha384]
+        pin = Pin.from_key_policy(pins.read_key_policy(kms, key_id))
     except (BotoCoreError, ClientError, PolicyGrammarError, ValueError, KeyError) as error:
         log.warning("key policy not readable", extra={"fields": {"error": type(error).__name__}})
         return None
-    return ",".join(dict.fromkeys(values)) or None
+    return ",".join(pin.values) or None
 
 
 def collect(environ: Mapping[str, str] | None = None) -> Observations:

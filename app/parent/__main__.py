@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from app.keypolicy import pins
 from app.keypolicy.grammar import PolicyGrammarError
 from app.parent import attest_report, canary, log_sink, queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
@@ -221,9 +222,7 @@ def _pin_from_key_policy(args: argparse.Namespace) -> attest_report.Pin:
     """The key's own policy (kms:DescribeKey for the ARN, GetKeyPolicy accepts no alias, then the policy)."""
     key_id = settings.require(args.key_id, settings.ENV_KMS_KEY_ID)
     kms = boto3.session.Session(region_name=args.region).client("kms")
-    arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
-    policy = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
-    return attest_report.Pin.from_key_policy(policy)
+    return attest_report.Pin.from_key_policy(pins.read_key_policy(kms, key_id))
 
 
 def enclave_logs(args: argparse.Namespace) -> int:
