@@ -81,10 +81,8 @@ class EnclavePool:
             return len(self._clients)
 
     def submit(self, op: Op, body: Mapping[str, Any]) -> tuple[int, Future[Response]]:
-        if not self._window.acquire(1, self._timeout_s):
-            raise EnclaveError(
-                ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
-            )
+        if not self._acquire(1):
+            raise self._busy()
         try:
             client, inner_id, future = self._send(op, body)
         except BaseException:
@@ -109,15 +107,18 @@ class EnclavePool:
             in_flight = sum(1 for outcome in placed.values() if not isinstance(outcome, EnclaveError))
             if slots > in_flight:
                 self._window.release(slots - in_flight)
-        busy = EnclaveError(
-            ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
-        )
         outcomes = [placed[i] for i in range(slots)]
-        return outcomes + [busy] * (len(bodies) - slots)
+        return outcomes + [self._busy()] * (len(bodies) - slots)
 
     def _acquire(self, count: int) -> int:
         """Up to `count` window slots, taken together within one request timeout; how many were taken."""
         return self._window.acquire(count, self._timeout_s)
+
+    def _busy(self) -> EnclaveError:
+        """What a request gets when no window slot came free within the request timeout."""
+        return EnclaveError(
+            ErrorCode.BUSY, f"window of requests in flight still full after {self._timeout_s:g} s"
+        )
 
     def _share(self, count: int) -> dict[EnclaveClient | None, list[int]]:
         """Indices 0..count-1 spread over the usable connections, each to the one with the fewest in flight

@@ -124,9 +124,7 @@ class Relay:
             try:
                 body = self._prepare(fate, credentials)
             except Exception as error:  # the boundary: a bug of ours on one message settles that one
-                # No traceback: its text could carry a piece of the body.
-                log.error("relay failed on a message", extra=logs.fields(error=type(error).__name__))
-                self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
+                self._settle_bug(fate, error, "a message")
                 continue
             if body is not None:
                 prepared.append((fate, body))
@@ -139,8 +137,7 @@ class Relay:
             try:
                 self._collect(fate, request_id, future, deadline)
             except Exception as error:  # the same boundary, on the answer's side
-                log.error("relay failed on an answer", extra=logs.fields(error=type(error).__name__))
-                self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
+                self._settle_bug(fate, error, "an answer")
         return fates
 
     def _submit(self, prepared: list[tuple[_Fate, dict[str, Any]]]) -> list[tuple[_Fate, int, Any]]:
@@ -167,8 +164,7 @@ class Relay:
         except EnclaveError as error:
             return error
         except Exception as error:  # the boundary
-            log.error("relay failed on a message", extra=logs.fields(error=type(error).__name__))
-            self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
+            self._settle_bug(fate, error, "a message")
             return None
 
     def _prepare(self, fate: _Fate, credentials: list[Credentials]) -> dict[str, Any] | None:
@@ -217,6 +213,12 @@ class Relay:
             enclave_ms=answer.enclave_ms,
             end_to_end_ms=_since_ms(fate.message.sent_at_ms),
         )
+
+    def _settle_bug(self, fate: _Fate, error: Exception, what: str) -> None:
+        """The failure boundary: a bug of ours on one message rejects that message (`internal`) alone.
+        No traceback is logged: its text could carry a piece of the body."""
+        log.error(f"relay failed on {what}", extra=logs.fields(error=type(error).__name__))
+        self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
 
     def _reject(self, fate: _Fate, code: ErrorCode, reason: str) -> None:
         fate.result = ResultMessage(
