@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.build.handler import enclave_build
+
 DEFAULTS: Mapping[str, Any] = {
     "instance_type": "c5.xlarge",
     "enclave_cpu_count": 2,
@@ -207,7 +209,7 @@ def _as_nitro_cli_version(raw: Any) -> str:
     """X.Y.Z, the package version dnf installs (aws-nitro-enclaves-cli-X.Y.Z) and `nitro-cli --version`
     prints; "" leaves it to the repository. The build's kernel, init and nsm.ko come from this package."""
     text = str(raw).strip()
-    if text and not re.fullmatch(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", text):
+    if text and not enclave_build.NITRO_CLI_VERSION_RE.fullmatch(text):  # the build checks what it used
         raise SettingsError(f"nitro_cli_version must look like '1.3.1' (or be empty), got {raw!r}")
     return text
 

@@ -86,8 +86,7 @@ class EnclaveHost(Construct):
             security_group=network.security_group,
             associate_public_ip_address=True,
             nitro_enclave_enabled=True,
-            require_imdsv2=True,
-            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            require_imdsv2=True,  # CDK renders MetadataOptions.HttpTokens "required" from this
             http_endpoint=True,
             http_put_response_hop_limit=1,
             block_devices=[_root_volume()],

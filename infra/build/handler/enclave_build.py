@@ -217,11 +217,10 @@ def _stop_if_running(client: Client, build_id: str, project: str) -> None:
     if not _is_own_build(build_id, project):
         logger.info("physical id %s is not a build of %s: nothing to stop", build_id, project)
         return
-    answer = client.batch_get_builds(ids=[build_id])
-    for build in answer.get("builds", []):
-        if build.get("buildStatus") == "IN_PROGRESS":
-            client.stop_build(id=build_id)
-            logger.info("stopped %s", build_id)
+    build = _find_build(client, build_id)
+    if build is not None and build.get("buildStatus") == "IN_PROGRESS":
+        client.stop_build(id=build_id)
+        logger.info("stopped %s", build_id)
 
 
 def _get_build(client: Client, build_id: str) -> Event:
