@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Fn
+from aws_cdk import Fn
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 
@@ -64,7 +64,6 @@ def render_user_data(inputs: UserDataInputs) -> str:
             "EifVersion": image.eif_version,
             # Always the build's own PCR0: `-c enclave_pcr0` is checked against it by the build's handler.
             "ExpectedPcr0": image.pcr0,
-            "StackName": Aws.STACK_NAME,
             "SignalResource": inputs.signal_resource,
             "MeasurementsParameter": inputs.names.measurements,
             "PinnedPcr0Parameter": inputs.names.pinned_pcr0,
@@ -75,7 +74,6 @@ def render_user_data(inputs: UserDataInputs) -> str:
     return Fn.sub(
         host_file("user-data.sh"),
         {
-            "StackName": Aws.STACK_NAME,
             "SignalResource": inputs.signal_resource,
             "CodeBucket": inputs.code.s3_bucket_name,
             "CodeKey": inputs.code.s3_object_key,

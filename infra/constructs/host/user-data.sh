@@ -16,7 +16,7 @@ signal_failure() {
   echo "nitro-enclave-demo user data FAILED: $step: $reason" >&2
   token=$(curl -sS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/api/token") || true
   instance_id=$(curl -sS -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id") || true
-  local signal=(aws cloudformation signal-resource --region '${AWS::Region}' --stack-name '${StackName}'
+  local signal=(aws cloudformation signal-resource --region '${AWS::Region}' --stack-name '${AWS::StackName}'
     --logical-resource-id '${SignalResource}' --status FAILURE)
   # Should CloudFormation ever refuse a UniqueId that is not a bare instance id, the bare id still fails fast.
   "${!signal[@]}" --unique-id "$(printf '%s %s' "$instance_id" "$step" | cut -c1-64)" ||
