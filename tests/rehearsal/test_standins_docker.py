@@ -49,7 +49,7 @@ def test_build_prints_an_image_id_and_stores_only_the_copied_files() -> None:
         assert "opt/enclave/app/shared/transport.py" in files
         assert not [f for f in files if "/local/" in f or "/parent/" in f or "__pycache__" in f]
         config = json.loads(rootfs.parent.joinpath("config.json").read_text())
-        assert config["Cmd"] == ["python", "-m", "app.enclave"]
+        assert config["Cmd"] == ["/usr/local/bin/python3.11", "-m", "app.enclave"]
         assert config["WorkingDir"] == "/opt/enclave"
 
 
