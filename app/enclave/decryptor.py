@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from app.enclave import cms, kms_errors
+from app.enclave.clock import EnclaveClock
 from app.enclave.kms_client import KmsClient, KmsError, KmsUnreachable
 from app.enclave.nsm import SecureModule
 from app.enclave.recipient_keys import RecipientKeys
@@ -27,8 +28,11 @@ class DecryptError(Exception):
 
 
 class Decryptor:
-    def __init__(self, nsm: SecureModule, kms: KmsClient) -> None:
-        self._keys = RecipientKeys(nsm)
+    """Signs each KMS call with `clock.now()`, the time its attestation documents vouch for."""
+
+    def __init__(self, nsm: SecureModule, kms: KmsClient, *, clock: EnclaveClock | None = None) -> None:
+        self.clock = clock or EnclaveClock()
+        self._keys = RecipientKeys(nsm, clock=self.clock)
         self._kms = kms
 
     def prepare(self) -> None:
@@ -46,15 +50,24 @@ class Decryptor:
                 ciphertext=request.ciphertext,
                 encryption_context=request.encryption_context,
                 recipient=key.recipient,
+                signed_at=self.clock.now(),
             )
         except (KmsError, KmsUnreachable) as error:
             code, message = kms_errors.classify(error)
-            if code in (ErrorCode.ACCESS_DENIED, ErrorCode.BAD_REQUEST):
-                self._keys.discard(key)  # a stale or refused document must not be reused
+            if code in (ErrorCode.ACCESS_DENIED, ErrorCode.BAD_REQUEST, ErrorCode.CLOCK_SKEW):
+                # A stale or refused document must not be reused; after a time refusal the next
+                # document also measures the clock again.
+                self._keys.discard(key)
+            if code is ErrorCode.CLOCK_SKEW:
+                message = f"{message}; {self._clock_state()}; the next request attests and measures again"
             raise DecryptError(code, message) from error
         kms_ms = (time.perf_counter() - started) * 1000
         last4 = self._last_four(wrapped, key.private_key)
         return DecryptResult(last4, round(kms_ms, 2), round((time.perf_counter() - started) * 1000, 2))
+
+    def _clock_state(self) -> str:
+        reading = self.clock.reading
+        return reading.describe() + " at the last document" if reading else "no document has been read yet"
 
     @staticmethod
     def _last_four(wrapped: bytes, private_key: Any) -> str:

@@ -29,7 +29,7 @@ class EnclaveHandler:
             if request.op is Op.PING:
                 body = {
                     "status": "ok", "protocol": protocol.PROTOCOL_VERSION, "uptime_s": self._uptime(),
-                    **self._identity,
+                    **self._identity, **self._decryptor.clock.ping_fields(),
                 }  # fmt: skip
                 return Response(request.id, body=body)
             if request.op is Op.ATTEST:

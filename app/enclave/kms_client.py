@@ -46,6 +46,7 @@ class KmsError(Exception):
     def __init__(self, code: str, message: str, status: int) -> None:
         super().__init__(f"KMS {code}: {message}".strip())
         self.code = code
+        self.message = message
         self.status = status
 
 
@@ -129,10 +130,11 @@ class KmsClient:
 
     def decrypt(
         self, *, region: str, credentials: Credentials, key_id: str, ciphertext: bytes,
-        encryption_context: Mapping[str, str], recipient: Recipient,
+        encryption_context: Mapping[str, str], recipient: Recipient, signed_at: float | None = None,
     ) -> bytes:  # fmt: skip
         """CiphertextForRecipient, or KmsError / KmsUnreachable. Decrypt is idempotent: a connection
-        that went stale while idle is replaced and the call sent once more, within the same deadline."""
+        that went stale while idle is replaced and the call sent once more, within the same deadline.
+        `signed_at` (seconds since the epoch, default now) is the request's X-Amz-Date."""
         deadline = time.monotonic() + self._call_deadline_s
         host = self.host_for(region)
         body = (
@@ -141,7 +143,7 @@ class KmsClient:
             f'"EncryptionContext":{json.dumps(dict(encryption_context), separators=(",", ":"))},'
             f'"Recipient":{recipient.json_text}}}'
         ).encode()
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(signed_at))
         headers = self._signer.headers(
             credentials, region=region, amz_date=amz_date, host=host, body=body,
             headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": DECRYPT_TARGET},

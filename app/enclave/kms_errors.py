@@ -1,5 +1,10 @@
 """Maps what the enclave's KMS client raises to our error codes; decides retry vs dead-letter.
 
+SigV4's time refusals are InvalidSignatureException with "Signature expired: <signed> is now earlier than
+<now - 5 min> ..." or "Signature not yet current: <signed> is still later than <now + 5 min> ..." (KMS's own
+wording, e.g. aws/aws-sdk-js#2340, serverless/enterprise#11): those are `clock_skew`; any other
+InvalidSignatureException (a wrong secret) stays `credentials_expired`.
+
 Nothing here sees a plaintext. Messages keep KMS's own wording (it never echoes a ciphertext).
 """
 
@@ -7,6 +12,9 @@ from __future__ import annotations
 
 from app.enclave.kms_client import KmsError, KmsUnreachable
 from app.shared.protocol import ErrorCode
+
+INVALID_SIGNATURE = "InvalidSignatureException"
+TIME_REFUSALS = ("Signature expired", "Signature not yet current")
 
 _BY_KMS_CODE = {
     "InvalidCiphertextException": ErrorCode.INVALID_CIPHERTEXT,  # also: wrong encryption context
@@ -34,6 +42,8 @@ _BY_KMS_CODE = {
 def classify(error: Exception) -> tuple[ErrorCode, str]:
     """(code, message) for a failed KMS call; unknown failures are INTERNAL, which is retried."""
     if isinstance(error, KmsError):
+        if error.code == INVALID_SIGNATURE and error.message.startswith(TIME_REFUSALS):
+            return ErrorCode.CLOCK_SKEW, str(error)
         return _BY_KMS_CODE.get(error.code, ErrorCode.INTERNAL), str(error)
     if isinstance(error, KmsUnreachable):
         return ErrorCode.KMS_UNAVAILABLE, f"KMS unreachable through the egress path: {error}"

@@ -5,11 +5,13 @@ RSA-2048 key takes ~50 ms to generate and the NSM call is a syscall round trip, 
 cost more than the KMS call itself, while the document must stay fresh for KMS (our emulator, like a
 careful verifier, refuses documents older than five minutes). The first pair is made before the worker
 serves (`prepare`), and its successor `RENEW_AHEAD_S` before it expires on a background thread, so no
-request waits for a key. The private key never leaves this object.
+request waits for a key. Each new document also sets the enclave's clock (`clock.EnclaveClock`), and its log
+line says how far that clock is from the NSM's. The private key never leaves this object.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,8 +19,12 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from app.enclave.clock import EnclaveClock
 from app.enclave.kms_client import Recipient
 from app.enclave.nsm import SecureModule
+from app.shared import logs
+
+log = logging.getLogger(__name__)
 
 KEY_LIFETIME_S = 240.0
 RENEW_AHEAD_S = 30.0  # the next pair is made this long before the current one expires
@@ -38,8 +44,11 @@ class RecipientKey:
 class RecipientKeys:
     """Thread-safe holder of the current pair; renews it ahead of expiry, or at once when it must."""
 
-    def __init__(self, nsm: SecureModule, *, lifetime_s: float = KEY_LIFETIME_S) -> None:
+    def __init__(
+        self, nsm: SecureModule, *, lifetime_s: float = KEY_LIFETIME_S, clock: EnclaveClock | None = None
+    ) -> None:
         self._nsm = nsm
+        self._clock = clock or EnclaveClock()
         self._lifetime_s = lifetime_s
         self._lock = threading.Lock()
         self._current: RecipientKey | None = None
@@ -80,5 +89,13 @@ class RecipientKeys:
         public_der = private_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        document = self._nsm.attest(public_key=public_der, user_data=ATTESTATION_USER_DATA)
+        document = self._clock.attest(self._nsm, public_key=public_der, user_data=ATTESTATION_USER_DATA)
+        reading = self._clock.reading
+        log.info(
+            "new key pair and attestation document",
+            extra=logs.fields(
+                clock_skew_ms=reading.skew_ms if reading else None,
+                clock_corrected=reading.corrected if reading else False,
+            ),
+        )
         return RecipientKey(private_key, document, now, Recipient.for_document(document))

@@ -6,7 +6,9 @@ the operation names the action (`kms:<Operation>`; ReEncrypt is ReEncryptFrom an
 is the one the request names (Decrypt: the one the ciphertext names), and the request context carries
 `kms:EncryptionContext:<k>`, `kms:CallerAccount`, `aws:PrincipalArn` and, for an attested Decrypt, the
 `kms:RecipientAttestation:*` keys of the verified document. `app.keypolicy.evaluator` decides; a refusal
-is KMS's AccessDeniedException. The rehearsal's emulator calls the same entry point. Local mode only.
+is KMS's AccessDeniedException. Before all that, the request's signing time must be within SigV4's
+5 minutes (`app.local.request_time`), which moto does not check either. The rehearsal's emulator calls
+the same entry point. Local mode only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from app.keypolicy.evaluator import Caller, Decision, Request, access_denied_mes
 from app.keypolicy.grammar import PolicyGrammarError, parse_policy_text
 from app.local.kms_recipient import ACCESS_DENIED, RecipientRefused, RecipientVerifier, verify_recipient
 from app.local.principals import by_access_key
+from app.local.request_time import check_request_time
 from app.shared import logs
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,7 @@ def _call(
     verifier: RecipientVerifier,
     callers: Mapping[str, Caller],
 ) -> Any:
+    check_request_time(response.headers)
     caller = callers.get(response.get_access_key())
     if caller is None:
         raise RecipientRefused(UNRECOGNIZED_CLIENT, "The security token included in the request is invalid.")

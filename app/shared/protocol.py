@@ -47,6 +47,9 @@ class ErrorCode(StrEnum):
     KMS_THROTTLED = "kms_throttled"
     KMS_UNAVAILABLE = "kms_unavailable"
     CREDENTIALS_EXPIRED = "credentials_expired"
+    CLOCK_SKEW = (
+        "clock_skew"  # KMS refused the signing time (SigV4's 5-minute window); see app/enclave/clock.py
+    )
     ENCLAVE_UNAVAILABLE = "enclave_unavailable"
     ENCLAVE_TIMEOUT = "enclave_timeout"
     BUSY = "busy"
@@ -58,6 +61,7 @@ RETRYABLE = frozenset(
         ErrorCode.KMS_THROTTLED,
         ErrorCode.KMS_UNAVAILABLE,
         ErrorCode.CREDENTIALS_EXPIRED,
+        ErrorCode.CLOCK_SKEW,
         ErrorCode.ENCLAVE_UNAVAILABLE,
         ErrorCode.ENCLAVE_TIMEOUT,
         ErrorCode.BUSY,

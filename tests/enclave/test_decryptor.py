@@ -6,6 +6,7 @@ moto with the Recipient behaviour of real KMS, then the CMS unwrap and card chec
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from app.enclave.clock import EnclaveClock
 from app.enclave.decryptor import DecryptError, Decryptor
 from app.enclave.kms_client import KmsClient
 from app.enclave.recipient_keys import RENEW_AHEAD_S, RecipientKeys
@@ -65,13 +67,14 @@ def _encrypt(emulator: Endpoints, key_id: str, plaintext: bytes, context: dict[s
 
 
 def _decryptor(
-    pki: tuple[LocalPki, Path], emulator: Endpoints, monkeypatch: pytest.MonkeyPatch, pcr0: bytes = PINNED
-) -> Decryptor:
+    pki: tuple[LocalPki, Path], emulator: Endpoints, monkeypatch: pytest.MonkeyPatch, pcr0: bytes = PINNED,
+    clock: EnclaveClock | None = None,
+) -> Decryptor:  # fmt: skip
     local, directory = pki
     monkeypatch.setenv("AWS_CA_BUNDLE", str(directory / TLS_CA_FILE))
     egress = f"tcp://127.0.0.1:{emulator.https.rsplit(':', 1)[1]}"
     kms = KmsClient(egress, max_connections=2, endpoint_url=emulator.https)
-    return Decryptor(SoftwareNsm(local, {0: pcr0}), kms)
+    return Decryptor(SoftwareNsm(local, {0: pcr0}), kms, clock=clock)
 
 
 def _request(ciphertext: bytes, key_id: str, context: dict[str, str] = CONTEXT) -> DecryptRequest:
@@ -129,6 +132,54 @@ def test_a_plaintext_that_is_not_a_card_is_refused_without_echoing_it(
         _decryptor(pki, emulator, monkeypatch).decrypt(_request(ciphertext, key_id))
     assert caught.value.code is ErrorCode.NOT_A_CARD
     assert "411111111111111" not in str(caught.value)
+
+
+SKEW_S = 400.0  # beyond SigV4's 5 minutes either way
+
+
+def _skewed(skew_s: float, *, threshold_s: float | None = None) -> EnclaveClock:
+    """An enclave clock `skew_s` off real time (the NSM's and the emulator's); threshold None: the default."""
+    wall = lambda: time.time() + skew_s  # noqa: E731
+    return (
+        EnclaveClock(wall=wall) if threshold_s is None else EnclaveClock(wall=wall, threshold_s=threshold_s)
+    )
+
+
+@pytest.mark.parametrize("skew_s", [SKEW_S, -SKEW_S])
+def test_an_enclave_clock_minutes_off_still_decrypts_signing_with_the_nsm_time(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch, skew_s: float
+) -> None:
+    clock = _skewed(skew_s)
+    decryptor = _decryptor(pki, emulator, monkeypatch, clock=clock)
+    result = decryptor.decrypt(_request(_encrypt(emulator, key_id, b"4111111111111111"), key_id))
+    assert result.last4 == "1111"
+    assert clock.reading is not None
+    assert clock.reading.corrected
+    # Measured around one NSM call, so off by that call's duration at most (milliseconds).
+    assert abs(clock.reading.skew_ms - skew_s * 1000) < 5_000
+
+
+WITHOUT_CORRECTION = {
+    "behind": (-SKEW_S, "Signature expired: "),
+    "ahead of": (SKEW_S, "Signature not yet current: "),
+}
+
+
+@pytest.mark.parametrize("way", WITHOUT_CORRECTION)
+def test_without_the_correction_kms_refuses_the_signing_time_as_clock_skew(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    # The old form: the enclave signs with its own clock whatever the NSM says.
+    skew_s, kms_words = WITHOUT_CORRECTION[way]
+    decryptor = _decryptor(pki, emulator, monkeypatch, clock=_skewed(skew_s, threshold_s=float("inf")))
+    with pytest.raises(DecryptError) as caught:
+        decryptor.decrypt(_request(_encrypt(emulator, key_id, b"4111111111111111"), key_id))
+    assert caught.value.code is ErrorCode.CLOCK_SKEW
+    message = str(caught.value)
+    assert message.startswith(f"KMS InvalidSignatureException: {kms_words}")
+    assert re.search(
+        rf"the enclave's clock is (399\.9|400\.0)\d\d s {way} the NSM's \(not corrected\)", message
+    )
 
 
 def test_unreachable_kms_is_retryable(pki: Any, emulator: Endpoints, key_id: str) -> None:
