@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -22,11 +23,14 @@ from app.keypolicy import pins
 from app.keypolicy.grammar import PolicyGrammarError
 from app.ops import host_checks
 from app.parent.attest_report import Pin
+from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.shared import settings
+from app.shared.protocol import Op
 
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S = 10.0
+PING_TIMEOUT_S = 5.0
 JOURNAL_LINES = 500
 DEVICE = Path("/dev/nitro_enclaves")
 MEMINFO = Path("/proc/meminfo")
@@ -55,6 +59,7 @@ class Observations:
     enclave_cid: int | None = None
     region: str | None = None
     pinned_pcr0: str | None = None  # the accepted PCR0 values, comma-separated
+    enclave_ping: Mapping[str, Any] | None = None  # the enclave's answer to a ping (its clock reading)
 
 
 def run(command: Sequence[str], *, allow_failure: bool = False) -> str | None:
@@ -136,6 +141,23 @@ def _accepted_by_key_policy(key_id: str | None, region: str, config: Config) -> 
     return ",".join(pin.values) or None
 
 
+def ping(url: str) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The enclave's ping answer, or None and why not."""
+    client = EnclaveClient(url, request_timeout_s=PING_TIMEOUT_S)
+    try:
+        return client.call(Op.PING), None
+    except EnclaveError as error:
+        return None, str(error)
+    finally:
+        client.close()
+
+
+def enclave_ping(environ: Mapping[str, str]) -> Mapping[str, Any] | None:
+    """The enclave's ping answer over $ENCLAVE_URL (default: vsock to the enclave), or None."""
+    answer, _ = ping(environ.get(settings.ENV_ENCLAVE_URL) or settings.DEFAULT_ENCLAVE_URL)
+    return answer
+
+
 def collect(environ: Mapping[str, str] | None = None) -> Observations:
     env = os.environ if environ is None else environ
     region = env.get("AWS_REGION")
@@ -158,4 +180,5 @@ def collect(environ: Mapping[str, str] | None = None) -> Observations:
         enclave_cid=_int(env.get("ENCLAVE_CID")),
         region=region,
         pinned_pcr0=pinned_pcr0(env, region),
+        enclave_ping=enclave_ping(env),
     )

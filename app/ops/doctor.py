@@ -19,6 +19,7 @@ def diagnose(obs: Observations) -> list[Finding]:
         *enclave_checks.check_nitro_cli_errors(obs.enclave_journal, enclave.status is not Status.FAIL),
         enclave_checks.check_pcr0(obs.describe_enclaves, obs.pinned_pcr0),
         enclave_checks.check_allowlist(obs.vsock_proxy_config, obs.region),
+        enclave_checks.check_enclave_clock(obs.enclave_ping),
         host_checks.check_disk(obs.df),
         host_checks.check_clock(obs.chrony),
     ]

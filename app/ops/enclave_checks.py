@@ -1,5 +1,6 @@
 """Pure checks of the enclave side over recorded tool output: nitro-cli E-codes, describe-enclaves,
-EIF size vs enclave memory, PCR0 vs the pin, the vsock-proxy allowlist. No I/O; one Finding each.
+EIF size vs enclave memory, PCR0 vs the pin, the vsock-proxy allowlist, the enclave's clock (from its ping).
+No I/O; one Finding each.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ ENCLAVE_NAME = "nitro-enclave-demo"
 HELP_URL = "https://docs.aws.amazon.com/enclaves/latest/user/cli-errors.html#{code}"
 ZERO_PCR = "0" * 96
 EIF_MEMORY_FACTOR = 4
+# The enclave signs KMS requests with the NSM's time when its own clock is off (app/enclave/clock.py); that
+# covers SigV4 only. TLS certificate checks still use the enclave's own clock: this far off is a fault.
+CLOCK_SKEW_FAIL_S = 3600
 _E_CODE = re.compile(r"\[ (E\d{2}) \] ([^\n]*)")
 
 # What we know each nitro-cli error means for this stack, and what to do (codes: nitro-cli's
@@ -227,3 +231,27 @@ def check_allowlist(config_text: str | None, region: str | None) -> Finding:
         "restore /etc/nitro_enclaves/vsock-proxy.yaml from /etc/nitro-enclave-demo/vsock-proxy.yaml "
         "(region mismatch?) and systemctl restart nitro-enclaves-vsock-proxy",
     )
+
+
+def check_enclave_clock(ping: Mapping[str, Any] | None) -> Finding:
+    """The skew the enclave measured at its last attestation document (its ping's `clock_skew_ms`)."""
+    name = "enclave clock"
+    if ping is None:
+        return skip(name, "the enclave did not answer a ping")
+    skew_ms = ping.get("clock_skew_ms")
+    if not isinstance(skew_ms, int) or isinstance(skew_ms, bool):
+        return skip(name, "the enclave's ping carries no clock reading (no attestation document yet?)")
+    way = "ahead of" if skew_ms >= 0 else "behind"
+    what = f"{abs(skew_ms) / 1000:.3f} s {way} the NSM's signed time"
+    restart = "systemctl restart nitro-enclave-demo-enclave (an enclave takes the host's clock at boot)"
+    if abs(skew_ms) >= CLOCK_SKEW_FAIL_S * 1000:
+        return Finding(
+            name, Status.FAIL, f"{what}: KMS requests are signed with the NSM's time, but TLS certificate "
+            "checks use the enclave's own clock", restart,
+        )  # fmt: skip
+    if ping.get("clock_corrected") is True:
+        return Finding(
+            name, Status.WARN, f"{what}; corrected: KMS requests are signed with the NSM's time",
+            f"nothing urgent; if it keeps growing, {restart}",
+        )  # fmt: skip
+    return ok(name, what)

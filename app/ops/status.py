@@ -1,6 +1,6 @@
 """`status`: the health of every part at a glance — services, enclave and measurements, a ping over
-vsock, queue and dead-letter depths, age of the oldest card, recent errors. Works locally too: parts
-that do not exist there (systemd, nitro-cli) are reported as skipped.
+vsock and the clock skew it reports, queue and dead-letter depths, age of the oldest card, recent errors.
+Works locally too: parts that do not exist there (systemd, nitro-cli) are reported as skipped.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from app.ops import collect, enclave_checks, host_checks
 from app.ops.findings import Finding, Status, ok, skip
-from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.shared import settings
-from app.shared.protocol import Op
 
 ERROR_MARKERS = ('"level":"error"', '"level":"critical"', '"level":"warning"', "[ E", "Error:")
 RECENT_ERRORS = 10
@@ -129,17 +127,6 @@ def _oldest_age_s(cloudwatch: Any, queue_url: str | None) -> float | None:
     return float(latest["Maximum"]) if latest else None
 
 
-def _ping(url: str) -> Finding:
-
-    client = EnclaveClient(url, request_timeout_s=5.0)
-    try:
-        return ping_finding(client.call(Op.PING), None, url)
-    except EnclaveError as error:
-        return ping_finding(None, str(error), url)
-    finally:
-        client.close()
-
-
 def _queues(environ: Mapping[str, str], config: Config) -> list[Finding]:
     sqs = boto3.client("sqs", region_name=environ.get("AWS_REGION", "us-east-1"), config=config)
     queues = (
@@ -172,7 +159,8 @@ def gather(
         enclave_measurements(describe),
     ]
     doing(f"pinging the enclave over {enclave_url}")
-    findings.append(_ping(enclave_url))
+    answer, error = collect.ping(enclave_url)
+    findings += [ping_finding(answer, error, enclave_url), enclave_checks.check_enclave_clock(answer)]
     doing("reading the queues (SQS)")
     findings += _queues(environ, config)
     doing("reading the age of the oldest card (CloudWatch)")

@@ -18,8 +18,10 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -167,8 +169,22 @@ def ping(args: argparse.Namespace) -> int:
     finally:
         client.close()
     uptime = answer.get("uptime_s")
-    print(f"enclave at {args.enclave_url} is up (protocol {answer.get('protocol')}, uptime {uptime} s)")
+    print(
+        f"enclave at {args.enclave_url} is up (protocol {answer.get('protocol')}, uptime {uptime} s, "
+        f"{_clock_note(answer)})"
+    )
     return 0
+
+
+def _clock_note(answer: Mapping[str, Any]) -> str:
+    """The enclave's clock against the NSM's signed time at its last attestation document."""
+    skew_ms = answer.get("clock_skew_ms")
+    if not isinstance(skew_ms, int) or isinstance(skew_ms, bool):
+        return "clock not measured yet"
+    correction = (
+        "KMS requests signed with the NSM's time" if answer.get("clock_corrected") else "no correction"
+    )
+    return f"clock skew {skew_ms:+d} ms against the NSM, {correction}"
 
 
 def run_canary(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ PCR0), may take "typically less than a few seconds ... in some cases several min
 with NotFoundException meanwhile, and the guide asks for a retry strategy (AWS KMS Developer Guide, "AWS KMS
 eventual consistency"). So the canary tries again, a bounded number of times within a bounded time, when the
 host's Encrypt answers NotFoundException or the enclave answers access_denied, and then fails with KMS's last
-answer.
+answer. It also tries again after `clock_skew`: the enclave then discards its attestation document, and the
+next one measures its clock against the NSM's again (app/enclave/clock.py).
 """
 
 from __future__ import annotations
@@ -42,18 +43,25 @@ RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0)
 RETRY_DEADLINE_S = 60.0
 # KMS's answer to the host's Encrypt while a new alias or key has not reached every KMS host yet.
 KMS_NOT_FOUND = "NotFoundException"
+PROPAGATION_NOTE = "KMS may still be propagating a change"
+CLOCK_NOTE = "the enclave measures its clock again with its next attestation document"
+# The enclave's answers worth another attempt, and why.
+RETRIED_ENCLAVE_CODES = {ErrorCode.ACCESS_DENIED: PROPAGATION_NOTE, ErrorCode.CLOCK_SKEW: CLOCK_NOTE}
 
 
 class CanaryError(Exception):
     """The canary failed: `code` names the step's answer (the enclave's error code for a refused decrypt),
     `reason` is KMS's or the enclave's own message. `propagating`: an answer KMS gives while a change is
-    still propagating, worth another try. Never carries a card number."""
+    still propagating (or another answer worth another try: `note` says why). Never carries a card number."""
 
-    def __init__(self, code: str, reason: str, *, propagating: bool = False) -> None:
+    def __init__(
+        self, code: str, reason: str, *, propagating: bool = False, note: str = PROPAGATION_NOTE
+    ) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
         self.propagating = propagating
+        self.note = note
 
 
 def _note(line: str) -> None:
@@ -126,8 +134,8 @@ def run_canary(
                 tried = f"attempt {attempt} of {attempts}, {elapsed:.0f} s after the first"
                 raise CanaryError(error.code, f"{error.reason} ({tried})") from None
             policy.note(
-                f"canary: attempt {attempt} of {attempts}: {error.code}: {error.reason}; KMS may still be "
-                f"propagating a change, trying again in {delay:g} s"
+                f"canary: attempt {attempt} of {attempts}: {error.code}: {error.reason}; {error.note}, "
+                f"trying again in {delay:g} s"
             )
             policy.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -163,8 +171,10 @@ def _attempt(
         answer = protocol.parse_decrypt_result(enclave.call(Op.DECRYPT, protocol.decrypt_body(request)))
     except EnclaveError as error:
         # A key policy just updated (a roll's new PCR0) may refuse for a while: KMS's propagation.
-        refused = error.code is ErrorCode.ACCESS_DENIED
-        raise CanaryError(error.code.value, error.reason, propagating=refused) from None
+        note = RETRIED_ENCLAVE_CODES.get(error.code)
+        raise CanaryError(
+            error.code.value, error.reason, propagating=note is not None, note=note or PROPAGATION_NOTE
+        ) from None
     except protocol.ProtocolError as error:
         raise CanaryError(UNREADABLE_ANSWER, f"the enclave's answer: {error}") from None
     expected = cards.last_four(card)

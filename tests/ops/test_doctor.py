@@ -36,6 +36,7 @@ def healthy() -> Observations:
         enclave_cid=16,
         region="us-east-1",
         pinned_pcr0=fixture("pinned_pcr0.txt").strip().upper(),  # the pin compares case-insensitively
+        enclave_ping={"status": "ok", "protocol": 1, "clock_skew_ms": 12, "clock_corrected": False},
     )
 
 
@@ -199,6 +200,36 @@ def test_clock_skew_and_lost_sync(name: str, words: str) -> None:
     finding = host_checks.check_clock(fixture(name))
     assert finding.status is Status.FAIL
     assert words in finding.what
+
+
+def _clock(skew_ms: int | None, corrected: bool) -> Finding:
+    ping = {"status": "ok", "clock_skew_ms": skew_ms, "clock_corrected": corrected}
+    return only(doctor.diagnose(dataclasses.replace(healthy(), enclave_ping=ping)), "enclave clock")
+
+
+def test_an_enclave_clock_within_the_threshold_is_ok() -> None:
+    finding = _clock(-1_500, corrected=False)
+    assert (finding.status, finding.what) == (Status.OK, "1.500 s behind the NSM's signed time")
+
+
+def test_a_corrected_enclave_clock_is_a_warning_that_says_it_is_corrected() -> None:
+    finding = _clock(400_000, corrected=True)
+    assert finding.status is Status.WARN
+    assert (
+        finding.what
+        == "400.000 s ahead of the NSM's signed time; corrected: KMS requests are signed with the NSM's time"
+    )
+    assert "systemctl restart nitro-enclave-demo-enclave" in finding.todo
+
+
+def test_an_enclave_clock_an_hour_off_fails_since_tls_still_uses_it() -> None:
+    finding = _clock(-enclave_checks.CLOCK_SKEW_FAIL_S * 1000, corrected=True)
+    assert finding.status is Status.FAIL
+    assert "TLS certificate checks use the enclave's own clock" in finding.what
+
+
+def test_an_enclave_clock_not_measured_yet_is_skipped() -> None:
+    assert _clock(None, corrected=False).status is Status.SKIP
 
 
 def test_text_report_has_a_line_per_finding_and_what_to_do() -> None:

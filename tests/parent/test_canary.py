@@ -19,6 +19,7 @@ from app.local.provision import local_client, local_key_policy
 from app.local.stack import LocalStack, StackInfo, patched_environ
 from app.parent import canary
 from app.parent.__main__ import main
+from app.parent.enclave_client import EnclaveError
 from app.shared.protocol import Credentials, ErrorCode, Op
 
 CARD = canary.canary_card()
@@ -227,6 +228,31 @@ class _Kms:
 
 def _no_credentials() -> Credentials:
     return Credentials("a", "b")
+
+
+class _SkewedOnce:
+    """An enclave whose first decrypt KMS refuses for its signing time; measured again, it then works."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def call(self, op: Op, body: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise EnclaveError(ErrorCode.CLOCK_SKEW, "KMS InvalidSignatureException: Signature expired: ...")
+        return {"last4": CARD[-4:], "kms_ms": 1.0, "enclave_ms": 2.0}
+
+
+def test_a_clock_skew_refusal_is_tried_again_and_says_why() -> None:
+    fake, notes, enclave = FakeTime(), list[str](), _SkewedOnce()
+    result = canary.run_canary(
+        SETTINGS, kms=_Kms(), enclave=enclave, credentials=_no_credentials, retry=fake.retry(notes.append)
+    )
+    assert (result.last4, enclave.calls, fake.sleeps) == (CARD[-4:], 2, [1.0])
+    assert notes == [
+        "canary: attempt 1 of 8: clock_skew: KMS InvalidSignatureException: Signature expired: ...; "
+        "the enclave measures its clock again with its next attestation document, trying again in 1 s"
+    ]
 
 
 def test_wrong_last_four_is_a_named_failure_without_the_number() -> None:

@@ -28,7 +28,7 @@ KEY_ID = "alias/relay-test"
 
 
 def scripted_enclave(request: Request) -> Response:
-    """The ciphertext says what to do: b"ok:NNNN", b"perm", b"retry"."""
+    """The ciphertext says what to do: b"ok:NNNN", b"perm", b"clock", b"retry"."""
     if request.op is Op.PING:
         return Response(request.id, body={"status": "ok"})
     decrypt = protocol.parse_decrypt(request.body)
@@ -42,7 +42,16 @@ def scripted_enclave(request: Request) -> Response:
         return protocol.error_response(
             request.id, ErrorCode.INVALID_CIPHERTEXT, "KMS InvalidCiphertextException"
         )
+    if command == "clock":
+        return protocol.error_response(request.id, ErrorCode.CLOCK_SKEW, CLOCK_SKEW_ANSWER)
     return protocol.error_response(request.id, ErrorCode.KMS_THROTTLED, "KMS ThrottlingException")
+
+
+CLOCK_SKEW_ANSWER = (
+    "KMS InvalidSignatureException: Signature expired: 20261205T070408Z is now earlier than 20261205T070548Z "
+    "(20261205T071048Z - 5 min.); the enclave's clock is 399.999 s behind the NSM's (not corrected) at the "
+    "last document; the next request attests and measures again"
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +129,12 @@ def test_malformed_body_is_parked_without_asking_the_enclave(
     assert "ciphertext missing" in parked[0]["MessageAttributes"]["error_message"]["StringValue"]
 
 
-def test_transient_failure_is_delayed_not_deleted(sqs: Any, relay: tuple[Relay, RelaySettings]) -> None:
+@pytest.mark.parametrize("command", [b"retry", b"clock"])
+def test_transient_failure_is_delayed_not_deleted(
+    sqs: Any, relay: tuple[Relay, RelaySettings], command: bytes
+) -> None:
     subject, settings = relay
-    _send(sqs, settings.cards_queue_url, b"retry")
+    _send(sqs, settings.cards_queue_url, command)
     _process_all(sqs, subject, settings)
     assert _drain(sqs, settings.results_queue_url) == []
     assert _drain(sqs, settings.dead_letter_queue_url) == []
@@ -132,11 +144,18 @@ def test_transient_failure_is_delayed_not_deleted(sqs: Any, relay: tuple[Relay, 
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("command", "code", "reason"),
+    [
+        (b"retry", "kms_throttled", "KMS ThrottlingException"),
+        (b"clock", "clock_skew", CLOCK_SKEW_ANSWER[:200]),  # not credentials_expired: the clock, named
+    ],
+)
 def test_last_allowed_attempt_is_parked_by_the_relay_with_the_reason(
-    sqs: Any, relay: tuple[Relay, RelaySettings]
+    sqs: Any, relay: tuple[Relay, RelaySettings], command: bytes, code: str, reason: str
 ) -> None:
     subject, settings = relay
-    _send(sqs, settings.cards_queue_url, b"retry")
+    _send(sqs, settings.cards_queue_url, command)
     for _ in range(MAX_RECEIVES - 1):  # earlier attempts that failed without the relay settling them
         (early,) = queues.receive(sqs, settings.cards_queue_url, 0)
         sqs.change_message_visibility(
@@ -146,8 +165,9 @@ def test_last_allowed_attempt_is_parked_by_the_relay_with_the_reason(
     assert last[0].receive_count == MAX_RECEIVES
     subject.process(last)
     parked = _drain(sqs, settings.dead_letter_queue_url)
-    assert parked[0]["MessageAttributes"]["error_code"]["StringValue"] == "kms_throttled"
-    assert "gave up after 3 attempts" in parked[0]["MessageAttributes"]["error_message"]["StringValue"]
+    assert parked[0]["MessageAttributes"]["error_code"]["StringValue"] == code
+    message = parked[0]["MessageAttributes"]["error_message"]["StringValue"]
+    assert message.startswith(f"gave up after 3 attempts: {reason}")
 
 
 def test_enclave_down_means_retry_later(sqs: Any, relay: tuple[Relay, RelaySettings]) -> None:
