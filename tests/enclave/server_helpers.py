@@ -6,10 +6,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
+from app.enclave.clock import EnclaveClock
+from app.enclave.decryptor import Decryptor
+from app.enclave.handler import EnclaveHandler
+from app.enclave.kms_client import KmsClient
 from app.enclave.server import FrameServer, Handler
+from app.local.software_nsm import SoftwareNsm
 from app.shared import framing, protocol, transport
 from app.shared.protocol import Op, Request, Response
+from tests.attestation_helpers import local_pki
+
+NSM_TIME = datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)
 
 
 def scripted_handler(request: Request) -> Response:
@@ -20,6 +29,17 @@ def scripted_handler(request: Request) -> Response:
         raise RuntimeError("handler bug")
     time.sleep(float(request.body.get("sleep", 0)))
     return Response(request.id, body={"echo": request.body.get("echo")})
+
+
+def skewed_handler(enclave_ahead_s: float, *, prepared: bool = True) -> EnclaveHandler:
+    """The real handler of an enclave whose clock reads the NSM's time + `enclave_ahead_s` (fixed clocks).
+    `prepared`: its first key pair and document made, so its ping carries a clock reading."""
+    nsm = SoftwareNsm(local_pki(), {0: bytes(range(48))}, clock=lambda: NSM_TIME)
+    clock = EnclaveClock(wall=(NSM_TIME + timedelta(seconds=enclave_ahead_s)).timestamp)
+    decryptor = Decryptor(nsm, KmsClient("tcp://127.0.0.1:1", max_connections=1), clock=clock)
+    if prepared:
+        decryptor.prepare()
+    return EnclaveHandler(decryptor, nsm)
 
 
 @contextmanager

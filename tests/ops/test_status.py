@@ -12,7 +12,7 @@ import pytest
 from app.ops import __main__ as ops_main
 from app.ops import status
 from app.ops.findings import Status
-from tests.enclave.server_helpers import running_server
+from tests.enclave.server_helpers import running_server, skewed_handler
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -76,6 +76,13 @@ def test_local_status_reports_queues_and_a_live_enclave(aws: dict[str, str]) -> 
     assert findings["queue cards"].what == "0 waiting, 0 in flight"
     assert findings["queue dead-letter"].status is Status.WARN
     assert findings["queue results"].status is Status.OK
+
+
+def test_status_reports_the_clock_skew_the_enclave_measured(aws: dict[str, str]) -> None:
+    with running_server(skewed_handler(400.0)) as (url, _):
+        findings = {f.check: f for f in status.gather(aws, url)}
+    assert findings["enclave clock"].status is Status.WARN
+    assert findings["enclave clock"].what.startswith("400.000 s ahead of the NSM's signed time; corrected")
 
 
 def test_status_says_when_the_enclave_does_not_answer(aws: dict[str, str]) -> None:
