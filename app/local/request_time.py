@@ -26,7 +26,9 @@ def check_request_time(headers: Mapping[str, str], now: datetime | None = None) 
     value = next((v for k, v in headers.items() if k.lower() == "x-amz-date"), None)
     if value is None:
         raise RecipientRefused(
-            INCOMPLETE_SIGNATURE, "Authorization header requires existence of 'X-Amz-Date'."
+            INCOMPLETE_SIGNATURE,
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
+            "[local emulator: only X-Amz-Date is read, as every SDK sends it]",
         )
     try:
         signed = datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
