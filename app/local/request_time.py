@@ -28,7 +28,7 @@ def check_request_time(headers: Mapping[str, str], now: datetime | None = None) 
         raise RecipientRefused(
             INCOMPLETE_SIGNATURE,
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
-            "[local emulator: only X-Amz-Date is read, as every SDK sends it]",
+            "[local emulator: only X-Amz-Date is read, which boto3 and the enclave send]",
         )
     try:
         signed = datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
