@@ -27,7 +27,9 @@ DEFAULTS: Mapping[str, Any] = {
     "log_retention_days": 7,
     "hosts": 1,
     "retire_previous": False,
-    "nitro_cli_version": "",
+    # The version docs/reproducible-build.md's analysis read (aws-nitro-enclaves-cli v1.5.0, linuxkit 1.5.2
+    # blob); "" leaves it to whatever the AL2023 repository serves.
+    "nitro_cli_version": "1.5.0",
 }
 
 ZERO_PCR = "0" * 96
@@ -46,7 +48,14 @@ MAX_CID = 0xFFFFFFFE
 MEMORY_GIB_PER_VCPU = {"c": 2, "m": 4, "r": 8}
 # No Nitro Enclaves support, as far as the name tells: burstable (t*) and Mac classes, these families.
 UNSUPPORTED_CLASSES = frozenset({"t", "mac"})
-UNSUPPORTED_FAMILIES = frozenset({"a1", "f1", "inf1", "g4ad"})
+UNSUPPORTED_FAMILIES = frozenset({"f1", "inf1", "g4ad"})
+# Graviton (arm64), refused before any other check: the first-generation a1, and every family whose letters
+# after the generation include "g" (c6g, c7gn, m6gd, r7g, t4g, x2gd, im4gn, is4gen, i4g, g5g, hpc7g, ...).
+# No x86_64 family has such a letter (g4dn, g4ad, m5zn, c6in, ... do not).
+ARM64_FAMILIES = frozenset({"a1"})
+# Regions outside the `aws` partition, by the prefixes AWS gives them: aws-cn, aws-us-gov, the isolated
+# aws-iso* partitions, and the European Sovereign Cloud (aws-eusc).
+_OTHER_PARTITION_RE = re.compile(r"(cn|us-gov|us-iso[a-z]*|eu-iso[a-z]*|eusc)-[a-z0-9-]+")
 _SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 _TYPE_RE = re.compile(r"(?P<family>(?P<cls>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*))\.(?P<size>[a-z0-9]+)")
 
@@ -81,7 +90,7 @@ class Settings:
     log_retention_days: int
     hosts: int
     retire_previous: bool
-    nitro_cli_version: str  # "" = whatever the AL2023 repository serves to the build
+    nitro_cli_version: str  # X.Y.Z to install; "" = whatever the AL2023 repository serves to the build
 
 
 def parse_instance_type(name: str) -> InstanceShape:
@@ -89,9 +98,11 @@ def parse_instance_type(name: str) -> InstanceShape:
     if match is None:
         raise SettingsError(f"instance_type {name!r} is not an EC2 instance type name like 'c5.xlarge'")
     family, cls, size = match["family"], match["cls"], match["size"]
-    if cls in UNSUPPORTED_CLASSES or family in UNSUPPORTED_FAMILIES:
+    arm64 = "g" in match["attrs"] or family in ARM64_FAMILIES
+    # An arm64 type (a1, t4g) is left to check_architecture, whose refusal comes first and names the reason
+    # that holds for every Graviton type.
+    if not arm64 and (cls in UNSUPPORTED_CLASSES or family in UNSUPPORTED_FAMILIES):
         raise SettingsError(f"instance_type {name!r}: the {family} family does not support Nitro Enclaves")
-    arm64 = "g" in match["attrs"]
     vcpus = _size_vcpus(size)
     ratio = MEMORY_GIB_PER_VCPU.get(cls) if len(cls) == 1 else None
     memory_mib = vcpus * ratio * 1024 if vcpus is not None and ratio is not None else None
@@ -109,14 +120,43 @@ def _size_vcpus(size: str) -> int | None:
     return None
 
 
-def load_settings(get: Callable[[str], Any]) -> Settings:
-    """Build settings from a context getter (``app.node.try_get_context``); missing keys take DEFAULTS."""
+def check_region(region: str | None) -> None:
+    """Refuse a region outside the `aws` partition, when the CDK CLI knows the region at synth.
+
+    The enclave's vsock-proxy and its allowlist name ``kms.<region>.amazonaws.com``; other partitions serve
+    KMS under other domains (amazonaws.com.cn, ...). None (region unknown at synth) passes: the template
+    itself refuses other partitions at deploy (infra/partition.py)."""
+    if region and _OTHER_PARTITION_RE.fullmatch(region.strip()):
+        raise SettingsError(
+            f"region {region!r} is outside the 'aws' partition: the enclave reaches KMS only as "
+            "kms.<region>.amazonaws.com, so China, GovCloud, isolated and sovereign-cloud regions are not "
+            "supported (yet); deploy to a commercial region such as us-east-1 or eu-west-1"
+        )
+
+
+def check_architecture(shape: InstanceShape) -> None:
+    """Refuse arm64 (Graviton) types: everything the build measures is x86_64."""
+    if shape.arm64:
+        raise SettingsError(
+            f"instance_type {shape.name!r} is arm64 (Graviton), but the enclave image is x86_64 only: "
+            "CodeBuild builds it on x86_64 with nitro-cli's x86_64 kernel blob, and the wheel hashes in "
+            "app/enclave/requirements.txt are for x86_64; use an x86_64 type such as c5.xlarge, m5.xlarge "
+            "or c6i.xlarge"
+        )
+
+
+def load_settings(get: Callable[[str], Any], *, region: str | None = None) -> Settings:
+    """Build settings from a context getter (``app.node.try_get_context``); missing keys take DEFAULTS.
+
+    ``region`` is the region the CDK CLI resolved for this synth (``CDK_DEFAULT_REGION``), or None."""
 
     def value(key: str) -> Any:
         raw = get(key)
         return DEFAULTS[key] if raw is None else raw
 
+    check_region(region)
     instance = parse_instance_type(str(value("instance_type")).strip())
+    check_architecture(instance)
     settings = Settings(
         instance=instance,
         enclave_cpu_count=_as_int("enclave_cpu_count", value("enclave_cpu_count")),

@@ -2,7 +2,8 @@
 # Builds the enclave image deterministically and measures it: OUT_DIR/enclave.eif, OUT_DIR/measurements.json
 # (nitro-cli build-enclave's stdout, {"Measurements": {"HashAlgorithm": .., "PCR0": .., "PCR1": .., "PCR2": ..}})
 # and OUT_DIR/nitro-cli-version (X.Y.Z of the nitro-cli that built it: its blobs are part of PCR0 and PCR1).
-# With NITRO_CLI_VERSION=X.Y.Z set, any other installed nitro-cli version is refused before anything builds.
+# With NITRO_CLI_VERSION=X.Y.Z set, any other installed nitro-cli version is refused before anything builds,
+# and so is a nitro-cli and Docker daemon pair known not to work together (nitro-cli-docker-api-mismatch).
 # Run by the CodeBuild buildspec (infra/build/buildspec.yml) and by `make measure` (infra/build/measure.sh).
 # Usage: infra/build/build-eif.sh OUT_DIR
 #
@@ -49,6 +50,29 @@ if [[ -n "${NITRO_CLI_VERSION:-}" && "$NITRO_CLI_VERSION" != "$nitro_cli_version
   fail "nitro-cli $nitro_cli_version is installed, but NITRO_CLI_VERSION pins $NITRO_CLI_VERSION: PCR0 and PCR1 depend on its blobs"
 fi
 echo "build-eif.sh: nitro-cli $nitro_cli_version" >&2
+
+# The Docker daemon nitro-cli's bundled linuxkit will talk to. `docker version --format` renders the daemon's
+# /version answer (moby api/types Version: Version, MinAPIVersion); without a daemon it fails.
+docker_line="$(docker version --format '{{.Server.Version}} {{.Server.MinAPIVersion}}' 2>/dev/null)" \
+  || fail "docker version could not reach the Docker daemon"
+[[ "$docker_line" =~ ^([0-9]+\.[0-9]+\.[0-9]+)[^[:space:]]*\ ([0-9]+)\.([0-9]+)$ ]] \
+  || fail "docker version printed '$docker_line', not 'X.Y.Z A.B' (server version, minimum API version)"
+docker_version="${BASH_REMATCH[1]}"
+docker_min_api="${BASH_REMATCH[2]}.${BASH_REMATCH[3]}"
+docker_min_api_n=$((10#${BASH_REMATCH[2]} * 1000 + 10#${BASH_REMATCH[3]}))
+echo "build-eif.sh: Docker $docker_version (minimum API $docker_min_api)" >&2
+
+# A combination known not to work (docs/decisions/nitro-cli-and-docker.md): nitro-cli up to 1.3.1 bundles a
+# linuxkit based on v0.8, which sets DOCKER_API_VERSION=1.30 for every call (linuxkit v0.8
+# src/cmd/linuxkit/moby/docker.go, dockerClient); a daemon whose minimum API is above 1.30 (Docker 29: 1.44)
+# refuses it, and build-enclave fails with E48 (aws/aws-nitro-enclaves-cli#746). 1.3.2 moved to a linuxkit
+# that negotiates the version (v1.2.0 src/cmd/linuxkit/docker/cmd.go, WithAPIVersionNegotiation).
+IFS=. read -r cli_major cli_minor cli_patch <<<"$nitro_cli_version"
+if ((10#$cli_major * 1000000 + 10#$cli_minor * 1000 + 10#$cli_patch < 1003002 && docker_min_api_n > 1030)); then
+  fail "nitro-cli-docker-api-mismatch: nitro-cli $nitro_cli_version bundles linuxkit v0.8, which speaks only" \
+    "Docker API 1.30, but Docker $docker_version refuses API versions below $docker_min_api" \
+    "(aws/aws-nitro-enclaves-cli#746); install nitro-cli 1.3.2 or later (-c nitro_cli_version)"
+fi
 
 # The tar on stdin is the whole context; -f names the Dockerfile inside it. Docker's output goes to stderr so
 # that this script's stdout stays free for its caller.

@@ -25,7 +25,15 @@ BUILD_EIF = REPO_ROOT / "infra/build/build-eif.sh"
 MEASURE = REPO_ROOT / "infra/build/measure.sh"
 GOOD_PCR0 = "ab" * 48
 BASH = shutil.which("bash") or "/bin/bash"
+# `docker version --format T` renders T over the daemon's /version answer; STUB_DOCKER_SERVER is that
+# rendering for build-eif.sh's template (default: CodeBuild's AL2023 standard 5.0 daemon, Docker 28.5.2,
+# whose minimum API is Docker 28's 1.24), STUB_DOCKER_DOWN a daemon that cannot be reached.
 DOCKER_STUB = """#!/bin/bash
+if [[ "$1" == "version" ]]; then
+  [[ "$2 $3" == "--format {{.Server.Version}} {{.Server.MinAPIVersion}}" ]] || exit 125
+  [[ -z "${STUB_DOCKER_DOWN:-}" ]] || { echo "Cannot connect to the Docker daemon" >&2; exit 1; }
+  echo "${STUB_DOCKER_SERVER:-28.5.2 1.24}"; exit 0
+fi
 printf '%s\\n' "$@" >"$STUB_LOG/docker.args"
 cat >"$STUB_LOG/docker.stdin"
 echo "building (stub)"
@@ -110,6 +118,69 @@ def test_a_version_line_that_is_not_clap_s_is_refused(stubs: Path, line: str) ->
     done = _run(BUILD_EIF, stubs, str(stubs / "out"), STUB_VERSION_LINE=line)
     assert done.returncode == 1
     assert "not 'Nitro CLI X.Y.Z'" in done.stderr
+    assert not (stubs / "log/docker.args").exists()
+
+
+def test_the_nitro_cli_and_docker_versions_are_logged(stubs: Path) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "build-eif.sh: nitro-cli 1.4.3\n" in done.stderr
+    assert "build-eif.sh: Docker 28.5.2 (minimum API 1.24)\n" in done.stderr
+
+
+# nitro-cli up to 1.3.1 bundles linuxkit v0.8, which speaks Docker API 1.30 only; Docker 29 accepts 1.44 and
+# later (aws/aws-nitro-enclaves-cli#746, docs/decisions/nitro-cli-and-docker.md).
+@pytest.mark.parametrize(
+    ("nitro_cli", "server"), [("1.3.1", "29.0.4 1.44"), ("1.2.3", "29.1.2 1.44"), ("1.3.1", "27.5.1 1.31")]
+)
+def test_a_nitro_cli_whose_linuxkit_the_daemon_refuses_builds_nothing(
+    stubs: Path, nitro_cli: str, server: str
+) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), STUB_VERSION_LINE=f"Nitro CLI {nitro_cli}",
+                STUB_DOCKER_SERVER=server)  # fmt: skip
+    assert done.returncode == 1
+    version, minimum = server.split()
+    assert (
+        f"build-eif.sh: nitro-cli-docker-api-mismatch: nitro-cli {nitro_cli} bundles linuxkit v0.8"
+        in done.stderr
+    )
+    assert f"but Docker {version} refuses API versions below {minimum}" in done.stderr
+    assert not (stubs / "log/docker.args").exists()
+    assert not (stubs / "log/nitro-cli.args").exists()
+
+
+@pytest.mark.parametrize(
+    ("nitro_cli", "server"),
+    [
+        ("1.3.1", "28.5.2 1.24"),
+        ("1.3.1", "29.0.4 1.30"),
+        ("1.3.2", "29.0.4 1.44"),
+        ("1.5.0", "29.1.2-rc.1 1.44"),
+    ],
+)
+def test_a_nitro_cli_and_docker_pair_not_known_to_fail_builds(
+    stubs: Path, nitro_cli: str, server: str
+) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), STUB_VERSION_LINE=f"Nitro CLI {nitro_cli}",
+                STUB_DOCKER_SERVER=server)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (stubs / "out/nitro-cli-version").read_text() == f"{nitro_cli}\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STUB_DOCKER_DOWN": "1"}, "docker version could not reach the Docker daemon"),
+        ({"STUB_DOCKER_SERVER": "28.5.2"}, "docker version printed '28.5.2', not 'X.Y.Z A.B'"),
+        ({"STUB_DOCKER_SERVER": "dev 1.44"}, "docker version printed 'dev 1.44', not 'X.Y.Z A.B'"),
+    ],
+)
+def test_a_docker_daemon_that_does_not_say_its_versions_builds_nothing(
+    stubs: Path, env: dict[str, str], message: str
+) -> None:
+    done = _run(BUILD_EIF, stubs, str(stubs / "out"), **env)
+    assert done.returncode == 1
+    assert message in done.stderr
     assert not (stubs / "log/docker.args").exists()
 
 

@@ -69,8 +69,11 @@ while [[ $# -gt 0 ]]; do [[ $1 == --output-file ]] && out="$2"; shift; done
 cp "$FAKE_EIF" "$out"
 cat "$FAKE_MEASUREMENTS"
 """
+# `docker version --format` as build-eif.sh asks it: the daemon of CodeBuild's AL2023 standard 5.0 image,
+# Docker 28.5.2, minimum API 1.24.
 FAKE_DOCKER = """#!/usr/bin/env bash
 echo "docker $*" >> "$CALLS"
+if [[ $1 == version && $2 == --format ]]; then echo "28.5.2 1.24"; exit 0; fi
 if [[ $1 == build ]]; then cat > "$CALLS.context.tar"; fi
 """
 # The aws CLI stand-in checks put-object's checksum as S3 does (a mismatch is refused) and prints

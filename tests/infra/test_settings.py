@@ -10,8 +10,8 @@ from aws_cdk import App
 
 from infra.app import build_app
 from infra.settings import DEFAULTS, Settings, SettingsError, load_settings, parse_instance_type
-from tests.infra.cfn import resources
-from tests.infra.conftest import CDK_JSON_CONTEXT, SynthFn
+from tests.infra.cfn import Json, resources
+from tests.infra.conftest import CDK_JSON_CONTEXT, Synth, SynthFn
 
 
 def settings(**overrides: Any) -> Settings:
@@ -35,15 +35,62 @@ def test_command_line_strings_are_parsed() -> None:
     assert s.encryption_context == {"app": "x", "env": "dev"}
 
 
-def test_graviton_types_are_arm64() -> None:
-    assert parse_instance_type("c6g.xlarge").arm64
-    assert parse_instance_type("m7gd.2xlarge").arm64
-    assert not parse_instance_type("c5.xlarge").arm64
-    assert not parse_instance_type("g4dn.xlarge").arm64
+GRAVITON = ["c6g.xlarge", "c7g.xlarge", "c7gn.2xlarge", "m6g.xlarge", "m7gd.2xlarge", "r7g.xlarge",
+            "t4g.xlarge", "a1.xlarge", "im4gn.xlarge", "is4gen.xlarge", "x2gd.xlarge", "i4g.xlarge",
+            "g5g.xlarge", "hpc7g.4xlarge", "c8g.xlarge"]  # fmt: skip
+X86_64 = [
+    "c5.xlarge",
+    "c6i.xlarge",
+    "c6in.xlarge",
+    "m5zn.xlarge",
+    "g4dn.xlarge",
+    "r5b.xlarge",
+    "m7i-flex.xlarge",
+]
 
 
-def test_odd_cpu_count_on_graviton_is_allowed() -> None:
-    assert settings(instance_type="c6g.xlarge", enclave_cpu_count=1).enclave_cpu_count == 1
+@pytest.mark.parametrize("name", GRAVITON)
+def test_graviton_types_are_arm64(name: str) -> None:
+    assert parse_instance_type(name).arm64
+
+
+@pytest.mark.parametrize("name", X86_64)
+def test_x86_64_types_are_not_arm64(name: str) -> None:
+    assert not parse_instance_type(name).arm64
+
+
+@pytest.mark.parametrize("name", GRAVITON)
+def test_an_arm64_instance_type_is_refused_because_the_image_is_x86_64_only(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"instance_type '{name}' is arm64 \\(Graviton\\)") as refused:
+        settings(instance_type=name, enclave_cpu_count=1)
+    assert "the enclave image is x86_64 only" in str(refused.value)
+    assert "wheel hashes in app/enclave/requirements.txt are for x86_64" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "region",
+    [
+        "cn-north-1",
+        "cn-northwest-1",
+        "us-gov-west-1",
+        "us-gov-east-1",
+        "us-iso-east-1",
+        "us-isob-east-1",
+        "eu-isoe-west-1",
+        "us-isof-south-1",
+        "eusc-de-east-1",
+    ],
+)
+def test_a_region_outside_the_aws_partition_is_refused(region: str) -> None:
+    context: Mapping[str, Any] = dict(CDK_JSON_CONTEXT)
+    with pytest.raises(SettingsError, match=f"region '{region}' is outside the 'aws' partition"):
+        load_settings(context.get, region=region)
+
+
+@pytest.mark.parametrize("region", [None, "", "us-east-1", "eu-central-2", "ap-southeast-5", "il-central-1"])
+def test_a_region_of_the_aws_partition_or_none_passes(region: str | None) -> None:
+    context: Mapping[str, Any] = dict(CDK_JSON_CONTEXT)
+    assert load_settings(context.get, region=region).instance.name == "c5.xlarge"
 
 
 def test_one_host_and_the_previous_pcr0_kept_by_default() -> None:
@@ -52,9 +99,12 @@ def test_one_host_and_the_previous_pcr0_kept_by_default() -> None:
     assert (settings(hosts="3").hosts, settings(retire_previous="true").retire_previous) == (3, True)
 
 
-def test_the_nitro_cli_version_is_unpinned_by_default_and_pinned_as_given() -> None:
-    assert settings().nitro_cli_version == ""
+def test_the_nitro_cli_version_is_pinned_to_the_analysed_one_by_default_and_can_be_changed() -> None:
+    # 1.5.0: the aws-nitro-enclaves-cli release docs/reproducible-build.md's analysis read (2950b36).
+    assert DEFAULTS["nitro_cli_version"] == "1.5.0"
+    assert settings().nitro_cli_version == "1.5.0"
     assert settings(nitro_cli_version=" 1.3.1 ").nitro_cli_version == "1.3.1"
+    assert settings(nitro_cli_version="").nitro_cli_version == ""  # explicitly unpinned
 
 
 def test_pcr0_is_normalised_to_lowercase() -> None:
@@ -73,7 +123,7 @@ def test_pcr0_is_normalised_to_lowercase() -> None:
         ({"enclave_cid": 0}, "reserved"),
         ({"instance_type": "t3.xlarge"}, "does not support Nitro Enclaves"),
         ({"instance_type": "mac2.metal"}, "does not support Nitro Enclaves"),
-        ({"instance_type": "a1.xlarge"}, "does not support Nitro Enclaves"),
+        ({"instance_type": "a1.xlarge"}, "is arm64"),
         ({"instance_type": "c5.large"}, "leaves no vCPU"),
         ({"instance_type": "xlarge"}, "not an EC2 instance type"),
         ({"enclave_debug": "maybe"}, "true or false"),
@@ -111,3 +161,30 @@ def test_a_pinned_nitro_cli_version_reaches_the_build_project(synth: SynthFn) ->
     (project,) = resources(synth({"nitro_cli_version": "1.3.1"}).template, "AWS::CodeBuild::Project").values()
     variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
     assert variables["NITRO_CLI_VERSION"] == "1.3.1"
+
+
+def test_synth_refuses_a_region_the_cdk_cli_resolved_outside_the_aws_partition() -> None:
+    app = App(context=dict(CDK_JSON_CONTEXT))
+    with pytest.raises(SettingsError, match="region 'cn-north-1' is outside the 'aws' partition"):
+        build_app(app, region="cn-north-1")
+
+
+def test_the_template_resolves_only_in_the_aws_partition(default: Synth) -> None:
+    # The deploy-time half, for a synth that did not know the region: one Fn::FindInMap over AWS::Partition,
+    # into a mapping whose only key is `aws`, so any other partition is a template error before any resource.
+    mappings = default.template["Mappings"]
+    assert mappings["OnlyTheAwsPartition"] == {"aws": {"KmsDnsSuffix": "amazonaws.com"}}
+    endpoint = default.template["Outputs"]["KmsEndpoint"]["Value"]
+    lookup = {"Fn::FindInMap": ["OnlyTheAwsPartition", {"Ref": "AWS::Partition"}, "KmsDnsSuffix"]}
+    assert endpoint == {"Fn::Join": ["", ["kms.", {"Ref": "AWS::Region"}, ".", lookup]]}
+    assert _find_in_map(default.template, lookup, partition="aws") == "amazonaws.com"
+    for partition in ("aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"):
+        with pytest.raises(KeyError):  # CloudFormation: "Unable to get mapping for OnlyTheAwsPartition::..."
+            _find_in_map(default.template, lookup, partition=partition)
+
+
+def _find_in_map(template: Json, node: Json, *, partition: str) -> str:
+    name, top, second = node["Fn::FindInMap"]
+    key = partition if top == {"Ref": "AWS::Partition"} else top
+    value: str = template["Mappings"][name][key][second]
+    return value
