@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import blockers, deviations, rootfs
+from rehearsal import agent_files, blockers, deviations, rootfs
 from rehearsal.cloud import Cloud
 from rehearsal.codebuild import ROLE_ACCESS_KEY, ROLE_SECRET_KEY
 from rehearsal.deploy import EnclaveImageBuild
@@ -85,7 +85,9 @@ def rehearse(run: Run, revert: str | None, *, with_roll: bool) -> None:
         ) as host:  # fmt: skip
             signalled(stack, host)
             stack.status("CREATE_COMPLETE")
+            logs_before = agent_files.sizes(host.root)
             first_cards(stack, host)
+            agent_files.check(run, spec.name, host.root, logs_before)
             if with_roll:
                 roll(stack, host, stack.builds[0].data["Pcr0"])
 

@@ -228,13 +228,13 @@ if [[ "$healthy" != true ]]; then
 fi
 
 step canary "canary: one test card encrypted here under the deployment's encryption context, decrypted by this host's enclave through attested KMS Decrypt"
-if ! canary=$("$VENV_DIR/bin/python" -m app.parent canary 2>&1); then
-  log "$canary"
+# Printed as it runs: its retries while KMS propagates a key policy change show in the log at once.
+canary_out="$HOME_DIR/canary.out"
+if ! "$VENV_DIR/bin/python" -m app.parent canary 2>&1 | tee "$canary_out"; then
   # The canary's last line is "canary failed: <code>: <KMS's answer>"; the code goes into the signal.
-  code=$(printf '%s\n' "$canary" | sed -n 's/^canary failed: \([a-z_]*\):.*/\1/p' | tail -n 1)
+  code=$(sed -n 's/^canary failed: \([a-z_]*\):.*/\1/p' "$canary_out" | tail -n 1)
   fail "${code:-failed}" "canary failed on this host; KMS's answer is above"
 fi
-log "$canary"
 
 step relay "start $RELAY_UNIT: the canary passed, this host may take cards"
 systemctl enable --now "$RELAY_UNIT"
