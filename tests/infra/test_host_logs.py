@@ -30,7 +30,7 @@ def instance(unit_name: str) -> str:
 
 def bootstrap_exports() -> list[str]:
     (exports,) = re.findall(r"JOURNAL_EXPORTS=\(([^)]*)\)", BOOTSTRAP)
-    return exports.split()
+    return str(exports).split()
 
 
 def written_by_journal_exports() -> set[str]:
