@@ -1,7 +1,8 @@
 """`python -m rehearsal` (`make rehearse`): the stack's deploy and its first code update, offline: the
 enclave image built by the buildspec in a CodeBuild stand-in, driven by the stack's own custom-resource
 handlers; hosts booted under real systemd from the launch template's user data, gated by their canary
-and SignalResource; cards; then the roll to changed enclave code and `retire_previous`.
+and SignalResource; cards, and every file the CloudWatch agent watches checked; then the roll to changed
+enclave code (cards sent while the new host boots and KMS propagates the new policy) and `retire_previous`.
 
 Exit 0 when every step passed (every card ok); 1 naming the step and the reason otherwise; 2 for usage.
 Needs Linux, root, debootstrap and systemd-nspawn (see `preflight`).

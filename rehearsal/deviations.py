@@ -55,7 +55,7 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ("key policy", "evaluated by local mode's evaluator (app.keypolicy), not by KMS"),
     (
         "KMS propagation",
-        "the roll's new key policy reaches the emulator only after host-2's canary was refused 3 times "
+        "the roll's new key policy reaches the emulator only after host-2's canary was refused 4 times "
         "(rehearsal/propagation.py); real KMS takes seconds, sometimes minutes, not a count",
     ),
     (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,12 +27,16 @@ from rehearsal.cloud import Cloud
 from rehearsal.container import Container
 from rehearsal.run import RehearsalFailed, Run
 
-HOLD_REFUSALS = 3  # the canary has then waited 1 + 2 + 4 s (app/parent/canary.py RETRY_DELAYS_S)
+HOLD_REFUSALS = 4  # the canary has then waited 1 + 2 + 4 s and waits 8 more (app/parent/canary.py)
 BOOT_LOG = "opt/nitro-enclave-demo/bootstrap.log"  # bootstrap.sh's copy of its output, in the host's root
 REFUSED = re.compile(r"^canary: attempt \d+ of \d+: access_denied:", re.MULTILINE)
-FEED_COUNT = 5  # cards per `nitro-demo send` round
+# Cards per `nitro-demo send` round: two SendMessageBatch calls, so two of the waiting pollers (of either
+# host) take them; a round every 2 s or so.
+FEED_COUNT = 20
 POLL_S = 0.5
 NITRO_DEMO = "/usr/local/bin/nitro-demo"
+SUMMARY = re.compile(r"^\d+/\d+ ok, ")  # the producer's last line (app/producer)
+REJECTED = re.compile(r" rejected +\d+ ms +card_id=\S+ +([a-z_]+):")
 
 
 def canary_refusals(root: Path) -> int:
@@ -115,7 +120,16 @@ class Feeder:
             )
 
     def failed_rounds(self) -> list[str]:
-        return [text.strip().splitlines()[-1] for rc, text in self.rounds if rc != 0 and text.strip()]
+        """The summary line (`n/m ok, k rejected or wrong, ...`) of each round that did not exit 0."""
+        return [
+            next((line for line in text.splitlines() if SUMMARY.match(line)), f"exit {rc}")
+            for rc, text in self.rounds
+            if rc != 0
+        ]
+
+    def rejected_codes(self) -> Counter[str]:
+        """How many cards came back rejected, by error code (never a card number)."""
+        return Counter(code for _, text in self.rounds for code in REJECTED.findall(text))
 
 
 def dead_letter_depth(cloud: Cloud) -> int:
@@ -133,7 +147,7 @@ def dead_letter_depth(cloud: Cloud) -> int:
 
 def check_nothing_parked(run: Run, cloud: Cloud, feeder: Feeder, held: HeldPolicy, new_host: str) -> None:
     """Every card sent while the new host booted came back ok and the dead-letter queue is empty."""
-    parked, failed = dead_letter_depth(cloud), feeder.failed_rounds()
+    parked, failed, codes = dead_letter_depth(cloud), feeder.failed_rounds(), feeder.rejected_codes()
     cards = sum(FEED_COUNT for _ in feeder.rounds)
     run.say(
         f"{cards} cards sent in {len(feeder.rounds)} rounds while {new_host} booted and the key policy "
@@ -149,9 +163,11 @@ def check_nothing_parked(run: Run, cloud: Cloud, feeder: Feeder, held: HeldPolic
     if parked or failed:
         raise RehearsalFailed(
             "cards during the new host's boot",
-            f"{parked} card(s) parked on the dead-letter queue, {len(failed)} send round(s) failed "
-            f"({'; '.join(failed[:3])}): a host took cards before its canary passed, while KMS still "
-            f"refused its image (access_denied is permanent); rounds in {run.dir / 'cards-during-boot.out'}",
+            f"{parked} card(s) parked on the dead-letter queue; rejected: "
+            f"{', '.join(f'{n} {code}' for code, n in codes.most_common()) or 'none'}; {len(failed)} of "
+            f"{len(feeder.rounds)} send rounds failed ({'; '.join(failed[:3])}): a host took cards before "
+            "its canary passed, while KMS still refused its image (access_denied is permanent); rounds in "
+            f"{run.dir / 'cards-during-boot.out'}",
         )
     if not feeder.rounds:
         raise RehearsalFailed(

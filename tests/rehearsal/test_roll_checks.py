@@ -88,3 +88,17 @@ def test_canary_refusals_are_counted_from_the_lines_the_canary_prints(tmp_path: 
         "canary: attempt 3 of 8: access_denied: refused; KMS may still be propagating, trying again in 4 s\n"
     )
     assert propagation.canary_refusals(tmp_path) == 2
+
+
+def test_a_feeder_round_with_parked_cards_is_summed_up_by_code_without_numbers() -> None:
+    round_text = (
+        "queued 2 encrypted cards in 0.2 s; waiting up to 60 s for their results\n"
+        "   ************8210  ok            162 ms  card_id=c68d\n"
+        "     **********3237  rejected      400 ms  card_id=805d  access_denied: KMS refused\n"
+        "1/2 ok, 1 rejected or wrong, 0 missing in 0.64 s: 31.0 cards/s\n"
+        "what to do: each rejected card is also on the dead-letter queue with its error_code\n"
+    )
+    feeder = propagation.Feeder(Run(dir=Path("."), started=0.0), box=None, name="host-1")  # type: ignore[arg-type]
+    feeder.rounds = [(0, "2/2 ok, 0 rejected or wrong\n"), (1, round_text)]
+    assert feeder.failed_rounds() == ["1/2 ok, 1 rejected or wrong, 0 missing in 0.64 s: 31.0 cards/s"]
+    assert dict(feeder.rejected_codes()) == {"access_denied": 1}
