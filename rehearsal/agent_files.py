@@ -42,16 +42,19 @@ def check(run: Run, host: str, root: Path, before: dict[str, int | None]) -> Non
     streams, now = watched(root), sizes(root)
     if not streams:
         raise RehearsalFailed(f"CloudWatch agent's files on {host}", "the agent fetched no file to watch")
-    problems = []
+    problems, missing_in = [], set()
     for stream, path in streams.items():
         size = now[path]
         if size is None:
-            siblings = sorted(p.name for p in (root / path.lstrip("/")).parent.glob("*"))
-            problems.append(f"{stream}: the agent watches {path}, which does not exist (there: {siblings})")
+            problems.append(f"{stream}: the agent watches {path}, which does not exist")
+            missing_in.add(Path(path).parent)
         elif size == 0 and path not in NOT_WRITTEN_HERE:
             problems.append(f"{stream}: {path} is empty")
         elif stream in GROWS_WITH_CARDS and size <= (before.get(path) or 0):
             problems.append(f"{stream}: {path} did not grow while cards were processed")
+    for directory in sorted(missing_in):
+        found = sorted(p.name for p in (root / str(directory).lstrip("/")).glob("*"))
+        problems.append(f"what {directory} holds: {', '.join(found) or 'nothing'}")
     if problems:
         raise RehearsalFailed(f"CloudWatch agent's files on {host}", "; ".join(problems))
     listed = ", ".join(f"{s} {now[p]} B" for s, p in streams.items())
