@@ -33,6 +33,7 @@ readonly NOT_WAITING_RC=3
 STEP="starting"
 STEP_ID="starting"
 FAILURE_CODE=""
+RELAY_INSTALLED=false # true from the enclave's start on: a failure then stops the relay
 
 # cloud-final runs the user data as root with no HOME; pip and the AWS CLI read root's configuration.
 export HOME="${HOME:-/root}"
@@ -78,7 +79,7 @@ signal() {
 
 # Nothing serves from a host that failed: the relay stopped and disabled, if its unit was installed.
 stop_relay() {
-  [[ "${RELAY_INSTALLED:-false}" == true ]] || return 0
+  [[ "$RELAY_INSTALLED" == true ]] || return 0
   systemctl disable --now "$RELAY_UNIT" || log "could not stop $RELAY_UNIT"
   log "$RELAY_UNIT stopped: this host takes no cards"
 }
