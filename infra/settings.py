@@ -42,6 +42,12 @@ RESERVED_CIDS = range(4)
 # larger group would make every code change take hours to roll.
 MIN_HOSTS = 1
 MAX_HOSTS = 10
+# boot_timeout_minutes is both the creation policy's Timeout (at most 12 hours) and the rolling update's
+# PauseTime, whose documented maximum is one hour, PT1H (CloudFormation User Guide, "UpdatePolicy attribute",
+# AutoScalingRollingUpdate). Refused above that rather than capped: a host that needs longer could never
+# finish a roll, so a capped pause would only fail every later code change after a first deploy that worked.
+MIN_BOOT_TIMEOUT_MINUTES = 10
+MAX_BOOT_TIMEOUT_MINUTES = 60
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365)
 MAX_CID = 0xFFFFFFFE
 # GiB of memory per vCPU for the families whose ratio is fixed; others are not memory-checked.
@@ -204,8 +210,12 @@ def _check_enclave_fits(s: Settings) -> None:
 def _check_ranges(s: Settings) -> None:
     if s.enclave_cid in RESERVED_CIDS or not 0 < s.enclave_cid <= MAX_CID:
         raise SettingsError(f"enclave_cid {s.enclave_cid} is reserved or out of range: use 4..{MAX_CID}")
-    if not 10 <= s.boot_timeout_minutes <= 720:
-        raise SettingsError(f"boot_timeout_minutes {s.boot_timeout_minutes} must be within 10..720")
+    if not MIN_BOOT_TIMEOUT_MINUTES <= s.boot_timeout_minutes <= MAX_BOOT_TIMEOUT_MINUTES:
+        raise SettingsError(
+            f"boot_timeout_minutes {s.boot_timeout_minutes} must be within "
+            f"{MIN_BOOT_TIMEOUT_MINUTES}..{MAX_BOOT_TIMEOUT_MINUTES}: it is also the rolling update's "
+            "PauseTime, and CloudFormation accepts at most PT1H there"
+        )
     if not MIN_HOSTS <= s.hosts <= MAX_HOSTS:
         raise SettingsError(f"hosts {s.hosts} must be within {MIN_HOSTS}..{MAX_HOSTS}")
     if s.log_retention_days not in LOG_RETENTION_DAYS:

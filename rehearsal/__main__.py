@@ -1,7 +1,8 @@
 """`python -m rehearsal` (`make rehearse`): the stack's deploy and its first code update, offline: the
 enclave image built by the buildspec in a CodeBuild stand-in, driven by the stack's own custom-resource
 handlers; hosts booted under real systemd from the launch template's user data, gated by their canary
-and SignalResource; cards; then the roll to changed enclave code and `retire_previous`.
+and SignalResource; cards, and every file the CloudWatch agent watches checked; then the roll to changed
+enclave code (cards sent while the new host boots and KMS propagates the new policy) and `retire_previous`.
 
 Exit 0 when every step passed (every card ok); 1 naming the step and the reason otherwise; 2 for usage.
 Needs Linux, root, debootstrap and systemd-nspawn (see `preflight`).
@@ -18,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import blockers, deviations, rootfs
+from rehearsal import agent_files, blockers, deviations, rootfs
 from rehearsal.cloud import Cloud
 from rehearsal.codebuild import ROLE_ACCESS_KEY, ROLE_SECRET_KEY
 from rehearsal.deploy import EnclaveImageBuild
@@ -85,7 +86,9 @@ def rehearse(run: Run, revert: str | None, *, with_roll: bool) -> None:
         ) as host:  # fmt: skip
             signalled(stack, host)
             stack.status("CREATE_COMPLETE")
+            logs_before = agent_files.sizes(host.root)
             first_cards(stack, host)
+            agent_files.check(run, spec.name, host.root, logs_before)
             if with_roll:
                 roll(stack, host, stack.builds[0].data["Pcr0"])
 

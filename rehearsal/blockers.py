@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 
 VSOCK_PROXY_OVERRIDE = "infra/constructs/host/vsock-proxy.override.conf"
+BOOTSTRAP = "infra/constructs/host/bootstrap.sh"
 
 
 class NothingToRevert(ValueError):
@@ -40,9 +41,40 @@ def vsock_proxy_workers(override: str) -> str:
     return _replace(r" (--num_workers|-w)[ =]\S+", "", override, "vsock-proxy --num_workers")
 
 
-USER_DATA: dict[str, Callable[[str], str]] = {"allocator-blank-line": allocator_blank_line}
+def agent_log_paths(user_data: str) -> str:
+    """The CloudWatch agent watches `<unit>.service.log` again, where the journal exports write `<unit>.log`
+    (%i of nitro-enclave-demo-journal@<unit>.service has no suffix)."""
+    return _replace(
+        r'("file_path": "/var/log/nitro-enclave-demo/[a-z-]+)\.log"',
+        r'\1.service.log"',
+        user_data,
+        "agent paths",
+    )
+
+
+def relay_before_canary(bootstrap: str) -> str:
+    """The relay starts with the enclave again, before the ping and the canary have proven the host."""
+    started = _replace(
+        r'^step relay "[^"]*"\nsystemctl enable --now "\$RELAY_UNIT"\n',
+        "",
+        bootstrap,
+        "the relay's late start",
+    )
+    return _replace(
+        r"^(systemctl enable --now nitro-enclave-demo-enclave\.service\n)",
+        r'\1systemctl enable --now "$RELAY_UNIT"\n',
+        started,
+        "the enclave's start",
+    )
+
+
+USER_DATA: dict[str, Callable[[str], str]] = {
+    "allocator-blank-line": allocator_blank_line,
+    "agent-log-paths": agent_log_paths,
+}
 CODE_ASSET: dict[str, tuple[str, Callable[[str], str]]] = {
     "vsock-proxy-workers": (VSOCK_PROXY_OVERRIDE, vsock_proxy_workers),
+    "relay-before-canary": (BOOTSTRAP, relay_before_canary),
 }
 NAMES = (*USER_DATA, *CODE_ASSET)
 

@@ -54,6 +54,11 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ),
     ("key policy", "evaluated by local mode's evaluator (app.keypolicy), not by KMS"),
     (
+        "KMS propagation",
+        "the roll's new key policy reaches the emulator only after host-2's canary was refused 4 times "
+        "(rehearsal/propagation.py); real KMS takes seconds, sometimes minutes, not a count",
+    ),
+    (
         "IMDS",
         "IMDSv2 stand-in on 169.254.169.254:80 inside the namespace (token, role credentials, identity)",
     ),
@@ -72,7 +77,11 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
         "EC2/Nitro tools",
         "dnf, allocator, nitro-cli, vsock-proxy, docker, CloudWatch agent: contract-checking stand-ins",
     ),
-    ("logs", "no log shipping: the agent stand-in only checks its config; journals stay in the rootfs"),
+    (
+        "logs",
+        "no log shipping: the agent stand-in checks and keeps its config; the harness checks every file it "
+        "watches exists and grows (nitro-cli's own log: only that it exists); journals stay in the rootfs",
+    ),
 )
 
 

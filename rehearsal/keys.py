@@ -64,12 +64,15 @@ def create_key(cloud: Cloud) -> str:
 
 def update_key_policy(cloud: Cloud) -> dict[str, Any]:
     """PutKeyPolicy with the template's policy re-rendered (the stack update's step); back: that policy."""
-    key_id, _ = cloud.synthesized.only(KEY_TYPE)
     policy = rendered_policy(cloud)
-    cloud.client("kms").put_key_policy(
-        KeyId=cloud.refs[key_id], PolicyName="default", Policy=json.dumps(policy)
-    )
+    put_key_policy(cloud, policy, cloud.client("kms"))
     return policy
+
+
+def put_key_policy(cloud: Cloud, policy: dict[str, Any], kms: Any) -> None:
+    """PutKeyPolicy on the stack's key with `kms`, a client made by the caller (threads share none)."""
+    key_id, _ = cloud.synthesized.only(KEY_TYPE)
+    kms.put_key_policy(KeyId=cloud.refs[key_id], PolicyName="default", Policy=json.dumps(policy))
 
 
 def key_arn(cloud: Cloud) -> str:

@@ -5,10 +5,12 @@
    synth would (SourceHash, the project's source, the launch template's user data);
 2. the custom resource's Update: the handlers start a build with PREVIOUS_BUILD_ID, the new PCR0 comes
    back with the previous one; the key policy is re-rendered and put (PutKeyPolicy): it must accept
-   exactly both; the old host, untouched, must still decrypt under it;
+   exactly both; KMS takes a while to propagate it (rehearsal/propagation.py), and the old host keeps
+   decrypting meanwhile;
 3. the rolling update (MaxBatchSize 1, waiting on signals): a new host in a network namespace of its own
-   boots from the new user data and must signal SUCCESS while the old one keeps consuming the one cards
-   queue; cards go through both; then the old host is terminated and the replaced build's physical id is
+   boots from the new user data while cards are sent continuously and KMS still refuses the new image
+   until the new host's canary has been refused a few times; it must signal SUCCESS with no card parked;
+   cards go through both; then the old host is terminated and the replaced build's physical id is
    deleted in the cleanup phase, as CloudFormation does after a replacement;
 4. `-c retire_previous=true` (the custom resource's RetirePrevious property): an Update that starts no
    build, and a policy that accepts only the new PCR0; the key policy evaluator refuses the old image.
@@ -26,6 +28,7 @@ from app.local.processes import ChildSpec
 from rehearsal import blockers, cards, keys
 from rehearsal.hosts import Host, booted
 from rehearsal.netns import Namespace
+from rehearsal.propagation import Feeder, HeldPolicy, check_nothing_parked
 from rehearsal.provider import Response
 from rehearsal.run import RehearsalFailed
 from rehearsal.scenario import LOAD_COUNT, SEND_COUNT, Stack, build_step, host_spec, signalled
@@ -77,7 +80,12 @@ def expect_accepts(stack: Stack, policy: dict[str, object], wanted: set[str], wh
         )
 
 
-def update_build_and_key(stack: Stack, old_pcr0: str) -> tuple[str, tuple[str, dict[str, str]] | None]:
+Replaced = tuple[str, dict[str, str]] | None
+
+
+def update_build_and_key(stack: Stack, old_pcr0: str) -> tuple[str, Replaced, dict[str, object]]:
+    """The build's Update and the key policy re-rendered; back: the new PCR0, the replaced build and the
+    policy CloudFormation put, which the emulator gets only once KMS has "propagated" it."""
     run = stack.run
     new_hash = run.step(
         f"change the enclave code ({CHANGED_FILE}) and publish the code asset",
@@ -103,14 +111,15 @@ def update_build_and_key(stack: Stack, old_pcr0: str) -> tuple[str, tuple[str, d
             f"expected a new PCR0 and PreviousPcr0 {old_pcr0}: {dict(response.data)}",
         )
     policy = run.step(
-        "PutKeyPolicy: the template's key policy re-rendered", lambda: keys.update_key_policy(stack.cloud)
+        "PutKeyPolicy: the template's key policy re-rendered (KMS has not propagated it yet)",
+        lambda: keys.rendered_policy(stack.cloud),
     )
     expect_accepts(stack, policy, {new_pcr0, old_pcr0}, "during the roll")
     run.step(
         "parameters from the new build's attributes",
         lambda: stack.cloud.create_parameters(skip_unresolved=False),
     )
-    return new_pcr0, replaced[0]
+    return new_pcr0, replaced[0], policy
 
 
 @contextlib.contextmanager
@@ -126,28 +135,32 @@ def second_namespace(stack: Stack) -> Iterator[Namespace]:
 
 def roll(stack: Stack, old_host: Host, old_pcr0: str) -> None:
     run = stack.run
-    new_pcr0, replaced = update_build_and_key(stack, old_pcr0)
+    new_pcr0, replaced, policy = update_build_and_key(stack, old_pcr0)
+    held = HeldPolicy(run, stack.cloud, dict(policy))
     cards.nitro_demo(
-        run, old_host.box, ["send", str(SEND_COUNT)], f"{old_host.spec.name} (old PCR0, new policy)"
+        run, old_host.box, ["send", str(SEND_COUNT)], f"{old_host.spec.name} (old PCR0, policy propagating)"
     )
     user_data = run.step("render the new launch template version's user data", stack.user_data)
-    with second_namespace(stack) as namespace:
+    with second_namespace(stack) as namespace, contextlib.ExitStack() as hosts:
         spec = host_spec(2, namespace.path, own_namespace=True)
-        with booted(spec, cloud=stack.cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
-                    endpoints=stack.endpoints, run_dir=run.dir) as new_host:  # fmt: skip
-            signalled(stack, new_host)
-            both_hosts_serve(stack, old_host, new_host, (old_pcr0, new_pcr0))
-            run.step(
-                f"terminate {old_host.spec.name} (the rolling update's batch is done)", old_host.box.stop
-            )
-            stack.status("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
-            if replaced is not None:
-                old_id, old_properties = replaced
-                run.step(f"cleanup: Delete of the replaced build {old_id}",
-                         lambda: stack.build.delete(old_id, old_properties))  # fmt: skip
-            stack.status("UPDATE_COMPLETE")
-            cards.nitro_demo(run, new_host.box, ["send", str(SEND_COUNT)], f"{spec.name} alone")
-            retire(stack, new_host, old_pcr0, new_pcr0)
+        feeder = Feeder(run, old_host.box, old_host.spec.name)
+        with feeder.feeding():
+            new_host = hosts.enter_context(booted(
+                spec, cloud=stack.cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
+                endpoints=stack.endpoints, run_dir=run.dir))  # fmt: skip
+            with held.until_refused(new_host.root):
+                signalled(stack, new_host)
+        check_nothing_parked(run, stack.cloud, feeder, held, spec.name)
+        both_hosts_serve(stack, old_host, new_host, (old_pcr0, new_pcr0))
+        run.step(f"terminate {old_host.spec.name} (the rolling update's batch is done)", old_host.box.stop)
+        stack.status("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
+        if replaced is not None:
+            old_id, old_properties = replaced
+            run.step(f"cleanup: Delete of the replaced build {old_id}",
+                     lambda: stack.build.delete(old_id, old_properties))  # fmt: skip
+        stack.status("UPDATE_COMPLETE")
+        cards.nitro_demo(run, new_host.box, ["send", str(SEND_COUNT)], f"{spec.name} alone")
+        retire(stack, new_host, old_pcr0, new_pcr0)
 
 
 def both_hosts_serve(stack: Stack, old: Host, new: Host, pcr0s: tuple[str, str]) -> None:

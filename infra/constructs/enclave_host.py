@@ -132,6 +132,10 @@ class EnclaveHost(Construct):
                 pause_time=boot_timeout,
             ),
         )
+        # The group goes before the gateway's attachment and the public routes on delete: otherwise
+        # CloudFormation may detach the gateway while a host still holds a public address, and the
+        # detach fails with DependencyViolation (DELETE_FAILED; aws/aws-cdk#26716).
+        group.node.add_dependency(*network.internet_path)
         cfn_group = group.node.default_child
         if isinstance(cfn_group, CfnResource):
             cfn_group.override_logical_id(GROUP_LOGICAL_ID)

@@ -1,7 +1,8 @@
 """The hosts' user data: the real files in infra/constructs/host/, rendered by CloudFormation (Fn::Sub).
 
 demo.env carries every deploy-time value a host needs, the pinned EIF's exact object version and PCR0 among
-them; the user data writes it and hands over to bootstrap.sh. Nothing here builds or measures an image.
+them; the user data writes it (and the CloudWatch agent's configuration, rendered from host_logs.py) and
+hands over to bootstrap.sh. Nothing here builds or measures an image.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from app.shared import deployment
 from app.shared import settings as app_settings
 from infra import constants
+from infra.constructs import host_logs
 from infra.constructs.enclave_image import EnclaveImage
 from infra.constructs.parameters import ParameterNames
 from infra.constructs.queues import Queues
@@ -81,8 +83,7 @@ def render_user_data(inputs: UserDataInputs) -> str:
             "AllocatorYaml": Fn.sub(heredoc_body("allocator.yaml"), sizing),
             "VsockProxyYaml": Fn.sub(heredoc_body("vsock-proxy.yaml")),
             "CloudWatchAgentJson": Fn.sub(
-                heredoc_body("amazon-cloudwatch-agent.json"),
-                {"LogGroupName": inputs.log_group.log_group_name},
+                host_logs.agent_config_json(), {"LogGroupName": inputs.log_group.log_group_name}
             ),
         },
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IDependable
 
 VPC_CIDR = "10.42.0.0/24"
 SUBNET_MASK = 27
@@ -69,3 +69,9 @@ class Network(Construct):
             ec2.Peer.any_ipv4(), ec2.Port.tcp(HTTPS_PORT), "HTTPS to AWS APIs and package repositories"
         )
         self.public_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
+        # What a host's public address needs: the gateway's attachment ("VPCGW", the child CDK's Vpc names
+        # it) and each public subnet's default route (its internet_connectivity_established).
+        self.internet_path: list[IDependable] = [
+            self.vpc.node.find_child("VPCGW"),
+            *(subnet.internet_connectivity_established for subnet in self.vpc.public_subnets),
+        ]

@@ -13,12 +13,15 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import constants
+from infra.constructs import host_logs
 from infra.constructs.network import RETENTION
 from infra.constructs.queues import Queues
 
 PERIOD = Duration.minutes(1)
 RELAY = '$.logger = "app.parent.relay"'
 ENCLAVE = '$.source = "enclave"'
+# The log stream (host_logs) each kind of line arrives in; a metric whose stream is not shipped stays empty.
+STREAM_OF = {RELAY: "relay", ENCLAVE: "enclave"}
 
 
 @dataclass(frozen=True)
@@ -26,39 +29,52 @@ class LogMetric:
     """One metric filter: a JSON pattern over the log lines and what it counts or measures."""
 
     construct_id: str
+    source: str  # RELAY or ENCLAVE: whose lines it reads
     metric_name: str
-    pattern: str
+    condition: str  # on those lines' JSON fields
     value: str = "1"
     unit: cloudwatch.Unit = cloudwatch.Unit.COUNT
     by_error_code: bool = False
 
+    @property
+    def stream(self) -> str:
+        return STREAM_OF[self.source]
+
+    @property
+    def pattern(self) -> str:
+        return f"{{ {self.source} && {self.condition} }}"
+
 
 LOG_METRICS = (
-    LogMetric("CardsProcessed", "CardsProcessed", f'{{ {RELAY} && $.msg = "card processed" }}'),
+    LogMetric("CardsProcessed", RELAY, "CardsProcessed", '$.msg = "card processed"'),
     LogMetric(
         "CardFailures",
+        RELAY,
         "CardFailures",
-        f'{{ {RELAY} && ($.status = "rejected" || $.status = "retry") }}',
+        '($.status = "rejected" || $.status = "retry")',
         by_error_code=True,
     ),
     LogMetric(
         "EndToEndLatency",
+        RELAY,
         "EndToEndLatency",
-        f'{{ {RELAY} && $.msg = "card processed" && $.end_to_end_ms >= 0 }}',
+        '$.msg = "card processed" && $.end_to_end_ms >= 0',
         value="$.end_to_end_ms",
         unit=cloudwatch.Unit.MILLISECONDS,
     ),
     LogMetric(
         "EnclaveLatency",
+        RELAY,
         "EnclaveLatency",
-        f'{{ {RELAY} && $.msg = "card processed" && $.enclave_ms >= 0 }}',
+        '$.msg = "card processed" && $.enclave_ms >= 0',
         value="$.enclave_ms",
         unit=cloudwatch.Unit.MILLISECONDS,
     ),
     LogMetric(
         "EnclaveDecryptFailures",
+        ENCLAVE,
         "EnclaveDecryptFailures",
-        f'{{ {ENCLAVE} && $.msg = "decrypt refused" }}',
+        '$.msg = "decrypt refused"',
         by_error_code=True,
     ),
 )
@@ -158,7 +174,7 @@ class Observability(Construct):
 
     def _recent_problems(self) -> cloudwatch.LogQueryWidget:
         return cloudwatch.LogQueryWidget(
-            title="Recent warnings and errors (relay, enclave, vsock-proxy, bootstrap)",
+            title=f"Recent warnings and errors ({', '.join(f.stream for f in host_logs.shipped())})",
             log_group_names=[self.log_group.log_group_name],
             query_lines=[
                 "fields @timestamp, @logStream, level, msg, code, @message",

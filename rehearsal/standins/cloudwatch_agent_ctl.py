@@ -6,8 +6,9 @@ Contract
 (docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/install-CloudWatch-Agent-commandline-fleet.html and
 the agent's config-file reference): `-a fetch-config` reads the JSON config from `-c file:PATH`, `-m` is ec2,
 onPremise or auto, `-s` restarts the agent with it; the config must be a JSON object whose
-`logs.logs_collected.files.collect_list` entries each name a `file_path`. It does not run an agent or ship
-logs: the rehearsal has no CloudWatch Logs.
+`logs.logs_collected.files.collect_list` entries each name a `file_path`. The config is kept under CONFIG_DIR,
+as the agent keeps what it fetched; rehearsal/agent_files.py reads it there to check that every watched file
+exists and grows. It does not run an agent or ship logs: the rehearsal has no CloudWatch Logs.
 """
 
 from __future__ import annotations

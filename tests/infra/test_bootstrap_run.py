@@ -3,10 +3,12 @@
 The stubs stand in for what exists only on a host; those whose rules matter here enforce them as the real
 tools do: the AWS CLI's `s3api get-object` serves exactly one object version and `cloudformation
 signal-resource` takes the API's parameters with its UniqueId limit (1-64 characters, botocore's model of
-SignalResource, data/cloudformation/2010-05-15/service-2.json); nitro-cli's `describe-eif` prints the EIF's
-measurements as JSON under "Measurements" and its CRC check as "CheckCRC" (EifDescribeInfo in
-src/common/json_output.rs of aws/aws-nitro-enclaves-cli). dnf, systemctl and docker record each call in one
-ordered log. Everything the script writes goes to a scratch directory."""
+SignalResource, data/cloudformation/2010-05-15/service-2.json) and, with SIGNAL_REFUSED set, refuses as
+CloudFormation does when no stack operation waits (the message rehearsal/cfn_signals.py gives); nitro-cli's
+`describe-eif` prints the EIF's measurements as JSON under "Measurements" and its CRC check as "CheckCRC"
+(EifDescribeInfo in src/common/json_output.rs of aws/aws-nitro-enclaves-cli). dnf, systemctl, docker and
+the venv's python (the ping, the canary) record each call in one ordered log. Everything the script writes
+goes to a scratch directory."""
 
 from __future__ import annotations
 
@@ -27,6 +29,13 @@ INSTANCE_ID = "i-0123456789abcdef0"
 EIF_KEY = "eif/" + "ab" * 32 + ".eif"
 EIF_VERSION = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
 DNF_ERROR = "Error: Unable to find a match: aws-nitro-enclaves-cli"
+NOT_WAITING = (
+    "An error occurred (ValidationError) when calling the SignalResource operation: Stack "
+    "arn:aws:cloudformation:eu-west-1:123456789012:stack/NitroEnclaveDemo/1 is in UPDATE_COMPLETE state and "
+    "cannot be signaled"
+)
+RELAY_START = "systemctl enable --now nitro-enclave-demo-relay.service"
+RELAY_STOP = "systemctl disable --now nitro-enclave-demo-relay.service"
 KMS_ANSWER = "AccessDeniedException: the key policy refused this attestation (statement DenyDecrypt...)"
 
 # The AWS CLI: `s3api get-object` writes the one stored version to its outfile (the last argument) and
@@ -51,6 +60,8 @@ elif args[:2] == ["cloudformation", "signal-resource"]:
         sys.exit("An error occurred (ValidationError) when calling the SignalResource operation")
     if signal["Status"] not in ("SUCCESS", "FAILURE"):
         sys.exit("An error occurred (ValidationError) when calling the SignalResource operation")
+    if os.environ.get("SIGNAL_REFUSED"):
+        sys.exit(os.environ["NOT_WAITING"])
     with open(os.environ["SIGNALS"], "a") as out:
         out.write(json.dumps(signal) + "\n")
 """
@@ -82,6 +93,7 @@ esac
 # python3.11 -m venv DIR leaves a python whose `-m app.parent canary` passes unless CANARY_FAILS is set,
 # and every other `-m` call succeeds.
 VENV_PYTHON = f"""#!/bin/sh
+echo "python $*" >>"$COMMANDS"
 case "$*" in
   *"app.parent canary"*)
     if [ -n "$CANARY_FAILS" ]; then echo "canary failed: access_denied: {KMS_ANSWER}" >&2; exit 1; fi
@@ -131,6 +143,7 @@ def run_bootstrap(
     eif_pcr0: str = STUB_PCR0,
     eif_crc_ok: bool = True,
     canary_fails: bool = False,
+    signal_refused: bool = False,
 ) -> Run:
     """Run the real bootstrap.sh with stubs; `on_nitro` pretends /dev/nitro_enclaves exists."""
     conf, home_dir, stubs = tmp_path / "conf", tmp_path / "home", tmp_path / "bin"
@@ -164,7 +177,9 @@ def run_bootstrap(
         "DNF_EXIT": str(dnf_exit),
         "DNF_ERROR": DNF_ERROR,
         "VENV_PYTHON_STUB": str(stubs / "venv-python"),
+        "NOT_WAITING": NOT_WAITING,
         **({"CANARY_FAILS": "1"} if canary_fails else {}),
+        **({"SIGNAL_REFUSED": "1"} if signal_refused else {}),
     }
     if on_nitro:
         env["BASH_ENV"] = str(tmp_path / "bash_env")
@@ -199,6 +214,50 @@ def test_a_good_boot_signals_success_with_the_instance_id(template: Json, tmp_pa
         }
     ]
     assert "canary ok: this host's enclave decrypted the test card ending 1111" in run.output
+
+
+def test_the_relay_starts_only_after_the_canary_passed(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path)
+    assert run.returncode == 0, run.output[-2000:]
+    order = run.commands
+    enclave = order.index("systemctl enable --now nitro-enclave-demo-enclave.service")
+    (ping,) = [i for i, c in enumerate(order) if c == "python -m app.parent ping"]
+    (canary,) = [i for i, c in enumerate(order) if c.startswith("python -m app.parent canary")]
+    assert enclave < ping < canary < order.index(RELAY_START)
+    assert RELAY_STOP not in order
+
+
+def test_a_failed_canary_leaves_the_relay_never_started(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, canary_fails=True)
+    assert run.returncode != 0
+    assert RELAY_START not in run.commands
+    # Stopped and disabled all the same: nothing after the enclave start may leave it serving.
+    assert RELAY_STOP in run.commands
+    assert "nitro-enclave-demo-relay.service stopped: this host takes no cards" in run.output
+
+
+def test_a_replacement_host_serves_after_its_canary_and_ends_cleanly(template: Json, tmp_path: Path) -> None:
+    # Launched by the group outside a stack operation: CloudFormation refuses the signal, and the boot
+    # still ends "done" with exit 0 (cloud-init would mark a nonzero exit as a failed boot).
+    run = run_bootstrap(template, tmp_path, signal_refused=True)
+    assert run.returncode == 0, run.output[-2000:]
+    assert run.signals == []
+    assert [c for c in run.aws_calls if c.startswith("cloudformation signal-resource")]
+    assert NOT_WAITING in run.output
+    assert "SUCCESS not signalled: no stack operation waits for this host" in run.output
+    assert run.output.rstrip().endswith("nitro-enclave-demo bootstrap: done")
+    assert RELAY_START in run.commands
+    assert RELAY_STOP not in run.commands
+
+
+def test_a_replacement_host_whose_canary_fails_stays_stopped(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, canary_fails=True, signal_refused=True)
+    assert run.returncode != 0
+    assert run.signals == []
+    assert RELAY_START not in run.commands
+    assert RELAY_STOP in run.commands
+    assert "boot FAILED and not signalled: no stack operation waits for this host" in run.output
+    assert "bootstrap: done" not in run.output
 
 
 def test_the_host_downloads_exactly_the_built_version(template: Json, tmp_path: Path) -> None:
@@ -261,7 +320,7 @@ def test_docker_is_masked_right_after_the_install_and_never_run(template: Json, 
     assert run.returncode == 0, run.output[-2000:]
     assert run.commands[0].startswith("dnf install -y -q aws-nitro-enclaves-cli ")
     assert run.commands[1] == DOCKER_MASK
-    others = [c for c in run.commands[2:] if "docker" in c]
+    others = [c for c in run.commands[2:] if "docker" in c and not c.startswith("python ")]  # tmp path
     assert others == [], others
     assert not [c for c in run.commands if c.split()[0] in ("docker", "dockerd")]
 

@@ -110,6 +110,29 @@ def test_a_roll_replaces_one_host_at_a_time_waiting_on_its_signal(synth: SynthFn
         assert rolling["MinInstancesInService"] == hosts < int(group["Properties"]["MaxSize"])
 
 
+def test_the_longest_accepted_boot_timeout_is_a_pause_of_one_hour(synth: SynthFn) -> None:
+    # PauseTime's documented maximum is PT1H; the creation policy's Timeout (at most 12 hours) follows the
+    # same setting. 61 minutes is refused at synth (tests/infra/test_settings.py).
+    _, group = only(synth({"boot_timeout_minutes": "60"}).template, GROUP_TYPE)
+    assert group["UpdatePolicy"]["AutoScalingRollingUpdate"]["PauseTime"] == "PT1H"
+    assert group["CreationPolicy"]["ResourceSignal"]["Timeout"] == "PT1H"
+
+
+def test_the_group_is_deleted_before_the_gateway_attachment_and_the_routes(template: Json) -> None:
+    # aws/aws-cdk#26716: a gateway detached while a host still holds a public address fails the delete
+    # (DependencyViolation). DependsOn orders deletion in reverse: hosts first, then routes and gateway.
+    _, group = only(template, GROUP_TYPE)
+    depends_on = set(group.get("DependsOn", []))
+    attachment, _ = only(template, "AWS::EC2::VPCGatewayAttachment")
+    routes = {
+        route_id
+        for route_id, route in resources(template, "AWS::EC2::Route").items()
+        if "GatewayId" in route["Properties"]
+    }
+    assert routes, "no route through the internet gateway"
+    assert {attachment, *routes} <= depends_on, sorted(depends_on)
+
+
 def test_no_host_boots_before_the_key_and_its_alias_exist(template: Json) -> None:
     # The canary encrypts through the alias (demo.env's KMS_KEY_ID): the group waits for both.
     key_id, _ = only(template, "AWS::KMS::Key")

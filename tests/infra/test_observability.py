@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aws_cdk import assertions
 
-from infra.constants import HOST_FILES_DIR, METRIC_NAMESPACE, NITRO_DEMO, REPO_ROOT
+from infra.constants import METRIC_NAMESPACE, NITRO_DEMO, REPO_ROOT
 from tests.infra.cfn import Json, evaluate, only, resources, statements
 from tests.infra.conftest import Synth, SynthFn
 from tests.infra.test_host_files import env_file, tool, user_data_parts
@@ -164,22 +164,6 @@ def test_agent_config_ships_every_part_to_the_stack_log_group(template: Json) ->
     streams = {e["log_stream_name"].removeprefix("{instance_id}/"): e["file_path"] for e in entries}
     assert {"bootstrap", "relay", "enclave", "vsock-proxy"} <= set(streams)
     assert streams["bootstrap"] == "/var/log/cloud-init-output.log"
-
-
-def test_every_exported_journal_file_is_written_by_a_journal_export(template: Json) -> None:
-    config = json.loads(user_data_parts(template)["CloudWatchAgentJson"])
-    paths = [e["file_path"] for e in config["logs"]["logs_collected"]["files"]["collect_list"]]
-    exported = [p.removeprefix("/var/log/nitro-enclave-demo/").removesuffix(".service.log") for p in paths]
-    exported = [
-        name
-        for name, path in zip(exported, paths, strict=True)
-        if path.startswith("/var/log/nitro-enclave-demo/")
-    ]
-    bootstrap = (HOST_FILES_DIR / "bootstrap.sh").read_text()
-    (exports,) = re.findall(r"JOURNAL_EXPORTS=\(([^)]*)\)", bootstrap)
-    assert sorted(exported) == sorted(exports.split())
-    unit = (HOST_FILES_DIR / "nitro-enclave-demo-journal@.service").read_text()
-    assert "StandardOutput=append:/var/log/nitro-enclave-demo/%i.log" in unit
 
 
 def test_env_file_names_the_log_group(template: Json, tmp_path: Path) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.rehearsal.standin_helpers import REPO_ROOT, install_packages, make_root, run
+from infra.constructs import host_logs
+from tests.rehearsal.standin_helpers import install_packages, make_root, run
 
 CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
-CONFIG = REPO_ROOT / "infra/constructs/host/amazon-cloudwatch-agent.json"
+CONFIG = host_logs.agent_config_json()
 
 
 def agent_root(tmp_path: Path, text: str) -> Path:
@@ -18,7 +19,7 @@ def agent_root(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_stacks_config_is_fetched(tmp_path: Path) -> None:
-    root = agent_root(tmp_path, CONFIG.read_text().replace("${LogGroupName}", "/nitro-enclave-demo/host"))
+    root = agent_root(tmp_path, CONFIG.replace("${LogGroupName}", "/nitro-enclave-demo/host"))
     done = run(root, CTL, "-a", "fetch-config", "-m", "ec2", "-s", "-c", "file:/etc/agent.json")
     assert done.returncode == 0, done.stderr
     assert (root / "opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/file_agent.json").exists()

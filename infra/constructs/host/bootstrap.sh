@@ -3,9 +3,12 @@
 # Installs the Nitro CLI (its RPM pulls in Docker's package, whose daemon is masked at once: this host builds
 # nothing), starts the allocator and vsock-proxy, installs the relay and producer, downloads exactly the EIF
 # version CodeBuild built and refuses it unless nitro-cli describe-eif finds it intact (CheckCRC) with the
-# pinned PCR0, starts the enclave and relay services, proves the crypto path with a canary decrypt, and
-# only then signals SUCCESS to the stack's host group (SignalResource). Static file: deploy-time values come
-# from /etc/nitro-enclave-demo/demo.env (written by the user data).
+# pinned PCR0, starts the enclave, proves the crypto path with a canary decrypt (straight to the enclave, no
+# relay), and only then starts the relay and signals SUCCESS to the stack's host group (SignalResource): no
+# card is taken before the host is proven, and a failure after the enclave start leaves the relay stopped.
+# A host the group launches outside a stack operation (a replacement) runs the same steps; CloudFormation
+# refuses its signal ("cannot be signaled"), which is logged, and the boot still ends "done".
+# Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user data).
 set -Eeuo pipefail
 
 # Overridable only so tests can run the script against scratch directories.
@@ -22,9 +25,15 @@ readonly JOURNAL_EXPORTS=(nitro-enclave-demo-relay nitro-enclave-demo-logs nitro
 readonly IMDS=http://169.254.169.254/latest
 # SignalResource's UniqueId is 1-64 characters (CloudFormation API reference, SignalResource).
 readonly UNIQUE_ID_MAX=64
+readonly RELAY_UNIT=nitro-enclave-demo-relay.service
+# CloudFormation's refusal when no stack operation waits for the group's signals (a host the group launched
+# on its own, e.g. a replacement): ValidationError "Stack <arn> is in <STATE> state and cannot be signaled".
+readonly NOT_WAITING_RE='\(ValidationError\).*cannot be signaled'
+readonly NOT_WAITING_RC=3
 STEP="starting"
 STEP_ID="starting"
 FAILURE_CODE=""
+RELAY_INSTALLED=false # true from the enclave's start on: a failure then stops the relay
 
 # cloud-final runs the user data as root with no HOME; pip and the AWS CLI read root's configuration.
 export HOME="${HOME:-/root}"
@@ -49,16 +58,30 @@ instance_id() {
 # One signal to the host group's creation policy or rolling update: SUCCESS, or FAILURE with what failed.
 # SignalResource has no reason field, so a FAILURE's UniqueId carries "<instance-id> <step>: <code>" (cut to
 # 64 characters) into the stack events; the full reason is in this host's bootstrap log. The UniqueId of a
-# SUCCESS is the bare instance id, as the API reference asks for Auto Scaling groups.
+# SUCCESS is the bare instance id, as the API reference asks for Auto Scaling groups. Returns NOT_WAITING_RC
+# when CloudFormation answers that nothing waits for a signal (CloudFormation's answer is printed).
 signal() {
-  local status="$1" detail="${2:-}" id unique
+  local status="$1" detail="${2:-}" id unique answer
   id=$(instance_id)
   unique=$id
   [[ -z "$detail" ]] || unique=$(printf '%s %s' "$id" "$detail" | cut -c "1-$UNIQUE_ID_MAX")
   local call=(aws cloudformation signal-resource --region "$AWS_REGION" --stack-name "$STACK_NAME"
     --logical-resource-id "$SIGNAL_RESOURCE" --status "$status")
+  answer=$("${call[@]}" --unique-id "$unique" 2>&1) && return 0
   # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still fails fast.
-  "${call[@]}" --unique-id "$unique" || { [[ "$unique" != "$id" ]] && "${call[@]}" --unique-id "$id"; }
+  if [[ "$unique" != "$id" ]] && ! grep -qE "$NOT_WAITING_RE" <<<"$answer"; then
+    answer=$("${call[@]}" --unique-id "$id" 2>&1) && return 0
+  fi
+  printf '%s\n' "$answer"
+  grep -qE "$NOT_WAITING_RE" <<<"$answer" && return "$NOT_WAITING_RC"
+  return 1
+}
+
+# Nothing serves from a host that failed: the relay stopped and disabled, if its unit was installed.
+stop_relay() {
+  [[ "$RELAY_INSTALLED" == true ]] || return 0
+  systemctl disable --now "$RELAY_UNIT" || log "could not stop $RELAY_UNIT"
+  log "$RELAY_UNIT stopped: this host takes no cards"
 }
 
 # The first failing finding of `app.ops doctor`, if the relay's venv exists yet (printed in full to the log).
@@ -88,9 +111,16 @@ on_error() {
   trap - ERR
   output=$(step_output) || true
   log "FAILED: $STEP (exit $rc)"
+  stop_relay
   found=$(diagnosis)
   log "failure report: $STEP failed (exit $rc); ${found:+doctor: $found; }a failed first deploy rolls back and deletes this host and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}"
-  signal FAILURE "$STEP_ID: ${FAILURE_CODE:-exit $rc}" || log "could not signal FAILURE to $SIGNAL_RESOURCE"
+  local answer=0
+  signal FAILURE "$STEP_ID: ${FAILURE_CODE:-exit $rc}" || answer=$?
+  if ((answer == NOT_WAITING_RC)); then
+    log "boot FAILED and not signalled: no stack operation waits for this host (one the group launched on its own, e.g. a replacement); it serves no cards"
+  elif ((answer != 0)); then
+    log "could not signal FAILURE to $SIGNAL_RESOURCE"
+  fi
   exit "$rc"
 }
 trap on_error ERR
@@ -180,11 +210,9 @@ install -m 0755 "$HOST_DIR/nitro-demo.sh" /usr/local/bin/nitro-demo
 install -m 0644 "$HOST_DIR/nitro-enclave-demo-enclave.service" "$HOST_DIR/nitro-enclave-demo-relay.service" \
   "$HOST_DIR/nitro-enclave-demo-logs.service" /etc/systemd/system/
 systemctl daemon-reload
+RELAY_INSTALLED=true
 systemctl enable --now nitro-enclave-demo-logs.service
 systemctl enable --now nitro-enclave-demo-enclave.service
-
-step relay "start nitro-enclave-demo-relay.service"
-systemctl enable --now nitro-enclave-demo-relay.service
 
 step ping "health check: the enclave answers a ping over $ENCLAVE_URL (see nitro-cli describe-enclaves, journalctl -u nitro-enclave-demo-enclave)"
 healthy=false
@@ -199,21 +227,30 @@ done
 if [[ "$healthy" != true ]]; then
   fail no-answer "no answer to a ping over $ENCLAVE_URL after $HEALTH_ATTEMPTS attempts (see journalctl -u nitro-enclave-demo-enclave)"
 fi
-systemctl is-active --quiet nitro-enclave-demo-relay.service || fail relay-down "relay service is not running (journalctl -u nitro-enclave-demo-relay)"
 
 step canary "canary: one test card encrypted here under the deployment's encryption context, decrypted by this host's enclave through attested KMS Decrypt"
-if ! canary=$("$VENV_DIR/bin/python" -m app.parent canary 2>&1); then
-  log "$canary"
+# Printed as it runs: its retries while KMS propagates a key policy change show in the log at once.
+canary_out="$HOME_DIR/canary.out"
+if ! "$VENV_DIR/bin/python" -m app.parent canary 2>&1 | tee "$canary_out"; then
   # The canary's last line is "canary failed: <code>: <KMS's answer>"; the code goes into the signal.
-  code=$(printf '%s\n' "$canary" | sed -n 's/^canary failed: \([a-z_]*\):.*/\1/p' | tail -n 1)
+  code=$(sed -n 's/^canary failed: \([a-z_]*\):.*/\1/p' "$canary_out" | tail -n 1)
   fail "${code:-failed}" "canary failed on this host; KMS's answer is above"
 fi
-log "$canary"
+
+step relay "start $RELAY_UNIT: the canary passed, this host may take cards"
+systemctl enable --now "$RELAY_UNIT"
+systemctl is-active --quiet "$RELAY_UNIT" || fail relay-down "relay service is not running (journalctl -u nitro-enclave-demo-relay)"
 
 step doctor "doctor: known failure modes (informational; nitro-demo doctor runs it again)"
 "$VENV_DIR/bin/python" -m app.ops doctor || log "doctor reported a failure above; the canary passed, continuing"
 
 step signal "signal CloudFormation: this host's enclave decrypted the canary with PCR0 $pcr0"
+answer=0
+signal SUCCESS || answer=$?
+if ((answer == NOT_WAITING_RC)); then
+  log "SUCCESS not signalled: no stack operation waits for this host (one the group launched on its own, e.g. a replacement); its canary passed and it serves"
+elif ((answer != 0)); then
+  fail signal-refused "CloudFormation did not take the SUCCESS signal (its answer is above): stopping the relay"
+fi
 trap - ERR
-signal SUCCESS
 log "done"
