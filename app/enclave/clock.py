@@ -32,8 +32,8 @@ class ClockReading:
 
     skew_ms: int
     corrected: bool
-    nsm_s: float = 0.0
-    monotonic_s: float = 0.0
+    nsm_s: float
+    monotonic_s: float
 
     def describe(self) -> str:
         way = "ahead of" if self.skew_ms >= 0 else "behind"
