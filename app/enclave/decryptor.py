@@ -20,6 +20,12 @@ from app.shared.protocol import DecryptRequest, DecryptResult, ErrorCode
 
 log = logging.getLogger(__name__)
 
+# True whether or not this card is tried again: the document is gone, so whatever request comes next
+# (this card's retry or another card) makes a new one first.
+CLOCK_SKEW_NEXT = (
+    "this document is discarded: the enclave's next request attests and measures its clock again"
+)
+
 
 class DecryptError(Exception):
     def __init__(self, code: ErrorCode, message: str) -> None:
@@ -59,7 +65,7 @@ class Decryptor:
                 # document also measures the clock again.
                 self._keys.discard(key)
             if code is ErrorCode.CLOCK_SKEW:
-                message = f"{message}; {self._clock_state()}; the next request attests and measures again"
+                message = f"{message}; {self._clock_state()}; {CLOCK_SKEW_NEXT}"
             raise DecryptError(code, message) from error
         kms_ms = (time.perf_counter() - started) * 1000
         last4 = self._last_four(wrapped, key.private_key)

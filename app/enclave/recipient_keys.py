@@ -6,7 +6,8 @@ cost more than the KMS call itself, while the document must stay fresh for KMS (
 careful verifier, refuses documents older than five minutes). The first pair is made before the worker
 serves (`prepare`), and its successor `RENEW_AHEAD_S` before it expires on a background thread, so no
 request waits for a key. Each new document also sets the enclave's clock (`clock.EnclaveClock`), and its log
-line says how far that clock is from the NSM's. The private key never leaves this object.
+line says how far that clock is from the NSM's: at WARNING when the signing time is corrected (so `status`
+shows it among recent errors), else INFO. The private key never leaves this object.
 """
 
 from __future__ import annotations
@@ -91,11 +92,15 @@ class RecipientKeys:
         )
         document = self._clock.attest(self._nsm, public_key=public_der, user_data=ATTESTATION_USER_DATA)
         reading = self._clock.reading
-        log.info(
+        round_trip_s = self._clock.last_round_trip_s
+        # Once per document, so at most one line per worker every KEY_LIFETIME_S (plus one per clock_skew).
+        log.log(
+            logging.WARNING if reading is not None and reading.corrected else logging.INFO,
             "new key pair and attestation document",
             extra=logs.fields(
                 clock_skew_ms=reading.skew_ms if reading else None,
                 clock_corrected=reading.corrected if reading else False,
+                nsm_round_trip_ms=round(round_trip_s * 1000) if round_trip_s is not None else None,
             ),
         )
         return RecipientKey(private_key, document, now, Recipient.for_document(document))

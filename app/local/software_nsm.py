@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from app.enclave.nsm import Stamp, TimedDocument
+
 PKI_VALIDITY = timedelta(days=365)
 TLS_VALIDITY = timedelta(days=30)
 BACKDATE = timedelta(minutes=5)
@@ -157,6 +159,15 @@ class SoftwareNsm:
             }
         )
         return cbor2.dumps([PROTECTED_HEADER, {}, payload, self._sign(payload)])
+
+    def attest_timed(
+        self, stamp: Callable[[], Stamp], *, public_key: bytes | None = None, user_data: bytes | None = None,
+        nonce: bytes | None = None,
+    ) -> TimedDocument:  # fmt: skip
+        """Stamps around the document's making, as `NsmDevice` stamps around its ioctl."""
+        sent = stamp()
+        document = self.attest(public_key=public_key, user_data=user_data, nonce=nonce)
+        return TimedDocument(document, sent, stamp())
 
     def _sign(self, payload: bytes) -> bytes:
         to_be_signed = cbor2.dumps(["Signature1", PROTECTED_HEADER, b"", payload])

@@ -243,7 +243,12 @@ def check_enclave_clock(ping: Mapping[str, Any] | None) -> Finding:
         return skip(name, "the enclave's ping carries no clock reading (no attestation document yet?)")
     way = "ahead of" if skew_ms >= 0 else "behind"
     what = f"{abs(skew_ms) / 1000:.3f} s {way} the NSM's signed time"
-    restart = "systemctl restart nitro-enclave-demo-enclave (an enclave takes the host's clock at boot)"
+    restart = (
+        "systemctl restart nitro-enclave-demo-enclave (a new enclave reads its time at boot from the "
+        "hypervisor through kvm-clock, not from this instance's clock; no AWS document promises it is "
+        "closer); the lasting fix is chrony inside the enclave on the PTP clock /dev/ptp0 where the instance "
+        "has one (aws-nitro-enclaves-cli#500), which this image does not run"
+    )
     if abs(skew_ms) >= CLOCK_SKEW_FAIL_S * 1000:
         return Finding(
             name, Status.FAIL, f"{what}: KMS requests are signed with the NSM's time, but TLS certificate "

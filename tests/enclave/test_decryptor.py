@@ -6,9 +6,10 @@ moto with the Recipient behaviour of real KMS, then the CMS unwrap and card chec
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from app.enclave.clock import EnclaveClock
 from app.enclave.decryptor import DecryptError, Decryptor
 from app.enclave.kms_client import KmsClient
+from app.enclave.nsm import Stamp, TimedDocument
 from app.enclave.recipient_keys import RENEW_AHEAD_S, RecipientKeys
 from app.local import moto_fidelity
 from app.local.emulator import Emulator, Endpoints, tls_files
@@ -182,6 +184,53 @@ def test_without_the_correction_kms_refuses_the_signing_time_as_clock_skew(
     )
 
 
+class SettableWall:
+    """An enclave wall clock `skew_s` off real time that can be stepped; real monotonic time."""
+
+    def __init__(self, skew_s: float) -> None:
+        self.skew_s = skew_s
+
+    def __call__(self) -> float:
+        return time.time() + self.skew_s
+
+
+def test_a_clock_set_right_after_the_document_still_signs_with_the_right_time(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 400 s ahead at the document, then set right (by whatever syncs it) before the first request.
+    wall = SettableWall(SKEW_S)
+    decryptor = _decryptor(pki, emulator, monkeypatch, clock=EnclaveClock(wall=wall))
+    decryptor.prepare()
+    wall.skew_s = 0.0
+    assert (
+        decryptor.decrypt(_request(_encrypt(emulator, key_id, b"4111111111111111"), key_id)).last4 == "1111"
+    )
+
+
+def test_after_a_time_refusal_the_document_is_discarded_and_the_next_request_measures_again(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Right at the document (no correction), then stepped 400 s ahead: KMS refuses the signing time.
+    # Only a new document can notice, so the refused one must go.
+    wall = SettableWall(0.0)
+    clock = EnclaveClock(wall=wall)
+    decryptor = _decryptor(pki, emulator, monkeypatch, clock=clock)
+    first = decryptor._keys.prepare()
+    wall.skew_s = SKEW_S
+    ciphertext = _encrypt(emulator, key_id, b"4111111111111111")
+    with pytest.raises(DecryptError) as caught:
+        decryptor.decrypt(_request(ciphertext, key_id))
+    assert caught.value.code is ErrorCode.CLOCK_SKEW
+    assert str(caught.value).endswith(
+        "(not corrected) at the last document; this document is discarded: the enclave's next request "
+        "attests and measures its clock again"
+    )
+    assert decryptor.decrypt(_request(ciphertext, key_id)).last4 == "1111"
+    assert decryptor._keys.current() is not first
+    assert clock.reading is not None
+    assert clock.reading.corrected
+
+
 def test_unreachable_kms_is_retryable(pki: Any, emulator: Endpoints, key_id: str) -> None:
     local, _ = pki
     kms = KmsClient("tcp://127.0.0.1:1", max_connections=1, endpoint_url="https://localhost:1")
@@ -207,11 +256,27 @@ def test_one_key_pair_serves_many_requests_until_it_expires(pki: Any) -> None:
             calls.append(public_key)
             return nsm.attest(public_key=public_key, user_data=user_data, nonce=nonce)
 
+        def attest_timed(self, stamp: Callable[[], Stamp], **request: Any) -> TimedDocument:
+            sent = stamp()
+            return TimedDocument(self.attest(**request), sent, stamp())
+
     keys = RecipientKeys(CountingNsm(), lifetime_s=3600)
     assert keys.current() is keys.current()
     assert len(calls) == 1
     expired = RecipientKeys(CountingNsm(), lifetime_s=0)
     assert expired.current() is not expired.current()
+
+
+@pytest.mark.parametrize(("skew_s", "level"), [(SKEW_S, logging.WARNING), (0.0, logging.INFO)])
+def test_each_new_document_logs_the_clock_once_at_warning_when_corrected(
+    pki: Any, caplog: pytest.LogCaptureFixture, skew_s: float, level: int
+) -> None:
+    keys = RecipientKeys(SoftwareNsm(pki[0], {0: PINNED}), lifetime_s=3600, clock=_skewed(skew_s))
+    with caplog.at_level(logging.INFO, logger="app.enclave.recipient_keys"):
+        for _ in range(3):
+            keys.current()  # one document serves all three
+    lines = [r for r in caplog.records if r.getMessage() == "new key pair and attestation document"]
+    assert [r.levelno for r in lines] == [level]
 
 
 def test_a_key_near_its_end_is_renewed_without_making_the_caller_wait(pki: Any) -> None:

@@ -50,7 +50,8 @@ def scripted_enclave(request: Request) -> Response:
 CLOCK_SKEW_ANSWER = (
     "KMS InvalidSignatureException: Signature expired: 20261205T070408Z is now earlier than 20261205T070548Z "
     "(20261205T071048Z - 5 min.); the enclave's clock is 399.999 s behind the NSM's (not corrected) at the "
-    "last document; the next request attests and measures again"
+    "last document; this document is discarded: the enclave's next request attests and measures its clock "
+    "again"
 )
 
 
