@@ -1,4 +1,4 @@
-"""The enclave's RSA key pair and the attestation document that vouches for its public key.
+"""The enclave's RSA key pair, its result-signing key, and the attestation document that vouches for both.
 
 One pair and one document serve every request for `KEY_LIFETIME_S`, then both are replaced. Why: an
 RSA-2048 key takes ~50 ms to generate and the NSM call is a syscall round trip, which per request would
@@ -10,21 +10,22 @@ request waits for a key. The private key never leaves this object.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from app.enclave.kms_client import Recipient
 from app.enclave.nsm import SecureModule
+from app.shared import result_proof
 
 KEY_LIFETIME_S = 240.0
 RENEW_AHEAD_S = 30.0  # the next pair is made this long before the current one expires
 RSA_KEY_BITS = 2048  # KMS Recipient requires RSA-2048 for RSAES_OAEP_SHA_256
 RSA_PUBLIC_EXPONENT = 65537
-ATTESTATION_USER_DATA = b"nitro-enclave-demo/recipient-key"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class RecipientKey:
     attestation_document: bytes = field(repr=False)
     created_at: float
     recipient: Recipient = field(repr=False)  # the document, encoded once for every KMS call
+    signing_key: ed25519.Ed25519PrivateKey = field(repr=False)
+    document_b64: str = field(repr=False)  # the document, encoded once for every signed answer
+
+    def sign(self, fields: result_proof.SignedFields) -> dict[str, object]:
+        return result_proof.sign(self.signing_key, self.document_b64, fields)
 
 
 class RecipientKeys:
@@ -80,5 +86,10 @@ class RecipientKeys:
         public_der = private_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        document = self._nsm.attest(public_key=public_der, user_data=ATTESTATION_USER_DATA)
-        return RecipientKey(private_key, document, now, Recipient.for_document(document))
+        signing_key = ed25519.Ed25519PrivateKey.generate()
+        user_data = result_proof.key_user_data(signing_key.public_key())
+        document = self._nsm.attest(public_key=public_der, user_data=user_data)
+        return RecipientKey(
+            private_key, document, now, Recipient.for_document(document),
+            signing_key, base64.b64encode(document).decode("ascii"),
+        )  # fmt: skip

@@ -16,6 +16,7 @@ from app.parent import queues
 from app.parent import relay as relay_module
 from app.parent.enclave_client import EnclaveClient
 from app.parent.relay import Relay, RelaySettings, backoff_s
+from app.producer.sender import new_card_id
 from app.shared import protocol, queue_messages
 from app.shared.protocol import Credentials, ErrorCode, Op, Request, Response
 from app.shared.queue_messages import CardMessage, ResultMessage
@@ -74,7 +75,7 @@ def relay(sqs: Any) -> Iterator[tuple[Relay, RelaySettings]]:
 
 
 def _send(sqs: Any, queue_url: str, ciphertext: bytes | None = None, raw: str | None = None) -> str:
-    body = raw if raw is not None else CardMessage(uuid.uuid4().hex, ciphertext or b"").to_json()
+    body = raw if raw is not None else CardMessage(new_card_id(), ciphertext or b"").to_json()
     return str(sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"])
 
 
