@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from app.enclave.recipient_keys import RecipientKeys
 from app.local.software_nsm import LocalPki, SoftwareNsm
 from app.shared.queue_messages import ResultMessage
+from app.shared.result_proof import ResultVerifier, SignedFields
 from tests.attestation_helpers import local_pki
 
 PINNED_PCR0 = bytes.fromhex("ab" * 48)
@@ -26,7 +27,13 @@ class SigningEnclave:
         self._keys = RecipientKeys(SoftwareNsm(self.pki, {0: pcr0}))
 
     def sign(self, result: ResultMessage) -> ResultMessage:
-        return dataclasses.replace(result, proof=self._keys.current().sign(result.signed_fields()))
+        return dataclasses.replace(result, proof=self.proof(result.signed_fields()))
+
+    def proof(self, fields: SignedFields) -> dict[str, object]:
+        return self._keys.current().sign(fields)
+
+    def verifier(self) -> ResultVerifier:
+        return ResultVerifier(root_certificate_der=self.pki.root_certificate_der, pinned_pcr0=[self.pcr0_hex])
 
     def root_pem(self, directory: Path) -> Path:
         path = directory / "attestation-root.pem"
