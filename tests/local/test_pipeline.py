@@ -234,13 +234,10 @@ def test_verify_marks_forged_and_tampered_results_from_the_queue_unverified(
         monkeypatch.setenv(name, value)
     real = _real_result(info)
     tampered = [
-        dataclasses.replace(real, **change)
-        for change in (
-            {"card_id": "someone-else"},
-            {"status": "rejected"},
-            {"last4": "0000"},
-            {"error_code": "not_a_card"},
-        )
+        dataclasses.replace(real, card_id="someone-else"),
+        dataclasses.replace(real, status="rejected"),
+        dataclasses.replace(real, last4="0000"),
+        dataclasses.replace(real, error_code="not_a_card"),
     ]
     retargeted = dataclasses.replace(real, message_id="m-retargeted")  # a signed field, and the queue key
     forged = _forgeries(info, real, ["forged-1", "forged-2", "forged-3"])
