@@ -72,6 +72,11 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ("vsock", "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine)"),
     ("KMS connections", "the enclave's KMS calls reach the emulator's keep-alive HTTPS listener (localhost)"),
     ("nitro-demo attest", "the attestation chain ends at the local PKI's root, not the AWS Nitro root"),
+    (
+        "nitro-demo send",
+        "results are verified against the local PKI's root (ATTESTATION_ROOT_PEM in the manager's "
+        "environment), not the AWS Nitro root",
+    ),
     ("enclave", "a software enclave process with a software NSM and a local PKI, not a Nitro Enclave"),
     (
         "EC2/Nitro tools",

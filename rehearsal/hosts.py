@@ -15,6 +15,8 @@ from pathlib import Path
 
 from app.local import processes
 from app.local.processes import ChildSpec
+from app.local.software_nsm import ATTESTATION_ROOT_FILE
+from app.shared import settings as settings_module
 from rehearsal import cfn_signals, rootfs
 from rehearsal.cfn import PSEUDO
 from rehearsal.cloud import Cloud
@@ -100,6 +102,9 @@ def booted(
         environment = {
             "AWS_ENDPOINT_URL": endpoints.http,
             "AWS_ENDPOINT_URL_CLOUDFORMATION": endpoints.signals,
+            # A deviation (deviations.py, "nitro-demo send"): the software enclave's signed results chain
+            # to the local PKI's root, so `nitro-demo send` verifies them against it.
+            settings_module.ENV_ATTESTATION_ROOT_PEM: f"{settings.pki_dir}/{ATTESTATION_ROOT_FILE}",
         }
         rootfs.configure(root, user_data=user_data, default_environment=environment)
         stack.enter_context(_imds(spec, cloud, run_dir))

@@ -1,11 +1,14 @@
 """Turns a ciphertext into its last four digits: attested KMS Decrypt, CMS unwrap, card checks.
 
 This is the only place a full card number exists, as a local variable, for the time it takes to check
-it. It is never logged, returned, or put in an exception message.
+it. It is never logged, returned, or put in an exception message. Every answer, ok or refused, is
+signed with the current key's result key (`app/shared/result_proof.py`): the card id (from the encryption
+context KMS checked), the relay's message id, the status and the last four digits or the error code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -15,8 +18,9 @@ from app.enclave.clock import EnclaveClock
 from app.enclave.kms_client import KmsClient, KmsError, KmsUnreachable
 from app.enclave.nsm import SecureModule
 from app.enclave.recipient_keys import RecipientKeys
-from app.shared import cards
+from app.shared import cards, result_proof
 from app.shared.protocol import DecryptRequest, DecryptResult, ErrorCode
+from app.shared.queue_messages import CONTEXT_CARD_ID_KEY
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,7 @@ class DecryptError(Exception):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+        self.proof: dict[str, object] | None = None  # set by Decryptor.decrypt: the signed refusal
 
 
 class Decryptor:
@@ -46,6 +51,22 @@ class Decryptor:
         self._keys.prepare()
 
     def decrypt(self, request: DecryptRequest) -> DecryptResult:
+        """The last four digits, signed; or DecryptError carrying the signed refusal."""
+        try:
+            result = self._decrypt(request)
+        except DecryptError as error:
+            error.proof = self._sign(request, "rejected", None, error.code.value)
+            raise
+        return dataclasses.replace(result, proof=self._sign(request, "ok", result.last4, None))
+
+    def _sign(
+        self, request: DecryptRequest, status: str, last4: str | None, error_code: str | None
+    ) -> dict[str, object]:
+        card_id = request.encryption_context.get(CONTEXT_CARD_ID_KEY)
+        fields = result_proof.SignedFields(card_id, request.message_id, status, last4, error_code)
+        return self._keys.current().sign(fields)
+
+    def _decrypt(self, request: DecryptRequest) -> DecryptResult:
         started = time.perf_counter()
         key = self._keys.current()
         try:

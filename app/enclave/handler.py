@@ -55,7 +55,7 @@ class EnclaveHandler:
             result = self._decryptor.decrypt(decrypt_request)
         except DecryptError as error:
             log.info("decrypt refused", extra={"fields": {"id": request.id, "code": error.code.value}})
-            return protocol.error_response(request.id, error.code, str(error))
+            return protocol.error_response(request.id, error.code, str(error), error.proof)
         except NsmError as error:
             return protocol.error_response(request.id, ErrorCode.INTERNAL, str(error))
         log.info(

@@ -1,4 +1,4 @@
-"""The enclave's RSA key pair and the attestation document that vouches for its public key.
+"""The enclave's RSA key pair, its result-signing key, and the attestation document that vouches for both.
 
 One pair and one document serve every request for `KEY_LIFETIME_S`, then both are replaced. Why: an
 RSA-2048 key takes ~50 ms to generate and the NSM call is a syscall round trip, which per request would
@@ -12,18 +12,19 @@ shows it among recent errors), else INFO. The private key never leaves this obje
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from app.enclave.clock import EnclaveClock
 from app.enclave.kms_client import Recipient
 from app.enclave.nsm import SecureModule
-from app.shared import logs
+from app.shared import logs, result_proof
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ KEY_LIFETIME_S = 240.0
 RENEW_AHEAD_S = 30.0  # the next pair is made this long before the current one expires
 RSA_KEY_BITS = 2048  # KMS Recipient requires RSA-2048 for RSAES_OAEP_SHA_256
 RSA_PUBLIC_EXPONENT = 65537
-ATTESTATION_USER_DATA = b"nitro-enclave-demo/recipient-key"
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class RecipientKey:
     attestation_document: bytes = field(repr=False)
     created_at: float
     recipient: Recipient = field(repr=False)  # the document, encoded once for every KMS call
+    signing_key: ed25519.Ed25519PrivateKey = field(repr=False)
+    document_b64: str = field(repr=False)  # the document, encoded once for every signed answer
+
+    def sign(self, fields: result_proof.SignedFields) -> dict[str, object]:
+        return result_proof.sign(self.signing_key, self.document_b64, fields)
 
 
 class RecipientKeys:
@@ -90,7 +95,9 @@ class RecipientKeys:
         public_der = private_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        document = self._clock.attest(self._nsm, public_key=public_der, user_data=ATTESTATION_USER_DATA)
+        signing_key = ed25519.Ed25519PrivateKey.generate()
+        user_data = result_proof.key_user_data(signing_key.public_key())
+        document = self._clock.attest(self._nsm, public_key=public_der, user_data=user_data)
         reading = self._clock.reading
         round_trip_s = self._clock.last_round_trip_s
         # Once per document, so at most one line per worker every KEY_LIFETIME_S (plus one per clock_skew).
@@ -103,4 +110,7 @@ class RecipientKeys:
                 nsm_round_trip_ms=round(round_trip_s * 1000) if round_trip_s is not None else None,
             ),
         )
-        return RecipientKey(private_key, document, now, Recipient.for_document(document))
+        return RecipientKey(
+            private_key, document, now, Recipient.for_document(document),
+            signing_key, base64.b64encode(document).decode("ascii"),
+        )  # fmt: skip

@@ -40,8 +40,8 @@ ADMIN_ACTIONS: Final = (
     "kms:CancelKeyDeletion",
     "kms:RotateKeyOnDemand",
 )
-# Read-only calls the instance role makes: DescribeKey (alias to ARN) and GetKeyPolicy (`attest` reads the pin
-# from the policy itself, not from a copy).
+# Read-only calls the instance role makes: DescribeKey (alias to ARN) and GetKeyPolicy (`attest`, and the
+# producer verifying results, read the pin from the policy itself, not from a copy).
 ROLE_READ_ACTIONS: Final = ("kms:DescribeKey", "kms:GetKeyPolicy")
 # The instance role may never change who can use the key, even if an IAM policy later tried to allow it.
 ROLE_FORBIDDEN_ACTIONS: Final = (

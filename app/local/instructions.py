@@ -62,7 +62,8 @@ def serve_text(info: StackInfo) -> str:
         "# 3. or send one by hand with the AWS CLI (bash):",
         *cli_recipe(info),
         "# the result is a JSON body with status ok and the last four digits (rejected cards also go to",
-        f"# the dead-letter queue {info.resources.dead_letter_queue_url})",
+        f"# the dead-letter queue {info.resources.dead_letter_queue_url}); to check who signed it, pipe",
+        f"# the body into: {shlex.quote(sys.executable)} -m app.producer verify",
         "",
         "# 4. verify the enclave's attestation and compare its PCR0 with the pin in the key policy:",
         f"{shlex.quote(sys.executable)} -m app.parent attest"

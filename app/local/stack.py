@@ -19,7 +19,7 @@ from types import TracebackType
 from app.local import processes
 from app.local.processes import Child, ChildSpec
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, Provisioned, provision
-from app.local.software_nsm import LocalPki, measure_enclave_sources
+from app.local.software_nsm import ATTESTATION_ROOT_FILE, LocalPki, measure_enclave_sources
 from app.local.supervisor import Supervisor, Watched
 from app.shared import settings
 
@@ -70,6 +70,8 @@ class StackInfo:
             settings.ENV_KMS_KEY_ID: self.resources.key_alias,
             settings.ENV_ENCRYPTION_CONTEXT: json.dumps(dict(settings.DEFAULT_ENCRYPTION_CONTEXT)),
             settings.ENV_ENCLAVE_URL: self.enclave_url,
+            # Results are signed by the software enclave, whose documents chain to the local PKI's root.
+            settings.ENV_ATTESTATION_ROOT_PEM: str(self.run_dir / "pki" / ATTESTATION_ROOT_FILE),
         }
 
 

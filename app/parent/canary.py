@@ -30,7 +30,7 @@ from app.producer import sender
 from app.producer.card_file import load_cards
 from app.shared import cards, protocol
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
-from app.shared.queue_messages import encryption_context
+from app.shared.queue_messages import encryption_context, new_card_id
 
 CARD_ID_PREFIX = "canary-"
 # Codes of the canary's own failures (the enclave's come from app.shared.protocol.ErrorCode).
@@ -150,7 +150,7 @@ def _attempt(
     card: str,
 ) -> CanaryResult:
     """Encrypt, ask the enclave, compare the last four; raise CanaryError naming what went wrong."""
-    card_id = f"{CARD_ID_PREFIX}{secrets.token_hex(8)}"
+    card_id = new_card_id(lambda: f"{CARD_ID_PREFIX}{secrets.token_hex(8)}")
     context = encryption_context(dict(settings.encryption_context), card_id)
     started = time.monotonic()
     blob = _encrypt(kms, settings, card_id, card)

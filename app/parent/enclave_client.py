@@ -39,10 +39,11 @@ SEND_TIMEOUT_S = 5.0
 class EnclaveError(Exception):
     """A call that did not get a successful answer; `code` says why, `retryable` whether to try again."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, proof: Mapping[str, Any] | None = None) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.reason = message
+        self.proof = proof  # the enclave's signed refusal, when the enclave itself refused
 
     @property
     def retryable(self) -> bool:
@@ -238,7 +239,7 @@ class EnclaveClient:
                 ErrorCode.ENCLAVE_TIMEOUT, f"no answer within {self._timeout_s:.0f} s"
             ) from error
         if response.error is not None:
-            raise EnclaveError(response.error.code, response.error.message)
+            raise EnclaveError(response.error.code, response.error.message, response.error.proof)
         return response.body or {}
 
     def call(self, op: Op, body: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

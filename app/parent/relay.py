@@ -22,7 +22,7 @@ from app.parent import queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
 from app.parent.queues import Received
-from app.shared import deployment, limits, logs, protocol, settings
+from app.shared import cards, deployment, limits, logs, protocol, settings
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
 from app.shared.queue_messages import CardMessage, MalformedMessage, ResultMessage, encryption_context
 
@@ -189,6 +189,7 @@ class Relay:
             region=self._settings.region,
             credentials=credentials[0],
             key_id=self._settings.key_id,
+            message_id=fate.message.message_id,
         )
         return protocol.decrypt_body(request)
 
@@ -200,7 +201,7 @@ class Relay:
             if error.retryable:
                 fate.retry = error
             else:
-                self._reject(fate, error.code, error.reason)
+                self._reject(fate, error.code, error.reason, error.proof)
             return
         except protocol.ProtocolError as error:
             self._reject(fate, ErrorCode.INTERNAL, f"enclave answer unreadable: {error}")
@@ -212,6 +213,7 @@ class Relay:
             last4=answer.last4,
             enclave_ms=answer.enclave_ms,
             end_to_end_ms=_since_ms(fate.message.sent_at_ms),
+            proof=answer.proof,
         )
 
     def _settle_bug(self, fate: _Fate, error: Exception, what: str) -> None:
@@ -220,14 +222,18 @@ class Relay:
         log.error(f"relay failed on {what}", extra=logs.fields(error=type(error).__name__))
         self._reject(fate, ErrorCode.INTERNAL, f"relay error: {type(error).__name__}")
 
-    def _reject(self, fate: _Fate, code: ErrorCode, reason: str) -> None:
+    def _reject(
+        self, fate: _Fate, code: ErrorCode, reason: str, proof: Mapping[str, Any] | None = None
+    ) -> None:
+        """A rejected result; `proof` only when the enclave itself refused (and signed) with this code."""
         fate.result = ResultMessage(
             card_id=fate.card_id,
             message_id=fate.message.message_id,
             status="rejected",
             error_code=code.value,
-            error_message=limits.clip(reason),
+            error_message=limits.clip(cards.scrub_card_numbers(reason)),
             end_to_end_ms=_since_ms(fate.message.sent_at_ms),
+            proof=proof,
         )
 
     def _settle(self, fates: list[_Fate]) -> None:
@@ -288,7 +294,7 @@ class Relay:
                 and fate.message.receive_count >= self._max_receives
             ):
                 reason = f"gave up after {fate.message.receive_count} attempts: {fate.retry.reason}"
-                self._reject(fate, fate.retry.code, reason)
+                self._reject(fate, fate.retry.code, reason, fate.retry.proof)
                 fate.retry = None
 
 
@@ -296,7 +302,7 @@ def _dlq_entries(rejected: Mapping[str, tuple[_Fate, ResultMessage]], max_bytes:
     return [
         queues.dead_letter_entry(
             entry_id,
-            fate.message.body,
+            cards.scrub_card_numbers(fate.message.body),  # a card id (or any field) holding a number
             queues.dead_letter_attributes(
                 result.error_code or ErrorCode.INTERNAL.value,
                 result.error_message or "",

@@ -16,7 +16,8 @@ from botocore.exceptions import (
 from app.shared import settings
 
 from .card_file import CardFileError
-from .sender import SendError
+from .sender import CardIdRefused, SendError
+from .verification import TrustError
 
 WHERE_SETTINGS_COME_FROM = (
     "on the instance run `nitro-demo send N` (it reads /etc/nitro-enclave-demo/demo.env); "
@@ -25,6 +26,10 @@ WHERE_SETTINGS_COME_FROM = (
 RESULTS_MISSING = (
     "is the relay running? On the instance: `nitro-demo status`; locally: the relay's log in the run "
     "directory. Results that arrive late stay on the results queue"
+)
+RESULTS_UNVERIFIED = (
+    "an UNVERIFIED result was not signed by an enclave running the pinned image (or was changed after): "
+    "do not trust it; docs/programs.md says how results are verified"
 )
 CARDS_REJECTED = (
     "each rejected card is also on the dead-letter queue with its error_code; "
@@ -40,7 +45,13 @@ BY_TYPE: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] =
         EndpointConnectionError,
         f"check {settings.ENV_REGION}; locally, is `make serve` still running (AWS_ENDPOINT_URL)?",
     ),
+    (CardIdRefused, "choose card ids that hold no card number (12 or more digits in a row, in any grouping)"),
     (SendError, "SQS refused part of a batch: run again (the cards already queued are processed)"),
+    (
+        TrustError,
+        "give --pinned-pcr0 (the PCR0 the key policy pins) or a role that may kms:DescribeKey and "
+        f"kms:GetKeyPolicy; locally give --root-pem or {settings.ENV_ATTESTATION_ROOT_PEM}",
+    ),
 )
 MISSING_CODES = ("NotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 

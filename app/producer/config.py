@@ -28,6 +28,18 @@ class ProducerConfig:
     encryption_context: Mapping[str, str]
     seed: int | None = None
     log_file: Path | None = None
+    root_pem: Path | None = None  # None: the AWS Nitro root
+    pinned_pcr0: str | None = None  # None: read from the key policy
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """`python -m app.producer verify`: what to trust, and where the key policy is."""
+
+    key_id: str
+    region: str
+    root_pem: Path | None
+    pinned_pcr0: str | None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,7 +58,60 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-file", type=Path, help="append the JSON log lines here, at INFO (default: stderr, WARNING)"
     )
+    _trust_options(p)
     return p
+
+
+def _trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--root-pem", type=Path,
+        help=f"root to verify results against (env {settings.ENV_ATTESTATION_ROOT_PEM}; default: AWS Nitro)",
+    )  # fmt: skip
+    p.add_argument("--pinned-pcr0", help="the PCR0 to accept (default: read from the key policy itself)")
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m app.producer verify",
+        description="Verify result bodies (one JSON per line on stdin); exit 1 if any is UNVERIFIED.",
+    )
+    p.add_argument("--key-id", help=f"KMS key whose policy holds the pin (env {settings.ENV_KMS_KEY_ID})")
+    p.add_argument("--region", help=f"AWS region (env {settings.ENV_REGION})")
+    _trust_options(p)
+    return p
+
+
+def _root_pem(arg: Path | None, environ: Mapping[str, str] | None) -> Path | None:
+    if arg is not None:
+        return arg
+    value = settings.env(settings.ENV_ATTESTATION_ROOT_PEM, environ=environ)
+    return Path(value) if value else None
+
+
+def _key_id(arg: str | None, environ: Mapping[str, str] | None) -> str:
+    return (
+        arg
+        or settings.env(settings.ENV_KMS_KEY_ID, settings.DEFAULT_KEY_ALIAS, environ=environ)
+        or settings.DEFAULT_KEY_ALIAS
+    )
+
+
+def _region(arg: str | None, environ: Mapping[str, str] | None) -> str:
+    return (
+        arg
+        or settings.env(settings.ENV_REGION, settings.DEFAULT_REGION, environ=environ)
+        or settings.DEFAULT_REGION
+    )
+
+
+def resolve_verify(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> VerifyConfig:
+    args = verify_parser().parse_args(argv)
+    return VerifyConfig(
+        key_id=_key_id(args.key_id, environ),
+        region=_region(args.region, environ),
+        root_pem=_root_pem(args.root_pem, environ),
+        pinned_pcr0=args.pinned_pcr0,
+    )
 
 
 def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ProducerConfig:
@@ -69,15 +134,13 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Pr
             settings.ENV_CARDS_QUEUE_URL,
         ),
         results_queue_url=results_url,
-        key_id=args.key_id
-        or settings.env(settings.ENV_KMS_KEY_ID, settings.DEFAULT_KEY_ALIAS, environ=environ)
-        or settings.DEFAULT_KEY_ALIAS,
-        region=args.region
-        or settings.env(settings.ENV_REGION, settings.DEFAULT_REGION, environ=environ)
-        or settings.DEFAULT_REGION,
+        key_id=_key_id(args.key_id, environ),
+        region=_region(args.region, environ),
         encryption_context=settings.parse_encryption_context(
             settings.env(settings.ENV_ENCRYPTION_CONTEXT, environ=environ)
         ),
         seed=args.seed,
         log_file=args.log_file,
+        root_pem=_root_pem(args.root_pem, environ),
+        pinned_pcr0=args.pinned_pcr0,
     )

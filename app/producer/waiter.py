@@ -2,6 +2,8 @@
 
 Results for other card ids are left alone (not deleted): they become visible again to their own reader
 after the results queue's visibility timeout. Results for our ids, duplicates included, are deleted.
+With a verifier, each result gets a verdict (result_proof.py): the first result for an id is its outcome,
+verified or not, so a forged result that arrives first is reported UNVERIFIED, never believed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from app.shared import logs
 from app.shared.deployment import MAX_BATCH
 from app.shared.queue_messages import MalformedMessage, ResultMessage
+from app.shared.result_proof import ResultVerifier, Verdict
 
 from .sender import SentCard
 
@@ -32,11 +35,16 @@ class CardOutcome:
     sent: SentCard
     result: ResultMessage
     latency_ms: float
+    verdict: Verdict | None = None  # None: not checked (no verifier given)
 
     @property
     def matches(self) -> bool:
         """Ok, and the enclave's last four digits are the ones this producer encrypted."""
         return self.result.status == "ok" and self.result.last4 == self.sent.last4
+
+    @property
+    def verified(self) -> bool:
+        return self.verdict is not None and self.verdict.verified
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,17 @@ class Collected:
 class _Collector:
     """The bookkeeping of one wait: which cards are pending, which are done."""
 
-    def __init__(self, sent: Sequence[SentCard], on_outcome: Callable[[CardOutcome], None] | None):
+    def __init__(
+        self,
+        sent: Sequence[SentCard],
+        on_outcome: Callable[[CardOutcome], None] | None,
+        verifier: ResultVerifier | None,
+    ):
         self.pending = {card.card_id: card for card in sent}
         self.done: set[str] = set()
         self.outcomes: list[CardOutcome] = []
         self._on_outcome = on_outcome
+        self._verifier = verifier
 
     def take(self, message: MessageTypeDef) -> bool:
         """Record the message if it is a result for one of our cards; True when it should be deleted."""
@@ -69,7 +83,10 @@ class _Collector:
         if card is None:
             return False
         self.done.add(card_id)
-        outcome = CardOutcome(card, result, (time.monotonic() - card.sent_monotonic) * 1000)
+        verdict = (
+            None if self._verifier is None else self._verifier.verify(result.signed_fields(), result.proof)
+        )
+        outcome = CardOutcome(card, result, (time.monotonic() - card.sent_monotonic) * 1000, verdict)
         self.outcomes.append(outcome)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
@@ -81,10 +98,12 @@ def collect_results(
     results_queue_url: str,
     sent: Sequence[SentCard],
     timeout_s: float,
+    *,
     on_outcome: Callable[[CardOutcome], None] | None = None,
+    verifier: ResultVerifier | None = None,
 ) -> Collected:
-    """Wait until every sent card has a result or `timeout_s` passes."""
-    collector = _Collector(sent, on_outcome)
+    """Wait until every sent card has a result or `timeout_s` passes (each verified when given a verifier)."""
+    collector = _Collector(sent, on_outcome, verifier)
     deadline = time.monotonic() + timeout_s
     while collector.pending and (remaining := deadline - time.monotonic()) > 0:
         answer = sqs.receive_message(

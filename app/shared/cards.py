@@ -1,13 +1,21 @@
-"""Card-number rules shared by every program: validation, Luhn, masking.
+"""Card-number rules shared by every program: validation, Luhn, masking, and finding numbers in text.
 
 Nothing here logs or raises with a full number in it: errors name the rule that failed, never the value.
 """
 
 from __future__ import annotations
 
+import re
+
 MIN_CARD_DIGITS = 12
 MAX_CARD_DIGITS = 19
 LAST_DIGITS_SHOWN = 4
+# What may sit between the digits of a number written by hand: "4111 1111 1111 1111", "4111-1111-...",
+# "4111.1111...", "4111:1111...", "4111_1111...", "4111/1111...". Any grouping, any count of them.
+NUMBER_SEPARATORS = r"[\s._:/-]"
+# A run of MIN_CARD_DIGITS or more digits, separators allowed between any two. No Luhn check and no upper
+# bound: a run with a wrong check digit is still most of a real number, and a longer run holds one.
+CARD_NUMBER_RUN = re.compile(rf"[0-9](?:{NUMBER_SEPARATORS}*[0-9]){{{MIN_CARD_DIGITS - 1},}}")
 
 
 class NotACardNumber(ValueError):
@@ -41,6 +49,20 @@ def validate_card_number(candidate: str) -> str:
 def last_four(card_number: str) -> str:
     """The only part of a number that may leave the enclave."""
     return validate_card_number(card_number)[-LAST_DIGITS_SHOWN:]
+
+
+def contains_card_number(text: str) -> bool:
+    """True when `text` holds a run of 12 or more digits, in any grouping (`CARD_NUMBER_RUN`)."""
+    return CARD_NUMBER_RUN.search(text) is not None
+
+
+def scrub_card_numbers(text: str) -> str:
+    """`text` with every such run cut to its last four digits: `id:4111-1111-1111-1111` -> `id:****1111`."""
+    return CARD_NUMBER_RUN.sub(lambda run: "****" + _digits(run.group())[-LAST_DIGITS_SHOWN:], text)
+
+
+def _digits(text: str) -> str:
+    return "".join(char for char in text if char in "0123456789")
 
 
 def mask(last4: str, length: int = 16) -> str:

@@ -19,8 +19,10 @@ MAX_ERROR_MESSAGE_CHARS = 512
 MAX_ECHO_CHARS = 40
 ELLIPSIS = "…"
 
-# A JSON string literal: no backtracking trap (the alternatives never overlap).
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string literal, its loop unrolled (runs of plain characters, then one escape): no backtracking
+# trap (the parts never overlap), and ~5x faster on long strings than one alternation per character, which
+# matters since signed results carry a ~4-6 KB base64 document through every parse.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 _OPENERS = frozenset("[{")
 

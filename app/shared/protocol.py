@@ -3,6 +3,7 @@
 Request:  {"v": 1, "id": <int>, "op": "ping" | "decrypt" | "attest", "body": {...}}
 Response: {"v": 1, "id": <int>, "ok": true, "body": {...}}
        or {"v": 1, "id": <int>, "ok": false, "error": {"code": ..., "message": ..., "retryable": bool}}
+A decrypt answer, ok or not, may carry the enclave's signed `proof` (app/shared/result_proof.py).
 Ids let many requests share one connection; answers may come back in any order. Pure: no I/O here.
 Secrets (credentials) travel in request bodies but never appear in a repr, a log or an error message.
 """
@@ -21,6 +22,7 @@ from app.shared import limits
 PROTOCOL_VERSION = 1
 MAX_REQUEST_ID = 2**63 - 1
 MAX_TEXT_FIELD_CHARS = 2048  # e.g. KMS KeyId: 1-2048 characters (key id, key ARN, alias name or ARN)
+MAX_MESSAGE_ID_CHARS = 128  # SQS message ids are 36-character UUIDs
 # The enclave closes a connection that has had nothing in flight for this long; the parent's client
 # retires an idle connection itself after half of it, so it never sends on one the server is closing.
 SERVER_IDLE_TIMEOUT_S = 60.0
@@ -83,6 +85,7 @@ class ProtocolError(Exception):
 class ErrorInfo:
     code: ErrorCode
     message: str
+    proof: Mapping[str, Any] | None = field(default=None, repr=False)  # the enclave's signed refusal
 
     @property
     def retryable(self) -> bool:
@@ -123,6 +126,7 @@ class DecryptRequest:
     region: str
     credentials: Credentials = field(repr=False)
     key_id: str  # the deployment's key (alias name), passed to Decrypt as KeyId
+    message_id: str | None = None  # the SQS message the relay asks for; the enclave signs it into its answer
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class DecryptResult:
     last4: str
     kms_ms: float
     enclave_ms: float
+    proof: Mapping[str, Any] | None = field(default=None, repr=False)
 
 
 def _load(payload: bytes, min_id: int = 1) -> dict[str, Any]:
@@ -192,6 +197,8 @@ def encode_response(response: Response) -> bytes:
             "message": limits.clip(response.error.message),
             "retryable": response.error.retryable,
         }
+        if response.error.proof is not None:
+            message["error"]["proof"] = response.error.proof
     return _dump(message)
 
 
@@ -205,12 +212,20 @@ def decode_response(payload: bytes) -> Response:
             code = ErrorCode(str(error.get("code")))
         except ValueError:
             code = ErrorCode.INTERNAL
-        return Response(message["id"], error=ErrorInfo(code, limits.clip(str(error.get("message", "")))))
+        proof = error.get("proof")
+        return Response(
+            message["id"],
+            error=ErrorInfo(
+                code, limits.clip(str(error.get("message", ""))), proof if isinstance(proof, dict) else None
+            ),
+        )
     raise ProtocolError(ErrorCode.BAD_REQUEST, "response has neither a body nor an error", message["id"])
 
 
-def error_response(request_id: int, code: ErrorCode, message: str) -> Response:
-    return Response(request_id, error=ErrorInfo(code, message))
+def error_response(
+    request_id: int, code: ErrorCode, message: str, proof: Mapping[str, Any] | None = None
+) -> Response:
+    return Response(request_id, error=ErrorInfo(code, message, proof))
 
 
 def _b64(data: bytes) -> str:
@@ -233,6 +248,7 @@ def decrypt_body(request: DecryptRequest) -> dict[str, Any]:
         "encryption_context": dict(request.encryption_context),
         "region": request.region,
         "key_id": request.key_id,
+        "message_id": request.message_id,
         "credentials": {
             "access_key_id": creds.access_key_id,
             "secret_access_key": creds.secret_access_key,
@@ -257,6 +273,7 @@ def parse_decrypt(body: Mapping[str, Any]) -> DecryptRequest:
     if not isinstance(creds, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "credentials missing")
     token = creds.get("session_token")
+    message_id = body.get("message_id")
     return DecryptRequest(
         ciphertext=_unb64(body.get("ciphertext"), "ciphertext"),
         encryption_context=context,
@@ -267,19 +284,27 @@ def parse_decrypt(body: Mapping[str, Any]) -> DecryptRequest:
             session_token=token if isinstance(token, str) and token else None,
         ),
         key_id=_text(body.get("key_id"), "key_id"),
+        message_id=None if message_id is None else _text(message_id, "message_id", MAX_MESSAGE_ID_CHARS),
     )
 
 
 def decrypt_result_body(result: DecryptResult) -> dict[str, Any]:
-    return {"last4": result.last4, "kms_ms": result.kms_ms, "enclave_ms": result.enclave_ms}
+    body = {"last4": result.last4, "kms_ms": result.kms_ms, "enclave_ms": result.enclave_ms}
+    return body if result.proof is None else {**body, "proof": result.proof}
 
 
 def parse_decrypt_result(body: Mapping[str, Any]) -> DecryptResult:
     last4 = body.get("last4")
     if not isinstance(last4, str) or len(last4) != 4 or not last4.isdigit():
         raise ProtocolError(ErrorCode.BAD_REQUEST, "last4 must be four digits")
+    proof = body.get("proof")
     try:
-        return DecryptResult(last4, float(body.get("kms_ms", 0.0)), float(body.get("enclave_ms", 0.0)))
+        return DecryptResult(
+            last4,
+            float(body.get("kms_ms", 0.0)),
+            float(body.get("enclave_ms", 0.0)),
+            proof if isinstance(proof, dict) else None,
+        )
     except (TypeError, ValueError) as error:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "kms_ms and enclave_ms must be numbers") from error
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.shared import limits
+from app.shared import cards, limits, result_proof
 
 SCHEMA_VERSION = 1
 CARD_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # matched with fullmatch: no trailing newline
@@ -68,6 +69,31 @@ def _clipped(text: str | None, limit: int) -> str | None:
     return None if text is None else limits.clip(text, limit)
 
 
+def check_card_id(card_id: object) -> str:
+    """The card id, or MalformedMessage: 1-64 of [A-Za-z0-9._:-], holding no card number in any grouping
+    (`cards.CARD_NUMBER_RUN`): an id travels in clear (the encryption context, logs, results). The reason
+    never repeats the id."""
+    if not isinstance(card_id, str) or not CARD_ID_PATTERN.fullmatch(card_id):
+        raise MalformedMessage("card_id missing or not 1-64 of [A-Za-z0-9._:-]")
+    if cards.contains_card_number(card_id):
+        raise MalformedMessage(
+            f"card_id holds {cards.MIN_CARD_DIGITS} or more digits in a row (separators aside): "
+            "it may be a card number, which must never travel in clear"
+        )
+    return card_id
+
+
+def new_card_id(draw: Callable[[], str]) -> str:
+    """A random id from `draw` that `check_card_id` accepts: random hex or a UUID holds 12 or more digits
+    in a row now and then (about 3 in 100 UUIDs, across their dashes), so such a draw is drawn again."""
+    while True:
+        card_id = draw()
+        try:
+            return check_card_id(card_id)
+        except MalformedMessage:
+            continue
+
+
 def encryption_context(fixed: dict[str, str], card_id: str) -> dict[str, str]:
     """The context a card is encrypted under: the deployment's fixed pairs plus its card id."""
     return {**fixed, CONTEXT_CARD_ID_KEY: card_id}
@@ -94,9 +120,7 @@ class CardMessage:
     @classmethod
     def from_json(cls, body: str | bytes) -> CardMessage:
         parsed = _load_object(body)
-        card_id = parsed.get("card_id")
-        if not isinstance(card_id, str) or not CARD_ID_PATTERN.fullmatch(card_id):
-            raise MalformedMessage("card_id missing or not 1-64 of [A-Za-z0-9._:-]")
+        card_id = check_card_id(parsed.get("card_id"))
         encoded = parsed.get("ciphertext")
         if not isinstance(encoded, str) or not encoded:
             raise MalformedMessage("ciphertext missing or not a base64 string")
@@ -124,6 +148,14 @@ class ResultMessage:
     enclave_ms: float | None = None
     end_to_end_ms: float | None = None
     processed_at: datetime | None = None
+    # The enclave's signature over `signed_fields()` and its attestation document (result_proof.py);
+    # None when the relay, not the enclave, decided the outcome (e.g. malformed_message).
+    proof: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def signed_fields(self) -> result_proof.SignedFields:
+        return result_proof.SignedFields(
+            self.card_id, self.message_id, self.status, self.last4, self.error_code
+        )
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -137,6 +169,7 @@ class ResultMessage:
             "enclave_ms": self.enclave_ms,
             "end_to_end_ms": self.end_to_end_ms,
             "processed_at": _iso(self.processed_at or _utc_now()),
+            "proof": None if self.proof is None else dict(self.proof),
         }
         return json.dumps(body, separators=(",", ":"))
 
@@ -159,4 +192,11 @@ class ResultMessage:
             enclave_ms=parsed.get("enclave_ms"),
             end_to_end_ms=parsed.get("end_to_end_ms"),
             processed_at=_parse_iso(parsed.get("processed_at"), "processed_at"),
+            proof=_optional_object(parsed.get("proof"), "proof"),
         )
+
+
+def _optional_object(value: Any, name: str) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise MalformedMessage(f"{name} must be a JSON object or null")
+    return value

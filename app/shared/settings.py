@@ -25,6 +25,9 @@ ENV_KMS_ENDPOINT_URL = "KMS_ENDPOINT_URL"
 ENV_LOG_LEVEL = "LOG_LEVEL"
 ENV_ENCLAVE_LOG_URL = "ENCLAVE_LOG_URL"  # where the enclave ships its own log lines
 ENV_ENCLAVE_LOG_LISTEN_URL = "ENCLAVE_LOG_LISTEN_URL"  # where the parent's log sink listens
+# The root a reader of results trusts, as a PEM file; unset: the AWS Nitro root. Local mode and the
+# rehearsal set it to the local PKI's root (their software NSM's).
+ENV_ATTESTATION_ROOT_PEM = "ATTESTATION_ROOT_PEM"
 # The rehearsal only (`make rehearse`): this machine's CID; vsock is carried over TCP. Named beside
 # its mapping rule in app.shared.vsock_tcp, so the rehearsal's stand-ins can use that one file unchanged.
 ENV_VSOCK_OVER_TCP = vsock_tcp.ENV_VSOCK_OVER_TCP

@@ -6,6 +6,7 @@ moto with the Recipient behaviour of real KMS, then the CMS unwrap and card chec
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -29,6 +30,7 @@ from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, cr
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
 from app.shared import deployment
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode
+from app.shared.result_proof import ResultVerifier, SignedFields
 
 from .forwarder import Forwarder
 
@@ -349,3 +351,31 @@ def test_a_certificate_for_another_host_name_is_refused(
         _decrypt_with(kms, pki, _encrypt(emulator, key_id, b"4111111111111111"), key_id)
     assert caught.value.code is ErrorCode.KMS_UNAVAILABLE
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value) or "certificate" in str(caught.value).lower()
+
+
+def _verifier(pki: Any) -> ResultVerifier:
+    return ResultVerifier(root_certificate_der=pki[0].root_certificate_der, pinned_pcr0=[PINNED.hex()])
+
+
+def test_an_answer_is_signed_over_the_card_id_the_message_id_and_the_last_four(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = dataclasses.replace(
+        _request(_encrypt(emulator, key_id, b"4111111111111111"), key_id), message_id="m-1"
+    )
+    result = _decryptor(pki, emulator, monkeypatch).decrypt(request)
+    signed = SignedFields("c-1", "m-1", "ok", result.last4, None)
+    assert _verifier(pki).verify(signed, result.proof).verified
+    assert not _verifier(pki).verify(dataclasses.replace(signed, last4="4242"), result.proof).verified
+
+
+def test_a_refusal_is_signed_with_its_error_code(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ciphertext = _encrypt(emulator, key_id, b"4111111111111112")  # not a card: the Luhn digit is wrong
+    request = dataclasses.replace(_request(ciphertext, key_id), message_id="m-2")
+    with pytest.raises(DecryptError) as caught:
+        _decryptor(pki, emulator, monkeypatch).decrypt(request)
+    assert caught.value.code is ErrorCode.NOT_A_CARD
+    signed = SignedFields("c-1", "m-2", "rejected", None, "not_a_card")
+    assert _verifier(pki).verify(signed, caught.value.proof).verified

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from app.local.stack import StackInfo
 from app.producer.card_file import load_cards
 from app.producer.sender import SentCard, send_cards
 from app.producer.waiter import Collected, collect_results
-from app.shared import deployment
+from app.shared import cards, deployment
 
 
 def clients(info: StackInfo) -> tuple[Any, Any]:
@@ -52,10 +53,15 @@ def all_test_numbers() -> tuple[str, ...]:
 
 
 def full_numbers_in(paths: Sequence[Path], texts: Sequence[str] = ()) -> list[str]:
-    """Each (place, number) where a full test card number appears; empty when none does."""
+    """Each (place, number) where a full test card number appears, written plain or in any grouping (a
+    card id such as `id:4111-1111-1111-1111`: every run `cards.CARD_NUMBER_RUN` finds, separators
+    dropped); empty when none does."""
     found: list[str] = []
     contents = [(str(p), p.read_text(encoding="utf-8", errors="replace")) for p in paths if p.is_file()]
     contents += [(f"output {i}", text) for i, text in enumerate(texts)]
     for place, text in contents:
-        found += [f"{place}: ...{number[-4:]}" for number in all_test_numbers() if number in text]
+        runs = [
+            re.sub(cards.NUMBER_SEPARATORS, "", run.group()) for run in cards.CARD_NUMBER_RUN.finditer(text)
+        ]
+        found += [f"{place}: ...{n[-4:]}" for n in all_test_numbers() if any(n in run for run in runs)]
     return found

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
 import json
 import re
 import shlex
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +18,14 @@ import pytest
 from app.local import instructions
 from app.local.principals import ADMINISTRATOR
 from app.local.provision import create_key, local_client
+from app.local.software_nsm import LocalPki
 from app.local.stack import LocalStack, StackInfo
 from app.producer.__main__ import main as producer_main
 from app.producer.sender import SentCard, encrypt_card
 from app.shared import deployment
-from app.shared.queue_messages import CardMessage
+from app.shared.queue_messages import CardMessage, ResultMessage
 from tests.poison_messages import POISON
+from tests.result_signing import OTHER_PCR0, SigningEnclave
 
 from .pipeline_helpers import clients, collect, full_numbers_in, parked_with_body, send
 
@@ -184,3 +189,107 @@ def test_no_log_of_the_run_holds_a_full_number(info: StackInfo) -> None:
     logs = sorted(info.run_dir.glob("*.log"))
     assert {p.name for p in logs} >= {"emulator.stderr.log", "enclave.stderr.log", "relay.stderr.log"}
     assert full_numbers_in(logs) == []
+
+
+def _real_result(info: StackInfo) -> ResultMessage:
+    """A result the stack's enclave signed (the relay passed its proof on)."""
+    (outcome,) = collect(info, send(info, [VISA])).outcomes
+    assert outcome.result.proof is not None
+    return outcome.result
+
+
+def _forgeries(info: StackInfo, real: ResultMessage, card_ids: list[str]) -> list[ResultMessage]:
+    """For three card ids: the real result re-addressed to it (tampered card_id), one signed by an enclave
+    of another image under the stack's own root, and one made from scratch."""
+    other_image = SigningEnclave(OTHER_PCR0, pki=LocalPki.load(info.run_dir / "pki"))
+    tampered = dataclasses.replace(real, card_id=card_ids[0])
+    other = other_image.sign(ResultMessage(card_ids[1], "m-other", "ok", last4="1111"))
+    scratch = ResultMessage(card_ids[2], "m-scratch", "ok", last4="1111")
+    return [tampered, other, scratch]
+
+
+def _through_the_results_queue(info: StackInfo, results: list[ResultMessage]) -> list[str]:
+    """Post each result on the real results queue and read the bodies back as a consumer gets them."""
+    sqs = clients(info)[1]
+    queue = info.resources.results_queue_url
+    posted = [result.to_json() for result in results]
+    for body in posted:
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    received: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(received) < len(posted) and time.monotonic() < deadline:
+        answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in answer.get("Messages", []):
+            if message["Body"] in posted:  # others are left for their own readers
+                received.append(message["Body"])
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    assert sorted(received) == sorted(posted)
+    return posted
+
+
+def test_verify_marks_forged_and_tampered_results_from_the_queue_unverified(
+    info: StackInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in info.environment().items():
+        monkeypatch.setenv(name, value)
+    real = _real_result(info)
+    tampered = [
+        dataclasses.replace(real, card_id="someone-else"),
+        dataclasses.replace(real, status="rejected"),
+        dataclasses.replace(real, last4="0000"),
+        dataclasses.replace(real, error_code="not_a_card"),
+    ]
+    retargeted = dataclasses.replace(real, message_id="m-retargeted")  # a signed field, and the queue key
+    forged = _forgeries(info, real, ["forged-1", "forged-2", "forged-3"])
+    bodies = _through_the_results_queue(info, [real, retargeted, *forged, *tampered])
+    out = io.StringIO()
+    assert producer_main(["verify"], out, io.StringIO("\n".join(bodies) + "\n")) == 1
+    lines = out.getvalue().splitlines()
+    verdicts = [line.split()[2] for line in lines if line.startswith("line ")]
+    assert verdicts == ["verified"] + ["UNVERIFIED"] * 8
+    assert lines[-1] == "1 verified, 8 UNVERIFIED"
+    alone = io.StringIO()
+    assert producer_main(["verify"], alone, io.StringIO(bodies[0] + "\n")) == 0
+
+
+def test_wait_marks_forged_results_for_its_own_cards_unverified(
+    stack: LocalStack, info: StackInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in info.environment().items():
+        monkeypatch.setenv(name, value)
+    real = _real_result(info)
+    stack.stop_relay()  # an attacker answers these cards instead of the enclave
+    out = io.StringIO()
+    try:
+        producer = threading.Thread(
+            target=lambda: out.write(
+                f"exit {producer_main(['--count', '3', '--wait', '--timeout', '30'], out)}"
+            )
+        )
+        producer.start()
+        taken = _take_cards(info, 3)
+        sqs = clients(info)[1]
+        for result in _forgeries(info, real, [card.card_id for card, _ in taken]):
+            sqs.send_message(QueueUrl=info.resources.results_queue_url, MessageBody=result.to_json())
+        for _, handle in taken:
+            sqs.delete_message(QueueUrl=info.resources.cards_queue_url, ReceiptHandle=handle)
+        producer.join(60)
+    finally:
+        stack.start_relay()
+    text = out.getvalue()
+    assert text.endswith("exit 1")
+    assert sum(" UNVERIFIED  card_id=" in line for line in text.splitlines()) == 3
+    assert "; 0 verified, 3 UNVERIFIED" in text
+
+
+def _take_cards(info: StackInfo, count: int) -> list[tuple[CardMessage, str]]:
+    sqs = clients(info)[1]
+    taken: list[tuple[CardMessage, str]] = []
+    deadline = time.monotonic() + 30
+    while len(taken) < count and time.monotonic() < deadline:
+        answer = sqs.receive_message(
+            QueueUrl=info.resources.cards_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        taken += [(CardMessage.from_json(m["Body"]), m["ReceiptHandle"]) for m in answer.get("Messages", [])]
+    assert len(taken) == count
+    return taken

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,11 +17,16 @@ from app.parent import queues
 from app.parent import relay as relay_module
 from app.parent.enclave_client import EnclaveClient
 from app.parent.relay import Relay, RelaySettings, backoff_s
+from app.producer.sender import new_card_id
 from app.shared import protocol, queue_messages
 from app.shared.protocol import Credentials, ErrorCode, Op, Request, Response
 from app.shared.queue_messages import CardMessage, ResultMessage
+from app.shared.result_proof import SignedFields
 from tests.enclave.server_helpers import running_server
 from tests.poison_messages import POISON
+from tests.result_signing import SigningEnclave
+
+ENCLAVE = SigningEnclave()  # signs the scripted answers as the enclave's own code signs them
 
 REGION = "us-east-1"
 MAX_RECEIVES = 3
@@ -36,12 +42,15 @@ def scripted_enclave(request: Request) -> Response:
     command = decrypt.ciphertext.decode()
     if decrypt.key_id != KEY_ID:
         return protocol.error_response(request.id, ErrorCode.WRONG_KEY, "KMS IncorrectKeyException")
+    card_id = decrypt.encryption_context["card_id"]
     if command.startswith("ok:"):
-        return Response(request.id, body={"last4": command[3:], "kms_ms": 1.0, "enclave_ms": 2.0})
+        proof = ENCLAVE.proof(SignedFields(card_id, decrypt.message_id, "ok", command[3:], None))
+        body = {"last4": command[3:], "kms_ms": 1.0, "enclave_ms": 2.0, "proof": proof}
+        return Response(request.id, body=body)
     if command == "perm":
-        return protocol.error_response(
-            request.id, ErrorCode.INVALID_CIPHERTEXT, "KMS InvalidCiphertextException"
-        )
+        code = ErrorCode.INVALID_CIPHERTEXT
+        proof = ENCLAVE.proof(SignedFields(card_id, decrypt.message_id, "rejected", None, code.value))
+        return protocol.error_response(request.id, code, "KMS InvalidCiphertextException", proof)
     if command == "clock":
         return protocol.error_response(request.id, ErrorCode.CLOCK_SKEW, CLOCK_SKEW_ANSWER)
     return protocol.error_response(request.id, ErrorCode.KMS_THROTTLED, "KMS ThrottlingException")
@@ -84,7 +93,7 @@ def relay(sqs: Any) -> Iterator[tuple[Relay, RelaySettings]]:
 
 
 def _send(sqs: Any, queue_url: str, ciphertext: bytes | None = None, raw: str | None = None) -> str:
-    body = raw if raw is not None else CardMessage(uuid.uuid4().hex, ciphertext or b"").to_json()
+    body = raw if raw is not None else CardMessage(new_card_id(), ciphertext or b"").to_json()
     return str(sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"])
 
 
@@ -376,3 +385,49 @@ def test_a_dead_letter_copy_that_fails_once_is_sent_again_at_once(
     assert sorted(r.message_id for r in results) == sorted({*valid, perm})
     assert len(_drain_all(sqs, settings.dead_letter_queue_url)) == 1
     assert _drain_all(sqs, settings.cards_queue_url) == []
+
+
+def test_the_enclaves_signed_answers_reach_the_results_queue_verifiable(
+    sqs: Any, relay: tuple[Relay, RelaySettings]
+) -> None:
+    subject, settings = relay
+    ids = {_send(sqs, settings.cards_queue_url, b"ok:4242"), _send(sqs, settings.cards_queue_url, b"perm")}
+    _send(sqs, settings.cards_queue_url, raw='{"version":1,"card_id":"x"}')
+    _process_all(sqs, subject, settings)
+    results = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
+    verifier = ENCLAVE.verifier()
+    verdicts = {r.message_id: verifier.verify(r.signed_fields(), r.proof) for r in results}
+    assert len(verdicts) == 3
+    assert {m for m, v in verdicts.items() if v.verified} == ids  # signed over the relay's message ids
+    (relay_made,) = [v for m, v in verdicts.items() if m not in ids]
+    assert relay_made.reason == "no proof: the enclave did not sign this result"  # malformed_message
+
+
+@pytest.mark.parametrize(
+    "card_id",
+    [
+        "4111111111111111",
+        "4111-1111-1111-1111",
+        "4111.1111.1111.1111",
+        "4111_1111_1111_1111",
+        "4111:1111:1111:1111",
+        "id:4111111111111111:x",
+        "order-4111-111111-11111-1",
+        "4111 1111 1111 1111",
+    ],
+)
+def test_a_card_id_holding_a_card_number_is_refused_and_never_echoed(
+    sqs: Any, relay: tuple[Relay, RelaySettings], caplog: pytest.LogCaptureFixture, card_id: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    subject, settings = relay
+    body = json.dumps({"version": 1, "card_id": card_id, "ciphertext": "b2s6MTExMQ=="})  # b"ok:1111"
+    _send(sqs, settings.cards_queue_url, raw=body)
+    _process_all(sqs, subject, settings)
+    (result,) = [ResultMessage.from_json(m["Body"]) for m in _drain_all(sqs, settings.results_queue_url)]
+    assert (result.status, result.error_code, result.card_id) == ("rejected", "malformed_message", None)
+    (parked,) = _drain_all(sqs, settings.dead_letter_queue_url)
+    assert parked["MessageAttributes"]["error_code"]["StringValue"] == "malformed_message"
+    assert "****1111" in parked["Body"]  # scrubbed to its last four
+    everything = json.dumps([parked, result.to_json()]) + caplog.text
+    assert "4111111111111111" not in re.sub(r"[\\s._:/-]", "", everything)

@@ -11,14 +11,17 @@ from app.local.provision import Provisioned
 from app.producer.__main__ import main
 from app.shared.cards import LAST_DIGITS_SHOWN
 from app.shared.queue_messages import CardMessage, ResultMessage
+from tests.result_signing import OTHER_PCR0, SigningEnclave
 
 CARD = "6011000990139424"
+ENCLAVE = SigningEnclave()
 
 
 def _fake_relay(
-    sqs: Any, stack: Provisioned, kms: Any, count: int, last4: str | None = None
+    sqs: Any, stack: Provisioned, kms: Any, count: int, *, last4: str | None = None, signer: Any = ENCLAVE
 ) -> threading.Thread:
-    """Decrypts like the enclave would (without attestation) and publishes the ResultMessages."""
+    """Decrypts like the enclave would (without attestation) and publishes the ResultMessages, signed by
+    `signer` as the enclave signs them (None: unsigned)."""
 
     def relay() -> None:
         done = 0
@@ -32,6 +35,7 @@ def _fake_relay(
                 plain = kms.decrypt(CiphertextBlob=card.ciphertext, EncryptionContext=context)["Plaintext"]
                 digits = last4 or plain.decode()[-LAST_DIGITS_SHOWN:]
                 result = ResultMessage(card.card_id, message["MessageId"], "ok", last4=digits)
+                result = result if signer is None else signer.sign(result)
                 sqs.send_message(QueueUrl=stack.results_queue_url, MessageBody=result.to_json())
                 sqs.delete_message(QueueUrl=stack.cards_queue_url, ReceiptHandle=message["ReceiptHandle"])
                 done += 1
@@ -39,6 +43,12 @@ def _fake_relay(
     thread = threading.Thread(target=relay, daemon=True)
     thread.start()
     return thread
+
+
+@pytest.fixture(autouse=True)
+def trust_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Results are verified against the test enclave's root; its PCR0 is the pin in the key policy."""
+    monkeypatch.setenv("ATTESTATION_ROOT_PEM", str(ENCLAVE.root_pem(tmp_path)))
 
 
 @pytest.fixture
@@ -57,8 +67,9 @@ def test_wait_exits_0_when_every_last4_matches(
     assert main(["--count", "12", "--wait", "--timeout", "20", "--cards-file", card_file], out) == 0
     relay.join(5)
     lines = out.getvalue().splitlines()
-    assert sum("************9424  ok" in line for line in lines) == 12
+    assert sum("************9424  ok" in line and " verified " in line for line in lines) == 12
     assert lines[-1].startswith("12/12 ok")
+    assert lines[-1].endswith("; 12 verified, 0 UNVERIFIED")
 
 
 @pytest.mark.usefixtures("producer_env")
@@ -71,6 +82,7 @@ def test_stdout_holds_the_queued_line_then_results_and_no_json(
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("queued 2 encrypted cards in ")
     assert lines[0].endswith("; waiting up to 20 s for their results")
+    assert lines[1].startswith("results verified against ")
     assert not [line for line in lines if line.startswith("{") or "\r" in line]
     assert capsys.readouterr().err == ""  # INFO lines stay off stderr unless LOG_LEVEL asks for them
 
@@ -141,3 +153,42 @@ def test_missing_credentials_say_what_to_do(
 
 def test_a_bad_option_exits_2() -> None:
     assert main(["--no-such-option"]) == 2
+
+
+@pytest.mark.usefixtures("producer_env")
+def test_unsigned_results_are_unverified_and_exit_1(
+    sqs: Any, kms: Any, stack: Provisioned, card_file: str
+) -> None:
+    _fake_relay(sqs, stack, kms, 2, signer=None)
+    out = io.StringIO()
+    assert main(["--count", "2", "--wait", "--timeout", "20", "--cards-file", card_file], out) == 1
+    lines = out.getvalue().splitlines()
+    assert sum(" UNVERIFIED " in line and "no proof" in line for line in lines) == 2
+    assert "2/2 ok, 0 rejected or wrong, 0 missing" in out.getvalue()
+    assert "; 0 verified, 2 UNVERIFIED" in out.getvalue()
+    assert (
+        "what to do: an UNVERIFIED result was not signed by an enclave running the pinned image"
+        in out.getvalue()
+    )
+
+
+@pytest.mark.usefixtures("producer_env")
+def test_results_of_another_image_are_unverified(
+    sqs: Any, kms: Any, stack: Provisioned, card_file: str
+) -> None:
+    other = SigningEnclave(OTHER_PCR0, pki=ENCLAVE.pki)  # the same root: only the measurement differs
+    _fake_relay(sqs, stack, kms, 1, signer=other)
+    out = io.StringIO()
+    assert main(["--count", "1", "--wait", "--timeout", "20", "--cards-file", card_file], out) == 1
+    assert "not the pinned image" in out.getvalue()
+
+
+@pytest.mark.usefixtures("producer_env")
+def test_an_unreadable_pin_stops_before_anything_is_sent(
+    sqs: Any, stack: Provisioned, card_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = io.StringIO()
+    args = ["--count", "1", "--wait", "--key-id", "alias/no-such-key", "--cards-file", card_file]
+    assert main(args, out) == 1
+    assert "cannot read the pin from the key policy of alias/no-such-key" in capsys.readouterr().err
+    assert sqs.receive_message(QueueUrl=stack.cards_queue_url, WaitTimeSeconds=0).get("Messages") is None

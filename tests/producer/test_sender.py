@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from app.local.provision import Provisioned
-from app.producer.sender import encrypt_card, pick_cards, send_cards
+from app.producer.sender import CardIdRefused, encrypt_card, new_card_id, pick_cards, send_cards
+from app.shared.cards import contains_card_number
 from app.shared.queue_messages import CardMessage
 
 CONTEXT = {"app": "nitro-enclave-demo"}
@@ -86,3 +87,20 @@ def test_encrypt_uses_the_fixed_context_plus_card_id(kms: Any, stack: Provisione
         CiphertextBlob=blob, EncryptionContext={"app": "nitro-enclave-demo", "card_id": "id-1"}
     )
     assert answer["Plaintext"] == NUMBER.encode()
+
+
+@pytest.mark.parametrize("card_id", ["4111 1111 1111 1111", "4111-1111-1111-1111", "id:4111111111111111:x"])
+def test_a_card_id_holding_a_card_number_is_refused_before_anything_is_sent(
+    kms: Any, sqs: Any, stack: Provisioned, card_id: str
+) -> None:
+    with pytest.raises(CardIdRefused, match="malformed_message: card id #2") as caught:
+        send_cards(
+            kms, sqs, queue_url=stack.cards_queue_url, key_id=stack.key_alias, fixed_context=CONTEXT,
+            numbers=[NUMBER, NUMBER], card_ids=["card-1", card_id],
+        )  # fmt: skip
+    assert "1111" not in str(caught.value)
+    assert sqs.receive_message(QueueUrl=stack.cards_queue_url, WaitTimeSeconds=0).get("Messages") is None
+
+
+def test_fresh_card_ids_pass_the_rule() -> None:
+    assert all(not contains_card_number(new_card_id()) for _ in range(2000))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.shared import limits
 
@@ -39,3 +43,9 @@ def test_clip_bounds_text_and_marks_the_cut() -> None:
 
 def test_echo_of_a_huge_value_is_short() -> None:
     assert len(limits.echo("v" * 240_000)) <= limits.MAX_ECHO_CHARS
+
+
+@given(st.lists(st.text(alphabet='ab"\\[]{}\n\u00e9', max_size=40), max_size=5))
+def test_brackets_inside_strings_never_count(texts: list[str]) -> None:
+    assert limits.nesting_depth(json.dumps(texts)) == 1
+    assert limits.nesting_depth(json.dumps({"k": texts})) == 2

@@ -13,6 +13,7 @@ from app.shared.queue_messages import (
     MalformedMessage,
     ResultMessage,
     encryption_context,
+    new_card_id,
 )
 
 
@@ -90,3 +91,16 @@ def test_a_result_is_bounded_whatever_its_error_message() -> None:
         card_id="c-1", message_id="m" * 10_000, status="rejected", error_code="x", error_message="e" * 10**6
     )
     assert len(result.to_json()) < 2048
+
+
+@pytest.mark.parametrize("card_id", ["4111111111111111", "4111-1111-1111-1111", "id:4111111111111111:x"])
+def test_a_card_id_holding_a_card_number_is_malformed_and_not_echoed(card_id: str) -> None:
+    body = '{"version":1,"card_id":"%s","ciphertext":"AQ=="}' % card_id  # noqa: UP031
+    with pytest.raises(MalformedMessage, match="may be a card number") as caught:
+        CardMessage.from_json(body)
+    assert "1111" not in str(caught.value)
+
+
+def test_new_card_ids_never_trip_the_rule() -> None:
+    draws = iter(["4111-1111-1111-1111", "id:4111111111111111", "card-7"])
+    assert new_card_id(lambda: next(draws)) == "card-7"

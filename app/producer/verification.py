@@ -1,0 +1,86 @@
+"""What a reader of results trusts: the root (AWS Nitro, or a given PEM) and the pinned PCR0 (read from the
+key policy itself, as `python -m app.parent attest` does, or given). Builds the ResultVerifier from them.
+
+`python -m app.producer verify` reads result bodies, one JSON per line, and prints one verdict per line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from app.keypolicy.pins import decrypt_grants, read_key_policy
+from app.shared import attestation, cards, limits
+from app.shared.queue_messages import MalformedMessage, ResultMessage
+from app.shared.result_proof import UNVERIFIED, ResultVerifier, Verdict
+
+
+class TrustError(RuntimeError):
+    """The root or the pin could not be read: nothing can be verified (the message says which)."""
+
+
+@dataclass(frozen=True)
+class Trust:
+    root_der: bytes
+    root_label: str
+    pinned_pcr0: tuple[str, ...]
+    pin_source: str
+
+    def verifier(self) -> ResultVerifier:
+        return ResultVerifier(root_certificate_der=self.root_der, pinned_pcr0=self.pinned_pcr0)
+
+    def describe(self) -> str:
+        return f"results verified against {self.root_label} and the PCR0 pinned by {self.pin_source}"
+
+
+def load_root(root_pem: Path | None) -> tuple[bytes, str]:
+    """The AWS Nitro root (pinned fingerprint), or the PEM given (the local PKI's, in local mode)."""
+    if root_pem is None:
+        return attestation.load_aws_nitro_root(), "the AWS Nitro root"
+    try:
+        pem = x509.load_pem_x509_certificate(root_pem.read_bytes())
+    except (OSError, ValueError) as error:
+        raise TrustError(f"cannot read the root certificate {root_pem}: {error}") from None
+    return pem.public_bytes(serialization.Encoding.DER), str(root_pem)
+
+
+def load_trust(*, root_pem: Path | None, pinned_pcr0: str | None, kms: Any, key_id: str) -> Trust:
+    """The root, and the pin: the one given, else every PCR0 the key policy lets decrypt."""
+    root, label = load_root(root_pem)
+    if pinned_pcr0:
+        return Trust(root, label, (pinned_pcr0.strip().lower(),), "--pinned-pcr0")
+    try:
+        grants = decrypt_grants(read_key_policy(kms, key_id))
+    except Exception as error:  # KMS, JSON and grammar errors alike: say what could not be read
+        raise TrustError(
+            f"cannot read the pin from the key policy of {key_id}: {type(error).__name__}: {error}"
+        ) from error
+    values = tuple(dict.fromkeys(value for grant in grants for value in grant.image_sha384))
+    if not values:
+        raise TrustError(f"the key policy of {key_id} pins no PCR0 for kms:Decrypt")
+    return Trust(root, label, values, f"the key policy of {key_id}")
+
+
+def verdict_of(verifier: ResultVerifier, result: ResultMessage) -> Verdict:
+    return verifier.verify(result.signed_fields(), result.proof)
+
+
+def verify_lines(verifier: ResultVerifier, lines: Iterable[str]) -> Iterator[tuple[bool, str]]:
+    """(verified, line to print) for each non-blank input line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            result = ResultMessage.from_json(line.strip())
+        except MalformedMessage as error:
+            reason = cards.scrub_card_numbers(limits.clip(str(error), 200))
+            yield False, f"line {number}: {UNVERIFIED} (not a result: {reason})"
+            continue
+        verdict = verdict_of(verifier, result)
+        shown = f"card_id={result.card_id} message_id={result.message_id} status={result.status}"
+        yield verdict.verified, cards.scrub_card_numbers(f"line {number}: {verdict.describe()}  {shown}")

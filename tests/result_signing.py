@@ -1,0 +1,41 @@
+"""Test helper: a software enclave's result signing (the enclave's own RecipientKeys over a SoftwareNsm),
+so tests can publish results signed as the pinned image, or as another image, without a whole stack."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from app.enclave.recipient_keys import RecipientKeys
+from app.local.software_nsm import LocalPki, SoftwareNsm
+from app.shared.queue_messages import ResultMessage
+from app.shared.result_proof import ResultVerifier, SignedFields
+from tests.attestation_helpers import local_pki
+
+PINNED_PCR0 = bytes.fromhex("ab" * 48)
+OTHER_PCR0 = bytes.fromhex("cd" * 48)
+
+
+class SigningEnclave:
+    """Signs results as an enclave measuring `pcr0` would (the same code the enclave runs)."""
+
+    def __init__(self, pcr0: bytes = PINNED_PCR0, pki: LocalPki | None = None) -> None:
+        self.pki = pki or local_pki()
+        self.pcr0_hex = pcr0.hex()
+        self._keys = RecipientKeys(SoftwareNsm(self.pki, {0: pcr0}))
+
+    def sign(self, result: ResultMessage) -> ResultMessage:
+        return dataclasses.replace(result, proof=self.proof(result.signed_fields()))
+
+    def proof(self, fields: SignedFields) -> dict[str, object]:
+        return self._keys.current().sign(fields)
+
+    def verifier(self) -> ResultVerifier:
+        return ResultVerifier(root_certificate_der=self.pki.root_certificate_der, pinned_pcr0=[self.pcr0_hex])
+
+    def root_pem(self, directory: Path) -> Path:
+        path = directory / "attestation-root.pem"
+        path.write_bytes(self.pki.root.public_bytes(serialization.Encoding.PEM))
+        return path

@@ -1,0 +1,158 @@
+"""Signed results: the canonical bytes, and what the verifier accepts and refuses (real Ed25519, real
+software attestation documents chained to a local root)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.local.software_nsm import SoftwareNsm
+from app.shared import result_proof
+from app.shared.queue_messages import ResultMessage
+from app.shared.result_proof import ResultVerifier, SignedFields
+from tests.attestation_helpers import local_pki
+from tests.result_signing import OTHER_PCR0, PINNED_PCR0, SigningEnclave
+
+ENCLAVE = SigningEnclave()
+OK = ResultMessage("card-a", "m-1", "ok", last4="1111")
+REJECTED = ResultMessage("card-b", "m-2", "rejected", error_code="not_a_card", error_message="Luhn")
+
+
+def _verifier(**kwargs: Any) -> ResultVerifier:
+    return ResultVerifier(
+        root_certificate_der=ENCLAVE.pki.root_certificate_der, pinned_pcr0=[PINNED_PCR0.hex()], **kwargs
+    )
+
+
+def _verdict(result: ResultMessage, verifier: ResultVerifier | None = None) -> result_proof.Verdict:
+    return (verifier or _verifier()).verify(result.signed_fields(), result.proof)
+
+
+def test_the_encoding_is_versioned_length_prefixed_and_tells_absent_from_empty() -> None:
+    encoded = SignedFields("c", "m", "ok", "1111", None).encode()
+    assert (
+        encoded
+        == result_proof.SIGNED_PREFIX + b"\x01\x00\x01c\x01\x00\x01m\x01\x00\x02ok\x01\x00\x041111\x00"
+    )
+    assert (
+        SignedFields("", "m", "ok", None, None).encode() != SignedFields(None, "m", "ok", None, None).encode()
+    )
+    assert (
+        SignedFields("ab", "c", "ok", None, None).encode()
+        != SignedFields("a", "bc", "ok", None, None).encode()
+    )
+
+
+@pytest.mark.parametrize("result", [OK, REJECTED])
+def test_a_result_signed_by_the_pinned_image_is_verified(result: ResultMessage) -> None:
+    assert _verdict(ENCLAVE.sign(result)) == result_proof.Verdict(True)
+
+
+def test_the_proof_survives_the_queue_body() -> None:
+    body = ENCLAVE.sign(OK).to_json()
+    assert _verdict(ResultMessage.from_json(body)).verified
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"card_id": "card-z"},
+        {"card_id": None},
+        {"message_id": "m-9"},
+        {"status": "rejected"},
+        {"last4": "4242"},
+        {"last4": None, "error_code": "not_a_card"},
+    ],
+)
+def test_a_tampered_signed_field_is_unverified(change: dict[str, Any]) -> None:
+    tampered = dataclasses.replace(ENCLAVE.sign(OK), **change)
+    verdict = _verdict(tampered)
+    assert not verdict.verified
+    assert verdict.reason == "signature does not match the result's fields"
+
+
+def test_a_tampered_error_code_is_unverified() -> None:
+    assert not _verdict(dataclasses.replace(ENCLAVE.sign(REJECTED), error_code="access_denied")).verified
+
+
+def test_a_tampered_signature_or_document_is_unverified() -> None:
+    signed = ENCLAVE.sign(OK)
+    assert signed.proof is not None
+    signature = bytearray(base64.b64decode(signed.proof["signature"]))
+    signature[0] ^= 1
+    forged_signature = {**signed.proof, "signature": base64.b64encode(bytes(signature)).decode()}
+    assert not _verdict(dataclasses.replace(signed, proof=forged_signature)).verified
+    document = bytearray(base64.b64decode(signed.proof["document"]))
+    document[-1] ^= 1
+    forged_document = {**signed.proof, "document": base64.b64encode(bytes(document)).decode()}
+    assert (
+        "attestation document refused" in _verdict(dataclasses.replace(signed, proof=forged_document)).reason
+    )
+
+
+def test_a_result_signed_by_another_image_is_unverified() -> None:
+    other = SigningEnclave(OTHER_PCR0, pki=ENCLAVE.pki)
+    verdict = _verdict(other.sign(OK))
+    assert not verdict.verified
+    assert "not the pinned image" in verdict.reason
+
+
+def test_a_result_signed_under_another_root_is_unverified() -> None:
+    verdict = _verdict(SigningEnclave(PINNED_PCR0, pki=local_pki(1)).sign(OK))
+    assert "UntrustedChain" in verdict.reason
+
+
+def test_a_debug_mode_enclave_is_unverified_even_when_zeros_are_pinned() -> None:
+    debug = SigningEnclave(bytes(48), pki=ENCLAVE.pki)
+    verifier = ResultVerifier(root_certificate_der=ENCLAVE.pki.root_certificate_der, pinned_pcr0=["00" * 48])
+    assert "debug-mode" in _verdict(debug.sign(OK), verifier).reason
+
+
+def test_a_result_made_from_scratch_is_unverified() -> None:
+    """Someone with their own Ed25519 key and a document of the right image they copied off the queue."""
+    copied = ENCLAVE.sign(OK).proof
+    assert copied is not None
+    own_key = Ed25519PrivateKey.generate()
+    forged = result_proof.sign(own_key, copied["document"], OK.signed_fields())
+    assert not _verdict(dataclasses.replace(OK, proof=forged)).verified
+    assert _verdict(OK).reason == "no proof: the enclave did not sign this result"
+    scratch = {"v": 1, "alg": "Ed25519", "signature": "AAAA", "document": "AAAA"}
+    assert not _verdict(dataclasses.replace(OK, proof=scratch)).verified
+
+
+def test_a_document_binding_no_result_key_is_unverified() -> None:
+    """An attest document (nonce, no result key) of the pinned image cannot vouch for a result."""
+    document = SoftwareNsm(ENCLAVE.pki, {0: PINNED_PCR0}).attest(nonce=b"n" * 32, user_data=b"other")
+    proof = result_proof.sign(
+        Ed25519PrivateKey.generate(), base64.b64encode(document).decode(), OK.signed_fields()
+    )
+    assert "binds no result key" in _verdict(dataclasses.replace(OK, proof=proof)).reason
+
+
+def test_fields_of_the_wrong_type_are_unverified_not_a_crash() -> None:
+    signed = ENCLAVE.sign(OK)
+    assert not _verdict(dataclasses.replace(signed, last4=1111)).verified  # type: ignore[arg-type]
+    assert not _verdict(dataclasses.replace(signed, proof={"v": True})).verified
+
+
+def test_an_old_document_is_accepted_up_to_the_limit_and_checked_at_its_own_time() -> None:
+    signed = ENCLAVE.sign(OK)
+    later = datetime.now(UTC) + timedelta(days=13)
+    assert _verdict(signed, _verifier(clock=lambda: later)).verified  # chain checked at the document's time
+    too_late = datetime.now(UTC) + timedelta(days=15)
+    assert "old, more than" in _verdict(signed, _verifier(clock=lambda: too_late)).reason
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    assert "in the future" in _verdict(signed, _verifier(clock=lambda: before)).reason
+
+
+def test_a_verified_document_is_checked_once() -> None:
+    verifier = _verifier()
+    first, second = ENCLAVE.sign(OK), ENCLAVE.sign(REJECTED)
+    assert _verdict(first, verifier).verified
+    assert _verdict(second, verifier).verified
+    assert len(verifier._documents) == 1
