@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.keypolicy.key_arn import require_key_arn
 from app.shared import settings
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -40,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cards-file", type=Path, help="card file (default: the shipped test numbers)")
     p.add_argument("--queue-url", help=f"cards queue (env {settings.ENV_CARDS_QUEUE_URL})")
     p.add_argument("--results-queue-url", help=f"results queue (env {settings.ENV_RESULTS_QUEUE_URL})")
-    p.add_argument("--key-id", help=f"KMS key (env {settings.ENV_KMS_KEY_ID}, default alias)")
+    p.add_argument("--key-id", help=f"the KMS key's ARN (env {settings.ENV_KMS_KEY_ID}; no alias)")
     p.add_argument("--region", help=f"AWS region (env {settings.ENV_REGION})")
     p.add_argument("--seed", type=int, help="seed the random picks (reproducible runs)")
     p.add_argument(
@@ -59,6 +60,11 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Pr
     results_url = args.results_queue_url or settings.env(settings.ENV_RESULTS_QUEUE_URL, environ=environ)
     if args.wait:
         settings.require(results_url, settings.ENV_RESULTS_QUEUE_URL)
+    region = (
+        args.region
+        or settings.env(settings.ENV_REGION, settings.DEFAULT_REGION, environ=environ)
+        or settings.DEFAULT_REGION
+    )
     return ProducerConfig(
         count=args.count,
         wait=args.wait,
@@ -69,12 +75,10 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Pr
             settings.ENV_CARDS_QUEUE_URL,
         ),
         results_queue_url=results_url,
-        key_id=args.key_id
-        or settings.env(settings.ENV_KMS_KEY_ID, settings.DEFAULT_KEY_ALIAS, environ=environ)
-        or settings.DEFAULT_KEY_ALIAS,
-        region=args.region
-        or settings.env(settings.ENV_REGION, settings.DEFAULT_REGION, environ=environ)
-        or settings.DEFAULT_REGION,
+        key_id=require_key_arn(
+            args.key_id or settings.env(settings.ENV_KMS_KEY_ID, environ=environ), region=region
+        ),
+        region=region,
         encryption_context=settings.parse_encryption_context(
             settings.env(settings.ENV_ENCRYPTION_CONTEXT, environ=environ)
         ),

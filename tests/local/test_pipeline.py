@@ -69,7 +69,7 @@ def test_a_malformed_message_is_parked_with_its_error_code(info: StackInfo) -> N
 
 def test_a_ciphertext_under_another_context_is_parked_as_invalid(info: StackInfo) -> None:
     kms, sqs = clients(info)
-    blob = encrypt_card(kms, info.resources.key_alias, deployment.ENCRYPTION_CONTEXT, "card-a", VISA)
+    blob = encrypt_card(kms, info.resources.key_arn, deployment.ENCRYPTION_CONTEXT, "card-a", VISA)
     body = CardMessage("card-b", blob).to_json()
     sqs.send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=body)
     attributes = parked_with_body(info, body)["MessageAttributes"]
