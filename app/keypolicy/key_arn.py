@@ -17,9 +17,11 @@ from app.shared.settings import ENV_KMS_KEY_ID, SettingsError
 
 # arn:<partition>:kms:<region>:<account>:key/<uuid>: the form KMS gives a single-Region key's ARN
 # (KMS developer guide, "Key identifiers (KeyId)"). Multi-Region keys (mrk-...) are not what the stack makes.
+# Written in the subset POSIX ERE and Python's re share (plain groups, classes, {m,n}), so the host's reader
+# of demo.env can hold the very same pattern for KMS_KEY_ID.
 KEY_ARN_PATTERN: Final = (
-    r"arn:aws(?:-cn|-us-gov)?:kms:[a-z]{2}(?:-[a-z]+)+-[0-9]:[0-9]{12}:"
-    r"key/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"arn:aws(-cn|-us-gov)?:kms:[a-z]{2}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:"
+    r"key/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
 )
 _KEY_ARN: Final = re.compile(KEY_ARN_PATTERN)
 _ALIAS: Final = re.compile(r"(?:arn:[^:]*:kms:[^:]*:[^:]*:)?alias/.*")
