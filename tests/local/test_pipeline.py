@@ -119,8 +119,10 @@ def _run_recipe(info: StackInfo) -> str:
     encrypt = shlex.split(encrypt_line.removeprefix("CIPHERTEXT=$(").removesuffix(")"))
     context = dict(pair.split("=") for pair in encrypt[encrypt.index("--encryption-context") + 1].split(","))
     kms, sqs = clients(info)
+    key_id = encrypt[encrypt.index("--key-id") + 1]
+    assert key_id == "$KMS_KEY_ID"  # the exported variable: the key's ARN, never the alias
     blob = kms.encrypt(
-        KeyId=encrypt[encrypt.index("--key-id") + 1], Plaintext=card.encode(), EncryptionContext=context
+        KeyId=info.environment()["KMS_KEY_ID"], Plaintext=card.encode(), EncryptionContext=context
     )
     ciphertext = base64.b64encode(blob["CiphertextBlob"]).decode()
     send_args = shlex.split(send_line)
