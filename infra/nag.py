@@ -6,11 +6,6 @@ from aws_cdk import Acknowledgment, Stack, Validations
 
 ACKNOWLEDGMENTS = (
     Acknowledgment(
-        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
-        reason="Session Manager is the only way in (no SSH, no inbound rule); AWS maintains this policy's "
-        "exact set of SSM agent actions, which grants no KMS action.",
-    ),
-    Acknowledgment(
         id="AwsSolutions-EC28",
         reason="Demo instance: basic 5-minute monitoring suffices and detailed monitoring costs extra.",
     ),

@@ -8,7 +8,9 @@ from constructs import Construct
 from infra.constructs.code_asset import code_asset
 from infra.constructs.enclave_host import EnclaveHost
 from infra.constructs.enclave_image import EnclaveImage
+from infra.constructs.host_role import host_role
 from infra.constructs.key import EnclaveKey
+from infra.constructs.log_key import LogKey
 from infra.constructs.network import Network
 from infra.constructs.observability import Observability
 from infra.constructs.outputs import Outputs, OutputValues
@@ -26,6 +28,7 @@ class NitroEnclaveDemoStack(Stack):
             description="nitro-enclave-demo: card numbers decrypted only inside an attested Nitro Enclave",
         )
         names = ParameterNames.for_stack()
+        LogKey(self, "LogKey")  # encrypts and names every log group of this stack
         network = Network(self, "Network", log_retention_days=settings.log_retention_days)
         queues = Queues(self, "Queues")
         observability = Observability(
@@ -41,6 +44,25 @@ class NitroEnclaveDemoStack(Stack):
             retire_previous=settings.retire_previous,
             nitro_cli_version=settings.nitro_cli_version,
         )
+        role = host_role(
+            self,
+            "HostRole",
+            queues=queues,
+            parameter_names=names,
+            code=code,
+            image=image,
+            log_group=observability.log_group,
+        )
+        key = EnclaveKey(
+            self,
+            "Key",
+            alias=settings.key_alias,
+            role=role,
+            image=image,
+            debug=settings.enclave_debug,
+            encryption_context=settings.encryption_context,
+            parameter_names=names,
+        )
         host = EnclaveHost(
             self,
             "EnclaveHost",
@@ -51,20 +73,12 @@ class NitroEnclaveDemoStack(Stack):
             log_group=observability.log_group,
             code=code,
             image=image,
+            role=role,
+            key_arn=key.key.key_arn,
         )
-        key = EnclaveKey(
-            self,
-            "Key",
-            alias=settings.key_alias,
-            role=host.role,
-            image=image,
-            debug=settings.enclave_debug,
-            encryption_context=settings.encryption_context,
-            parameter_names=names,
-        )
-        # A host's canary encrypts through the alias and decrypts with the key: no host boots before both
-        # exist and the key accepts the new PCR0 (KMS's own propagation delay is the canary's to retry).
-        host.boot_after(key.key, key.alias)
+        # A host's canary encrypts and decrypts with the key, by its ARN: no host boots before the key exists
+        # and accepts the new PCR0 (KMS's own propagation delay is the canary's to retry).
+        host.boot_after(key.key)
         documents = RunDocuments(self, "RunDocuments")
         Outputs(
             self,

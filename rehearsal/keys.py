@@ -12,13 +12,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.keypolicy import evaluator
-from app.keypolicy.document import ENCRYPTION_CONTEXT_PREFIX, IMAGE_SHA384
+from app.keypolicy.document import ENCRYPTION_CONTEXT_PREFIX, IMAGE_SHA384, SID_ATTESTED_DECRYPT
 from app.keypolicy.pins import decrypt_grants
 from app.local import principals
 from rehearsal.cfn import Resolver
 from rehearsal.cloud import Cloud
 
 KEY_TYPE = "AWS::KMS::Key"
+
+
+def card_key(resources: Mapping[str, Any]) -> tuple[str, Any]:
+    """(logical id, resource) of the card key among a template's resources: the one key whose policy has the
+    attested-Decrypt statement (the stack's other key, for its log groups, has none)."""
+    found = [
+        (logical_id, resource)
+        for logical_id, resource in resources.items()
+        if resource["Type"] == KEY_TYPE
+        and any(
+            statement.get("Sid") == SID_ATTESTED_DECRYPT
+            for statement in resource["Properties"]["KeyPolicy"]["Statement"]
+        )
+    ]
+    if len(found) != 1:
+        raise LookupError(f"expected one card key in the template, found {[i for i, _ in found]}")
+    return found[0]
 
 
 def render_tree(resolver: Resolver, node: Any) -> Any:
@@ -33,7 +50,7 @@ def render_tree(resolver: Resolver, node: Any) -> Any:
 
 
 def rendered_policy(cloud: Cloud) -> dict[str, Any]:
-    _, key = cloud.synthesized.only(KEY_TYPE)
+    _, key = card_key(cloud.synthesized.template["Resources"])
     policy: dict[str, Any] = render_tree(cloud.resolver(), key["Properties"]["KeyPolicy"])
     return policy
 
@@ -46,7 +63,7 @@ def accepted_images(policy: Mapping[str, Any]) -> set[str]:
 def create_key(cloud: Cloud) -> str:
     """The key with the template's key policy, rendered, and its alias; the key's ARN."""
     kms = cloud.client("kms")
-    key_id, key = cloud.synthesized.only(KEY_TYPE)
+    key_id, key = card_key(cloud.synthesized.template["Resources"])
     props = key["Properties"]
     policy = json.dumps(rendered_policy(cloud))
     created = kms.create_key(Policy=policy, Description=props.get("Description", ""))["KeyMetadata"]
@@ -71,17 +88,17 @@ def update_key_policy(cloud: Cloud) -> dict[str, Any]:
 
 def put_key_policy(cloud: Cloud, policy: dict[str, Any], kms: Any) -> None:
     """PutKeyPolicy on the stack's key with `kms`, a client made by the caller (threads share none)."""
-    key_id, _ = cloud.synthesized.only(KEY_TYPE)
+    key_id, _ = card_key(cloud.synthesized.template["Resources"])
     kms.put_key_policy(KeyId=cloud.refs[key_id], PolicyName="default", Policy=json.dumps(policy))
 
 
 def key_arn(cloud: Cloud) -> str:
-    key_id, _ = cloud.synthesized.only(KEY_TYPE)
+    key_id, _ = card_key(cloud.synthesized.template["Resources"])
     return cloud.attributes[(key_id, "Arn")]
 
 
 def current_policy(cloud: Cloud) -> dict[str, Any]:
-    key_id, _ = cloud.synthesized.only(KEY_TYPE)
+    key_id, _ = card_key(cloud.synthesized.template["Resources"])
     text = cloud.client("kms").get_key_policy(KeyId=cloud.refs[key_id], PolicyName="default")["Policy"]
     loaded: dict[str, Any] = json.loads(text)
     return loaded

@@ -43,7 +43,7 @@ def preload(info: StackInfo, count: int, phase: str) -> list[SentCard]:
     started = time.monotonic()
     with progress(f"loading the cards queue ({phase})", count) as advance:
         sent = send_cards(
-            kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
+            kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_arn,
             fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=pick_cards(load_cards(), count),
             on_batch=advance,
         )  # fmt: skip

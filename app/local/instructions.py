@@ -35,7 +35,7 @@ def cli_recipe(info: StackInfo, card_id: str = HAND_CARD_ID) -> list[str]:
     return [
         f"CARD=$(grep -m1 -E -x '[0-9]{{12,19}}' {shlex.quote(str(CARDS_FILE))})  # not echoed",
         # AWS CLI v2 reads --plaintext as base64 unless it comes from fileb:// (raw bytes).
-        f"CIPHERTEXT=$(aws --endpoint-url {endpoint} kms encrypt --key-id {info.resources.key_alias}"
+        f'CIPHERTEXT=$(aws --endpoint-url {endpoint} kms encrypt --key-id "$KMS_KEY_ID"'
         ' --plaintext fileb://<(printf %s "$CARD")'
         f" --encryption-context {context_shorthand(card_id)} --query CiphertextBlob --output text)",
         f"aws --endpoint-url {endpoint} sqs send-message"

@@ -67,7 +67,7 @@ class StackInfo:
             settings.ENV_CARDS_QUEUE_URL: self.resources.cards_queue_url,
             settings.ENV_RESULTS_QUEUE_URL: self.resources.results_queue_url,
             settings.ENV_DEAD_LETTER_QUEUE_URL: self.resources.dead_letter_queue_url,
-            settings.ENV_KMS_KEY_ID: self.resources.key_alias,
+            settings.ENV_KMS_KEY_ID: self.resources.key_arn,  # by ARN, as on AWS: never an alias
             settings.ENV_ENCRYPTION_CONTEXT: json.dumps(dict(settings.DEFAULT_ENCRYPTION_CONTEXT)),
             settings.ENV_ENCLAVE_URL: self.enclave_url,
             # Results are signed by the software enclave, whose documents chain to the local PKI's root.

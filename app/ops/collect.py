@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from app.keypolicy import pins
 from app.keypolicy.grammar import PolicyGrammarError
+from app.keypolicy.key_arn import KeyArnError, require_key_arn
 from app.ops import host_checks
 from app.parent.attest_report import Pin
 from app.parent.enclave_client import EnclaveClient, EnclaveError
@@ -107,9 +108,9 @@ def _size(path: str | None) -> int | None:
 
 def pinned_pcr0(environ: Mapping[str, str], region: str | None) -> str | None:
     """The PCR0 values the key accepts, comma-separated: $ENCLAVE_PCR0, else the key policy itself
-    ($KMS_KEY_ID: kms:DescribeKey, kms:GetKeyPolicy, both allowed to the host role; during a roll it accepts
-    the new and the previous PCR0), else the SSM record of the build's PCR0 (one value; KMS never reads
-    SSM)."""
+    ($KMS_KEY_ID, the key's ARN and never an alias: kms:DescribeKey, kms:GetKeyPolicy, both allowed to the
+    host role; during a roll it accepts the new and the previous PCR0), else the SSM record of the build's
+    PCR0 (one value; KMS never reads SSM)."""
     if environ.get(ENV_PINNED_PCR0):
         return environ[ENV_PINNED_PCR0]
     if not region:
@@ -133,8 +134,13 @@ def _accepted_by_key_policy(key_id: str | None, region: str, config: Config) -> 
     if not key_id:
         return None
     try:
+        key_arn = require_key_arn(key_id, region=region)
+    except KeyArnError as error:  # never follow an alias: the SSM record (below) is read instead
+        log.warning("key policy not read", extra={"fields": {"error": str(error)}})
+        return None
+    try:
         kms = boto3.client("kms", region_name=region, config=config)
-        pin = Pin.from_key_policy(pins.read_key_policy(kms, key_id))
+        pin = Pin.from_key_policy(pins.read_key_policy(kms, key_arn))
     except (BotoCoreError, ClientError, PolicyGrammarError, ValueError, KeyError) as error:
         log.warning("key policy not readable", extra={"fields": {"error": type(error).__name__}})
         return None

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from app.keypolicy import pins
 from app.keypolicy.grammar import PolicyGrammarError
+from app.keypolicy.key_arn import require_key_arn
 from app.parent import attest_report, canary, log_sink, queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
@@ -59,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
     run.add_argument(
         "--key-id",
-        default=settings.env(settings.ENV_KMS_KEY_ID, settings.DEFAULT_KEY_ALIAS),
-        help="the deployment's KMS key, named in every Decrypt (ciphertexts under another key are refused)",
+        default=settings.env(settings.ENV_KMS_KEY_ID),
+        help="the deployment's KMS key by its ARN (no alias), named in every Decrypt (ciphertexts under "
+        "another key are refused)",
     )
     run.add_argument(
         "--pollers", type=int, default=int(settings.env(ENV_POLLERS) or DEFAULT_POLLERS),
@@ -73,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     canary_parser = commands.add_parser(
         "canary", help="encrypt one test card and have this host's enclave decrypt it (last four compared)"
     )
-    canary_parser.add_argument("--key-id", default=settings.env(settings.ENV_KMS_KEY_ID))
+    canary_parser.add_argument(
+        "--key-id", default=settings.env(settings.ENV_KMS_KEY_ID), help="the KMS key's ARN (no alias)"
+    )
     canary_parser.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
     attest = commands.add_parser(
         "attest", help="verify the enclave's attestation and compare PCR0 with the key policy's pin"
@@ -81,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     attest.add_argument(
         "--key-id",
         default=settings.env(settings.ENV_KMS_KEY_ID),
-        help=f"the key whose policy holds the pin (default ${settings.ENV_KMS_KEY_ID})",
+        help=f"the ARN of the key whose policy holds the pin (default ${settings.ENV_KMS_KEY_ID}; no alias)",
     )
     attest.add_argument("--region", default=settings.env(settings.ENV_REGION, settings.DEFAULT_REGION))
     attest.add_argument("--pinned-pcr0", help="compare with this hex value instead of reading the key policy")
@@ -107,7 +111,7 @@ def _relay_settings(args: argparse.Namespace) -> RelaySettings:
         enclave_url=args.enclave_url,
         pollers=args.pollers,
         wait_time_s=args.wait_time,
-        key_id=args.key_id,
+        key_id=require_key_arn(args.key_id, region=args.region),
     )
 
 
@@ -189,7 +193,7 @@ def _clock_note(answer: Mapping[str, Any]) -> str:
 
 def run_canary(args: argparse.Namespace) -> int:
     """Exit 0 with one line naming the last four; 1 with "canary failed: <code>: <KMS's answer>"."""
-    key_id = settings.require(args.key_id, settings.ENV_KMS_KEY_ID)
+    key_id = require_key_arn(args.key_id, region=args.region)
     context = settings.parse_encryption_context(settings.env(settings.ENV_ENCRYPTION_CONTEXT))
     session = boto3.session.Session(region_name=args.region)
     client = EnclaveClient(args.enclave_url)
@@ -210,6 +214,7 @@ def run_canary(args: argparse.Namespace) -> int:
 
 
 def attest(args: argparse.Namespace) -> int:
+    key_arn = None if args.pinned_pcr0 else require_key_arn(args.key_id, region=args.region)
     nonce = secrets.token_bytes(NONCE_BYTES)
     client = EnclaveClient(args.enclave_url, request_timeout_s=PING_TIMEOUT_S)
     try:
@@ -225,7 +230,11 @@ def attest(args: argparse.Namespace) -> int:
         pem = x509.load_pem_x509_certificate(args.root_pem.read_bytes())
         root, label = pem.public_bytes(serialization.Encoding.DER), str(args.root_pem)
     try:
-        pin = attest_report.Pin.given(args.pinned_pcr0) if args.pinned_pcr0 else _pin_from_key_policy(args)
+        pin = (
+            attest_report.Pin.given(args.pinned_pcr0)
+            if key_arn is None
+            else _pin_from_key_policy(args, key_arn)
+        )
     except (BotoCoreError, ClientError, PolicyGrammarError, json.JSONDecodeError) as error:
         print(f"cannot read the pin from the key policy: {error}", file=sys.stderr)
         return 1
@@ -234,11 +243,10 @@ def attest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _pin_from_key_policy(args: argparse.Namespace) -> attest_report.Pin:
-    """The key's own policy (kms:DescribeKey for the ARN, GetKeyPolicy accepts no alias, then the policy)."""
-    key_id = settings.require(args.key_id, settings.ENV_KMS_KEY_ID)
+def _pin_from_key_policy(args: argparse.Namespace, key_arn: str) -> attest_report.Pin:
+    """The key's own policy (kms:DescribeKey, then GetKeyPolicy), named by its ARN."""
     kms = boto3.session.Session(region_name=args.region).client("kms")
-    return attest_report.Pin.from_key_policy(pins.read_key_policy(kms, key_id))
+    return attest_report.Pin.from_key_policy(pins.read_key_policy(kms, key_arn))
 
 
 def enclave_logs(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from app.parent import queues
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
 from app.parent.queues import Received
-from app.shared import cards, deployment, limits, logs, protocol, settings
+from app.shared import cards, deployment, limits, logs, protocol
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode, Op
 from app.shared.queue_messages import CardMessage, MalformedMessage, ResultMessage, encryption_context
 
@@ -47,9 +47,9 @@ class RelaySettings:
     region: str
     encryption_context: Mapping[str, str]
     enclave_url: str
+    key_id: str  # the deployment's key, by ARN (app.keypolicy.key_arn); the enclave names it in Decrypt
     pollers: int = DEFAULT_POLLERS
     wait_time_s: int = 20
-    key_id: str = settings.DEFAULT_KEY_ALIAS  # the deployment's key; the enclave names it in Decrypt
 
 
 @dataclass

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.keypolicy.key_arn import require_key_arn
 from app.shared import settings
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -52,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cards-file", type=Path, help="card file (default: the shipped test numbers)")
     p.add_argument("--queue-url", help=f"cards queue (env {settings.ENV_CARDS_QUEUE_URL})")
     p.add_argument("--results-queue-url", help=f"results queue (env {settings.ENV_RESULTS_QUEUE_URL})")
-    p.add_argument("--key-id", help=f"KMS key (env {settings.ENV_KMS_KEY_ID}, default alias)")
+    p.add_argument("--key-id", help=f"the KMS key's ARN (env {settings.ENV_KMS_KEY_ID}; no alias)")
     p.add_argument("--region", help=f"AWS region (env {settings.ENV_REGION})")
     p.add_argument("--seed", type=int, help="seed the random picks (reproducible runs)")
     p.add_argument(
@@ -88,12 +89,8 @@ def _root_pem(arg: Path | None, environ: Mapping[str, str] | None) -> Path | Non
     return Path(value) if value else None
 
 
-def _key_id(arg: str | None, environ: Mapping[str, str] | None) -> str:
-    return (
-        arg
-        or settings.env(settings.ENV_KMS_KEY_ID, settings.DEFAULT_KEY_ALIAS, environ=environ)
-        or settings.DEFAULT_KEY_ALIAS
-    )
+def _key_id(arg: str | None, environ: Mapping[str, str] | None, region: str) -> str:
+    return require_key_arn(arg or settings.env(settings.ENV_KMS_KEY_ID, environ=environ), region=region)
 
 
 def _region(arg: str | None, environ: Mapping[str, str] | None) -> str:
@@ -106,9 +103,12 @@ def _region(arg: str | None, environ: Mapping[str, str] | None) -> str:
 
 def resolve_verify(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> VerifyConfig:
     args = verify_parser().parse_args(argv)
+    region = _region(args.region, environ)
+    given_key = args.key_id or settings.env(settings.ENV_KMS_KEY_ID, environ=environ)
     return VerifyConfig(
-        key_id=_key_id(args.key_id, environ),
-        region=_region(args.region, environ),
+        # The key is read only for its pin: with --pinned-pcr0 and no key named, none is needed.
+        key_id=_key_id(given_key, environ, region) if given_key or args.pinned_pcr0 is None else "",
+        region=region,
         root_pem=_root_pem(args.root_pem, environ),
         pinned_pcr0=args.pinned_pcr0,
     )
@@ -124,6 +124,7 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Pr
     results_url = args.results_queue_url or settings.env(settings.ENV_RESULTS_QUEUE_URL, environ=environ)
     if args.wait:
         settings.require(results_url, settings.ENV_RESULTS_QUEUE_URL)
+    region = _region(args.region, environ)
     return ProducerConfig(
         count=args.count,
         wait=args.wait,
@@ -134,8 +135,8 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Pr
             settings.ENV_CARDS_QUEUE_URL,
         ),
         results_queue_url=results_url,
-        key_id=_key_id(args.key_id, environ),
-        region=_region(args.region, environ),
+        key_id=_key_id(args.key_id, environ, region),
+        region=region,
         encryption_context=settings.parse_encryption_context(
             settings.env(settings.ENV_ENCRYPTION_CONTEXT, environ=environ)
         ),

@@ -11,13 +11,13 @@ from __future__ import annotations
 from aws_cdk import Acknowledgment, CfnResource, Duration, Tags, Validations
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct, IConstruct
 
 from infra import constants
 from infra.constructs.enclave_image import EnclaveImage
-from infra.constructs.host_role import host_role
 from infra.constructs.host_user_data import UserDataInputs, render_user_data
 from infra.constructs.network import Network
 from infra.constructs.parameters import ParameterNames
@@ -31,7 +31,9 @@ HOST_NAME_TAG = "nitro-enclave-demo-host"
 
 
 class EnclaveHost(Construct):
-    """The role, the launch template and the group; `boot_after(key, alias)` orders the group."""
+    """The launch template and the group, with the hosts' `role` (host_role.py, made first because the card
+    key's policy names it) and the card key's ARN (`key_arn`, what every program on a host names the key by);
+    `boot_after(key)` orders the group."""
 
     def __init__(
         self,
@@ -45,18 +47,12 @@ class EnclaveHost(Construct):
         log_group: logs.ILogGroup,
         code: s3_assets.Asset,
         image: EnclaveImage,
+        role: iam.Role,
+        key_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.code = code
-        self.role = host_role(
-            self,
-            "Role",
-            queues=queues,
-            parameter_names=parameter_names,
-            code=self.code,
-            image=image,
-            log_group=log_group,
-        )
+        self.role = role
         user_data = render_user_data(
             UserDataInputs(
                 settings=settings,
@@ -66,6 +62,7 @@ class EnclaveHost(Construct):
                 code=self.code,
                 image=image,
                 signal_resource=GROUP_LOGICAL_ID,
+                key_arn=key_arn,
             )
         )
         self.launch_template = self._launch_template(settings, network, user_data)
@@ -73,7 +70,7 @@ class EnclaveHost(Construct):
 
     def boot_after(self, *dependencies: IConstruct) -> None:
         """No host boots (at creation or in a roll) before `dependencies` exist and are updated: the key,
-        accepting the new PCR0, and the alias the canary encrypts through."""
+        accepting the new PCR0 (the user data's reference to its ARN orders the launch template too)."""
         self.group.node.add_dependency(*dependencies)
 
     def _launch_template(self, settings: Settings, network: Network, user_data: str) -> ec2.LaunchTemplate:

@@ -147,8 +147,8 @@ class EnclaveImage(Construct):
 
     def _bucket(self) -> s3.Bucket:
         # No server access logs: the only writer is this stack's build role and the only readers are the
-        # hosts' roles, each limited to one key by IAM; CloudTrail records those API calls (see the
-        # AwsSolutions-S1 acknowledgment). A log bucket would need its own destroy story for no extra signal.
+        # hosts' roles, each limited to one key by IAM. Object reads and writes are recorded only where the
+        # account enables CloudTrail S3 data events (see the AwsSolutions-S1 acknowledgment).
         return s3.Bucket(
             self,
             "Eifs",

@@ -49,8 +49,10 @@ def acknowledgments(bucket: str, functions: Mapping[str, str]) -> tuple[Acknowle
         Acknowledgment(
             id="AwsSolutions-S1",
             reason="EIF bucket: its only writer is the build role (s3:PutObject on eif/* only) and its "
-            "readers are host roles limited to one object version each; CloudTrail records those calls, "
-            "and a log bucket would need its own destroy story for no extra signal.",
+            "readers are host roles limited to one object version each. Neither server access logs nor "
+            "CloudTrail record those object reads and writes unless the account enables them (CloudTrail "
+            "only with S3 data events, which this stack does not configure); a log bucket would need its "
+            "own destroy story. Admitted in docs/threat-model.md.",
         ),
         Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/eif/*]",

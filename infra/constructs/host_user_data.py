@@ -44,6 +44,7 @@ class UserDataInputs:
     code: s3_assets.Asset
     image: EnclaveImage
     signal_resource: str  # the group's logical id, a plain string
+    key_arn: str  # Fn::GetAtt of the card key's Arn: the programs refuse an alias (app.keypolicy.key_arn)
 
 
 def render_user_data(inputs: UserDataInputs) -> str:
@@ -56,7 +57,7 @@ def render_user_data(inputs: UserDataInputs) -> str:
             "CardsQueueUrl": inputs.queues.cards.queue_url,
             "ResultsQueueUrl": inputs.queues.results.queue_url,
             "DeadLetterQueueUrl": inputs.queues.dead_letter.queue_url,
-            "KeyAlias": s.key_alias,
+            "KeyArn": inputs.key_arn,
             "EncryptionContext": json.dumps(dict(s.encryption_context), separators=(",", ":")),
             "EnclaveCid": str(s.enclave_cid),
             "EnclavePort": str(app_settings.ENCLAVE_PORT),

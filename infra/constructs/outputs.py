@@ -127,8 +127,8 @@ class Outputs(Construct):
         self._out("CardsQueueUrl", v.cards_queue_url, "SQS queue the producer sends encrypted cards to")
         self._out("DeadLetterQueueUrl", v.dead_letter_queue_url, "Cards that can never be processed")
         self._out("ResultsQueueUrl", v.results_queue_url, "Answers from the enclave (last 4 digits)")
-        self._out("KeyArn", v.key_arn, "KMS key for card numbers")
-        self._out("KeyAlias", v.key_alias, "Alias of the KMS key")
+        self._out("KeyArn", v.key_arn, "KMS key for card numbers: the programs' KMS_KEY_ID (never an alias)")
+        self._out("KeyAlias", v.key_alias, "Alias of the KMS key, for people: the programs refuse aliases")
         self._out(
             "MeasurementsParameter",
             v.measurements_parameter,

@@ -61,7 +61,7 @@ def test_every_worker_has_its_own_attestation_and_decrypts(tmp_path: Path) -> No
         kms = local_client("kms", info.endpoints.http)
         context = {**deployment.ENCRYPTION_CONTEXT, "card_id": "w-1"}
         blob = kms.encrypt(
-            KeyId=info.resources.key_alias, Plaintext=b"4111111111111111", EncryptionContext=context
+            KeyId=info.resources.key_arn, Plaintext=b"4111111111111111", EncryptionContext=context
         )
         pids = set()
         for worker, client in clients.items():

@@ -10,8 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from rehearsal.cfn import PSEUDO, evaluate, substitute
+from rehearsal.keys import card_key as _card_key
 
-__all__ = ["PSEUDO", "Json", "allows", "evaluate", "only", "resources", "statements", "substitute"]
+__all__ = [
+    "PSEUDO",
+    "Json",
+    "allows",
+    "card_key",
+    "evaluate",
+    "only",
+    "resources",
+    "statements",
+    "substitute",
+]
 
 Json = dict[str, Any]
 
@@ -24,6 +35,13 @@ def only(template: Json, type_name: str) -> tuple[str, Json]:
     found = resources(template, type_name)
     assert len(found) == 1, f"expected one {type_name}, found {sorted(found)}"
     return next(iter(found.items()))
+
+
+def card_key(template: Json) -> tuple[str, Json]:
+    """The card key (the one with the attested-Decrypt statement), not the log groups' key."""
+    logical_id, key = _card_key(template["Resources"])
+    found: Json = key
+    return logical_id, found
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from app.keypolicy.document import IMAGE_SHA384, account_root_arn
 from app.keypolicy.evaluator import Caller, Request, evaluate
 from infra.settings import ZERO_PCR
 from rehearsal.cfn import Resolver
-from tests.infra.cfn import PSEUDO, Json, only
+from tests.infra.cfn import PSEUDO, Json, card_key, only
 
 ACCOUNT = PSEUDO["AWS::AccountId"]
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/NitroEnclaveDemo-InstanceRole"
@@ -135,7 +135,7 @@ def resolved_key_policy(template: Json, accepted: str = MEASURED_PCR0) -> tuple[
     role_id = only(template, "AWS::IAM::InstanceProfile")[1]["Properties"]["Roles"][0]["Ref"]
     build_id, _ = only(template, BUILD_TYPE)
     resolver = Resolver(attributes={(role_id, "Arn"): ROLE_ARN, (build_id, "AcceptedPcr0"): accepted})
-    _, key = only(template, "AWS::KMS::Key")
+    _, key = card_key(template)
     policy: Json = _resolve(key["Properties"]["KeyPolicy"], resolver)
     pins = [p for p in policy_pins(policy) if p != ZERO_PCR]
     assert pins == accepted.split(","), pins

@@ -13,7 +13,7 @@ import yaml
 
 from app.shared import deployment
 from infra.constants import HOST_FILES_DIR
-from tests.infra.cfn import Json, evaluate, only
+from tests.infra.cfn import Json, card_key, evaluate, only
 from tests.infra.conftest import PCR0_GIVEN, Synth
 
 CONTRACT_ENV = {
@@ -128,7 +128,7 @@ def test_env_file_has_the_contract_names_and_values(template: Json, tmp_path: Pa
     env = env_file(template, tmp_path)
     assert set(env) >= CONTRACT_ENV
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
-    assert env["KMS_KEY_ID"] == "alias/nitro-enclave-demo"
+    assert env["KMS_KEY_ID"] == f"getatt-{card_key(template)[0]}-Arn"  # the key's ARN, never the alias
     assert json.loads(env["ENCRYPTION_CONTEXT"]) == {"app": "nitro-enclave-demo"}
     assert (env["ENCLAVE_CID"], env["ENCLAVE_PORT"], env["ENCLAVE_URL"]) == ("16", "5000", "vsock://16:5000")
     assert env["ENCLAVE_DEBUG"] == "false"

@@ -9,7 +9,7 @@ import pytest
 
 from infra.constants import REPO_ROOT
 from infra.settings import ZERO_PCR
-from tests.infra.cfn import Json, Statement, allows, only, resources, statements
+from tests.infra.cfn import Json, Statement, allows, card_key, only, resources, statements
 from tests.infra.conftest import PCR0_GIVEN, Synth, SynthFn
 from tests.infra.test_network_and_host import instance_role
 
@@ -23,7 +23,7 @@ def build_att(template: Json, attribute: str) -> Json:
 
 
 def key_statements(template: Json) -> dict[str, Json]:
-    _, key = only(template, "AWS::KMS::Key")
+    _, key = card_key(template)
     return {s["Sid"]: s for s in key["Properties"]["KeyPolicy"]["Statement"]}
 
 
@@ -76,7 +76,7 @@ def test_decrypt_requires_the_encryption_context(template: Json) -> None:
 
 
 def test_default_policy_never_accepts_zeros(template: Json) -> None:
-    _, key = only(template, "AWS::KMS::Key")
+    _, key = card_key(template)
     assert ZERO_PCR not in str(key)
     _, param = pinned_parameter(template)
     assert ZERO_PCR not in str(param)
@@ -117,7 +117,15 @@ def test_retire_previous_reaches_the_build(synth: SynthFn, template: Json) -> No
 
 
 def _decrypt_grants(template: Json) -> list[Statement]:
-    return [s for s in statements(template) if allows(s, "kms:Decrypt")]
+    """Every statement that allows kms:Decrypt of the card key: its key policy's and every IAM policy's (the
+    log groups' key decrypts only what CloudWatch Logs encrypted with it, never a card)."""
+    card_key_id, _ = card_key(template)
+    return [
+        s
+        for s in statements(template)
+        if allows(s, "kms:Decrypt")
+        and (s.where == f"{card_key_id} (AWS::KMS::Key)" or not s.where.endswith("(AWS::KMS::Key)"))
+    ]
 
 
 @pytest.mark.parametrize("variant", ["default", "debug", "given_pcr0"])
@@ -182,7 +190,8 @@ def test_cloudformation_alone_writes_the_measurements_parameter(template: Json) 
 def test_the_account_may_rewrite_the_key_policy_as_the_docs_say(template: Json) -> None:
     # docs/infra.md and README: an administrator allowed kms:PutKeyPolicy through the account statement can
     # replace the policy and its pin; the instance role is denied it. If this changes, so must the docs.
-    key_policy = [s for s in statements(template) if "AWS::KMS::Key" in s.where]
+    card_key_id, _ = card_key(template)
+    key_policy = [s for s in statements(template) if s.where == f"{card_key_id} (AWS::KMS::Key)"]
     rewriters = [s for s in key_policy if allows(s, "kms:PutKeyPolicy")]
     assert rewriters, "the docs say the account keeps kms:PutKeyPolicy"
     assert all("root" in str(s.principal) for s in rewriters)  # the account, through IAM; nobody else

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from infra.constants import HOST_FILES_DIR
-from tests.infra.cfn import Json, allows, evaluate, only, resources, statements
+from tests.infra.cfn import Json, allows, card_key, evaluate, only, resources, statements
 from tests.infra.conftest import Synth, SynthFn
 from tests.infra.test_code_asset import code_asset_dir
 from tests.infra.test_host_files import env_file, user_data_parts
@@ -133,12 +133,22 @@ def test_the_group_is_deleted_before_the_gateway_attachment_and_the_routes(templ
     assert {attachment, *routes} <= depends_on, sorted(depends_on)
 
 
-def test_no_host_boots_before_the_key_and_its_alias_exist(template: Json) -> None:
-    # The canary encrypts through the alias (demo.env's KMS_KEY_ID): the group waits for both.
-    key_id, _ = only(template, "AWS::KMS::Key")
-    alias_id, _ = only(template, "AWS::KMS::Alias")
+def test_no_host_boots_before_the_key_exists(template: Json) -> None:
+    # The canary encrypts and decrypts with the key, by its ARN (demo.env's KMS_KEY_ID): the group waits.
+    key_id, _ = card_key(template)
     _, group = only(template, GROUP_TYPE)
-    assert {key_id, alias_id} <= set(group["DependsOn"])
+    assert key_id in set(group["DependsOn"])
+
+
+def test_the_hosts_name_the_key_by_its_arn_never_the_alias(template: Json) -> None:
+    # KMS_KEY_ID is Fn::GetAtt <card key>.Arn; an alias could be redirected with kms:UpdateAlias.
+    key_id, _ = card_key(template)
+    _, launch_template = only(template, "AWS::EC2::LaunchTemplate")
+    _, variables = launch_template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    body, demo_env_variables = variables["DemoEnv"]["Fn::Sub"]
+    assert "KMS_KEY_ID=${KeyArn}" in body.splitlines()
+    assert demo_env_variables["KeyArn"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert "KeyAlias" not in demo_env_variables
 
 
 def test_hosts_signal_the_group_by_its_logical_id(template: Json, tmp_path: Path) -> None:
@@ -156,12 +166,67 @@ def instance_role(template: Json) -> tuple[str, Json]:
     return role_id, template["Resources"][role_id]
 
 
-def test_instance_role_is_ec2_and_ssm_managed_only(template: Json) -> None:
+def test_instance_role_is_ec2_with_no_managed_policy(template: Json) -> None:
+    # AmazonSSMManagedInstanceCore would grant ssm:GetParameter(s) and ssm:GetDocument on every resource.
     _, role = instance_role(template)
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
-    managed = [evaluate(arn) for arn in role["Properties"]["ManagedPolicyArns"]]
-    assert managed == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
+    assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_the_ssm_agent_gets_session_manager_and_run_command_only(template: Json) -> None:
+    (agent,) = [s for s in role_statements(template) if s.get("Sid") == "SsmAgentSessionsAndCommands"]
+    assert set(agent["Action"]) == {
+        "ssm:UpdateInstanceInformation",
+        "ssm:ListInstanceAssociations",
+        *(f"ssmmessages:{a}Channel" for a in ("CreateControl", "CreateData", "OpenControl", "OpenData")),
+        *(
+            f"ec2messages:{a}"
+            for a in ("AcknowledgeMessage", "DeleteMessage", "FailMessage", "GetEndpoint", "GetMessages")
+        ),
+        "ec2messages:SendReply",
+    }
+
+
+@pytest.mark.parametrize("action", ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"])
+def test_the_role_reads_no_parameter_outside_this_stacks(template: Json, action: str) -> None:
+    readers = [s for s in role_statements(template) if _allows(s, action)]
+    resources_read = [evaluate(r) for s in readers for r in _as_list(s["Resource"])]
+    assert all(
+        r.startswith("arn:aws:ssm:us-east-1:123456789012:parameter/nitro-enclave-demo/")
+        for r in resources_read
+    )
+    assert all("*" not in r for r in resources_read), resources_read
+
+
+@pytest.mark.parametrize(
+    "action", ["ssm:GetDocument", "ssm:SendCommand", "ssm:PutParameter", "ssm:StartSession"]
+)
+def test_the_role_cannot_read_documents_or_drive_other_instances(template: Json, action: str) -> None:
+    assert not [s for s in role_statements(template) if _allows(s, action)]
+
+
+def role_statements(template: Json) -> list[Json]:
+    """Every statement of every IAM policy attached to the hosts' role."""
+    role_id, _ = instance_role(template)
+    return [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _allows(statement: Json, action: str) -> bool:
+    import fnmatch  # noqa: PLC0415
+
+    return statement["Effect"] == "Allow" and any(
+        fnmatch.fnmatchcase(action.lower(), str(pattern).lower()) for pattern in _as_list(statement["Action"])
+    )
 
 
 def test_user_data_sets_up_allocator_proxy_and_hands_over_to_bootstrap(template: Json) -> None:
@@ -244,14 +309,7 @@ def test_the_role_reads_the_pinned_eif_object_only(template: Json) -> None:
 def test_the_role_signals_this_stack_only(template: Json) -> None:
     signals = [s for s in statements(template) if allows(s, "cloudformation:SignalResource")]
     assert len(signals) == 1
-    (policy,) = [
-        p for k, p in resources(template, "AWS::IAM::Policy").items() if k.startswith("EnclaveHostRole")
-    ]
-    (grant,) = [
-        s
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-        if "cloudformation:" in str(s["Action"])
-    ]
+    (grant,) = [s for s in role_statements(template) if "cloudformation:" in str(s["Action"])]
     assert (grant["Action"], grant["Resource"]) == ("cloudformation:SignalResource", {"Ref": "AWS::StackId"})
     assert not any(
         a.startswith("cloudformation:")

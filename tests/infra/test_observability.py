@@ -14,6 +14,7 @@ from infra.constants import METRIC_NAMESPACE, NITRO_DEMO, REPO_ROOT
 from tests.infra.cfn import Json, evaluate, only, resources, statements
 from tests.infra.conftest import Synth, SynthFn
 from tests.infra.test_host_files import env_file, tool, user_data_parts
+from tests.infra.test_network_and_host import role_statements
 
 LOGGING_SOURCES = (REPO_ROOT / "app/parent/relay.py", REPO_ROOT / "app/enclave/handler.py")
 
@@ -143,17 +144,14 @@ def test_ssm_commands_in_the_outputs_pass_shellcheck(name: str, template: Json, 
 
 def test_instance_role_may_write_to_its_log_group_only(template: Json) -> None:
     log_statements = [s for s in statements(template) if any(a.startswith("logs:") for a in s.actions)]
-    role_statements = [s for s in log_statements if s.sid == "ShipLogs"]
-    assert len(role_statements) == 1
-    assert set(role_statements[0].actions) == {
+    shippers = [s for s in log_statements if s.sid == "ShipLogs"]
+    assert len(shippers) == 1
+    assert set(shippers[0].actions) == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "logs:DescribeLogStreams",
     }
-    (policy,) = [
-        p for k, p in resources(template, "AWS::IAM::Policy").items() if k.startswith("EnclaveHostRole")
-    ]
-    (ship,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ShipLogs"]
+    (ship,) = [s for s in role_statements(template) if s.get("Sid") == "ShipLogs"]
     assert ship["Resource"] == {"Fn::GetAtt": [log_group_id(template), "Arn"]}
 
 

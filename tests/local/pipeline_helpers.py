@@ -23,7 +23,7 @@ def clients(info: StackInfo) -> tuple[Any, Any]:
 def send(info: StackInfo, numbers: list[str]) -> list[SentCard]:
     kms, sqs = clients(info)
     return send_cards(
-        kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_alias,
+        kms, sqs, queue_url=info.resources.cards_queue_url, key_id=info.resources.key_arn,
         fixed_context=deployment.ENCRYPTION_CONTEXT, numbers=numbers,
     )  # fmt: skip
 

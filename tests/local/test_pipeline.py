@@ -74,7 +74,7 @@ def test_a_malformed_message_is_parked_with_its_error_code(info: StackInfo) -> N
 
 def test_a_ciphertext_under_another_context_is_parked_as_invalid(info: StackInfo) -> None:
     kms, sqs = clients(info)
-    blob = encrypt_card(kms, info.resources.key_alias, deployment.ENCRYPTION_CONTEXT, "card-a", VISA)
+    blob = encrypt_card(kms, info.resources.key_arn, deployment.ENCRYPTION_CONTEXT, "card-a", VISA)
     body = CardMessage("card-b", blob).to_json()
     sqs.send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=body)
     attributes = parked_with_body(info, body)["MessageAttributes"]
@@ -124,8 +124,10 @@ def _run_recipe(info: StackInfo) -> str:
     encrypt = shlex.split(encrypt_line.removeprefix("CIPHERTEXT=$(").removesuffix(")"))
     context = dict(pair.split("=") for pair in encrypt[encrypt.index("--encryption-context") + 1].split(","))
     kms, sqs = clients(info)
+    key_id = encrypt[encrypt.index("--key-id") + 1]
+    assert key_id == "$KMS_KEY_ID"  # the exported variable: the key's ARN, never the alias
     blob = kms.encrypt(
-        KeyId=encrypt[encrypt.index("--key-id") + 1], Plaintext=card.encode(), EncryptionContext=context
+        KeyId=info.environment()["KMS_KEY_ID"], Plaintext=card.encode(), EncryptionContext=context
     )
     ciphertext = base64.b64encode(blob["CiphertextBlob"]).decode()
     send_args = shlex.split(send_line)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.keypolicy.key_arn import require_key_arn
 from app.local import processes
 from app.local.processes import Child, ChildSpec
 from app.local.provision import local_client
@@ -46,11 +47,12 @@ def test_it_prints_the_endpoint_and_the_exports(serving: tuple[Child, dict[str, 
     _, exports = serving
     assert exports["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert {"CARDS_QUEUE_URL", "RESULTS_QUEUE_URL", "KMS_KEY_ID", "ENCLAVE_URL"} <= set(exports)
+    assert require_key_arn(exports["KMS_KEY_ID"]) == exports["KMS_KEY_ID"]  # the key's ARN, as on AWS
 
 
 def test_it_prints_the_aws_cli_recipe_with_fileb_plaintext(serving: tuple[Child, dict[str, str]]) -> None:
     printed = _printed(serving[0])
-    assert "kms encrypt --key-id alias/nitro-enclave-demo --plaintext fileb://" in printed
+    assert 'kms encrypt --key-id "$KMS_KEY_ID" --plaintext fileb://' in printed
     assert "--encryption-context app=nitro-enclave-demo,card_id=hand-1" in printed
     assert "sqs send-message" in printed
     assert "sqs receive-message" in printed

@@ -158,7 +158,7 @@ def test_attest_reads_the_pin_from_the_key_policy_over_kms(
     from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, create_key, local_client  # noqa: PLC0415
 
     region = "sa-east-1"
-    key, _ = create_key(local_client("kms", moto_endpoint, region, principal=ADMINISTRATOR), [PCR0.hex()])
+    _, key = create_key(local_client("kms", moto_endpoint, region, principal=ADMINISTRATOR), [PCR0.hex()])
     for name, value in {
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,

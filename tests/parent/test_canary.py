@@ -15,15 +15,21 @@ from botocore.exceptions import ClientError
 
 from app.local.enclave import enclave_measurement
 from app.local.principals import ADMINISTRATOR
-from app.local.provision import local_client, local_key_policy
+from app.local.provision import (
+    LOCAL_ACCESS_KEY_ID,
+    LOCAL_SECRET_ACCESS_KEY,
+    local_client,
+    local_key_policy,
+)
 from app.local.stack import LocalStack, StackInfo, patched_environ
 from app.parent import canary
 from app.parent.__main__ import main
-from app.parent.enclave_client import EnclaveError
+from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.shared.protocol import Credentials, ErrorCode, Op
 
 CARD = canary.canary_card()
-SETTINGS = canary.CanarySettings(key_id="alias/k", region="us-east-1", encryption_context={"app": "x"})
+KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SETTINGS = canary.CanarySettings(key_id=KEY_ARN, region="us-east-1", encryption_context={"app": "x"})
 
 
 class FakeTime:
@@ -116,7 +122,7 @@ def test_an_encrypt_kms_refuses_names_its_answer(
 ) -> None:
     monkeypatch.setattr(canary, "RETRY", FakeTime().retry())
     with patched_environ(stack.environment()):
-        code = main(["canary", "--key-id", "alias/no-such-key"])
+        code = main(["canary", "--key-id", _missing_key_arn(stack)])
     _, err = capsys.readouterr()
     assert code == 1
     assert err.splitlines()[-1].startswith(
@@ -125,26 +131,44 @@ def test_an_encrypt_kms_refuses_names_its_answer(
     assert CARD not in err
 
 
-def test_an_alias_that_appears_during_a_wait_passes_the_canary(
-    stack: StackInfo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The alias CloudFormation just created has not reached the KMS host the canary asks (NotFound).
-    alias = "alias/nitro-enclave-demo-arrives-late"
+def _missing_key_arn(info: StackInfo) -> str:
+    """An ARN of the stack's account and region that names no key (KMS answers NotFoundException)."""
+    return info.resources.key_arn.rsplit("/", 1)[0] + "/00000000-0000-4000-8000-000000000000"
 
-    def alias_arrives() -> None:
-        _admin_kms(stack).create_alias(AliasName=alias, TargetKeyId=stack.resources.key_id)
 
-    fake = FakeTime(on_sleep=alias_arrives)
-    monkeypatch.setattr(canary, "RETRY", fake.retry())
-    with patched_environ(stack.environment()):
-        code = main(["canary", "--key-id", alias])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert fake.sleeps == [canary.RETRY_DELAYS_S[0]]
-    assert "NotFoundException" in err
-    assert "trying again in 1 s" in err
-    assert out.startswith(f"canary ok: this host's enclave decrypted the test card ending {CARD[-4:]}")
-    assert CARD not in out + err
+class _FoundOnlyAfterAWhile:
+    """The emulator's KMS, asked first for a key it does not know (as KMS answers for a key CloudFormation
+    just created, before it has reached the KMS host the canary asks), then for the real one."""
+
+    def __init__(self, kms: Any, missing: str) -> None:
+        self._kms, self._missing, self.calls = kms, missing, 0
+
+    def encrypt(self, **request: Any) -> Any:
+        self.calls += 1
+        return self._kms.encrypt(**{**request, "KeyId": self._missing} if self.calls == 1 else request)
+
+
+def test_a_key_kms_does_not_find_at_first_passes_the_canary_after_a_wait(stack: StackInfo) -> None:
+    fake, notes = FakeTime(), list[str]()
+    kms = _FoundOnlyAfterAWhile(local_client("kms", stack.endpoints.http), _missing_key_arn(stack))
+    settings = canary.CanarySettings(
+        stack.resources.key_arn, stack.resources.region, {"app": "nitro-enclave-demo"}
+    )
+    client = EnclaveClient(stack.enclave_url)
+    try:
+        result = canary.run_canary(
+            settings,
+            kms=kms,
+            enclave=client,
+            credentials=lambda: Credentials(LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY),
+            retry=fake.retry(notes.append),
+        )
+    finally:
+        client.close()
+    assert (kms.calls, fake.sleeps) == (2, [canary.RETRY_DELAYS_S[0]])
+    assert "NotFoundException" in notes[0]
+    assert "trying again in 1 s" in notes[0]
+    assert result.last4 == CARD[-4:]
 
 
 def test_a_key_policy_updated_during_a_wait_passes_the_canary(

@@ -30,7 +30,7 @@ ENCLAVE = SigningEnclave()  # signs the scripted answers as the enclave's own co
 
 REGION = "us-east-1"
 MAX_RECEIVES = 3
-KEY_ID = "alias/relay-test"
+KEY_ID = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 def scripted_enclave(request: Request) -> Response:

@@ -58,6 +58,7 @@ def test_sigterm_drains_the_cards_in_flight(moto_endpoint: str) -> None:
             "ENCLAVE_URL": url,
             "RELAY_WAIT_TIME_S": "1",
             "RELAY_POLLERS": "1",
+            "KMS_KEY_ID": f"arn:aws:kms:{REGION}:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         }
         relay = subprocess.Popen(
             [sys.executable, "-m", "app.parent", "run"], env=env, stderr=subprocess.PIPE, text=True

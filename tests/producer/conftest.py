@@ -54,7 +54,7 @@ def producer_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, stack: Pro
         "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
         "CARDS_QUEUE_URL": stack.cards_queue_url,
         "RESULTS_QUEUE_URL": stack.results_queue_url,
+        "KMS_KEY_ID": stack.key_arn,
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("KMS_KEY_ID", raising=False)
     monkeypatch.delenv("ENCRYPTION_CONTEXT", raising=False)

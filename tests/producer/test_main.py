@@ -15,6 +15,7 @@ from tests.result_signing import OTHER_PCR0, SigningEnclave
 
 CARD = "6011000990139424"
 ENCLAVE = SigningEnclave()
+KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
 def _fake_relay(
@@ -145,10 +146,22 @@ def test_missing_credentials_say_what_to_do(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("KMS_KEY_ID", KEY_ARN)
     queue = ["--queue-url", "http://127.0.0.1:9/000000000000/cards", "--cards-file", card_file]
     assert main(["--count", "1", *queue]) == 1
     err = capsys.readouterr().err
     assert "what to do: no AWS credentials" in err
+
+
+def test_an_alias_exits_2_before_any_kms_call_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, card_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: a call would fail with 1
+    monkeypatch.setenv("KMS_KEY_ID", "alias/nitro-enclave-demo")
+    queue = ["--queue-url", "http://127.0.0.1:9/000000000000/cards", "--cards-file", card_file]
+    assert main(["--count", "1", *queue]) == 2
+    assert "alias redirection" in capsys.readouterr().err
 
 
 def test_a_bad_option_exits_2() -> None:
@@ -188,7 +201,8 @@ def test_an_unreadable_pin_stops_before_anything_is_sent(
     sqs: Any, stack: Provisioned, card_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = io.StringIO()
-    args = ["--count", "1", "--wait", "--key-id", "alias/no-such-key", "--cards-file", card_file]
+    missing = stack.key_arn.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    args = ["--count", "1", "--wait", "--key-id", missing, "--cards-file", card_file]
     assert main(args, out) == 1
-    assert "cannot read the pin from the key policy of alias/no-such-key" in capsys.readouterr().err
+    assert f"cannot read the pin from the key policy of {missing}" in capsys.readouterr().err
     assert sqs.receive_message(QueueUrl=stack.cards_queue_url, WaitTimeSeconds=0).get("Messages") is None

@@ -20,7 +20,7 @@ def _send(kms: Any, sqs: Any, stack: Provisioned, numbers: list[str]) -> Any:
         kms,
         sqs,
         queue_url=stack.cards_queue_url,
-        key_id=stack.key_alias,
+        key_id=stack.key_arn,
         fixed_context=CONTEXT,
         numbers=numbers,
     )
@@ -68,7 +68,7 @@ def test_the_ciphertext_is_bound_to_the_card_id(kms: Any, sqs: Any, stack: Provi
 def test_more_than_ten_cards_go_in_several_batches(kms: Any, sqs: Any, stack: Provisioned) -> None:
     batches: list[int] = []
     sent = send_cards(
-        kms, sqs, queue_url=stack.cards_queue_url, key_id=stack.key_alias, fixed_context=CONTEXT,
+        kms, sqs, queue_url=stack.cards_queue_url, key_id=stack.key_arn, fixed_context=CONTEXT,
         numbers=[NUMBER] * 23, on_batch=batches.append,
     )  # fmt: skip
     assert batches == [10, 10, 3]
@@ -82,7 +82,7 @@ def test_only_last4_and_length_are_remembered(kms: Any, sqs: Any, stack: Provisi
 
 
 def test_encrypt_uses_the_fixed_context_plus_card_id(kms: Any, stack: Provisioned) -> None:
-    blob = encrypt_card(kms, stack.key_alias, CONTEXT, "id-1", NUMBER)
+    blob = encrypt_card(kms, stack.key_arn, CONTEXT, "id-1", NUMBER)
     answer = kms.decrypt(
         CiphertextBlob=blob, EncryptionContext={"app": "nitro-enclave-demo", "card_id": "id-1"}
     )
