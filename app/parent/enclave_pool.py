@@ -116,7 +116,9 @@ class EnclavePool:
         return outcomes + [self._busy()] * (len(bodies) - slots)
 
     def _acquire(self, count: int) -> int:
-        """Up to `count` window slots, taken together within one request timeout; how many were taken."""
+        """Up to `count` window slots, taken together within one request timeout; how many were taken.
+        Once per call (a batch is one): a relay's pollers start together, one runs the first probe."""
+        self._await_probe()
         return self._window.acquire(count, self._timeout_s)
 
     def _busy(self) -> EnclaveError:
@@ -216,29 +218,25 @@ class EnclavePool:
 
     def _standing(self) -> list[tuple[EnclaveClient, bool, int]]:
         """Each connection, whether it is usable (connected, or free to reconnect) and how many it has in
-        flight; probes first when a probe is due, or with none usable waits for another caller's probe.
-        `usable` takes the client's lock, so it is asked outside the pool's, which a future's done-callback
-        takes while a connection fails its calls (lock order: never pool -> client)."""
+        flight; probes first when a probe is due. `usable` takes the client's lock, so it is asked outside
+        the pool's, which a future's done-callback takes while a connection fails its calls (lock order:
+        never pool -> client)."""
         if time.monotonic() >= self._next_probe:
             self._probe()
-        standing = self._loads()
-        if not any(usable for _, usable, _ in standing) and self._await_probe():
-            standing = self._loads()
-        return standing
-
-    def _loads(self) -> list[tuple[EnclaveClient, bool, int]]:  # as `_standing`, without the probe
         with self._lock:
             loads = [(client, self._in_flight.get(client, 0)) for client in self._clients]
         return [(client, client.usable, in_flight) for client, in_flight in loads]
 
-    def _await_probe(self) -> bool:
-        """Wait, within the request timeout, for the probe under way on another caller; False if none is."""
+    def _await_probe(self) -> None:
+        """With no usable connection while another caller's probe is under way, wait for that probe (within
+        the request timeout) rather than fail requests it is about to give a connection."""
         with self._lock:
-            if not self._probing:
-                return False
-            log.info("no usable enclave connection yet: waiting for the probe under way")
+            clients = list(self._clients) if self._probing else None
+        if clients is None or any(client.usable for client in clients):  # `usable`: outside the pool's lock
+            return
+        log.info("no usable enclave connection yet: waiting for the probe under way")
+        with self._lock:
             self._probe_ended.wait_for(lambda: not self._probing, self._timeout_s)
-            return True
 
     def _ranked(self) -> list[EnclaveClient]:
         """Usable connections first, each group by fewest in flight: a dead or backing-off connection has
