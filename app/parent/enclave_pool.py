@@ -11,7 +11,10 @@ caller beyond it waits for a slot, within the request timeout, so a slow enclave
 The probe runs on whichever caller finds it due, so it is bounded in total (`PROBE_BUDGET_S`), each ping
 too (`PING_TIMEOUT_S`); a ping that is merely slow keeps its connection (requests may be in flight on it),
 one that fails drops it, and so does a second connection to a worker that carries nothing: after worker
-restarts the pool holds what it uses, not every connection it ever opened.
+restarts the pool holds what it uses, not every connection it ever opened. Requests count as in flight from
+before they are written, so a batch on its way never looks like nothing. A caller that finds no usable
+connection while another's probe runs (a relay's pollers start together, one runs the first probe) waits
+for that probe instead of failing its requests as `enclave_unavailable`.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class EnclavePool:
         self._owners: dict[int, tuple[EnclaveClient, int]] = {}  # pool request id -> client, its id
         self._ids = itertools.count(1)
         self._next_probe = 0.0
+        self._probing = False  # a probe is under way on some caller's thread
+        self._probe_ended = threading.Condition(self._lock)
 
     @property
     def request_timeout_s(self) -> float:
@@ -111,7 +116,9 @@ class EnclavePool:
         return outcomes + [self._busy()] * (len(bodies) - slots)
 
     def _acquire(self, count: int) -> int:
-        """Up to `count` window slots, taken together within one request timeout; how many were taken."""
+        """Up to `count` window slots, taken together within one request timeout; how many were taken.
+        Once per call (a batch is one): a relay's pollers start together, one runs the first probe."""
+        self._await_probe()
         return self._window.acquire(count, self._timeout_s)
 
     def _busy(self) -> EnclaveError:
@@ -138,9 +145,11 @@ class EnclavePool:
         """Each body's outcome, yielded as soon as it is tracked (the caller counts the slots in use)."""
         pairs: list[tuple[int, Future[Response]]] = []
         if client is not None:
+            self._count(client, len(share))
             try:
                 pairs = client.submit_all(op, [body for _, body in share])
             except EnclaveError:
+                self._count(client, -len(share))
                 client = None  # this connection failed: each request looks for another, below
         if client is None:
             for index, body in share:
@@ -155,15 +164,20 @@ class EnclavePool:
         except EnclaveError as error:
             return error
 
+    def _count(self, client: EnclaveClient, change: int) -> None:
+        """Add `change` to the requests in flight on `client` unless the probe has dropped it: before they
+        are written (taken back if the write fails), so `_prune` never sees a batch on its way as idle."""
+        with self._lock:
+            if client in self._clients:
+                self._in_flight[client] = max(self._in_flight.get(client, 0) + change, 0)
+
     def _track(
         self, client: EnclaveClient, inner_id: int, future: Future[Response]
     ) -> tuple[int, Future[Response]]:
-        """Count a request in flight on `client` until its future is done; the pool's id for it."""
+        """Keep a request (counted by `_count`) in flight on `client` until its future is done; its id."""
         pool_id = next(self._ids)
         with self._lock:
             self._owners[pool_id] = (client, inner_id)
-            if client in self._clients:  # not one the probe dropped since it was picked
-                self._in_flight[client] = self._in_flight.get(client, 0) + 1
         future.add_done_callback(lambda _f: self._done(client))
         return pool_id, future
 
@@ -184,9 +198,7 @@ class EnclavePool:
             client.close()
 
     def _done(self, client: EnclaveClient) -> None:
-        with self._lock:
-            if client in self._in_flight:  # not when the probe has dropped it meanwhile
-                self._in_flight[client] = max(self._in_flight[client] - 1, 0)
+        self._count(client, -1)
         self._window.release()
 
     def _send(self, op: Op, body: Mapping[str, Any]) -> tuple[EnclaveClient, int, Future[Response]]:
@@ -194,9 +206,11 @@ class EnclavePool:
         connection does not fail a request another worker could take."""
         error: EnclaveError | None = None
         for client in self._ranked():
+            self._count(client, 1)
             try:
                 return (client, *client.submit(op, body))
             except EnclaveError as failed:
+                self._count(client, -1)
                 error = failed
         raise error or EnclaveError(
             ErrorCode.ENCLAVE_UNAVAILABLE, f"no connection to the enclave at {self._url}"
@@ -213,6 +227,17 @@ class EnclavePool:
             loads = [(client, self._in_flight.get(client, 0)) for client in self._clients]
         return [(client, client.usable, in_flight) for client, in_flight in loads]
 
+    def _await_probe(self) -> None:
+        """With no usable connection while another caller's probe is under way, wait for that probe (within
+        the request timeout) rather than fail requests it is about to give a connection."""
+        with self._lock:
+            clients = list(self._clients) if self._probing else None
+        if clients is None or any(client.usable for client in clients):  # `usable`: outside the pool's lock
+            return
+        log.info("no usable enclave connection yet: waiting for the probe under way")
+        with self._lock:
+            self._probe_ended.wait_for(lambda: not self._probing, self._timeout_s)
+
     def _ranked(self) -> list[EnclaveClient]:
         """Usable connections first, each group by fewest in flight: a dead or backing-off connection has
         nothing in flight and must not look like the idlest."""
@@ -226,8 +251,18 @@ class EnclavePool:
             if time.monotonic() < self._next_probe:
                 return  # another thread is at it, or just was
             self._next_probe = time.monotonic() + PROBE_INTERVAL_S
+            self._probing = True
             known = list(self._clients)
             previous = dict(self._worker_of)
+        try:
+            self._probe_known(known, previous)
+        finally:
+            with self._lock:
+                self._probing = False
+                self._probe_ended.notify_all()
+
+    def _probe_known(self, known: list[EnclaveClient], previous: dict[EnclaveClient, int]) -> None:
+        """The probe itself, from the connections held and the workers they reached at the last one."""
         deadline = time.monotonic() + PROBE_BUDGET_S
         answers = {client: self._identify(client, deadline) for client in known}
         reached = {c: a.worker for c, a in answers.items() if a.worker is not None}

@@ -4,6 +4,7 @@ scripted through the ping answer (`worker`, `workers`), as the enclave's workers
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -28,11 +29,14 @@ class ScriptedWorkers:
         self.script, self.workers = list(script), workers
         self.pings = 0
         self.hold_pings = threading.Event()  # set: pings block until `release` is set
+        self.hold_answers = threading.Event()  # set: other requests block until `release` is set
         self.release = threading.Event()
         self._lock = threading.Lock()
 
     def __call__(self, request: Request) -> Response:
         if request.op is not Op.PING:
+            if self.hold_answers.is_set():
+                self.release.wait(10)
             return Response(request.id, body={"echo": request.body.get("echo")})
         if self.hold_pings.is_set():
             self.release.wait(10)
@@ -331,3 +335,97 @@ def test_a_connection_failing_its_calls_while_pollers_pick_and_reconnect_never_d
     assert caught.value.code is ErrorCode.ENCLAVE_UNAVAILABLE
     pool.close()
     listener.close()
+
+
+def _settled(pool: EnclavePool, outcomes: list[tuple[int, Future[Response]] | EnclaveError]) -> list[object]:
+    """Each request's echo, or the code of its error, whether it failed at submit or at wait."""
+    deadline, settled = time.monotonic() + 5, []
+    for outcome in outcomes:
+        try:
+            if isinstance(outcome, EnclaveError):
+                raise outcome
+            settled.append(pool.wait(*outcome, deadline).get("echo"))
+        except EnclaveError as error:
+            settled.append(error.code)
+    return settled
+
+
+def test_a_probe_between_a_batchs_write_and_its_count_keeps_that_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another poller's probe runs after a batch is written on a connection and before the pool counted it
+    in flight, and finds that connection a second one to its worker. Dropping it (it looked idle) failed
+    the batch as `enclave_unavailable` although the worker was healthy."""
+    script = ScriptedWorkers([0], workers=1)
+    script.hold_answers.set()  # the batch is still being worked on when the probe runs
+    with running_server(script) as (url, _):
+        pool = EnclavePool(url, window=2)
+        first, second = EnclaveClient(url), EnclaveClient(url)
+        _seeded(pool, [first, second])  # both reach worker 0: the probe drops the second if it looks idle
+        write = second.submit_all
+
+        def write_then_probe(op: Op, bodies: list[Mapping[str, Any]]) -> list[tuple[int, Future[Response]]]:
+            written = write(op, bodies)
+            if op is not Op.DECRYPT:  # the probe's own ping goes this way too
+                return written
+            pool._next_probe = 0.0  # another poller finds a probe due now, and runs it
+            poller = threading.Thread(target=pool._standing)
+            poller.start()
+            poller.join(20)
+            script.release.set()
+            return written
+
+        monkeypatch.setattr(second, "submit_all", write_then_probe)
+        outcomes = pool.submit_each(Op.DECRYPT, [{"echo": n} for n in range(2)])  # one on each
+        assert _settled(pool, outcomes) == [0, 1]
+        pool.close()
+
+
+def test_a_batch_that_arrives_during_the_first_probe_waits_for_its_connections(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A relay's pollers start together: the first with a batch runs the pool's first probe, and a second
+    batch arriving meanwhile found no connection yet and failed whole as `enclave_unavailable`. The probe
+    is held at its first ping until the second batch has either settled or started waiting."""
+    monkeypatch.setattr(enclave_pool, "PROBE_BUDGET_S", 30.0)  # the hold below must not use it up
+    monkeypatch.setattr(enclave_pool, "PING_TIMEOUT_S", 30.0)
+    probing, decided, go = threading.Event(), threading.Event(), threading.Event()
+    identify = EnclavePool._identify
+
+    def held(client: EnclaveClient, deadline: float) -> object:
+        probing.set()
+        go.wait(20)  # fail-safe only: `go` is set as soon as the second batch has decided
+        return identify(client, deadline)
+
+    class Decided(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "waiting for the probe" in record.getMessage():
+                decided.set()
+
+    handler = Decided()
+    enclave_pool.log.addHandler(handler)
+    caplog.set_level(logging.INFO, logger=enclave_pool.log.name)
+    outcomes: dict[str, list[object]] = {}
+    with running_server(ScriptedWorkers([0], workers=1)) as (url, _):
+        pool = EnclavePool(url, window=20)
+        monkeypatch.setattr(pool, "_identify", held)
+
+        def batch(name: str) -> None:
+            bodies = [{"echo": n} for n in range(10)]
+            try:
+                outcomes[name] = _settled(pool, pool.submit_each(Op.DECRYPT, bodies))
+            finally:
+                decided.set()
+
+        first = threading.Thread(target=batch, args=("first",))
+        first.start()
+        assert probing.wait(20)
+        second = threading.Thread(target=batch, args=("second",))
+        second.start()
+        assert decided.wait(20)
+        go.set()
+        for thread in (first, second):
+            thread.join(20)
+        pool.close()
+    enclave_pool.log.removeHandler(handler)
+    assert outcomes == {"first": list(range(10)), "second": list(range(10))}
