@@ -74,20 +74,24 @@ def rehearse(run: Run, revert: str | None, *, with_roll: bool) -> None:
             f"SignalResource {services.signals}, CodeBuild {services.codebuild}"
         )
         cloud = Cloud(synthesized, services.http)
-        stack = Stack(
-            run, services, cloud, EnclaveImageBuild(cloud, services.codebuild), base, wheels, revert
-        )
-        user_data = first_deploy(stack)
-        spec = host_spec(1, netns, own_namespace=False)
-        with booted(
-            spec, cloud=cloud, user_data=user_data, base=base, wheels=wheels, endpoints=stack.endpoints,
-            run_dir=run.dir,
-        ) as host:  # fmt: skip
-            signalled(stack, host)
-            stack.status("CREATE_COMPLETE")
-            first_cards(stack, host)
-            if with_roll:
-                roll(stack, host, stack.builds[0].data["Pcr0"])
+        with EnclaveImageBuild(cloud, services.codebuild).serving() as build:
+            stack = Stack(run, services, cloud, build, base, wheels, revert)
+            deploy_and_roll(stack, netns, with_roll=with_roll)
+
+
+def deploy_and_roll(stack: Stack, netns: Path, *, with_roll: bool) -> None:
+    run, cloud = stack.run, stack.cloud
+    user_data = first_deploy(stack)
+    spec = host_spec(1, netns, own_namespace=False)
+    with booted(
+        spec, cloud=cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
+        endpoints=stack.endpoints, run_dir=run.dir,
+    ) as host:  # fmt: skip
+        signalled(stack, host)
+        stack.status("CREATE_COMPLETE")
+        first_cards(stack, host)
+        if with_roll:
+            roll(stack, host, stack.builds[0].data["Pcr0"])
 
 
 def outside(argv: Sequence[str] | None) -> int:
