@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import blockers, deviations, rootfs
+from rehearsal import blockers, deviations, forged, rootfs
 from rehearsal.cloud import Cloud
 from rehearsal.codebuild import ROLE_ACCESS_KEY, ROLE_SECRET_KEY
 from rehearsal.deploy import EnclaveImageBuild
@@ -87,7 +87,13 @@ def deploy_and_roll(stack: Stack, netns: Path, *, with_roll: bool) -> None:
         spec, cloud=cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
         endpoints=stack.endpoints, run_dir=run.dir,
     ) as host:  # fmt: skip
-        signalled(stack, host)
+        if stack.revert == blockers.FORGED:
+            forged.refused(stack, host)
+            return
+        try:
+            signalled(stack, host)
+        except RehearsalFailed as failed:
+            raise RehearsalFailed(failed.step, failed.reason + forged.note(host)) from failed
         stack.status("CREATE_COMPLETE")
         first_cards(stack, host)
         if with_roll:
@@ -111,7 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__)
     parser.add_argument("--revert", choices=blockers.NAMES, help="put one fixed deploy blocker back")
     parser.add_argument("--no-roll", action="store_true", help="stop after the first deploy's cards")
+    parser.add_argument(
+        "--forge-eif-version",
+        action="store_true",
+        help="boot with a forged EifVersion carrying a command substitution (the reader not reverted): "
+        "passes when the host refuses it at step config and the command did not run",
+    )
     args = parser.parse_args(argv)
+    if args.forge_eif_version and args.revert:
+        parser.error("--forge-eif-version is the fixed form's check; --revert host-config-sourced forges too")
     reason = preflight()
     if reason:
         print(f"rehearsal not run: {reason}")
@@ -123,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.revert:
             print(f"reverted on purpose: {args.revert} (this run must fail, naming the tool that refused)")
-        rehearse(run, args.revert, with_roll=not args.no_roll)
+        if args.forge_eif_version:
+            print(f"forged on purpose: EifVersion v1$(touch {blockers.FORGED_MARKER}) in demo.env")
+        rehearse(run, blockers.FORGED if args.forge_eif_version else args.revert, with_roll=not args.no_roll)
     except RehearsalFailed as failed:
         print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
         print(f"run directory left in place: {run.dir} (each host's and build's overlay upper dir, logs)")

@@ -5,7 +5,7 @@
 # version CodeBuild built and refuses it unless nitro-cli describe-eif finds it intact (CheckCRC) with the
 # pinned PCR0, starts the enclave and relay services, proves the crypto path with a canary decrypt, and
 # only then signals SUCCESS to the stack's host group (SignalResource). Static file: deploy-time values come
-# from /etc/nitro-enclave-demo/demo.env (written by the user data).
+# from /etc/nitro-enclave-demo/demo.env (written by the user data), read as data by demo-env.sh.
 set -Eeuo pipefail
 
 # Overridable only so tests can run the script against scratch directories.
@@ -55,8 +55,9 @@ signal() {
   id=$(instance_id)
   unique=$id
   [[ -z "$detail" ]] || unique=$(printf '%s %s' "$id" "$detail" | cut -c "1-$UNIQUE_ID_MAX")
-  local call=(aws cloudformation signal-resource --region "$AWS_REGION" --stack-name "$STACK_NAME"
-    --logical-resource-id "$SIGNAL_RESOURCE" --status "$status")
+  # ":-": a demo.env refused at step config may lack them; the call then fails and the log says so.
+  local call=(aws cloudformation signal-resource --region "${AWS_REGION:-}" --stack-name "${STACK_NAME:-}"
+    --logical-resource-id "${SIGNAL_RESOURCE:-}" --status "$status")
   # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still fails fast.
   "${call[@]}" --unique-id "$unique" || { [[ "$unique" != "$id" ]] && "${call[@]}" --unique-id "$id"; }
 }
@@ -90,7 +91,7 @@ on_error() {
   log "FAILED: $STEP (exit $rc)"
   found=$(diagnosis)
   log "failure report: $STEP failed (exit $rc); ${found:+doctor: $found; }a failed first deploy rolls back and deletes this host and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}"
-  signal FAILURE "$STEP_ID: ${FAILURE_CODE:-exit $rc}" || log "could not signal FAILURE to $SIGNAL_RESOURCE"
+  signal FAILURE "$STEP_ID: ${FAILURE_CODE:-exit $rc}" || log "could not signal FAILURE to ${SIGNAL_RESOURCE:-?}"
   exit "$rc"
 }
 trap on_error ERR
@@ -109,11 +110,15 @@ fail() {
   false
 }
 
-set -a
-# shellcheck source=/dev/null
-. "$CONF_DIR/demo.env"
-set +a
-: "${STACK_NAME:?}" "${SIGNAL_RESOURCE:?}" "${EIF_BUCKET:?}" "${EIF_KEY:?}" "${EIF_VERSION:?}" "${EXPECTED_PCR0:?}"
+# The configuration is data: demo.env is read line by line, each value checked against its pattern in
+# demo-env.patterns, and never evaluated as shell (demo-env.sh is code from the host files). A bad file is a
+# FAILURE at step `config`, signalled with the values that were valid (stack, resource and region come from
+# the template; a forged build value cannot reach them).
+# shellcheck source=infra/constructs/host/demo-env.sh
+. "$HOST_DIR/demo-env.sh"
+step config "read $CONF_DIR/demo.env: every KEY=VALUE of demo-env.patterns, each of its form"
+demo_env_read "$CONF_DIR/demo.env" "$HOST_DIR/demo-env.patterns" ||
+  fail "${DEMO_ENV_KEY:-demo.env}" "refused $DEMO_ENV_ERROR; nothing of it was run"
 
 step dnf "install the Nitro CLI, Python 3.11, jq and the CloudWatch agent with dnf"
 dnf install -y -q aws-nitro-enclaves-cli python3.11 python3.11-pip jq amazon-cloudwatch-agent
