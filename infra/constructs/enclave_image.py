@@ -33,7 +33,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from infra.build.handler import enclave_build
+from infra.build.handler import enclave_build, messages
 from infra.constructs import enclave_image_nag
 
 BUILD_DIR = Path(__file__).resolve().parent.parent / "build"
@@ -259,7 +259,7 @@ class EnclaveImage(Construct):
             code=lambda_.Code.from_asset(str(BUILD_DIR), exclude=HANDLER_ASSET_EXCLUDE),
             timeout=HANDLER_TIMEOUT,
             retry_attempts=0,
-            environment={enclave_build.QUOTA_NAME_ENV: QUOTA_NAME},
+            environment={messages.QUOTA_NAME_ENV: QUOTA_NAME},
             role=role,
             log_group=log_group,
         )

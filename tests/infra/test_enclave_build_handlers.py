@@ -13,7 +13,7 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from infra.build.handler import enclave_build
+from infra.build.handler import messages
 from infra.build.handler.enclave_build import (
     NO_PREVIOUS,
     RETURNING_FROM,
@@ -625,7 +625,7 @@ def test_a_long_malformed_value_is_shortened_in_the_message(codebuild: tuple[Any
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(PCR0="z" * 5000)))
     with pytest.raises(BuildError) as failure:
         check_complete(request("Create", NEW), client)
-    assert len(str(failure.value)) < enclave_build.MAX_SHOWN_CHARS + 200
+    assert len(str(failure.value)) < messages.MAX_SHOWN_CHARS + 200
 
 
 def test_a_start_build_answer_that_is_no_build_id_of_the_project_is_refused(
@@ -642,9 +642,7 @@ def test_a_concurrent_build_quota_refusal_names_the_quota_and_how_to_raise_it(
 ) -> None:
     # A new account may have a quota of 0 (awslabs/landing-zone-accelerator-on-aws#1013).
     client, stubber = codebuild
-    monkeypatch.setenv(
-        enclave_build.QUOTA_NAME_ENV, "Concurrently running builds for Linux/Medium environment"
-    )
+    monkeypatch.setenv(messages.QUOTA_NAME_ENV, "Concurrently running builds for Linux/Medium environment")
     stubber.add_client_error(
         "start_build",
         service_error_code="AccountLimitExceededException",

@@ -18,7 +18,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
-from infra.build.handler import custom_resource, enclave_build
+from infra.build.handler import custom_resource, messages
 from infra.constants import CODE_ASSET_FILES, REPO_ROOT
 from infra.constructs.code_asset import code_asset
 from infra.constructs.enclave_image import (
@@ -281,9 +281,7 @@ def test_the_custom_resource_is_served_by_one_python_function_with_the_least_cod
     codebuild = {a for s in role_statements(template, role) for a in s.actions if a.startswith("codebuild:")}
     assert codebuild == {"codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"}
     variables = function["Properties"]["Environment"]["Variables"]
-    assert variables == {
-        enclave_build.QUOTA_NAME_ENV: "Concurrently running builds for Linux/Medium environment"
-    }
+    assert variables == {messages.QUOTA_NAME_ENV: "Concurrently running builds for Linux/Medium environment"}
 
 
 def test_the_response_url_has_no_path_to_a_readable_place(template: Json) -> None:

@@ -10,9 +10,10 @@ anything a host can write. custom_resource.py runs the two in one invocation and
 from __future__ import annotations
 
 import logging
-import os
 import re
 from typing import Any
+
+from .messages import failure_reason, quota_refusal, short
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -52,12 +53,6 @@ NO_PREVIOUS = "none"
 UNKNOWN_VERSION = "unknown"
 # handle_event's field for check_complete when an Update returns to the previous build: the build left.
 RETURNING_FROM = "ReturningFrom"
-MAX_SHOWN_CHARS = 200
-
-# The account quota a StartBuild refused with AccountLimitExceededException counts against (the Lambda's
-# environment names it for the project's compute type; CodeBuild User Guide, "Quotas for AWS CodeBuild").
-QUOTA_NAME_ENV = "BUILD_QUOTA_NAME"
-DEFAULT_QUOTA_NAME = "Concurrently running builds for Linux/Medium environment"
 
 Event = dict[str, Any]
 Client = Any  # a botocore CodeBuild client (boto3-stubs for codebuild is not a project dependency)
@@ -178,23 +173,6 @@ def _nitro_cli_version(exported: dict[str, str]) -> str:
     return _checked(exported, "NITRO_CLI_VERSION", NITRO_CLI_VERSION_RE)
 
 
-def failure_reason(build: Event) -> str:
-    """The build's own reason: its status, the phase that did not succeed and CodeBuild's messages about it,
-    and the link to its log."""
-    status = build.get("buildStatus", "UNKNOWN")
-    failed = [p for p in build.get("phases", []) if p.get("phaseStatus") not in (None, "SUCCEEDED")]
-    where = ""
-    if failed:
-        phase = failed[0]
-        contexts = "; ".join(
-            ": ".join(filter(None, (c.get("statusCode"), c.get("message"))))
-            for c in phase.get("contexts", [])
-        )
-        where = f" in phase {phase.get('phaseType')} ({phase.get('phaseStatus')}): {_short(contexts or '-')}"
-    link = build.get("logs", {}).get("deepLink") or "no log link (the build may not have started)"
-    return f"CodeBuild build {build.get('id')} {status}{where}. Log: {link}"
-
-
 def _start(client: Client, event: Event, *, previous: str) -> str:
     """StartBuild, idempotent per CloudFormation request: CloudFormation invokes the framework
     asynchronously and Lambda retries a failed invocation, and a repeated StartBuild with the same
@@ -216,25 +194,9 @@ def _start(client: Client, event: Event, *, previous: str) -> str:
         raise BuildError(quota_refusal(props["ProjectName"], str(error))) from error
     build_id = str(answer["build"]["id"])
     if not _is_own_build(build_id, props["ProjectName"]):
-        raise BuildError(
-            f"StartBuild answered {_short(build_id)!r}, not a build id of {props['ProjectName']}"
-        )
+        raise BuildError(f"StartBuild answered {short(build_id)!r}, not a build id of {props['ProjectName']}")
     logger.info("started %s (previous build %s)", build_id, previous)
     return build_id
-
-
-def quota_refusal(project: str, refusal: str) -> str:
-    """What a deployer needs when CodeBuild refuses to start a build for the account's quota (a new account
-    may have 0 concurrent builds: awslabs/landing-zone-accelerator-on-aws#1013)."""
-    quota = os.environ.get(QUOTA_NAME_ENV) or DEFAULT_QUOTA_NAME
-    return (
-        f"CodeBuild refused to start a build of {project}: {_short(refusal)}. The account's CodeBuild quota "
-        f"'{quota}' is exhausted or 0 (new accounts may start at 0). Raise it in the Service Quotas console "
-        f"(AWS services > AWS CodeBuild > '{quota}' > Request increase at account level), or with "
-        "`aws service-quotas list-service-quotas --service-code codebuild` (its QuotaCode) and "
-        "`aws service-quotas request-service-quota-increase --service-code codebuild "
-        "--quota-code <QuotaCode> --desired-value 1`; then deploy again."
-    )
 
 
 def _stop_if_running(client: Client, build_id: str, project: str) -> None:
@@ -280,7 +242,7 @@ def _previous_pcr0(client: Client, build: Event, props: Event, returning_from: s
 
 def _own_build_id(build_id: str, what: str, props: Event) -> str:
     if not _is_own_build(build_id, props["ProjectName"]):
-        raise BuildError(f"{what} {_short(build_id)!r} is not a build id")
+        raise BuildError(f"{what} {short(build_id)!r} is not a build id")
     return build_id
 
 
@@ -316,7 +278,7 @@ def _checked(exported: dict[str, str], name: str, pattern: re.Pattern[str]) -> s
     if value is None:
         raise BuildError(f"the build exported no {name}")
     if not pattern.fullmatch(value):
-        raise BuildError(f"the build's exported {name} {_short(value)!r} does not match {pattern.pattern}")
+        raise BuildError(f"the build's exported {name} {short(value)!r} does not match {pattern.pattern}")
     return value
 
 
@@ -326,7 +288,3 @@ def _is_own_build(build_id: str, project: str) -> bool:
 
 def _is_true(value: object) -> bool:
     return str(value).strip().lower() == "true"
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "..."
