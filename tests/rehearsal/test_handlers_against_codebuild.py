@@ -17,7 +17,7 @@ import pytest
 
 from infra.build.handler import custom_resource
 from rehearsal import codebuild, codebuild_exec
-from rehearsal.provider import CustomResource, CustomResourceFailed, Function, ResponseEndpoint
+from rehearsal.provider import Context, CustomResource, CustomResourceFailed, Function, ResponseEndpoint
 
 PROJECT = "NitroEnclaveDemo-Project-REHEARSAL"
 H1, H2 = "1" * 64, "2" * 64  # code asset hashes
@@ -51,6 +51,7 @@ def failed_in_build(build: codebuild_exec.BuildExecution) -> None:
 @pytest.fixture
 def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Outcome]]:
     monkeypatch.setattr(custom_resource, "POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr(custom_resource, "STOP_MARGIN_S", 0.0)
     project = {"name": PROJECT, "arn": f"arn:aws:codebuild:us-east-1:123456789012:project/{PROJECT}",
                "source": {"type": "S3", "location": "b/k.zip"}, "environmentVariables": []}  # fmt: skip
     config = {"region": "us-east-1", "account": "123456789012", "projects": {PROJECT: project},
@@ -79,7 +80,7 @@ RESPONSES = ResponseEndpoint()
 
 
 def provider() -> CustomResource:
-    return CustomResource(Function("Handler", custom_resource.handler, {}, 900.0), RESPONSES, "stack-id")
+    return CustomResource(Function("Handler", custom_resource.handler, {}, 10.0), RESPONSES, "stack-id")
 
 
 def properties(source_hash: str) -> dict[str, str]:
@@ -113,3 +114,21 @@ def test_a_failed_build_fails_with_its_phase_codebuilds_message_and_the_log_link
     assert "in phase BUILD (FAILED): COMMAND_EXECUTION_ERROR" in reason
     assert "exit status 1" in reason
     assert f"#logEvent:group=/aws/codebuild/{PROJECT};stream=" in reason
+
+
+def test_the_same_create_delivered_twice_starts_one_build_and_both_answers_name_it(
+    endpoint: list[Outcome],
+) -> None:
+    # CloudFormation may deliver a request more than once: StartBuild's idempotencyToken (the RequestId)
+    # gives the second delivery the first one's build, which the stand-in keeps as CodeBuild does.
+    endpoint.append(succeeded("a" * 96))  # one outcome only: a second build would find none and fail
+    event = {"RequestType": "Create", "RequestId": "request-1", "StackId": "stack-id",
+             "LogicalResourceId": "Build", "ResourceType": RESOURCE["Type"],
+             "ResourceProperties": properties(H1)}  # fmt: skip
+    answers = []
+    for _ in range(2):
+        custom_resource.handler({**event, "ResponseURL": RESPONSES.url("request-1")}, Context(10.0))
+        answers.append(json.loads(RESPONSES.taken("request-1")[-1].body))
+    assert [a["Status"] for a in answers] == ["SUCCESS", "SUCCESS"]
+    assert answers[0]["PhysicalResourceId"] == answers[1]["PhysicalResourceId"]
+    assert answers[0]["Data"] == answers[1]["Data"]
