@@ -28,6 +28,8 @@ CODE_ASSET_FILES: Final = (
     "infra/build/build-eif.sh",
     "infra/build/context.py",
     "infra/constructs/host/bootstrap.sh",
+    "infra/constructs/host/demo-env.patterns",
+    "infra/constructs/host/demo-env.sh",
     "infra/constructs/host/enclave-run.sh",
     "infra/constructs/host/nitro-demo.sh",
     "infra/constructs/host/nitro-enclave-demo-enclave.service",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import agent_files, blockers, deviations, rootfs
+from rehearsal import agent_files, blockers, deviations, forged, rootfs
 from rehearsal.cloud import Cloud
 from rehearsal.codebuild import ROLE_ACCESS_KEY, ROLE_SECRET_KEY
 from rehearsal.deploy import EnclaveImageBuild
@@ -75,22 +75,32 @@ def rehearse(run: Run, revert: str | None, *, with_roll: bool) -> None:
             f"SignalResource {services.signals}, CodeBuild {services.codebuild}"
         )
         cloud = Cloud(synthesized, services.http)
-        stack = Stack(
-            run, services, cloud, EnclaveImageBuild(cloud, services.codebuild), base, wheels, revert
-        )
-        user_data = first_deploy(stack)
-        spec = host_spec(1, netns, own_namespace=False)
-        with booted(
-            spec, cloud=cloud, user_data=user_data, base=base, wheels=wheels, endpoints=stack.endpoints,
-            run_dir=run.dir,
-        ) as host:  # fmt: skip
+        with EnclaveImageBuild(cloud, services.codebuild).serving() as build:
+            stack = Stack(run, services, cloud, build, base, wheels, revert)
+            deploy_and_roll(stack, netns, with_roll=with_roll)
+
+
+def deploy_and_roll(stack: Stack, netns: Path, *, with_roll: bool) -> None:
+    run, cloud = stack.run, stack.cloud
+    user_data = first_deploy(stack)
+    spec = host_spec(1, netns, own_namespace=False)
+    with booted(
+        spec, cloud=cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
+        endpoints=stack.endpoints, run_dir=run.dir,
+    ) as host:  # fmt: skip
+        if stack.revert == blockers.FORGED:
+            forged.refused(stack, host)
+            return
+        try:
             signalled(stack, host)
-            stack.status("CREATE_COMPLETE")
-            logs_before = agent_files.sizes(host.root)
-            first_cards(stack, host)
-            agent_files.check(run, spec.name, host.root, logs_before)
-            if with_roll:
-                roll(stack, host, stack.builds[0].data["Pcr0"])
+        except RehearsalFailed as failed:
+            raise RehearsalFailed(failed.step, failed.reason + forged.note(host)) from failed
+        stack.status("CREATE_COMPLETE")
+        logs_before = agent_files.sizes(host.root)
+        first_cards(stack, host)
+        agent_files.check(run, spec.name, host.root, logs_before)
+        if with_roll:
+            roll(stack, host, stack.builds[0].data["Pcr0"])
 
 
 def outside(argv: Sequence[str] | None) -> int:
@@ -110,7 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__)
     parser.add_argument("--revert", choices=blockers.NAMES, help="put one fixed deploy blocker back")
     parser.add_argument("--no-roll", action="store_true", help="stop after the first deploy's cards")
+    parser.add_argument(
+        "--forge-eif-version",
+        action="store_true",
+        help="boot with a forged EifVersion carrying a command substitution (the reader not reverted): "
+        "passes when the host refuses it at step config and the command did not run",
+    )
     args = parser.parse_args(argv)
+    if args.forge_eif_version and args.revert:
+        parser.error("--forge-eif-version is the fixed form's check; --revert host-config-sourced forges too")
     reason = preflight()
     if reason:
         print(f"rehearsal not run: {reason}")
@@ -122,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.revert:
             print(f"reverted on purpose: {args.revert} (this run must fail, naming the tool that refused)")
-        rehearse(run, args.revert, with_roll=not args.no_roll)
+        if args.forge_eif_version:
+            print(f"forged on purpose: EifVersion v1$(touch {blockers.FORGED_MARKER}) in demo.env")
+        rehearse(run, blockers.FORGED if args.forge_eif_version else args.revert, with_roll=not args.no_roll)
     except RehearsalFailed as failed:
         print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
         print(f"run directory left in place: {run.dir} (each host's and build's overlay upper dir, logs)")

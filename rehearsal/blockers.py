@@ -18,6 +18,10 @@ from collections.abc import Callable
 
 VSOCK_PROXY_OVERRIDE = "infra/constructs/host/vsock-proxy.override.conf"
 BOOTSTRAP = "infra/constructs/host/bootstrap.sh"
+# Where a forged demo.env value's command leaves its mark (not /tmp: systemd-nspawn mounts a tmpfs there).
+FORGED_MARKER = "/var/tmp/forged-config-ran"  # noqa: S108 - a path inside the rehearsal's host, by design
+# Not a reversion: the forged value alone, against the fixed reader (`--forge-eif-version`).
+FORGED = "forged-eif-version"
 
 
 class NothingToRevert(ValueError):
@@ -68,15 +72,31 @@ def relay_before_canary(bootstrap: str) -> str:
     )
 
 
+def forge_eif_version(user_data: str) -> str:
+    """A build answer forged past the handler's checks: EifVersion with a command substitution, as the
+    launch template's Fn::Sub writes it into demo.env."""
+    forged = f"EIF_VERSION=v1$(touch {FORGED_MARKER})"
+    return _replace(r"^EIF_VERSION=\S+$", forged, user_data, "demo.env's EIF_VERSION")
+
+
+def source_demo_env(bootstrap: str) -> str:
+    """bootstrap.sh sources demo.env as root again instead of reading it as data (demo-env.sh)."""
+    reader = r'^demo_env_read "\$CONF_DIR/demo.env" "\$HOST_DIR/demo-env.patterns" \|\|\n.*$'
+    return _replace(reader, 'set -a\n. "$CONF_DIR/demo.env"\nset +a', bootstrap, "the demo.env reader")
+
+
 USER_DATA: dict[str, Callable[[str], str]] = {
     "allocator-blank-line": allocator_blank_line,
     "agent-log-paths": agent_log_paths,
+    "host-config-sourced": forge_eif_version,
+    FORGED: forge_eif_version,
 }
 CODE_ASSET: dict[str, tuple[str, Callable[[str], str]]] = {
     "vsock-proxy-workers": (VSOCK_PROXY_OVERRIDE, vsock_proxy_workers),
     "relay-before-canary": (BOOTSTRAP, relay_before_canary),
+    "host-config-sourced": (BOOTSTRAP, source_demo_env),
 }
-NAMES = (*USER_DATA, *CODE_ASSET)
+NAMES = tuple(name for name in dict.fromkeys((*USER_DATA, *CODE_ASSET)) if name != FORGED)
 
 
 def revert_user_data(blocker: str | None, user_data: str) -> str:

@@ -1,5 +1,6 @@
 """The build half of the stack's deploy: the CodeBuild projects as the stand-in serves them, and the
-enclave image's custom resource (Custom::EnclaveImageBuild) through the stack's own Provider handlers.
+enclave image's custom resource (Custom::EnclaveImageBuild) through the stack's own handler function, which
+answers on a stand-in of the request's presigned ResponseURL (rehearsal/provider.py).
 
 Projects come from the template's AWS::CodeBuild::Project resources, rendered (Source with its BuildSpec
 and Location, Environment with PrivilegedMode and EnvironmentVariables, TimeoutInMinutes, ServiceRole)
@@ -11,7 +12,8 @@ its Data become `Fn::GetAtt [<Build>, Pcr0|...]` and its physical id its Ref.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,18 @@ from typing import Any
 from rehearsal import keys
 from rehearsal.cfn import PSEUDO
 from rehearsal.cloud import STACK_ID, Cloud
-from rehearsal.provider import Provider, Response, load_function, user_function_ids
+from rehearsal.provider import (
+    CustomResource,
+    Response,
+    ResponseEndpoint,
+    load_function,
+    service_token_function,
+)
 from rehearsal.standins.host import write_json
 
 BUILD_TYPE = "Custom::EnclaveImageBuild"
 PROJECT_TYPE = "AWS::CodeBuild::Project"
-PROVIDER_ACCESS_KEY = "LOCALPROVIDERROLE001"  # the handlers' Lambda role: a key of its own
+PROVIDER_ACCESS_KEY = "LOCALPROVIDERROLE001"  # the handler's Lambda role: a key of its own
 
 
 def project_config(cloud: Cloud) -> dict[str, dict[str, Any]]:
@@ -71,19 +79,17 @@ class EnclaveImageBuild:
     cloud: Cloud
     codebuild_endpoint: str
     logical_id: str = ""
-    provider: Provider | None = None
+    provider: CustomResource | None = None
     properties: dict[str, str] = field(default_factory=dict)
     physical_id: str = ""
+    endpoint: ResponseEndpoint = field(default_factory=ResponseEndpoint)
 
     def _resource(self) -> dict[str, Any]:
         self.logical_id, resource = self.cloud.synthesized.only(BUILD_TYPE)
         return resource
 
-    def _provider(self) -> Provider:
+    def _provider(self) -> CustomResource:
         if self.provider is None:
-            resource = self._resource()
-            framework = resource["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
-            on_event_id, is_complete_id = user_function_ids(self.cloud.synthesized, framework)
             env = {
                 "AWS_ENDPOINT_URL": self.cloud.endpoint,
                 "AWS_ENDPOINT_URL_CODEBUILD": self.codebuild_endpoint,
@@ -93,14 +99,17 @@ class EnclaveImageBuild:
                 "AWS_DEFAULT_REGION": self.cloud.region,
             }
             synthesized, resolver = self.cloud.synthesized, self.cloud.resolver()
-            self.provider = Provider(
-                on_event=load_function(synthesized, on_event_id, resolver, env),
-                is_complete=load_function(synthesized, is_complete_id, resolver, env)
-                if is_complete_id
-                else None,
-                stack_id=STACK_ID,
+            function_id = service_token_function(self._resource())
+            self.provider = CustomResource(
+                load_function(synthesized, function_id, resolver, env), self.endpoint, STACK_ID
             )
         return self.provider
+
+    @contextmanager
+    def serving(self) -> Iterator[EnclaveImageBuild]:
+        """The stand-in response endpoint, up while the deploy and the roll send requests."""
+        with self.endpoint.serving():
+            yield self
 
     def _rendered(self) -> dict[str, str]:
         resource = self._resource()

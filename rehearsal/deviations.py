@@ -22,8 +22,8 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "custom resource",
-        "the stack's own handlers, imported from their cdk.out asset and run in-process by a replay of "
-        "the CDK Provider framework (is-complete polled every 1 s, the template's waiter says 30 s)",
+        "the stack's own function, imported from its cdk.out asset and run in-process (no Lambda); its "
+        "answer PUT to a loopback stand-in of the presigned S3 ResponseURL",
     ),
     (
         "Auto Scaling",

@@ -1,31 +1,37 @@
-"""The CDK Provider framework, replayed in-process: a custom resource's lifecycle event through the stack's
-own user handlers (on-event, then is-complete until it says so), as the framework's Lambda functions and
-waiter state machine run them.
+"""A Lambda-backed custom resource, replayed in-process as CloudFormation drives it: the request goes to the
+ServiceToken's function, imported from its code asset in cdk.out, and the answer is whatever that function
+PUTs to the request's presigned ResponseURL, here a stand-in endpoint on loopback that records it.
 
-Which handlers: the framework's on-event function names the user's functions in its environment
-(USER_ON_EVENT_FUNCTION_ARN, USER_IS_COMPLETE_FUNCTION_ARN: `Fn::GetAtt [<Function>, Arn]`); each user
-function's `Handler` (`module.function`) is imported from its code asset directory in cdk.out, so the code
-that runs is what the deploy uploads, with the function's `Environment.Variables` set while it runs.
-Rules (aws-cdk-lib `custom_resources` README, "Provider Framework": "Handling Lifecycle Events: onEvent",
-"Asynchronous Providers: isComplete", "Physical Resource IDs"): the event has RequestType,
-LogicalResourceId, ResourceType, RequestId, StackId, ResourceProperties (strings, as CloudFormation sends
-them), OldResourceProperties and PhysicalResourceId for Update and Delete; on-event's PhysicalResourceId
-defaults to the RequestId on Create and the current id otherwise, and must stay the same on Delete;
-is-complete gets the event merged with on-event's answer and is asked until IsComplete (Data only then,
-merged over on-event's) or the total timeout ("Operation timed out"); an exception is a FAILED response
-with its message. A new PhysicalResourceId on Update is a replacement: CloudFormation deletes the old
-one in the cleanup phase (the harness sends that Delete; see Stack.cleanup in rehearsal/deploy.py).
+Which function: the resource's `ServiceToken` (`Fn::GetAtt [<Function>, Arn]`); its `Handler`
+(`package.module.function`) is imported from its asset directory, so the code that runs is what the deploy
+uploads, with the function's `Environment.Variables` set and a context whose remaining time counts down
+from its `Timeout`. The request (CloudFormation User Guide, "Custom resource request types": Create,
+Update, Delete) carries RequestType, RequestId, ResponseURL, ResourceType, LogicalResourceId, StackId,
+ResourceProperties (strings), OldResourceProperties and PhysicalResourceId for Update and Delete.
+The answer is checked against "Custom resource response objects" (crpg-ref-responses): one PUT, a JSON body
+of at most 4,096 bytes; Status SUCCESS or FAILED; Reason required with FAILED; PhysicalResourceId a
+non-empty string of at most 1 KB; StackId, RequestId and LogicalResourceId copied verbatim; NoEcho a
+boolean; Data an object. Stricter than CloudFormation: no other field, Data values strings, a Delete may
+not change the physical id, and the ResponseURL may appear in no log record of the invocation.
+A new PhysicalResourceId on Update is a replacement: CloudFormation deletes the old one in the cleanup
+phase (the harness sends that Delete; see Stack.cleanup in rehearsal/deploy.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
+import logging
+import secrets
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +39,15 @@ from app.local.stack import patched_environ
 from rehearsal.cfn import Resolver
 from rehearsal.template import Synthesized
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-ON_EVENT_ENV, IS_COMPLETE_ENV = "USER_ON_EVENT_FUNCTION_ARN", "USER_IS_COMPLETE_FUNCTION_ARN"
+Handler = Callable[[dict[str, Any], Any], Any]
+MAX_BODY_BYTES, MAX_PHYSICAL_ID_BYTES = 4096, 1024
+RESPONSE_FIELDS = {"Status", "Reason", "PhysicalResourceId", "StackId", "RequestId", "LogicalResourceId"}
+RESPONSE_FIELDS |= {"NoEcho", "Data"}
+DEFAULT_TIMEOUT_S = 3  # Lambda's default Timeout, when the function names none
 
 
 class CustomResourceFailed(RuntimeError):
-    """The FAILED response CloudFormation would get, with its reason."""
+    """The FAILED response CloudFormation would get (or no valid answer at all), with its reason."""
 
 
 @dataclass(frozen=True)
@@ -48,17 +57,96 @@ class Response:
 
 
 @dataclass(frozen=True)
-class UserFunction:
+class Put:
+    path: str
+    content_type: str | None
+    body: bytes
+
+
+@dataclass
+class ResponseEndpoint:
+    """The presigned S3 URL's stand-in: records every PUT (path, Content-Type, body); answers 200."""
+
+    puts: list[Put] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    def url(self, request_id: str) -> str:
+        assert self._server is not None  # noqa: S101 - only inside serving()
+        port = self._server.server_address[1]
+        # Shaped like CloudFormation's (a key naming the stack and request, then the signature's query).
+        return f"http://127.0.0.1:{port}/stack-id%7C{request_id}?X-Amz-Signature={secrets.token_hex(32)}"
+
+    def taken(self, request_id: str) -> list[Put]:
+        return [put for put in self.puts if put.path.split("?", 1)[0].endswith(f"%7C{request_id}")]
+
+    @contextmanager
+    def serving(self) -> Iterator[ResponseEndpoint]:
+        endpoint = self
+
+        class Recorder(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                content = self.rfile.read(length)
+                endpoint.puts.append(Put(self.path, self.headers.get("Content-Type"), content))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # the path carries the signature: never printed
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class Context:
+    """The part of Lambda's context the handler reads: its remaining time, from the function's Timeout."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass(frozen=True)
+class Function:
     logical_id: str
     handler: Handler
     environment: Mapping[str, str]
+    timeout_s: float
 
-    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
-        with patched_environ(self.environment):
-            answer = self.handler(json.loads(json.dumps(event)), None)
-        if not isinstance(answer, dict):
-            raise CustomResourceFailed(f"{self.logical_id} returned {type(answer).__name__}, not an object")
-        return answer
+    def __call__(self, event: dict[str, Any]) -> list[str]:
+        """Invoke it; back: every log record it emitted at any level (formatted), for the caller."""
+        records: list[str] = []
+        capture = _Capture(records)
+        root = logging.getLogger()
+        level = root.level
+        root.addHandler(capture)
+        root.setLevel(logging.DEBUG)
+        try:
+            with patched_environ(self.environment):
+                self.handler(json.loads(json.dumps(event)), Context(self.timeout_s))
+        finally:
+            root.setLevel(level)
+            root.removeHandler(capture)
+        return records
+
+
+class _Capture(logging.Handler):
+    def __init__(self, records: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(logging.Formatter().format(record))  # the message, and its traceback if any
 
 
 def _asset_dir(synthesized: Synthesized, function: Mapping[str, Any], resolver: Resolver) -> Path:
@@ -72,92 +160,126 @@ def _asset_dir(synthesized: Synthesized, function: Mapping[str, Any], resolver: 
     return synthesized.outdir / str(asset["source"]["path"])
 
 
+def _import(directory: Path, dotted: str, unique: str) -> Any:
+    """`dotted` (package.module) from `directory`, as Lambda imports it with the asset's root on sys.path,
+    under a name of its own (`unique`.module) so two assets never share a module."""
+    package, _, module = dotted.partition(".")
+    init = directory / package / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        unique, init, submodule_search_locations=[str(directory / package)]
+    )
+    if spec is None or spec.loader is None or not module:
+        raise LookupError(
+            f"cannot import {dotted} from {directory}: Handler must name package.module.function"
+        )
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = loaded
+    spec.loader.exec_module(loaded)
+    return importlib.import_module(f"{unique}.{module}")
+
+
 def load_function(
     synthesized: Synthesized, logical_id: str, resolver: Resolver, extra_env: Mapping[str, str]
-) -> UserFunction:
-    """The user function's handler, imported from its asset, with its environment rendered."""
+) -> Function:
+    """The function's handler, imported from its asset, with its environment rendered."""
     function = synthesized.template["Resources"][logical_id]
-    module_name, _, attribute = function["Properties"]["Handler"].rpartition(".")
-    directory = _asset_dir(synthesized, function, resolver)
-    unique = f"rehearsal_handler_{logical_id}"
-    spec = importlib.util.spec_from_file_location(unique, directory / f"{module_name.replace('.', '/')}.py")
-    if spec is None or spec.loader is None:
-        raise LookupError(f"cannot import {module_name} from {directory}")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(directory))  # the handler's own imports resolve in its asset, as in Lambda
-    try:
-        with patched_environ(extra_env):
-            spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(directory))
-    variables = function["Properties"].get("Environment", {}).get("Variables", {})
-    rendered = {name: resolver.text(value) for name, value in variables.items()}
-    return UserFunction(logical_id, getattr(module, attribute), {**extra_env, **rendered})
-
-
-def user_function_ids(synthesized: Synthesized, service_token_function: str) -> tuple[str, str | None]:
-    """(on-event, is-complete) logical ids, named by the framework function's environment."""
-    props = synthesized.properties(service_token_function)
-    variables = props.get("Environment", {}).get("Variables", {})
-
-    def target(name: str) -> str | None:
-        value = variables.get(name)
-        return str(value["Fn::GetAtt"][0]) if isinstance(value, dict) and "Fn::GetAtt" in value else None
-
-    on_event = target(ON_EVENT_ENV)
-    if on_event is None:
-        raise LookupError(
-            f"{service_token_function} has no {ON_EVENT_ENV}: not a Provider framework function"
+    properties = function["Properties"]
+    module_name, _, attribute = properties["Handler"].rpartition(".")
+    with patched_environ(extra_env):
+        module = _import(
+            _asset_dir(synthesized, function, resolver), module_name, f"rehearsal_fn_{logical_id}"
         )
-    return on_event, target(IS_COMPLETE_ENV)
+    variables = properties.get("Environment", {}).get("Variables", {})
+    rendered = {name: resolver.text(value) for name, value in variables.items()}
+    timeout = float(properties.get("Timeout", DEFAULT_TIMEOUT_S))
+    return Function(logical_id, getattr(module, attribute), {**extra_env, **rendered}, timeout)
+
+
+def service_token_function(resource: Mapping[str, Any]) -> str:
+    token = resource["Properties"]["ServiceToken"]
+    if not (isinstance(token, dict) and "Fn::GetAtt" in token and token["Fn::GetAtt"][1] == "Arn"):
+        raise LookupError(f"the ServiceToken {token!r} is not a Lambda function of this template")
+    return str(token["Fn::GetAtt"][0])
+
+
+def check_response(put: Put, event: Mapping[str, Any]) -> Response:
+    """The recorded PUT as CloudFormation reads it (crpg-ref-responses); FAILED raises with its Reason."""
+    answer = _document(put, event)
+    physical_id, data = answer["PhysicalResourceId"], answer.get("Data", {})
+    status, reason = answer.get("Status"), answer.get("Reason")
+    if status == "FAILED":
+        if not isinstance(reason, str) or not reason:
+            raise CustomResourceFailed("a FAILED response without a Reason")
+        raise CustomResourceFailed(reason)
+    if status != "SUCCESS":
+        raise CustomResourceFailed(f"Status {status!r} is neither SUCCESS nor FAILED")
+    if event["RequestType"] == "Delete" and physical_id != event["PhysicalResourceId"]:
+        raise CustomResourceFailed("DELETE: cannot change the physical resource ID")
+    return Response(physical_id, dict(data))
+
+
+def _document(put: Put, event: Mapping[str, Any]) -> dict[str, Any]:
+    """The body's fields, each of the documented type and size."""
+    if len(put.body) > MAX_BODY_BYTES:
+        raise CustomResourceFailed(f"the response is {len(put.body)} bytes, over {MAX_BODY_BYTES}")
+    if put.content_type not in (None, ""):
+        raise CustomResourceFailed(
+            f"Content-Type {put.content_type!r}: the presigned URL is signed without one"
+        )
+    try:
+        answer = json.loads(put.body)
+    except ValueError as error:
+        raise CustomResourceFailed(f"the response is not JSON: {error}") from error
+    if not isinstance(answer, dict) or set(answer) - RESPONSE_FIELDS:
+        raise CustomResourceFailed(f"the response has fields CloudFormation does not define: {answer!r}")
+    for name in ("StackId", "RequestId", "LogicalResourceId"):
+        if answer.get(name) != event[name]:
+            raise CustomResourceFailed(f"the response's {name} is not the request's, copied verbatim")
+    physical_id = answer.get("PhysicalResourceId")
+    if not isinstance(physical_id, str) or not 0 < len(physical_id.encode()) <= MAX_PHYSICAL_ID_BYTES:
+        raise CustomResourceFailed("PhysicalResourceId must be a non-empty string of at most 1 KB")
+    if not isinstance(answer.get("NoEcho", False), bool):
+        raise CustomResourceFailed("NoEcho must be a boolean")
+    data = answer.get("Data", {})
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise CustomResourceFailed("Data must be an object of strings")
+    return answer
 
 
 @dataclass(frozen=True)
-class Provider:
-    on_event: UserFunction
-    is_complete: UserFunction | None
+class CustomResource:
+    function: Function
+    endpoint: ResponseEndpoint
     stack_id: str
-    query_interval_s: float = 1.0
-    total_timeout_s: float = 900.0
 
     def request(
         self, request_type: str, logical_id: str, resource: Mapping[str, Any], **fields: Any
     ) -> Response:
         """One lifecycle event (`fields`: ResourceProperties, OldResourceProperties, PhysicalResourceId)."""
+        request_id = str(uuid.uuid4())
+        url = self.endpoint.url(request_id)
         event: dict[str, Any] = {
             "RequestType": request_type,
+            "ServiceToken": f"arn:aws:lambda:::function:{self.function.logical_id}",
+            "ResponseURL": url,
+            "StackId": self.stack_id,
+            "RequestId": request_id,
             "LogicalResourceId": logical_id,
             "ResourceType": resource["Type"],
-            "RequestId": str(uuid.uuid4()),
-            "StackId": self.stack_id,
             **fields,
         }
         try:
-            answer = self.on_event(event)
-        except CustomResourceFailed:
-            raise
+            records = self.function(event)
         except Exception as error:
-            raise CustomResourceFailed(f"{type(error).__name__}: {error}") from error
-        default_id = event["RequestId"] if request_type == "Create" else event["PhysicalResourceId"]
-        physical_id = str(answer.get("PhysicalResourceId") or default_id)
-        if request_type == "Delete" and physical_id != event["PhysicalResourceId"]:
-            raise CustomResourceFailed("DELETE: cannot change the physical resource ID")
-        data = dict(answer.get("Data") or {})
-        if self.is_complete is not None:
-            data |= self._wait({**event, **answer, "PhysicalResourceId": physical_id})
-        return Response(physical_id, {k: str(v) for k, v in data.items()})
-
-    def _wait(self, event: dict[str, Any]) -> dict[str, Any]:
-        assert self.is_complete is not None  # noqa: S101 - only called with an is-complete handler
-        deadline = time.monotonic() + self.total_timeout_s
-        while time.monotonic() < deadline:
-            try:
-                answer = self.is_complete(event)
-            except Exception as error:
-                raise CustomResourceFailed(f"{type(error).__name__}: {error}") from error
-            if answer.get("IsComplete"):
-                return dict(answer.get("Data") or {})
-            if answer.get("Data"):
-                raise CustomResourceFailed('"Data" is not allowed if "IsComplete" is "False"')
-            time.sleep(self.query_interval_s)
-        raise CustomResourceFailed("Operation timed out")
+            raise CustomResourceFailed(
+                f"{self.function.logical_id} raised {type(error).__name__} without answering: {error}"
+            ) from error
+        if any(url.split("?", 1)[1] in record or url.split("?", 1)[0] in record for record in records):
+            raise CustomResourceFailed(f"{self.function.logical_id} logged the request's ResponseURL")
+        puts = self.endpoint.taken(request_id)
+        if len(puts) != 1:
+            raise CustomResourceFailed(
+                f"{self.function.logical_id} answered {len(puts)} times (CloudFormation waits for one answer "
+                "until the resource's ServiceTimeout)"
+            )
+        return check_response(puts[0], event)

@@ -2,7 +2,9 @@
 CodeBuild's own API (the build's exported variables), never from anything a host can write.
 
 Owns the EIF bucket, the CodeBuild project (buildspec: infra/build/buildspec.yml) and the custom resource
-whose handlers (infra/build/handler/) start one build per code change and wait for it. Hosts, key and
+whose one Lambda function (infra/build/handler/custom_resource.py) starts one build per code change, waits
+for it and answers CloudFormation itself: the request's presigned ResponseURL reaches no other resource,
+state machine, log or build. Hosts, key and
 outputs build on these attributes (CloudFormation tokens, strings):
 - `bucket`: the stack-owned EIF bucket (versioned, encrypted, public access blocked, TLS only, emptied on
   destroy);
@@ -29,15 +31,18 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra.build.handler import enclave_build
+from infra.build.handler import enclave_build, messages
 from infra.constructs import enclave_image_nag
 
 BUILD_DIR = Path(__file__).resolve().parent.parent / "build"
 BUILDSPEC = BUILD_DIR / "buildspec.yml"
 HANDLER_DIR = BUILD_DIR / "handler"
+# The function's asset is BUILD_DIR with only the handler package in it, so its modules import each other as
+# the package `handler` (Lambda puts the asset's root on sys.path).
+HANDLER = "handler.custom_resource.handler"
+HANDLER_ASSET_EXCLUDE = ["*", "!handler", "!handler/*.py"]
 RESOURCE_TYPE = "Custom::EnclaveImageBuild"
 # The custom resource's attribute names (its handlers' `Data` keys).
 ATTRIBUTES = (
@@ -56,16 +61,20 @@ EIF_PREFIX = "eif/"
 NO_PREVIOUS = enclave_build.NO_PREVIOUS
 NO_SOURCE = "none"
 
-# One build: dnf install of the Nitro CLI, a Docker build, nitro-cli build-enclave, one upload; minutes.
-BUILD_TIMEOUT = Duration.minutes(30)
-QUEUED_TIMEOUT = Duration.minutes(10)
-# is_complete polls BatchGetBuilds this often; ~100 polls over the longest build is cheap and the deploy
-# learns the outcome within 30 s. The total outlasts queue + build time, so CodeBuild's own TIMED_OUT (with
-# its phase and log link) is what a deploy reports, not the framework's bare "Operation timed out"; and it
-# stays under CloudFormation's one hour for a custom resource's answer.
-QUERY_INTERVAL = Duration.seconds(30)
-TOTAL_TIMEOUT = Duration.minutes(50)
-HANDLER_TIMEOUT = Duration.minutes(1)
+# One build: provisioning, dnf install of the Nitro CLI, a Docker build, nitro-cli build-enclave, one upload:
+# a few minutes (docs/infra.md, "The custom resource"). The handler waits for it inside one invocation of at
+# most Lambda's 15 minutes, so the build must end well before: CodeBuild's own TIMED_OUT (with its phase and
+# log link) at BUILD_TIMEOUT, and a build still queued or running when the handler has STOP_MARGIN_S left is
+# stopped by the handler, which fails the resource saying so.
+BUILD_TIMEOUT = Duration.minutes(12)
+QUEUED_TIMEOUT = Duration.minutes(5)  # CodeBuild's minimum
+HANDLER_TIMEOUT = Duration.minutes(15)  # Lambda's maximum
+# CloudFormation's own wait for the answer (1-3600 s, default 3600): a handler that died without answering
+# fails the deploy after its 15 minutes plus Lambda's invocation queue, not after an hour.
+SERVICE_TIMEOUT_S = 1020
+# The account quota a refused StartBuild counts against, by the project's compute type (CodeBuild quotas).
+BUILD_COMPUTE = codebuild.ComputeType.MEDIUM
+QUOTA_NAME = "Concurrently running builds for Linux/Medium environment"
 
 
 def load_buildspec(path: Path = BUILDSPEC) -> dict[str, Any]:
@@ -90,8 +99,8 @@ class EnclaveImage(Construct):
         super().__init__(scope, construct_id)
         self.bucket: s3.IBucket = self._bucket()
         self.project = self._project(code, log_retention, nitro_cli_version)
-        provider = self._provider(log_retention)
-        self.build = self._custom_resource(code, provider, expected_pcr0, retire_previous)
+        self.handler = self._handler(log_retention)
+        self.build = self._custom_resource(code, expected_pcr0, retire_previous)
         self.pcr0 = self.build.get_att_string("Pcr0")
         self.pcr1 = self.build.get_att_string("Pcr1")
         self.pcr2 = self.build.get_att_string("Pcr2")
@@ -100,16 +109,7 @@ class EnclaveImage(Construct):
         self.previous_pcr0 = self.build.get_att_string("PreviousPcr0")
         self.accepted_pcr0 = self.build.get_att_string("AcceptedPcr0")
         self.nitro_cli_version = self.build.get_att_string("NitroCliVersion")
-        enclave_image_nag.acknowledge(
-            self,
-            bucket=self.bucket,
-            handlers={
-                "OnEvent": provider.on_event_handler,
-                "IsComplete": provider.is_complete_handler,  # type: ignore[dict-item]
-                "FrameworkIsComplete": provider.node.find_child("framework-isComplete"),
-                "FrameworkOnTimeout": provider.node.find_child("framework-onTimeout"),
-            },
-        )
+        enclave_image_nag.acknowledge(self, bucket=self.bucket)
 
     def grant_read_eif(self, role: iam.IRole) -> None:
         """s3:GetObjectVersion on the built EIF's key, for the build's version only (`s3:versionid`, S3's
@@ -126,12 +126,13 @@ class EnclaveImage(Construct):
         )
 
     def _custom_resource(
-        self, code: s3_assets.Asset, provider: cr.Provider, expected_pcr0: str, retire_previous: bool
+        self, code: s3_assets.Asset, expected_pcr0: str, retire_previous: bool
     ) -> CustomResource:
         build = CustomResource(
             self,
             "Build",
-            service_token=provider.service_token,
+            service_token=self.handler.function_arn,
+            service_timeout=Duration.seconds(SERVICE_TIMEOUT_S),
             resource_type=RESOURCE_TYPE,
             properties={
                 "SourceHash": code.asset_hash,
@@ -185,7 +186,7 @@ class EnclaveImage(Construct):
             build_spec=codebuild.BuildSpec.from_object_to_yaml(load_buildspec()),
             environment=codebuild.BuildEnvironment(
                 build_image=codebuild.LinuxBuildImage.AMAZON_LINUX_2023_5,
-                compute_type=codebuild.ComputeType.MEDIUM,
+                compute_type=BUILD_COMPUTE,
                 privileged=True,  # Docker inside the build container (nitro-cli build-enclave needs it)
             ),
             environment_variables=self._environment(nitro_cli_version),
@@ -236,46 +237,29 @@ class EnclaveImage(Construct):
             ),
         ]
 
-    def _provider(self, log_retention: logs.RetentionDays) -> cr.Provider:
-        builds = iam.PolicyStatement(
-            actions=["codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"],
-            resources=[self.project.project_arn],
-        )
-        on_event = self._handler("OnEvent", "enclave_build.on_event", builds, log_retention)
-        poll = iam.PolicyStatement(actions=["codebuild:BatchGetBuilds"], resources=[self.project.project_arn])
-        is_complete = self._handler("IsComplete", "enclave_build.is_complete", poll, log_retention)
-        return cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=on_event,
-            is_complete_handler=is_complete,
-            query_interval=QUERY_INTERVAL,
-            total_timeout=TOTAL_TIMEOUT,
-            log_group=logs.LogGroup(
-                self, "ProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-            ),
-        )
-
-    def _handler(
-        self,
-        construct_id: str,
-        handler: str,
-        statement: iam.PolicyStatement,
-        log_retention: logs.RetentionDays,
-    ) -> lambda_.Function:
+    def _handler(self, log_retention: logs.RetentionDays) -> lambda_.Function:
+        """The custom resource's one function. No dead-letter queue, no destinations and no retries of a
+        failed invocation: CloudFormation's request (with its ResponseURL) must land nowhere but here."""
         log_group = logs.LogGroup(
-            self, f"{construct_id}Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            self, "HandlerLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
         )
-        role = iam.Role(self, f"{construct_id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        role = iam.Role(self, "HandlerRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         log_group.grant_write(role)
-        role.add_to_principal_policy(statement)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"],
+                resources=[self.project.project_arn],
+            )
+        )
         return lambda_.Function(
             self,
-            construct_id,
+            "Handler",
             runtime=lambda_.Runtime.PYTHON_3_14,
-            handler=handler,
-            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(BUILD_DIR), exclude=HANDLER_ASSET_EXCLUDE),
             timeout=HANDLER_TIMEOUT,
+            retry_attempts=0,
+            environment={messages.QUOTA_NAME_ENV: QUOTA_NAME},
             role=role,
             log_group=log_group,
         )

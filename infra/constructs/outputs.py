@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from aws_cdk import Aws, CfnOutput, Fn
 from constructs import Construct
 
-from infra import constants
-
 
 @dataclass(frozen=True)
 class OutputValues:
@@ -33,14 +31,9 @@ class OutputValues:
     status_document: str
 
 
-DEMO_COMMAND = (
-    f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; "
-    f"{constants.VENV_PYTHON} -m app.producer --count 10 --wait'"
-)
+DEMO_COMMAND = "sudo nitro-demo send 10"  # nitro-demo reads demo.env as data (demo-env.sh), never sources it
 # `attest` reads the pin from the key policy itself (kms:GetKeyPolicy on $KMS_KEY_ID), not from a copy.
-ATTEST_COMMAND = (
-    f"sudo -i bash -c 'set -a; . {constants.ENV_FILE}; set +a; {constants.VENV_PYTHON} -m app.parent attest'"
-)
+ATTEST_COMMAND = "sudo nitro-demo attest"
 DEBUG_WARNING = (
     "DEBUG MODE - ATTESTATION IS OFF: the enclave runs with --debug-mode, its console is readable and "
     "the key "

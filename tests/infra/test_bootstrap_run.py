@@ -21,6 +21,7 @@ import pytest
 
 from infra.constants import HOST_FILES_DIR, INSTALL_DIR
 from tests.infra.cfn import Json, only
+from tests.infra.demo_env import realistic
 from tests.infra.test_host_files import user_data_parts
 
 STUB_PCR0 = "5e" * 48
@@ -122,16 +123,16 @@ class Run:
     commands: list[str]  # dnf, systemctl and docker calls, in order
 
 
-def _demo_env(template: Json, home_dir: Path) -> str:
+def _demo_env(template: Json, home_dir: Path, eif_version: str = EIF_VERSION) -> str:
     """The rendered demo.env with the build's attributes as CloudFormation would fill them in, and the EIF's
     path moved into the scratch home directory."""
     build_id, _ = only(template, "Custom::EnclaveImageBuild")
     text = user_data_parts(template)["DemoEnv"]
-    for attribute, value in (("Pcr0", STUB_PCR0), ("EifKey", EIF_KEY), ("EifVersion", EIF_VERSION)):
+    for attribute, value in (("Pcr0", STUB_PCR0), ("EifKey", EIF_KEY), ("EifVersion", eif_version)):
         text = text.replace(f"getatt-{build_id}-{attribute}", value)
     eif_line = f"ENCLAVE_EIF={INSTALL_DIR}/enclave.eif\n"
     assert text.count(eif_line) == 1
-    return text.replace(eif_line, f"ENCLAVE_EIF={home_dir}/enclave.eif\n")
+    return realistic(text.replace(eif_line, f"ENCLAVE_EIF={home_dir}/enclave.eif\n"))
 
 
 def run_bootstrap(
@@ -144,12 +145,16 @@ def run_bootstrap(
     eif_crc_ok: bool = True,
     canary_fails: bool = False,
     signal_refused: bool = False,
+    eif_version: str = EIF_VERSION,
 ) -> Run:
     """Run the real bootstrap.sh with stubs; `on_nitro` pretends /dev/nitro_enclaves exists."""
     conf, home_dir, stubs = tmp_path / "conf", tmp_path / "home", tmp_path / "bin"
     for directory in (conf, home_dir, stubs):
         directory.mkdir()
-    (conf / "demo.env").write_text(_demo_env(template, home_dir))
+    (conf / "demo.env").write_text(_demo_env(template, home_dir, eif_version))
+    # The host files where the user data unpacks the code asset (the reader and its patterns among them).
+    (home_dir / "src/infra/constructs").mkdir(parents=True)
+    (home_dir / "src/infra/constructs/host").symlink_to(HOST_FILES_DIR)
     scripts = {
         "curl": CURL,
         "aws": AWS,
@@ -258,6 +263,20 @@ def test_a_replacement_host_whose_canary_fails_stays_stopped(template: Json, tmp
     assert RELAY_STOP in run.commands
     assert "boot FAILED and not signalled: no stack operation waits for this host" in run.output
     assert "bootstrap: done" not in run.output
+
+
+def test_a_forged_build_value_is_refused_at_config_and_its_command_never_runs(
+    template: Json, tmp_path: Path
+) -> None:
+    # An EifVersion that a forged custom resource answer could carry, had the handler not checked it.
+    marker = tmp_path / "forged-config-ran"
+    run = run_bootstrap(template, tmp_path, eif_version=f"v1$(touch {marker})")
+    assert run.returncode != 0
+    (signal,) = run.signals
+    assert (signal["Status"], signal["UniqueId"]) == ("FAILURE", f"{INSTANCE_ID} config: EIF_VERSION")
+    assert "EIF_VERSION is not of its form (demo-env.patterns)" in run.output
+    assert not marker.exists()
+    assert run.commands == []  # nothing installed, nothing started
 
 
 def test_the_host_downloads_exactly_the_built_version(template: Json, tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ def test_every_acknowledgment_gives_a_specific_reason() -> None:
 
 
 def test_cfn_lint_passes_on_the_synthesized_template(default: Synth) -> None:
-    # W3005 only: CDK itself gives every Lambda function (the enclave image build's handlers and Provider
-    # framework, the S3 auto-delete provider) a DependsOn on its role that its Role GetAtt already implies;
+    # W3005 only: CDK itself gives every Lambda function (the enclave image build's handler, the S3
+    # auto-delete provider) a DependsOn on its role that its Role GetAtt already implies;
     # redundant, harmless, and not ours to remove. Every other rule applies.
     result = subprocess.run(
         [str(CFN_LINT), "--ignore-checks", "W3005", "--", str(default.json_path)],

@@ -1,20 +1,19 @@
-"""The EnclaveImageBuild custom resource's handlers against botocore's Stubber: every CodeBuild call is
-checked against botocore's own model of the API (parameter names, types, enums) and every answer is shaped
-like CodeBuild's. The event passed to is_complete is the CloudFormation request merged with on_event's
-answer, and the attributes CloudFormation gets are on_event's Data merged with is_complete's, as the
-Provider framework documents and does (aws-cdk-lib custom-resources README, "Provider Framework";
-custom-resources/lib/provider-framework/runtime/framework.ts createResponseEvent and isComplete)."""
+"""The EnclaveImageBuild custom resource's decisions (handle_event: which build; check_complete: its
+attributes) against botocore's Stubber: every CodeBuild call is checked against botocore's own model of the
+API (parameter names, types, enums) and every answer is shaped like CodeBuild's. check_complete gets the
+request merged with handle_event's answer, as custom_resource._run passes it within one invocation."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
+import botocore.exceptions
 import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from infra.build.handler import enclave_build
+from infra.build.handler import messages
 from infra.build.handler.enclave_build import (
     NO_PREVIOUS,
     RETURNING_FROM,
@@ -34,6 +33,8 @@ EIF_VERSION = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"
 DEEP_LINK = "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEvent:group=g;stream=s"
 LOCATION = "cdk-assets-bucket/0123abcd.zip"
 REQUEST_ID = "unique-id-for-this-create-request"
+# Code asset hashes (CDK's: SHA-256, lower-case hex), one per version of the code.
+H0, H1, H2, H3 = ("0" * 64, "1" * 64, "2" * 64, "3" * 64)
 
 
 @pytest.fixture
@@ -48,8 +49,8 @@ def codebuild() -> Iterator[tuple[Any, Stubber]]:
 
 def props(**overrides: str) -> dict[str, str]:
     base = {
-        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:framework-onEvent",
-        "SourceHash": "hash-1",
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:EnclaveImageHandler",
+        "SourceHash": H1,
         "SourceLocation": LOCATION,
         "ProjectName": PROJECT,
         "ExpectedPcr0": "",
@@ -67,7 +68,7 @@ def request(kind: str, physical_id: str | None = None, old: dict[str, str] | Non
     return event
 
 
-def exported(previous: str = NO_PREVIOUS, source: str = "hash-1", **values: str) -> dict[str, str]:
+def exported(previous: str = NO_PREVIOUS, source: str = H1, **values: str) -> dict[str, str]:
     base = {
         "PCR0": PCR0,
         "PCR1": PCR1,
@@ -107,7 +108,7 @@ def expect_get(stubber: Stubber, build_id: str, *records: Any) -> None:
     stubber.add_response("batch_get_builds", answer, {"ids": [build_id]})
 
 
-def expect_start(stubber: Stubber, *, previous: str = NO_PREVIOUS, source_hash: str = "hash-1") -> None:
+def expect_start(stubber: Stubber, *, previous: str = NO_PREVIOUS, source_hash: str = H1) -> None:
     stubber.add_response(
         "start_build",
         {"build": {"id": NEW, "buildStatus": "IN_PROGRESS"}},
@@ -124,19 +125,18 @@ def expect_start(stubber: Stubber, *, previous: str = NO_PREVIOUS, source_hash: 
     )
 
 
-def as_framework_would(event: Any, answer: Any) -> Any:
-    """is_complete's input: the request with on_event's answer merged in, every field of it (README: "Any
-    other field included in the response will be passed through to `isComplete`"; framework.ts
-    createResponseEvent: {...cfnRequest, ...onEventResult, PhysicalResourceId})."""
+def in_one_invocation(event: Any, answer: Any) -> Any:
+    """check_complete's input: the request with handle_event's answer merged in (custom_resource._run)."""
     return {**event, **answer}
 
 
 def attributes(client: Any, event: Any, answer: Any) -> dict[str, str]:
-    """What CloudFormation gets once is_complete is done: on_event's Data, then is_complete's over it
-    (framework.ts isComplete: Data {...event.Data, ...isCompleteResult.Data})."""
-    complete = check_complete(as_framework_would(event, answer), client)
+    """What CloudFormation gets once the build is done: check_complete's Data alone."""
+    complete = check_complete(in_one_invocation(event, answer), client)
     assert complete["IsComplete"] is True
-    return {**answer.get("Data", {}), **complete["Data"]}
+    assert "Data" not in answer
+    data: dict[str, str] = complete["Data"]
+    return data
 
 
 def test_create_starts_one_build_whose_id_is_the_physical_id(codebuild: tuple[Any, Stubber]) -> None:
@@ -148,15 +148,14 @@ def test_create_starts_one_build_whose_id_is_the_physical_id(codebuild: tuple[An
 def test_a_running_build_is_not_complete_and_carries_no_data(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "IN_PROGRESS"))
-    event = as_framework_would(request("Create"), {"PhysicalResourceId": NEW})
-    # The framework refuses Data with IsComplete false (framework.js isComplete).
+    event = in_one_invocation(request("Create"), {"PhysicalResourceId": NEW})
     assert check_complete(event, client) == {"IsComplete": False}
 
 
 def test_a_first_build_succeeds_with_its_exported_values(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported()))
-    event = as_framework_would(request("Create"), {"PhysicalResourceId": NEW})
+    event = in_one_invocation(request("Create"), {"PhysicalResourceId": NEW})
     assert check_complete(event, client) == {
         "IsComplete": True,
         "Data": {
@@ -175,7 +174,7 @@ def test_a_first_build_succeeds_with_its_exported_values(codebuild: tuple[Any, S
 def test_the_data_keys_are_the_constructs_attributes(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported()))
-    answer = check_complete(as_framework_would(request("Create"), {"PhysicalResourceId": NEW}), client)
+    answer = check_complete(in_one_invocation(request("Create"), {"PhysicalResourceId": NEW}), client)
     assert tuple(answer["Data"]) == ATTRIBUTES
 
 
@@ -184,14 +183,14 @@ def test_an_update_with_new_code_builds_with_the_old_build_as_previous(
 ) -> None:
     client, stubber = codebuild
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(PCR0=OLD_PCR0)))  # of hash-1, no previous
-    expect_start(stubber, previous=OLD, source_hash="hash-2")
-    event = request("Update", OLD, old=props(), SourceHash="hash-2")
+    expect_start(stubber, previous=OLD, source_hash=H2)
+    event = request("Update", OLD, old=props(), SourceHash=H2)
     answer = handle_event(event, client)
     assert answer == {"PhysicalResourceId": NEW}
 
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(PCR0=OLD_PCR0)))
-    data = check_complete(as_framework_would(event, answer), client)["Data"]
+    data = check_complete(in_one_invocation(event, answer), client)["Data"]
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == (OLD_PCR0, f"{PCR0},{OLD_PCR0}")
 
 
@@ -202,16 +201,16 @@ OLDER, OLDER_PCR0 = f"{PROJECT}:55555555-8888-7777-6666-555555555555", "f" * 96
 
 
 def rollback(physical_id: str, **p: str) -> Any:
-    return request("Update", physical_id, old=props(SourceHash="hash-2"), **p)
+    return request("Update", physical_id, old=props(SourceHash=H2), **p)
 
 
 def expect_old(stubber: Stubber) -> None:
-    """OLD as is_complete reads it: its own values, hash-1, having replaced OLDER."""
+    """OLD as check_complete reads it: its own values, hash-1, having replaced OLDER."""
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0, EIF_VERSION="old-v")))
 
 
 def expect_older(stubber: Stubber) -> None:
-    expect_get(stubber, OLDER, build(OLDER, "SUCCEEDED", exported(PCR0=OLDER_PCR0, source="hash-0")))
+    expect_get(stubber, OLDER, build(OLDER, "SUCCEEDED", exported(PCR0=OLDER_PCR0, source=H0)))
 
 
 def test_a_rollback_after_the_forward_build_succeeded_accepts_both_during_the_return(
@@ -220,13 +219,13 @@ def test_a_rollback_after_the_forward_build_succeeded_accepts_both_during_the_re
     # The forward build NEW succeeded and a later resource (a host's canary) failed the update: NEW's hosts
     # that came up serve until the group has rolled back, after the key.
     client, stubber = codebuild
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
     event = rollback(NEW)
     answer = handle_event(event, client)  # no StartBuild queued: a build would fail the Stubber
-    assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: NEW}  # no Data: is_complete's alone
+    assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: NEW}  # no Data: check_complete's alone
     expect_old(stubber)
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))  # PCR0 from CodeBuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))  # PCR0 from CodeBuild
     data = attributes(client, event, answer)
     assert (data["Pcr0"], data["EifVersion"]) == (OLD_PCR0, "old-v")
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == (PCR0, f"{OLD_PCR0},{PCR0}")
@@ -238,20 +237,20 @@ def test_a_forward_revert_accepts_both_during_the_return(codebuild: tuple[Any, S
     client, stubber = codebuild
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
     expect_older(stubber)  # of hash-0: not returned to
-    expect_start(stubber, previous=OLD, source_hash="hash-2")
-    forward = request("Update", OLD, old=props(), SourceHash="hash-2")
+    expect_start(stubber, previous=OLD, source_hash=H2)
+    forward = request("Update", OLD, old=props(), SourceHash=H2)
     forward_answer = handle_event(forward, client)
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_old(stubber)
     assert attributes(client, forward, forward_answer)["AcceptedPcr0"] == f"{PCR0},{OLD_PCR0}"
 
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
-    revert = request("Update", NEW, old=props(SourceHash="hash-2"), SourceHash="hash-1")
+    revert = request("Update", NEW, old=props(SourceHash=H2), SourceHash=H1)
     answer = handle_event(revert, client)
     assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: NEW}
     expect_old(stubber)
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     data = attributes(client, revert, answer)
     assert (data["Pcr0"], data["AcceptedPcr0"]) == (OLD_PCR0, f"{OLD_PCR0},{PCR0}")
 
@@ -260,12 +259,12 @@ def test_a_forward_revert_accepts_both_during_the_return(codebuild: tuple[Any, S
 def test_a_rollback_after_the_forward_build_failed_accepts_the_old_and_its_previous(
     codebuild: tuple[Any, Stubber], exports: bool
 ) -> None:
-    # The physical id is the failed build's (the framework's FAILED answer carries it). Whether a failed
+    # The physical id is the failed build's (the handler's FAILED answer carries it). Whether a failed
     # build exports its variables is not documented: its environment (StartBuild's overrides) serves too.
     # No host ever ran the failed build: the key keeps what it accepted before the forward update.
     client, stubber = codebuild
-    variables = exported(OLD, source="hash-2") if exports else None
-    failed = build(FAILED, "FAILED", variables, environment=started_with(OLD, "hash-2"))
+    variables = exported(OLD, source=H2) if exports else None
+    failed = build(FAILED, "FAILED", variables, environment=started_with(OLD, H2))
     expect_get(stubber, FAILED, failed)
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
     event = rollback(FAILED)
@@ -291,7 +290,7 @@ def test_a_build_left_that_codebuild_forgot_gives_the_old_builds_own_previous(
 
 def test_retire_previous_drops_the_build_left_on_a_return(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
     event = rollback(NEW, RetirePrevious="true")
     answer = handle_event(event, client)
@@ -303,7 +302,7 @@ def test_retire_previous_drops_the_build_left_on_a_return(codebuild: tuple[Any, 
 def test_a_build_left_with_the_same_measurement_is_listed_once(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_old(stubber)
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2", PCR0=OLD_PCR0)))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2, PCR0=OLD_PCR0)))
     data = attributes(client, rollback(OLD), {"PhysicalResourceId": OLD, RETURNING_FROM: NEW})
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == ("", OLD_PCR0)
 
@@ -313,7 +312,7 @@ def test_a_build_left_of_another_project_is_refused(codebuild: tuple[Any, Stubbe
     expect_old(stubber)
     answer = {"PhysicalResourceId": OLD, RETURNING_FROM: "SomeOtherProject:" + NEW.split(":")[1]}
     with pytest.raises(BuildError, match="ReturningFrom 'SomeOtherProject:"):
-        check_complete(as_framework_would(rollback(OLD), answer), client)
+        check_complete(in_one_invocation(rollback(OLD), answer), client)
 
 
 def test_a_later_update_that_keeps_the_returned_build_recomputes_from_it_alone(
@@ -337,11 +336,11 @@ def test_new_code_after_a_return_builds_with_the_returned_build_as_previous(
     client, stubber = codebuild
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
     expect_older(stubber)
-    expect_start(stubber, previous=OLD, source_hash="hash-3")
-    event = request("Update", OLD, old=props(), SourceHash="hash-3")
+    expect_start(stubber, previous=OLD, source_hash=H3)
+    event = request("Update", OLD, old=props(), SourceHash=H3)
     answer = handle_event(event, client)
     assert answer == {"PhysicalResourceId": NEW}
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-3")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H3)))
     expect_old(stubber)
     assert attributes(client, event, answer)["AcceptedPcr0"] == f"{PCR0},{OLD_PCR0}"
 
@@ -356,10 +355,10 @@ def test_a_rollback_that_names_the_old_build_keeps_it(codebuild: tuple[Any, Stub
 def test_a_new_code_change_after_a_rollback_shape_still_builds(codebuild: tuple[Any, Stubber]) -> None:
     # NEW (hash-2) replaced OLD (hash-1); hash-3 is neither: build, with NEW as previous.
     client, stubber = codebuild
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
-    expect_start(stubber, previous=NEW, source_hash="hash-3")
-    event = request("Update", NEW, old=props(SourceHash="hash-2"), SourceHash="hash-3")
+    expect_start(stubber, previous=NEW, source_hash=H3)
+    event = request("Update", NEW, old=props(SourceHash=H2), SourceHash=H3)
     assert handle_event(event, client) == {"PhysicalResourceId": NEW}
 
 
@@ -368,7 +367,7 @@ def test_a_previous_build_of_the_source_that_did_not_succeed_is_not_returned_to(
     codebuild: tuple[Any, Stubber], status: str
 ) -> None:
     client, stubber = codebuild
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, status, exported(OLDER, PCR0=OLD_PCR0)))
     expect_start(stubber, previous=NEW)
     assert handle_event(rollback(NEW), client) == {"PhysicalResourceId": NEW}
@@ -376,7 +375,7 @@ def test_a_previous_build_of_the_source_that_did_not_succeed_is_not_returned_to(
 
 def test_a_first_build_rolled_forward_from_has_no_build_to_return_to(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
-    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(NO_PREVIOUS, source="hash-2")))
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(NO_PREVIOUS, source=H2)))
     expect_start(stubber, previous=NEW)
     assert handle_event(rollback(NEW), client) == {"PhysicalResourceId": NEW}
 
@@ -384,7 +383,7 @@ def test_a_first_build_rolled_forward_from_has_no_build_to_return_to(codebuild: 
 def test_retire_previous_drops_the_previous_measurement(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))  # no lookup of OLD
-    event = request("Update", NEW, old=props(SourceHash="hash-0"), RetirePrevious="true")
+    event = request("Update", NEW, old=props(SourceHash=H0), RetirePrevious="true")
     data = check_complete(event, client)["Data"]
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == ("", PCR0)
 
@@ -397,7 +396,7 @@ def test_an_update_without_code_change_builds_nothing_and_recomputes(codebuild: 
     answer = handle_event(event, client)
     assert answer == {"PhysicalResourceId": NEW}
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
-    assert check_complete(as_framework_would(event, answer), client)["Data"]["AcceptedPcr0"] == PCR0
+    assert check_complete(in_one_invocation(event, answer), client)["Data"]["AcceptedPcr0"] == PCR0
 
 
 def test_an_update_without_code_change_keeps_the_previous_it_had(codebuild: tuple[Any, Stubber]) -> None:
@@ -407,7 +406,7 @@ def test_an_update_without_code_change_keeps_the_previous_it_had(codebuild: tupl
     answer = handle_event(event, client)
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(PCR0=OLD_PCR0)))
-    data = check_complete(as_framework_would(event, answer), client)["Data"]
+    data = check_complete(in_one_invocation(event, answer), client)["Data"]
     assert data["AcceptedPcr0"] == f"{PCR0},{OLD_PCR0}"
 
 
@@ -415,7 +414,7 @@ def test_a_previous_build_with_the_same_measurement_is_listed_once(codebuild: tu
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported()))  # a reproducible rebuild: same PCR0
-    data = check_complete(request("Update", NEW, old=props(SourceHash="hash-0")), client)["Data"]
+    data = check_complete(request("Update", NEW, old=props(SourceHash=H0)), client)["Data"]
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == ("", PCR0)
 
 
@@ -426,7 +425,7 @@ def test_a_previous_build_gone_or_failed_gives_no_previous(
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(previous=OLD)))
     expect_get(stubber, OLD, *previous)
-    data = check_complete(request("Update", NEW, old=props(SourceHash="hash-0")), client)["Data"]
+    data = check_complete(request("Update", NEW, old=props(SourceHash=H0)), client)["Data"]
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == ("", PCR0)
 
 
@@ -434,9 +433,9 @@ def test_an_update_over_a_physical_id_that_is_no_build_has_no_previous(
     codebuild: tuple[Any, Stubber],
 ) -> None:
     client, stubber = codebuild
-    expect_start(stubber, source_hash="hash-2")
-    event = request("Update", "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED", old=props())
-    event["ResourceProperties"]["SourceHash"] = "hash-2"
+    expect_start(stubber, source_hash=H2)
+    event = request("Update", "CREATE_FAILED", old=props())
+    event["ResourceProperties"]["SourceHash"] = H2
     assert handle_event(event, client) == {"PhysicalResourceId": NEW}
 
 
@@ -516,8 +515,8 @@ def test_a_build_deleted_while_running_is_stopped(codebuild: tuple[Any, Stubber]
     expect_get(stubber, NEW, build(NEW, "IN_PROGRESS"))
     stubber.add_response("stop_build", {"build": {"id": NEW, "buildStatus": "STOPPED"}}, {"id": NEW})
     answer = handle_event(request("Delete", NEW), client)
-    assert answer == {"PhysicalResourceId": NEW}  # the framework refuses a changed id on Delete
-    assert check_complete(as_framework_would(request("Delete", NEW), answer), client) == {"IsComplete": True}
+    assert answer == {"PhysicalResourceId": NEW}  # CloudFormation keeps the id on Delete
+    assert check_complete(in_one_invocation(request("Delete", NEW), answer), client) == {"IsComplete": True}
 
 
 def test_deleting_a_finished_build_calls_nothing_but_its_status(codebuild: tuple[Any, Stubber]) -> None:
@@ -529,7 +528,7 @@ def test_deleting_a_finished_build_calls_nothing_but_its_status(codebuild: tuple
 def test_deleting_what_is_no_build_of_the_project_calls_nothing(codebuild: tuple[Any, Stubber]) -> None:
     client, _ = codebuild
     for physical_id in (
-        "AWSCDK::CustomResourceProviderFramework::CREATE_FAILED",
+        "CREATE_FAILED",
         "other:" + NEW.split(":")[1],
     ):
         assert handle_event(request("Delete", physical_id), client) == {"PhysicalResourceId": physical_id}
@@ -564,6 +563,18 @@ def test_enclave_pcr0_is_compared_without_regard_to_case(codebuild: tuple[Any, S
         ("EIF_VERSION", "v1 with spaces"),
         ("NITRO_CLI_VERSION", "Nitro CLI 1.4.2"),
         ("NITRO_CLI_VERSION", "1.4"),
+        # What a forged answer would carry into demo.env and the user data: each refused by its own name.
+        ("PCR0", "a" * 96 + "\n"),
+        ("EIF_KEY", "eif/" + "e" * 64 + ".eif\nEND_OF_DEMO_ENV"),
+        ("EIF_VERSION", "v1$(touch /tmp/pwned)"),
+        ("EIF_VERSION", "v1'x"),
+        ("EIF_VERSION", 'v1"x'),
+        ("EIF_VERSION", "v" * 1025),
+        ("NITRO_CLI_VERSION", "1.4.2;reboot"),
+        ("SOURCE_HASH", "hash-1"),
+        ("SOURCE_HASH", "1" * 63),
+        ("PREVIOUS_BUILD_ID", f"{PROJECT}:not-a-uuid"),
+        ("PREVIOUS_BUILD_ID", ""),
     ],
 )
 def test_malformed_exported_variables_are_refused_by_name(
@@ -584,7 +595,7 @@ def test_a_build_that_recorded_no_nitro_cli_version_says_unknown(codebuild: tupl
     assert check_complete(request("Create", NEW), client)["Data"]["NitroCliVersion"] == "unknown"
 
 
-@pytest.mark.parametrize("name", ["PCR0", "EIF_KEY", "EIF_VERSION"])
+@pytest.mark.parametrize("name", ["PCR0", "EIF_KEY", "EIF_VERSION", "SOURCE_HASH"])
 def test_a_missing_exported_variable_is_refused_by_name(codebuild: tuple[Any, Stubber], name: str) -> None:
     client, stubber = codebuild
     variables = exported()
@@ -614,4 +625,44 @@ def test_a_long_malformed_value_is_shortened_in_the_message(codebuild: tuple[Any
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(PCR0="z" * 5000)))
     with pytest.raises(BuildError) as failure:
         check_complete(request("Create", NEW), client)
-    assert len(str(failure.value)) < enclave_build.MAX_SHOWN_CHARS + 200
+    assert len(str(failure.value)) < messages.MAX_SHOWN_CHARS + 200
+
+
+def test_a_start_build_answer_that_is_no_build_id_of_the_project_is_refused(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    client, stubber = codebuild
+    stubber.add_response("start_build", {"build": {"id": "SomeOtherProject:" + NEW.split(":")[1]}})
+    with pytest.raises(BuildError, match="StartBuild answered 'SomeOtherProject:"):
+        handle_event(request("Create"), client)
+
+
+def test_a_concurrent_build_quota_refusal_names_the_quota_and_how_to_raise_it(
+    codebuild: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new account may have a quota of 0 (awslabs/landing-zone-accelerator-on-aws#1013).
+    client, stubber = codebuild
+    monkeypatch.setenv(messages.QUOTA_NAME_ENV, "Concurrently running builds for Linux/Medium environment")
+    stubber.add_client_error(
+        "start_build",
+        service_error_code="AccountLimitExceededException",
+        service_message="Cannot have more than 0 builds in queue for the account",
+        http_status_code=400,
+    )
+    with pytest.raises(BuildError) as failure:
+        handle_event(request("Create"), client)
+    message = str(failure.value)
+    assert f"CodeBuild refused to start a build of {PROJECT}" in message
+    assert "Cannot have more than 0 builds in queue for the account" in message
+    assert "'Concurrently running builds for Linux/Medium environment'" in message
+    assert "Service Quotas console" in message
+    assert "aws service-quotas request-service-quota-increase --service-code codebuild" in message
+
+
+def test_another_start_build_refusal_is_not_called_a_quota(codebuild: tuple[Any, Stubber]) -> None:
+    client, stubber = codebuild
+    stubber.add_client_error(
+        "start_build", service_error_code="ResourceNotFoundException", http_status_code=400
+    )
+    with pytest.raises(botocore.exceptions.ClientError, match="ResourceNotFoundException"):
+        handle_event(request("Create"), client)

@@ -18,14 +18,18 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
-from infra.build.handler import enclave_build
+from infra.build.handler import custom_resource, messages
 from infra.constants import CODE_ASSET_FILES, REPO_ROOT
 from infra.constructs.code_asset import code_asset
 from infra.constructs.enclave_image import (
+    BUILD_TIMEOUT,
     BUILDSPEC,
-    QUERY_INTERVAL,
+    HANDLER,
+    HANDLER_DIR,
+    HANDLER_TIMEOUT,
+    QUEUED_TIMEOUT,
     RESOURCE_TYPE,
-    TOTAL_TIMEOUT,
+    SERVICE_TIMEOUT_S,
     EnclaveImage,
 )
 from infra.constructs.enclave_image_nag import acknowledgments
@@ -154,7 +158,7 @@ def test_the_project_builds_privileged_on_the_al2023_standard_image(template: Js
     assert environment["Image"] == "aws/codebuild/amazonlinux-x86_64-standard:5.0"
     assert environment["Type"] == "LINUX_CONTAINER"
     assert environment["PrivilegedMode"] is True
-    assert project["Properties"]["TimeoutInMinutes"] == 30
+    assert environment["ComputeType"] == "BUILD_GENERAL1_MEDIUM"  # the quota the handler names
     assert project["Properties"]["Artifacts"] == {"Type": "NO_ARTIFACTS"}
 
 
@@ -256,35 +260,74 @@ def test_the_attributes_are_the_custom_resources(template: Json) -> None:
     assert template["Attributes"] == {k: {"Fn::GetAtt": [build_id, v]} for k, v in names.items()}
 
 
-def test_the_handlers_are_python_with_the_least_codebuild_access(template: Json) -> None:
+def _handler(template: Json) -> tuple[str, Json]:
     functions = resources(template, "AWS::Lambda::Function")
-    ours = {
-        k: f for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("enclave_build.")
-    }
-    assert {f["Properties"]["Handler"] for f in ours.values()} == {
-        "enclave_build.on_event",
-        "enclave_build.is_complete",
-    }
-    for function in ours.values():
-        assert function["Properties"]["Runtime"] == "python3.14"
-        assert callable(getattr(enclave_build, function["Properties"]["Handler"].split(".")[1]))
-        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
-        codebuild = {
-            a for s in role_statements(template, role) for a in s.actions if a.startswith("codebuild:")
-        }
-        if function["Properties"]["Handler"].endswith("on_event"):
-            assert codebuild == {"codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"}
-        else:
-            assert codebuild == {"codebuild:BatchGetBuilds"}
+    ours = {k: f for k, f in functions.items() if f["Properties"].get("Handler") == HANDLER}
+    assert len(ours) == 1, ours
+    return next(iter(ours.items()))
 
 
-def test_the_waiter_polls_every_30_s_for_at_most_50_minutes(template: Json) -> None:
-    _, machine = only(template, "AWS::StepFunctions::StateMachine")
-    definition = json.dumps(machine["Properties"]["DefinitionString"])
-    interval, total = QUERY_INTERVAL.to_seconds(), TOTAL_TIMEOUT.to_seconds()
-    assert (interval, total) == (30, 3000)
-    assert f'\\"IntervalSeconds\\":{interval}' in definition
-    assert f'\\"MaxAttempts\\":{total // interval}' in definition
+def test_the_custom_resource_is_served_by_one_python_function_with_the_least_codebuild_access(
+    template: Json,
+) -> None:
+    function_id, function = _handler(template)
+    _, resource = only(template, RESOURCE_TYPE)
+    assert resource["Properties"]["ServiceToken"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert function["Properties"]["Runtime"] == "python3.14"
+    module, _, name = HANDLER.rpartition(".")
+    assert module == "handler.custom_resource"
+    assert callable(getattr(custom_resource, name))
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    codebuild = {a for s in role_statements(template, role) for a in s.actions if a.startswith("codebuild:")}
+    assert codebuild == {"codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"}
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables == {messages.QUOTA_NAME_ENV: "Concurrently running builds for Linux/Medium environment"}
+
+
+def test_the_response_url_has_no_path_to_a_readable_place(template: Json) -> None:
+    # The request (with its presigned ResponseURL) goes to the function and nowhere else: no state machine
+    # or other function that could be handed it, no dead-letter queue, no destination, no retried
+    # invocation, no tracing; the function's environment is fixed in the template (no request values).
+    for kind in ("AWS::StepFunctions::StateMachine", "AWS::Lambda::EventSourceMapping", "AWS::SNS::Topic"):
+        assert not resources(template, kind), kind
+    function_id, function = _handler(template)
+    assert {"DeadLetterConfig", "TracingConfig"}.isdisjoint(function["Properties"])
+    (config,) = resources(template, "AWS::Lambda::EventInvokeConfig").values()
+    assert config["Properties"]["FunctionName"] == {"Ref": function_id}
+    assert config["Properties"]["MaximumRetryAttempts"] == 0
+    assert "DestinationConfig" not in config["Properties"]
+    tokens = {json.dumps(r["Properties"].get("ServiceToken")) for r in template["Resources"].values()}
+    assert json.dumps({"Fn::GetAtt": [function_id, "Arn"]}) in tokens
+    _, resource = only(template, RESOURCE_TYPE)
+    assert int(resource["Properties"]["ServiceTimeout"]) == SERVICE_TIMEOUT_S
+
+
+def test_the_key_policys_pin_is_fed_only_by_the_handlers_answer(template: Json) -> None:
+    # Every use of the build's attributes is a Fn::GetAtt of the custom resource, whose only answer is the
+    # function's (test above); nothing else in the template names AcceptedPcr0.
+    build_id = logical_id(template, RESOURCE_TYPE)
+    text = json.dumps(template["Resources"])
+    assert text.count("AcceptedPcr0") == text.count(f'["{build_id}", "AcceptedPcr0"]')
+
+
+def test_the_handler_outlasts_the_build_and_cloudformation_outlasts_the_handler(template: Json) -> None:
+    _, function = _handler(template)
+    assert function["Properties"]["Timeout"] == HANDLER_TIMEOUT.to_seconds() == 900
+    _, project = only(template, "AWS::CodeBuild::Project")
+    assert project["Properties"]["TimeoutInMinutes"] == BUILD_TIMEOUT.to_minutes() == 12
+    assert project["Properties"]["QueuedTimeoutInMinutes"] == QUEUED_TIMEOUT.to_minutes() == 5
+    margin = HANDLER_TIMEOUT.to_seconds() - custom_resource.STOP_MARGIN_S - custom_resource.POLL_INTERVAL_S
+    assert BUILD_TIMEOUT.to_seconds() < margin
+    assert HANDLER_TIMEOUT.to_seconds() < SERVICE_TIMEOUT_S <= 3600
+
+
+def test_the_handlers_asset_is_the_handler_package_alone(built: Built) -> None:
+    _, function = _handler(built.template)
+    key = built.resolve(function["Properties"]["Code"]["S3Key"])
+    manifest = json.loads((built.outdir / "ImageTest.assets.json").read_text())
+    directory = built.outdir / manifest["files"][key.removesuffix(".zip")]["source"]["path"]
+    files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+    assert files == sorted(f"handler/{p.name}" for p in HANDLER_DIR.glob("*.py"))
 
 
 def test_a_host_role_may_read_only_the_built_eif(template: Json) -> None:
@@ -302,9 +345,9 @@ def test_a_host_role_may_read_only_the_built_eif(template: Json) -> None:
 
 
 def test_cfn_lint_passes_but_for_cdks_own_redundant_depends_on(built: Built) -> None:
-    # W3005: CDK gives each Lambda function (ours, the Provider framework's, the S3 auto-delete provider's)
-    # and the waiter state machine a DependsOn on the role it already references with GetAtt. Harmless
-    # and not ours to change in CDK's constructs; every other check applies.
+    # W3005: CDK gives each Lambda function (ours and the S3 auto-delete provider's) a DependsOn on the
+    # role it already references with GetAtt. Harmless and not ours to change in CDK's constructs;
+    # every other check applies.
     template_path = built.outdir / "ImageTest.template.json"
     result = subprocess.run(
         [str(CFN_LINT), "--ignore-checks", "W3005", "--", str(template_path)],
@@ -322,8 +365,7 @@ def test_cdk_nag_finds_nothing_unacknowledged(built: Built) -> None:
 
 
 def test_every_acknowledgment_gives_a_specific_reason() -> None:
-    functions = {n: n for n in ("OnEvent", "IsComplete", "FrameworkIsComplete", "FrameworkOnTimeout")}
-    for acknowledgment in acknowledgments("Bucket", functions):
+    for acknowledgment in acknowledgments("Bucket"):
         assert len(acknowledgment.reason) > 60, acknowledgment.id
 
 

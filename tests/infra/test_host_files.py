@@ -15,6 +15,7 @@ from app.shared import deployment
 from infra.constants import HOST_FILES_DIR
 from tests.infra.cfn import Json, card_key, evaluate, only
 from tests.infra.conftest import PCR0_GIVEN, Synth
+from tests.infra.demo_env import systemd_reads_literally
 
 CONTRACT_ENV = {
     "AWS_REGION",
@@ -56,13 +57,16 @@ def user_data_parts(template: Json) -> dict[str, str]:
 
 
 def env_file(template: Json, tmp_path: Path) -> dict[str, str]:
-    """Source the rendered demo.env with bash, as users do, and return what it exports."""
-    path = tmp_path / "demo.env"
-    path.write_text(user_data_parts(template)["DemoEnv"])
-    script = f'set -a; . "{path}"; set +a; env -0'
-    out = subprocess.run(["/bin/bash", "-c", script], capture_output=True, check=True, env={}).stdout
-    pairs = (item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
-    return dict(pairs)
+    """The rendered demo.env as systemd's EnvironmentFile= reads it (never sourced: it is data): KEY=VALUE
+    per line, comments skipped, every value one systemd reads literally (tests/infra/demo_env.py)."""
+    pairs = {}
+    for line in user_data_parts(template)["DemoEnv"].splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        assert systemd_reads_literally(value), line
+        pairs[key] = value
+    return pairs
 
 
 def shellcheck(path: Path) -> None:

@@ -37,7 +37,7 @@ def admitted(template: Json) -> str:
 def test_every_log_group_is_encrypted_with_the_log_key_not_the_card_key(template: Json) -> None:
     key_id, _ = log_key(template)
     groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(groups) >= 6  # flow logs, the hosts', the build's and the build handlers'
+    assert len(groups) >= 4  # flow logs, the hosts', the build's and the build resource's function
     for logical_id, group in groups.items():
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}, logical_id
 

@@ -14,6 +14,7 @@ import pytest
 
 from infra.constants import HOST_FILES_DIR, NITRO_DEMO, REPO_ROOT
 from tests.infra.cfn import Json, resources
+from tests.infra.demo_env import VALID, render
 
 NOBODY = 65534
 
@@ -26,7 +27,7 @@ def _nitro_demo(
     script: Path = HOST_FILES_DIR / "nitro-demo.sh",
 ) -> subprocess.CompletedProcess[str]:
     env_path = tmp_path / "demo.env"
-    env_path.write_text("AWS_REGION=us-east-1\n")
+    env_path.write_text(render(VALID))
     if python is None:
         stub = tmp_path / "python"
         stub.write_text('#!/bin/sh\necho "python $*"\n')
@@ -41,6 +42,7 @@ def _nitro_demo(
             "PATH": "/usr/bin:/bin",
             "NITRO_ENCLAVE_DEMO_ENV_FILE": str(env_path),
             "NITRO_ENCLAVE_DEMO_PYTHON": python,
+            "NITRO_ENCLAVE_DEMO_HOST_DIR": str(HOST_FILES_DIR),
         },
     )
 
@@ -106,10 +108,11 @@ def _run_status_document(template: Json, tmp_path: Path, python: str) -> subproc
     """aws:runShellScript writes runCommand into one script and runs it; nitro-demo is the real script
     running the real `python -m app.ops` here, on a machine without Nitro (so doctor finds failures)."""
     env_path = tmp_path / "demo.env"
-    env_path.write_text("AWS_REGION=us-east-1\nENCLAVE_URL=tcp://127.0.0.1:9\n")  # refused at once
+    env_path.write_text(render(VALID))  # no enclave here, and AWS at a refused loopback port: failures
     wrapper = tmp_path / "nitro-demo"
     wrapper.write_text(
         f"#!/bin/sh\nNITRO_ENCLAVE_DEMO_ENV_FILE={env_path} NITRO_ENCLAVE_DEMO_PYTHON={python} "
+        f"NITRO_ENCLAVE_DEMO_HOST_DIR={HOST_FILES_DIR} AWS_ENDPOINT_URL=http://127.0.0.1:9 "
         f'exec /bin/bash {HOST_FILES_DIR / "nitro-demo.sh"} "$@"\n'
     )
     wrapper.chmod(0o755)

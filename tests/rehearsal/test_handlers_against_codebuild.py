@@ -1,5 +1,5 @@
-"""The stack's own custom-resource handlers (infra/build/handler/) through the Provider replay against the
-CodeBuild stand-in's API: the shapes the stand-in answers are the ones the handlers read. The build
+"""The stack's own custom-resource function (infra/build/handler/) through the custom resource replay against
+the CodeBuild stand-in's API: the shapes the stand-in answers are the ones the handlers read. The build
 container is not started here (the rehearsal runs it): each build's outcome is set where the agent's
 result would come in, so a success, a failed BUILD phase and an update's PREVIOUS_BUILD_ID are checked
 without systemd-nspawn."""
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.build.handler import enclave_build
+from infra.build.handler import custom_resource
 from rehearsal import codebuild, codebuild_exec
-from rehearsal.provider import CustomResourceFailed, Provider, UserFunction
+from rehearsal.provider import Context, CustomResource, CustomResourceFailed, Function, ResponseEndpoint
 
 PROJECT = "NitroEnclaveDemo-Project-REHEARSAL"
+H1, H2 = "1" * 64, "2" * 64  # code asset hashes
 RESOURCE = {"Type": "Custom::EnclaveImageBuild"}
 Outcome = Callable[[codebuild_exec.BuildExecution], None]
 
@@ -49,6 +50,8 @@ def failed_in_build(build: codebuild_exec.BuildExecution) -> None:
 
 @pytest.fixture
 def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Outcome]]:
+    monkeypatch.setattr(custom_resource, "POLL_INTERVAL_S", 0.05)
+    monkeypatch.setattr(custom_resource, "STOP_MARGIN_S", 0.0)
     project = {"name": PROJECT, "arn": f"arn:aws:codebuild:us-east-1:123456789012:project/{PROJECT}",
                "source": {"type": "S3", "location": "b/k.zip"}, "environmentVariables": []}  # fmt: skip
     config = {"region": "us-east-1", "account": "123456789012", "projects": {PROJECT: project},
@@ -68,18 +71,16 @@ def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[O
                         "AWS_ACCESS_KEY_ID": "LOCALPROVIDERROLE001", "AWS_SECRET_ACCESS_KEY": "x",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    yield outcomes
+    with RESPONSES.serving():
+        yield outcomes
     server.shutdown()
 
 
-def provider() -> Provider:
-    return Provider(
-        UserFunction("OnEvent", enclave_build.on_event, {}),
-        UserFunction("IsComplete", enclave_build.is_complete, {}),
-        "stack-id",
-        query_interval_s=0.05,
-        total_timeout_s=10.0,
-    )
+RESPONSES = ResponseEndpoint()
+
+
+def provider() -> CustomResource:
+    return CustomResource(Function("Handler", custom_resource.handler, {}, 10.0), RESPONSES, "stack-id")
 
 
 def properties(source_hash: str) -> dict[str, str]:
@@ -90,13 +91,13 @@ def properties(source_hash: str) -> dict[str, str]:
 
 def test_create_then_a_code_update_carries_the_previous_pcr0(endpoint: list[Outcome]) -> None:
     endpoint += [succeeded("a" * 96), succeeded("b" * 96)]
-    created = provider().request("Create", "Build", RESOURCE, ResourceProperties=properties("h1"))
+    created = provider().request("Create", "Build", RESOURCE, ResourceProperties=properties(H1))
     assert created.physical_id.startswith(f"{PROJECT}:")
     assert created.data["Pcr0"] == "a" * 96
     assert created.data["AcceptedPcr0"] == "a" * 96
     updated = provider().request(
-        "Update", "Build", RESOURCE, ResourceProperties=properties("h2"),
-        OldResourceProperties=properties("h1"), PhysicalResourceId=created.physical_id,
+        "Update", "Build", RESOURCE, ResourceProperties=properties(H2),
+        OldResourceProperties=properties(H1), PhysicalResourceId=created.physical_id,
     )  # fmt: skip
     assert updated.physical_id != created.physical_id
     assert updated.data["PreviousPcr0"] == "a" * 96
@@ -108,8 +109,26 @@ def test_a_failed_build_fails_with_its_phase_codebuilds_message_and_the_log_link
 ) -> None:
     endpoint.append(failed_in_build)
     with pytest.raises(CustomResourceFailed) as failed:
-        provider().request("Create", "Build", RESOURCE, ResourceProperties=properties("h1"))
+        provider().request("Create", "Build", RESOURCE, ResourceProperties=properties(H1))
     reason = str(failed.value)
     assert "in phase BUILD (FAILED): COMMAND_EXECUTION_ERROR" in reason
     assert "exit status 1" in reason
     assert f"#logEvent:group=/aws/codebuild/{PROJECT};stream=" in reason
+
+
+def test_the_same_create_delivered_twice_starts_one_build_and_both_answers_name_it(
+    endpoint: list[Outcome],
+) -> None:
+    # CloudFormation may deliver a request more than once: StartBuild's idempotencyToken (the RequestId)
+    # gives the second delivery the first one's build, which the stand-in keeps as CodeBuild does.
+    endpoint.append(succeeded("a" * 96))  # one outcome only: a second build would find none and fail
+    event = {"RequestType": "Create", "RequestId": "request-1", "StackId": "stack-id",
+             "LogicalResourceId": "Build", "ResourceType": RESOURCE["Type"],
+             "ResourceProperties": properties(H1)}  # fmt: skip
+    answers = []
+    for _ in range(2):
+        custom_resource.handler({**event, "ResponseURL": RESPONSES.url("request-1")}, Context(10.0))
+        answers.append(json.loads(RESPONSES.taken("request-1")[-1].body))
+    assert [a["Status"] for a in answers] == ["SUCCESS", "SUCCESS"]
+    assert answers[0]["PhysicalResourceId"] == answers[1]["PhysicalResourceId"]
+    assert answers[0]["Data"] == answers[1]["Data"]

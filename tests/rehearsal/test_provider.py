@@ -1,73 +1,135 @@
-"""The Provider framework replay: the rules of aws-cdk-lib's custom_resources README ("Provider
-Framework"), with toy handlers in place of the stack's."""
+"""The custom resource replay (rehearsal/provider.py): the request goes to the function, the answer is what
+it PUTs to the stand-in ResponseURL, checked against the CloudFormation User Guide's "Custom resource
+response objects"; toy functions in place of the stack's."""
 
 from __future__ import annotations
 
+import json
+import logging
+import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from rehearsal.provider import CustomResourceFailed, Provider, UserFunction
+from rehearsal.provider import CustomResource, CustomResourceFailed, Function, ResponseEndpoint
 
 RESOURCE = {"Type": "Custom::EnclaveImageBuild"}
 
 
-def function(handler: Any) -> UserFunction:
-    return UserFunction("Fn", handler, {})
+@pytest.fixture
+def endpoint() -> Iterator[ResponseEndpoint]:
+    with ResponseEndpoint().serving() as serving:
+        yield serving
 
 
-def provider(on_event: Any, is_complete: Any = None) -> Provider:
-    return Provider(function(on_event), function(is_complete) if is_complete else None, "stack-id", 0.0, 5.0)
+def put(event: dict[str, Any], body: bytes, content_type: str = "") -> None:
+    request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT")  # noqa: S310
+    request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - the local stand-in
+        pass
 
 
-def test_create_defaults_the_physical_id_to_the_request_id_and_merges_is_completes_data() -> None:
+def answer(event: dict[str, Any], **fields: Any) -> bytes:
+    base = {k: event[k] for k in ("StackId", "RequestId", "LogicalResourceId")}
+    return json.dumps({"Status": "SUCCESS", "PhysicalResourceId": "b1", **base, **fields}).encode()
+
+
+def resource(endpoint: ResponseEndpoint, handler: Any) -> CustomResource:
+    return CustomResource(Function("Fn", handler, {}, 5.0), endpoint, "stack-id")
+
+
+def create(endpoint: ResponseEndpoint, handler: Any) -> Any:
+    return resource(endpoint, handler).request("Create", "Build", RESOURCE, ResourceProperties={"A": "1"})
+
+
+def test_the_function_gets_the_request_and_its_put_is_the_answer(endpoint: ResponseEndpoint) -> None:
     seen: list[dict[str, Any]] = []
 
-    def is_complete(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+    def handler(event: dict[str, Any], context: Any) -> None:
         seen.append(event)
-        return {"IsComplete": len(seen) == 3, "Data": {"Pcr0": "ab"} if len(seen) == 3 else {}}
+        assert 0 < context.get_remaining_time_in_millis() <= 5000
+        put(event, answer(event, Data={"Pcr0": "ab"}))
 
-    response = provider(lambda e, _c: {"Data": {"Started": "yes"}, "BuildId": "b1"}, is_complete).request(
-        "Create", "Build", RESOURCE, ResourceProperties={"SourceHash": "h"}
-    )
-    assert response.physical_id == seen[0]["RequestId"]
-    assert dict(response.data) == {"Started": "yes", "Pcr0": "ab"}
-    assert seen[0]["BuildId"] == "b1"  # on-event's other fields reach is-complete
-    assert seen[0]["ResourceProperties"] == {"SourceHash": "h"}
-
-
-def test_data_before_completion_is_refused() -> None:
-    with pytest.raises(CustomResourceFailed, match='"Data" is not allowed'):
-        provider(lambda e, _c: {}, lambda e, _c: {"IsComplete": False, "Data": {"A": "1"}}).request(
-            "Create", "Build", RESOURCE, ResourceProperties={}
-        )
+    response = create(endpoint, handler)
+    assert (response.physical_id, dict(response.data)) == ("b1", {"Pcr0": "ab"})
+    (event,) = seen
+    assert set(event) >= {"RequestType", "RequestId", "ResponseURL", "StackId", "LogicalResourceId"}
+    assert event["ResourceProperties"] == {"A": "1"}
 
 
-def test_a_delete_may_not_change_the_physical_id() -> None:
+def test_a_failed_answer_is_its_reason(endpoint: ResponseEndpoint) -> None:
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        put(event, answer(event, Status="FAILED", Reason="build b2 FAILED in BUILD"))
+
+    with pytest.raises(CustomResourceFailed, match=r"^build b2 FAILED in BUILD$"):
+        create(endpoint, handler)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"Status": "FAILED"}, "without a Reason"),
+        ({"Status": "DONE"}, "neither SUCCESS nor FAILED"),
+        ({"RequestId": "other"}, "RequestId is not the request's"),
+        ({"PhysicalResourceId": ""}, "PhysicalResourceId must be"),
+        ({"PhysicalResourceId": "p" * 1025}, "PhysicalResourceId must be"),
+        ({"Data": {"A": 1}}, "Data must be an object of strings"),
+        ({"NoEcho": "no"}, "NoEcho must be a boolean"),
+        ({"Extra": "x"}, "fields CloudFormation does not define"),
+        ({"Reason": "r" * 5000}, "over 4096"),
+    ],
+)
+def test_a_malformed_answer_is_refused(
+    endpoint: ResponseEndpoint, fields: dict[str, Any], message: str
+) -> None:
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        put(event, answer(event, **fields))
+
+    with pytest.raises(CustomResourceFailed, match=message):
+        create(endpoint, handler)
+
+
+def test_a_content_type_the_url_is_not_signed_for_is_refused(endpoint: ResponseEndpoint) -> None:
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        put(event, answer(event), content_type="application/json")
+
+    with pytest.raises(CustomResourceFailed, match="Content-Type"):
+        create(endpoint, handler)
+
+
+@pytest.mark.parametrize("times", [0, 2])
+def test_exactly_one_answer_is_expected(endpoint: ResponseEndpoint, times: int) -> None:
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        for _ in range(times):
+            put(event, answer(event))
+
+    with pytest.raises(CustomResourceFailed, match=f"answered {times} times"):
+        create(endpoint, handler)
+
+
+def test_a_function_that_logs_the_response_url_is_refused(endpoint: ResponseEndpoint) -> None:
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        logging.getLogger("toy").info("event: %s", event)
+        put(event, answer(event))
+
+    with pytest.raises(CustomResourceFailed, match="logged the request's ResponseURL"):
+        create(endpoint, handler)
+
+
+def test_a_delete_may_not_change_the_physical_id(endpoint: ResponseEndpoint) -> None:
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        put(event, answer(event, PhysicalResourceId="other"))
+
     with pytest.raises(CustomResourceFailed, match="cannot change the physical resource ID"):
-        provider(lambda e, _c: {"PhysicalResourceId": "other"}).request(
+        resource(endpoint, handler).request(
             "Delete", "Build", RESOURCE, ResourceProperties={}, PhysicalResourceId="b1"
         )
 
 
-def test_an_update_keeps_the_physical_id_unless_the_handler_returns_another() -> None:
-    same = provider(lambda e, _c: {}).request(
-        "Update", "Build", RESOURCE, ResourceProperties={}, OldResourceProperties={}, PhysicalResourceId="b1"
-    )
-    assert same.physical_id == "b1"
+def test_an_exception_without_an_answer_fails_by_name(endpoint: ResponseEndpoint) -> None:
+    def handler(_event: dict[str, Any], _context: Any) -> None:
+        raise RuntimeError("boom")
 
-
-def test_a_handlers_exception_is_the_failed_responses_reason() -> None:
-    def on_event(_event: dict[str, Any], _context: Any) -> dict[str, Any]:
-        raise RuntimeError("build b2 FAILED in BUILD: exit status 1; log: https://console.example/log")
-
-    with pytest.raises(CustomResourceFailed, match="build b2 FAILED in BUILD"):
-        provider(on_event).request("Create", "Build", RESOURCE, ResourceProperties={})
-
-
-def test_waiting_past_the_total_timeout_fails_as_the_framework_does() -> None:
-    slow = Provider(
-        function(lambda e, _c: {}), function(lambda e, _c: {"IsComplete": False}), "s", 0.01, 0.05
-    )
-    with pytest.raises(CustomResourceFailed, match="Operation timed out"):
-        slow.request("Create", "Build", RESOURCE, ResourceProperties={})
+    with pytest.raises(CustomResourceFailed, match="raised RuntimeError without answering: boom"):
+        create(endpoint, handler)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from infra.constants import REPO_ROOT
 from rehearsal import blockers, figures
 from rehearsal.cfn import Resolver, UnresolvedReference
 from rehearsal.imds import Metadata
@@ -54,6 +55,20 @@ def test_reverting_blocker_1_puts_the_blank_line_back() -> None:
 
 def test_blocker_2_is_retired_no_host_builds_an_image() -> None:
     assert "nitro-cli-home" not in blockers.NAMES
+
+
+def test_host_config_sourced_forges_the_eif_version_and_sources_demo_env_again() -> None:
+    user_data = "cat >demo.env <<'END'\nEIF_VERSION=3HL4kq.x\nEXPECTED_PCR0=ab\nEND\n"
+    forged = blockers.revert_user_data("host-config-sourced", user_data)
+    assert f"\nEIF_VERSION=v1$(touch {blockers.FORGED_MARKER})\nEXPECTED_PCR0=ab\n" in forged
+    bootstrap = (REPO_ROOT / blockers.BOOTSTRAP).read_bytes()
+    reverted = blockers.asset_patch("host-config-sourced")(blockers.BOOTSTRAP, bootstrap).decode()
+    assert 'set -a\n. "$CONF_DIR/demo.env"\nset +a\n' in reverted
+    assert "demo_env_read" not in reverted
+    # The fixed form's check forges the same value and reverts nothing.
+    assert blockers.revert_user_data(blockers.FORGED, user_data) == forged
+    assert blockers.asset_patch(blockers.FORGED)(blockers.BOOTSTRAP, bootstrap) == bootstrap
+    assert blockers.FORGED not in blockers.NAMES
 
 
 def test_a_reversion_with_nothing_to_revert_is_an_error() -> None:

@@ -1,14 +1,10 @@
-"""The EnclaveImageBuild custom resource's handlers (CDK Provider framework, Python Lambda; stdlib + boto3).
+"""Which CodeBuild build a Custom::EnclaveImageBuild request stands on, and the attributes from it.
 
-`on_event` starts one CodeBuild build per code change (or stops a running one on Delete); `is_complete` polls
-it and returns the EIF's measurements, key and version from CodeBuild's own API (the build's exported
-variables), never from anything a host can write. on_event hands is_complete its PhysicalResourceId (the
-build id) and RETURNING_FROM by the framework's documented contract (aws-cdk-lib custom-resources README,
-"Provider Framework": any other field of on_event's answer "will be passed through to `isComplete`", whose
-input "includes all request fields, combined with all fields returned from `onEvent`"; runtime/framework.ts
-createResponseEvent merges {...request, ...onEventResult}). on_event returns no Data, so the attributes are
-is_complete's alone (framework.ts isComplete: {...event.Data, ...isCompleteResult.Data}); cfn-response.ts
-sends CloudFormation only its own fields, so RETURNING_FROM is no attribute.
+`handle_event` starts one build per code change (or returns to the previous one, or stops a running one on
+Delete) and names the build as the physical id (plus RETURNING_FROM when it returns to the previous build);
+`check_complete` reads that build and, once it SUCCEEDED, returns its measurements, key and version from
+CodeBuild's own API (the build's exported variables), each checked against its exact form, never from
+anything a host can write. custom_resource.py runs the two in one invocation and answers CloudFormation.
 """
 
 from __future__ import annotations
@@ -17,17 +13,25 @@ import logging
 import re
 from typing import Any
 
-import boto3
+from .messages import failure_reason, quota_refusal, short
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
+# The exact form of every value a build exports. The host's reader of demo.env checks the same values
+# against infra/constructs/host/demo-env.patterns (a test holds the two equal).
 PCR_RE = re.compile(r"[0-9a-f]{96}")
 EIF_KEY_RE = re.compile(r"eif/[0-9a-f]{64}\.eif")
-# S3 version ids are opaque, URL-safe-ish text up to 1,024 bytes; "null" means an unversioned object.
+# S3 version ids are "Unicode, UTF-8 encoded, URL-ready, opaque strings that are no more than 1,024 bytes
+# long" (S3 API reference, e.g. the versionId of GetObject; AWS's example
+# 3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo). We accept the URL-safe base64 subset
+# S3 is seen to use: nothing a shell or systemd's EnvironmentFile= would read as quoting, expansion or
+# whitespace. "null" means an unversioned object and is refused separately.
 EIF_VERSION_RE = re.compile(r"[A-Za-z0-9._+/=-]{1,1024}")
-# CodeBuild build ids are "<project name>:<uuid>".
-BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,254}:[0-9a-f-]{36}")
+# CodeBuild build ids are "<project name>:<uuid>" (project names: 2-150 of A-Za-z0-9 - _, CodeBuild quotas).
+BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,149}:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+# The code asset's hash the build was started for: CDK's asset hash, a SHA-256 in lower-case hex.
+SOURCE_HASH_RE = re.compile(r"[0-9a-f]{64}")
 # nitro-cli's version as build-eif.sh records it: clap prints "Nitro CLI X.Y.Z" for `nitro-cli --version`
 # (aws/aws-nitro-enclaves-cli src/main.rs: Command::new("Nitro CLI").version(CARGO_PKG_VERSION)).
 NITRO_CLI_VERSION_RE = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}")
@@ -47,9 +51,8 @@ EXPORTED_VARIABLES = (
 NO_PREVIOUS = "none"
 # NitroCliVersion of a build that exported none (made before the buildspec recorded it).
 UNKNOWN_VERSION = "unknown"
-# on_event's field for is_complete when an Update returns to the previous build: the build being left.
+# handle_event's field for check_complete when an Update returns to the previous build: the build left.
 RETURNING_FROM = "ReturningFrom"
-MAX_SHOWN_CHARS = 200
 
 Event = dict[str, Any]
 Client = Any  # a botocore CodeBuild client (boto3-stubs for codebuild is not a project dependency)
@@ -57,14 +60,6 @@ Client = Any  # a botocore CodeBuild client (boto3-stubs for codebuild is not a 
 
 class BuildError(RuntimeError):
     """The build failed, was refused, or produced values that are not what the stack may pin."""
-
-
-def on_event(event: Event, _context: object = None) -> Event:
-    return handle_event(event, boto3.client("codebuild"))
-
-
-def is_complete(event: Event, _context: object = None) -> Event:
-    return check_complete(event, boto3.client("codebuild"))
 
 
 def handle_event(event: Event, client: Client) -> Event:
@@ -140,13 +135,16 @@ def check_complete(event: Event, client: Client) -> Event:
 
 def build_data(client: Client, build: Event, props: Event, returning_from: str = "") -> dict[str, str]:
     """The custom resource's attributes from one SUCCEEDED build, each validated by name. Its previous
-    PCR0 is that of the build being left when on_event returned to this one (returning_from) and that
+    PCR0 is that of the build being left when handle_event returned to this one (returning_from) and that
     build SUCCEEDED; otherwise that of the build it replaced; none with RetirePrevious."""
     exported = _exported(build)
     pcr0, pcr1, pcr2 = (_checked(exported, name, PCR_RE) for name in ("PCR0", "PCR1", "PCR2"))
     eif_key = _checked(exported, "EIF_KEY", EIF_KEY_RE)
     eif_version = _checked(exported, "EIF_VERSION", EIF_VERSION_RE)
     nitro_cli_version = _nitro_cli_version(exported)
+    _checked(exported, "SOURCE_HASH", SOURCE_HASH_RE)
+    if exported.get("PREVIOUS_BUILD_ID", NO_PREVIOUS) != NO_PREVIOUS:
+        _checked(exported, "PREVIOUS_BUILD_ID", BUILD_ID_RE)
     if eif_version == "null":
         raise BuildError("the build's exported EIF_VERSION is 'null': the EIF bucket is not versioned")
     expected = str(props.get("ExpectedPcr0", "")).strip().lower()
@@ -175,23 +173,6 @@ def _nitro_cli_version(exported: dict[str, str]) -> str:
     return _checked(exported, "NITRO_CLI_VERSION", NITRO_CLI_VERSION_RE)
 
 
-def failure_reason(build: Event) -> str:
-    """The build's own reason: its status, the phase that did not succeed and CodeBuild's messages about it,
-    and the link to its log."""
-    status = build.get("buildStatus", "UNKNOWN")
-    failed = [p for p in build.get("phases", []) if p.get("phaseStatus") not in (None, "SUCCEEDED")]
-    where = ""
-    if failed:
-        phase = failed[0]
-        contexts = "; ".join(
-            ": ".join(filter(None, (c.get("statusCode"), c.get("message"))))
-            for c in phase.get("contexts", [])
-        )
-        where = f" in phase {phase.get('phaseType')} ({phase.get('phaseStatus')}): {_short(contexts or '-')}"
-    link = build.get("logs", {}).get("deepLink") or "no log link (the build may not have started)"
-    return f"CodeBuild build {build.get('id')} {status}{where}. Log: {link}"
-
-
 def _start(client: Client, event: Event, *, previous: str) -> str:
     """StartBuild, idempotent per CloudFormation request: CloudFormation invokes the framework
     asynchronously and Lambda retries a failed invocation, and a repeated StartBuild with the same
@@ -201,14 +182,19 @@ def _start(client: Client, event: Event, *, previous: str) -> str:
         {"name": "PREVIOUS_BUILD_ID", "value": previous, "type": "PLAINTEXT"},
         {"name": "SOURCE_HASH", "value": str(props["SourceHash"]), "type": "PLAINTEXT"},
     ]
-    answer = client.start_build(
-        projectName=props["ProjectName"],
-        sourceTypeOverride="S3",
-        sourceLocationOverride=props["SourceLocation"],
-        environmentVariablesOverride=overrides,
-        idempotencyToken=event["RequestId"],
-    )
-    build_id: str = answer["build"]["id"]
+    try:
+        answer = client.start_build(
+            projectName=props["ProjectName"],
+            sourceTypeOverride="S3",
+            sourceLocationOverride=props["SourceLocation"],
+            environmentVariablesOverride=overrides,
+            idempotencyToken=event["RequestId"],
+        )
+    except client.exceptions.AccountLimitExceededException as error:
+        raise BuildError(quota_refusal(props["ProjectName"], str(error))) from error
+    build_id = str(answer["build"]["id"])
+    if not _is_own_build(build_id, props["ProjectName"]):
+        raise BuildError(f"StartBuild answered {short(build_id)!r}, not a build id of {props['ProjectName']}")
     logger.info("started %s (previous build %s)", build_id, previous)
     return build_id
 
@@ -256,7 +242,7 @@ def _previous_pcr0(client: Client, build: Event, props: Event, returning_from: s
 
 def _own_build_id(build_id: str, what: str, props: Event) -> str:
     if not _is_own_build(build_id, props["ProjectName"]):
-        raise BuildError(f"{what} {_short(build_id)!r} is not a build id")
+        raise BuildError(f"{what} {short(build_id)!r} is not a build id")
     return build_id
 
 
@@ -292,7 +278,7 @@ def _checked(exported: dict[str, str], name: str, pattern: re.Pattern[str]) -> s
     if value is None:
         raise BuildError(f"the build exported no {name}")
     if not pattern.fullmatch(value):
-        raise BuildError(f"the build's exported {name} {_short(value)!r} does not match {pattern.pattern}")
+        raise BuildError(f"the build's exported {name} {short(value)!r} does not match {pattern.pattern}")
     return value
 
 
@@ -302,7 +288,3 @@ def _is_own_build(build_id: str, project: str) -> bool:
 
 def _is_true(value: object) -> bool:
     return str(value).strip().lower() == "true"
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "..."

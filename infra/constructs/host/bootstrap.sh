@@ -8,7 +8,8 @@
 # card is taken before the host is proven, and a failure after the enclave start leaves the relay stopped.
 # A host the group launches outside a stack operation (a replacement) runs the same steps; CloudFormation
 # refuses its signal ("cannot be signaled"), which is logged, and the boot still ends "done".
-# Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user data).
+# Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user data),
+# read as data by demo-env.sh.
 set -Eeuo pipefail
 
 # Overridable only so tests can run the script against scratch directories.
@@ -65,8 +66,9 @@ signal() {
   id=$(instance_id)
   unique=$id
   [[ -z "$detail" ]] || unique=$(printf '%s %s' "$id" "$detail" | cut -c "1-$UNIQUE_ID_MAX")
-  local call=(aws cloudformation signal-resource --region "$AWS_REGION" --stack-name "$STACK_NAME"
-    --logical-resource-id "$SIGNAL_RESOURCE" --status "$status")
+  # ":-": a demo.env refused at step config may lack them; the call then fails and the log says so.
+  local call=(aws cloudformation signal-resource --region "${AWS_REGION:-}" --stack-name "${STACK_NAME:-}"
+    --logical-resource-id "${SIGNAL_RESOURCE:-}" --status "$status")
   answer=$("${call[@]}" --unique-id "$unique" 2>&1) && return 0
   # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still fails fast.
   if [[ "$unique" != "$id" ]] && ! grep -qE "$NOT_WAITING_RE" <<<"$answer"; then
@@ -119,7 +121,7 @@ on_error() {
   if ((answer == NOT_WAITING_RC)); then
     log "boot FAILED and not signalled: no stack operation waits for this host (one the group launched on its own, e.g. a replacement); it serves no cards"
   elif ((answer != 0)); then
-    log "could not signal FAILURE to $SIGNAL_RESOURCE"
+    log "could not signal FAILURE to ${SIGNAL_RESOURCE:-?}"
   fi
   exit "$rc"
 }
@@ -139,11 +141,15 @@ fail() {
   false
 }
 
-set -a
-# shellcheck source=/dev/null
-. "$CONF_DIR/demo.env"
-set +a
-: "${STACK_NAME:?}" "${SIGNAL_RESOURCE:?}" "${EIF_BUCKET:?}" "${EIF_KEY:?}" "${EIF_VERSION:?}" "${EXPECTED_PCR0:?}"
+# The configuration is data: demo.env is read line by line, each value checked against its pattern in
+# demo-env.patterns, and never evaluated as shell (demo-env.sh is code from the host files). A bad file is a
+# FAILURE at step `config`, signalled with the values that were valid (stack, resource and region come from
+# the template; a forged build value cannot reach them).
+# shellcheck source=infra/constructs/host/demo-env.sh
+. "$HOST_DIR/demo-env.sh"
+step config "read $CONF_DIR/demo.env: every KEY=VALUE of demo-env.patterns, each of its form"
+demo_env_read "$CONF_DIR/demo.env" "$HOST_DIR/demo-env.patterns" ||
+  fail "${DEMO_ENV_KEY:-demo.env}" "refused $DEMO_ENV_ERROR; nothing of it was run"
 
 step dnf "install the Nitro CLI, Python 3.11, jq and the CloudWatch agent with dnf"
 dnf install -y -q aws-nitro-enclaves-cli python3.11 python3.11-pip jq amazon-cloudwatch-agent

@@ -1,10 +1,12 @@
 #!/bin/bash
 # nitro-demo: one command on the parent instance, for people and for the stack's SSM documents.
-# Installed by bootstrap.sh as /usr/local/bin/nitro-demo; reads the deployment from demo.env.
+# Installed by bootstrap.sh as /usr/local/bin/nitro-demo; reads the deployment from demo.env as data
+# (demo-env.sh: every value checked against demo-env.patterns, nothing evaluated).
 set -euo pipefail
 
 readonly ENV_FILE="${NITRO_ENCLAVE_DEMO_ENV_FILE:-/etc/nitro-enclave-demo/demo.env}"
 readonly PYTHON="${NITRO_ENCLAVE_DEMO_PYTHON:-/opt/nitro-enclave-demo/venv/bin/python}"
+readonly HOST_DIR="${NITRO_ENCLAVE_DEMO_HOST_DIR:-/opt/nitro-enclave-demo/src/infra/constructs/host}"
 readonly MAX_CARDS=1000
 
 usage() {
@@ -25,10 +27,12 @@ if [[ "$(id -u)" -ne 0 ]]; then
   exit 1
 fi
 
-set -a
-# shellcheck source=/dev/null
-. "$ENV_FILE"
-set +a
+# shellcheck source=infra/constructs/host/demo-env.sh
+. "$HOST_DIR/demo-env.sh"
+if ! demo_env_read "$ENV_FILE" "$HOST_DIR/demo-env.patterns"; then
+  echo "nitro-demo: refused $DEMO_ENV_ERROR" >&2
+  exit 1
+fi
 
 command="${1:-}"
 [[ $# -gt 0 ]] && shift

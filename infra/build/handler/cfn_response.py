@@ -1,0 +1,84 @@
+"""The answer to CloudFormation: one JSON body PUT to the request's presigned ResponseURL (stdlib only).
+
+The body carries exactly the fields of the CloudFormation User Guide's "Custom resource response objects"
+(crpg-ref-responses): Status SUCCESS|FAILED, Reason (required with FAILED), PhysicalResourceId (non-empty, at
+most 1 KB), StackId, RequestId and LogicalResourceId copied verbatim from the request, NoEcho, Data; the
+whole body at most 4,096 bytes. As cfn-response does, the PUT has an empty Content-Type (the URL is signed
+without one). The URL is a bearer credential: it is never logged, and no message here ever contains it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+MAX_BODY_BYTES = 4096
+MAX_PHYSICAL_ID_BYTES = 1024
+PUT_TIMEOUT_S = 30
+SUCCESS, FAILED = "SUCCESS", "FAILED"
+
+
+class ResponseNotDelivered(RuntimeError):
+    """The presigned URL refused or did not take the answer (the message never names the URL)."""
+
+
+def body(
+    event: Mapping[str, Any],
+    status: str,
+    physical_id: str,
+    *,
+    reason: str = "",
+    data: Mapping[str, str] | None = None,
+) -> bytes:
+    """The response document for `event`; a Reason too long for the size limit is shortened, never the
+    Data (a SUCCESS whose Data does not fit is refused: CloudFormation would reject it anyway)."""
+    if status not in (SUCCESS, FAILED):
+        raise ValueError(f"Status must be {SUCCESS} or {FAILED}, not {status!r}")
+    if status == FAILED and not reason:
+        raise ValueError("a FAILED response needs a Reason")
+    if not physical_id or len(physical_id.encode()) > MAX_PHYSICAL_ID_BYTES:
+        raise ValueError("PhysicalResourceId must be 1 to 1,024 bytes")
+    document: dict[str, Any] = {
+        "Status": status,
+        "PhysicalResourceId": physical_id,
+        "StackId": event["StackId"],
+        "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"],
+        "NoEcho": False,
+        "Data": dict(data or {}),
+    }
+    if reason:
+        document["Reason"] = reason
+    encoded = json.dumps(document).encode()
+    excess = len(encoded) - MAX_BODY_BYTES
+    if excess > 0:
+        if len(reason.encode()) <= excess + 3:
+            raise ValueError(f"the response is {len(encoded)} bytes, over {MAX_BODY_BYTES}")
+        document["Reason"] = (
+            reason.encode()[: len(reason.encode()) - excess - 3].decode(errors="ignore") + "..."
+        )
+        encoded = json.dumps(document).encode()
+    return encoded
+
+
+def send(response_url: str, payload: bytes) -> int:
+    """PUT the body; back: the HTTP status (2xx). Raises ResponseNotDelivered otherwise."""
+    if not response_url.startswith(("https://", "http://")):
+        raise ResponseNotDelivered("the request's ResponseURL is not an http(s) URL")
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        response_url,
+        data=payload,
+        method="PUT",
+        headers={"Content-Type": "", "Content-Length": str(len(payload))},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=PUT_TIMEOUT_S) as answer:  # noqa: S310
+            status: int = answer.status
+    except urllib.error.HTTPError as error:
+        raise ResponseNotDelivered(f"the response URL answered HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ResponseNotDelivered(f"the response could not be sent ({type(error).__name__})") from None
+    return status
