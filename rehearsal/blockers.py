@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 
 VSOCK_PROXY_OVERRIDE = "infra/constructs/host/vsock-proxy.override.conf"
+ENCLAVE_DOCKERFILE = "app/enclave/Dockerfile"
 
 
 class NothingToRevert(ValueError):
@@ -40,9 +41,24 @@ def vsock_proxy_workers(override: str) -> str:
     return _replace(r" (--num_workers|-w)[ =]\S+", "", override, "vsock-proxy --num_workers")
 
 
+def enclave_cmd_workdir(dockerfile: str) -> str:
+    """The image's Cmd needs WORKDIR again: PYTHONPATH leaves the Env, so under the Nitro init (cwd /) the
+    interpreter finds no module `app`."""
+    return _replace(r" \\\n\s*PYTHONPATH=\S+$", "", dockerfile, "the enclave image's PYTHONPATH")
+
+
+def enclave_cmd_bare_interpreter(dockerfile: str) -> str:
+    """The image's Cmd names a bare `python` again, which the init's PATH (/sbin:/usr/sbin:/bin:/usr/bin) does
+    not hold in python:3.11-slim: the init's execvpe fails."""
+    pattern = r'^CMD \["/usr/local/bin/python3\.11",'
+    return _replace(pattern, 'CMD ["python",', dockerfile, "the enclave image's absolute interpreter")
+
+
 USER_DATA: dict[str, Callable[[str], str]] = {"allocator-blank-line": allocator_blank_line}
 CODE_ASSET: dict[str, tuple[str, Callable[[str], str]]] = {
     "vsock-proxy-workers": (VSOCK_PROXY_OVERRIDE, vsock_proxy_workers),
+    "enclave-cmd-workdir": (ENCLAVE_DOCKERFILE, enclave_cmd_workdir),
+    "enclave-cmd-bare-interpreter": (ENCLAVE_DOCKERFILE, enclave_cmd_bare_interpreter),
 }
 NAMES = (*USER_DATA, *CODE_ASSET)
 
