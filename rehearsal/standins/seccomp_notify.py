@@ -101,7 +101,7 @@ def receive(listener: int) -> Notification:
     data = bytearray(NOTIF_SIZE)
     fcntl.ioctl(listener, NOTIF_RECV, data)
     notif_id, pid, _flags, nr = struct.unpack_from("QIIi", data, 0)
-    return Notification(notif_id, pid, nr, struct.unpack_from("6Q", data, 16))
+    return Notification(notif_id, pid, nr, struct.unpack_from("6Q", data, 32))  # data.args
 
 
 def respond(listener: int, notif_id: int, *, value: int = 0, error: int = 0, proceed: bool = False) -> None:

@@ -57,7 +57,7 @@ NO_KERNEL = hashlib.sha384(
     b"nitro-enclave-demo rehearsal: software enclave, no enclave kernel or init"
 ).digest()
 PR_SET_CHILD_SUBREAPER = 36
-CA_BUNDLES = "*/site-packages/botocore/cacert.pem"
+CA_BUNDLE = "botocore/cacert.pem"
 
 
 class EnclaveImageError(ValueError):
@@ -116,7 +116,7 @@ def prepare_root(root: Path, pki: Path) -> None:
     (root / "dev").mkdir(exist_ok=True)
     (root / NSM_DEVICE.lstrip("/")).touch()
     ca = (pki / TLS_CA_FILE).read_bytes()
-    for bundle in root.glob(f"usr/local/lib/python3*/{CA_BUNDLES}"):
+    for bundle in (root / "usr").rglob(CA_BUNDLE):
         bundle.write_bytes(bundle.read_bytes().rstrip(b"\n") + b"\n" + ca)
 
 
