@@ -91,7 +91,6 @@ def booted(
     settings = StandinSettings(
         region=cloud.region,
         emulator_https_url=endpoints.https,
-        enclave_kms_endpoint_url=endpoints.https,
         instance_id=spec.instance_id,
     )
     with contextlib.ExitStack() as stack:

@@ -24,6 +24,10 @@ from rehearsal.cfn import PSEUDO
 from rehearsal.cloud import STACK_ID
 from rehearsal.template import Synthesized, synth
 
+# The enclave's image dials KMS by its regional name (its Env sets no endpoint), through vsock-proxy to the
+# emulator, whose certificate must name it.
+KMS_HOST = f"kms.{PSEUDO['AWS::Region']}.amazonaws.com"
+
 CACHE = REPO_ROOT / ".cache" / "rehearsal"
 SIGNALS_PORT = 8085
 CODEBUILD_PORT = 8086
@@ -86,7 +90,7 @@ def host_services(
         LocalPki.generate().save(pki)
         emulator = stack.enter_context(
             processes.running(
-                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki))),
+                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki), "--tls-name", KMS_HOST)),
                 run.dir,
                 processes.has_ready_line,
             )

@@ -22,9 +22,9 @@ def test_only_dnf_is_installed_before_boot_and_it_links_into_the_library(tmp_pat
 
 
 def test_the_settings_and_the_vsock_mapping_are_written(tmp_path: Path) -> None:
-    root = make_root(tmp_path, settings(enclave_kms_endpoint_url="https://localhost:4443"))
+    root = make_root(tmp_path, settings(emulator_https_url="https://localhost:4443"))
     written = json.loads((root / "etc/rehearsal/standins.json").read_text())
-    assert written["enclave_kms_endpoint_url"] == "https://localhost:4443"
+    assert written["emulator_https_url"] == "https://localhost:4443"
     assert written["machine"]["instance_vcpus"] == 4
     conf = (root / "etc/systemd/system.conf.d/rehearsal-vsock-over-tcp.conf").read_text()
     assert "[Manager]\nDefaultEnvironment=NITRO_DEMO_VSOCK_OVER_TCP=3\n" in conf
