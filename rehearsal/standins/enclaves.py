@@ -9,7 +9,7 @@ from `src/common/json_output.rs`, pretty-printed as serde does; ids `i-<instance
 (`enclave_proc/utils.rs`). Instead of booting a VM it unpacks the EIF and starts the software enclave
 (software_enclave.py: the init stand-in, which runs the EIF's Cmd in the EIF's root) detached, under the
 venv's python, with nothing of this process's environment. Its stdout and stderr, the enclave's console, go
-to CONSOLE_LOG (the real console is read with `nitro-cli console`, a debug-mode enclave's only).
+to CONSOLE_DIR/CONSOLE_NAME (the real console is read with `nitro-cli console`, a debug-mode enclave's only).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ EIF_SIZE_RATIO = 4
 MIB = 1 << 20
 TERMINATE_WAIT_S = 10.0
 CONSOLE_DIR = "/var/log/nitro_enclaves"
-CONSOLE_LOG = CONSOLE_DIR + "/rehearsal-enclave-{enclave_id}.console"
+CONSOLE_NAME = "rehearsal-enclave-{enclave_id}.console"
 
 
 def _alive(pid: int) -> bool:
@@ -153,7 +153,7 @@ def _start(eif_path: Path, enclave_id: str, cid: int, debug: bool) -> tuple[subp
         eif.unpack(eif_path, work)
     except eif.EifError as error:
         exit_with(35, str(error))
-    console = host.path(CONSOLE_LOG.format(enclave_id=enclave_id))
+    console = host.path(f"{CONSOLE_DIR}/{CONSOLE_NAME.format(enclave_id=enclave_id)}")
     console.parent.mkdir(parents=True, exist_ok=True)
     command = [
         config.get("venv_python", host.VENV_PYTHON),
