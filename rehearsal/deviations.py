@@ -64,10 +64,40 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ),
     ("PyPI", "a wheelhouse built on the host, bound read-only, /etc/pip.conf no-index"),
     ("AWS CLI", "v1 from PyPI in its own venv as /usr/local/bin/aws (AL2023 ships v2)"),
-    ("vsock", "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine)"),
-    ("KMS connections", "the enclave's KMS calls reach the emulator's keep-alive HTTPS listener (localhost)"),
+    (
+        "vsock",
+        "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine): the parent's programs "
+        "map it themselves (NITRO_DEMO_VSOCK_OVER_TCP); inside the enclave a seccomp supervisor maps the "
+        "image's own AF_VSOCK sockets to 127.0.0.<CID>:<port> (app.shared.vsock_tcp's rule)",
+    ),
+    (
+        "KMS connections",
+        "the enclave dials kms.<region>.amazonaws.com through vsock-proxy to the emulator's keep-alive HTTPS "
+        "listener, whose certificate (local PKI) names that host; the local PKI's TLS CA is appended to the "
+        "unpacked image's botocore CA bundle (the image's files are otherwise as built)",
+    ),
     ("nitro-demo attest", "the attestation chain ends at the local PKI's root, not the AWS Nitro root"),
-    ("enclave", "a software enclave process with a software NSM and a local PKI, not a Nitro Enclave"),
+    (
+        "enclave",
+        "no enclave kernel, initramfs or VM: an init stand-in on the host kernel runs the EIF's Cmd with its "
+        "Env in the EIF's root (chroot, cwd /, the init's PATH); CPUs and memory are not isolated",
+    ),
+    (
+        "/dev/nsm",
+        "a plain file; its ioctl is answered by a seccomp supervisor with the software NSM (local PKI, "
+        "software PCRs), not by the Nitro hypervisor's NSM",
+    ),
+    (
+        "enclave root",
+        "the init stand-in mounts nothing (no devtmpfs, /proc, /sys, /tmp, /run tmpfs, cgroups) and loads no "
+        "nsm.ko; the command stays in the init's process group; nspawn runs with "
+        "--system-call-filter=pidfd_getfd for the supervisor",
+    ),
+    (
+        "enclave console",
+        "the command's stdout/stderr kept in /var/log/nitro_enclaves/rehearsal-enclave-<id>.console for every "
+        "enclave; on Nitro only a debug-mode enclave has a console (nitro-cli console)",
+    ),
     (
         "EC2/Nitro tools",
         "dnf, allocator, nitro-cli, vsock-proxy, docker, CloudWatch agent: contract-checking stand-ins",
