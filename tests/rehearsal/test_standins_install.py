@@ -30,11 +30,15 @@ def test_the_settings_and_the_vsock_mapping_are_written(tmp_path: Path) -> None:
     assert "[Manager]\nDefaultEnvironment=NITRO_DEMO_VSOCK_OVER_TCP=3\n" in conf
 
 
-def test_nspawn_gets_the_pki_and_the_enclave_device_unless_it_is_left_out() -> None:
+def test_nspawn_gets_the_pki_pidfd_getfd_and_the_enclave_device_unless_it_is_left_out() -> None:
     on = StandinSettings(region="us-east-1", emulator_https_url="https://127.0.0.1:1")
     assert nspawn_arguments(on, pki_host_dir=Path("/x/pki")) == [
         "--bind-ro=/x/pki:/opt/rehearsal/pki",
+        "--system-call-filter=pidfd_getfd",
         "--bind=/dev/null:/dev/nitro_enclaves",
     ]
     off = StandinSettings(region="us-east-1", emulator_https_url="https://127.0.0.1:1", enclave_device=False)
-    assert nspawn_arguments(off, pki_host_dir=Path("/x/pki")) == ["--bind-ro=/x/pki:/opt/rehearsal/pki"]
+    assert nspawn_arguments(off, pki_host_dir=Path("/x/pki")) == [
+        "--bind-ro=/x/pki:/opt/rehearsal/pki",
+        "--system-call-filter=pidfd_getfd",
+    ]
