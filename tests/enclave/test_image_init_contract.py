@@ -47,7 +47,7 @@ def problems(text: str) -> list[str]:
     if kept.cmd[1:3] == ("-m", "app.enclave"):
         package = [f"{PurePosixPath(d) / 'app/__init__.py'}" for d in _module_search_path(kept)]
         if not set(package) & _copied_files(text):
-            found.append("No module named app")
+            found.append("No module named 'app'")
     else:
         found.append(f"the Cmd does not run app.enclave: {kept.cmd}")
     return found
@@ -87,7 +87,7 @@ def test_the_shipped_dockerfile_starts_under_the_nitro_init() -> None:
 
 def test_a_cmd_that_needs_workdir_fails_the_contract() -> None:
     reverted = blockers.enclave_cmd_workdir(DOCKERFILE.read_text())
-    assert problems(reverted) == ["No module named app"]
+    assert problems(reverted) == ["No module named 'app'"]
 
 
 def test_a_bare_python_fails_the_contract() -> None:
