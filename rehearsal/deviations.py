@@ -95,8 +95,8 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "enclave console",
-        "the command's stdout/stderr kept in /var/log/nitro_enclaves/rehearsal-enclave-<id>.console for every "
-        "enclave; on Nitro only a debug-mode enclave has a console (nitro-cli console)",
+        "the command's stdout/stderr kept in /var/log/nitro_enclaves/rehearsal-enclave-<id>.console for "
+        "every enclave; on Nitro only a debug-mode enclave has a console (nitro-cli console)",
     ),
     (
         "EC2/Nitro tools",

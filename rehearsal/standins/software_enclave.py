@@ -181,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
     header: dict[str, Any] = eif.read_header(args.eif)
     kept = nitro_init.KeptConfig(tuple(header["Cmd"]), tuple(header["Env"]))
     root = args.work / eif.ROOTFS
+    pcrs = {} if args.debug_mode else image_pcrs(root)  # the image as built, before prepare_root
     prepare_root(root, args.pki)
-    pcrs = {} if args.debug_mode else image_pcrs(root)
     answers = nsm_answers(LocalPki.load(args.pki), pcrs)
     pid = launch(root, kept, lambda listener: Supervisor(listener, args.cid, answers))
     status = reap_until(pid)
