@@ -63,6 +63,22 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
         "no VPC",
     ),
     ("PyPI", "a wheelhouse built on the host, bound read-only, /etc/pip.conf no-index"),
+    (
+        "enclave base image",
+        "python:3.11-slim is not pulled: a layer made from Debian 12's packages stands in, laid out as "
+        "docker-library/python's Dockerfile lays it out (/usr/local/bin/python3.11, the python3, python "
+        "and pip links, no python in /usr/bin); Debian's CPython 3.11.2 (not python.org's 3.11.x), its "
+        "stdlib in /usr/lib/python3.11, pip 23.0.1 and setuptools 66.1.1 in "
+        "/usr/local/lib/python3.11/dist-packages (not site-packages), no wheel, idle, python-config or "
+        "netbase; only the packages the interpreter needs",
+    ),
+    (
+        "image build RUN",
+        "/bin/sh -c chrooted in the image's root with no network (own mount, pid and net namespaces, "
+        "/proc, a minimal /dev); pip reads the wheels requirements.txt pins (fetched on the host, hashes "
+        "checked) through PIP_NO_INDEX and PIP_FIND_LINKS added to RUN's environment; no layers, no "
+        "build cache",
+    ),
     ("AWS CLI", "v1 from PyPI in its own venv as /usr/local/bin/aws (AL2023 ships v2)"),
     (
         "vsock",
