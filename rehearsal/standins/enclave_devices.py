@@ -65,7 +65,8 @@ class Supervisor:
                     sn.SYS_BIND: self._bind_or_connect, sn.SYS_CONNECT: self._bind_or_connect}  # fmt: skip
         try:
             handlers[n.nr](n)
-        except OSError as error:
+        except OSError as error:  # said on the console: a failure here is the rehearsal's, not the image's
+            print(f"rehearsal enclave supervisor: system call {n.nr} of {n.pid}: {error}", file=sys.stderr)
             self._reply(n, error=error.errno or errno.EIO)
 
     def _reply(self, n: sn.Notification, *, value: int = 0, error: int = 0, proceed: bool = False) -> None:

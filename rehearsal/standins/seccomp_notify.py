@@ -142,8 +142,19 @@ def write_memory(pid: int, address: int, data: bytes) -> None:
         os.close(fd)
 
 
-def take_fd(pid: int, fd: int) -> int:
-    """A copy of process `pid`'s `fd` (pidfd_getfd: the same open socket, not a new one)."""
+def thread_group(tid: int) -> int:
+    """The process a thread belongs to: a notification names the calling thread, pidfd_open wants its
+    process (without PIDFD_THREAD it refuses any thread but the leader)."""
+    with open(f"/proc/{tid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Tgid:"):
+                return int(line.split()[1])
+    raise SeccompError(3, f"thread {tid} has no Tgid")  # ESRCH
+
+
+def take_fd(tid: int, fd: int) -> int:
+    """A copy of thread `tid`'s `fd` (pidfd_getfd: the same open socket, not a new one)."""
+    pid = thread_group(tid)
     pidfd = _libc.syscall(SYS_PIDFD_OPEN, pid, 0)
     if pidfd < 0:
         raise SeccompError(ctypes.get_errno(), f"pidfd_open({pid})")

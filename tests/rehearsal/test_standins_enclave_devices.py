@@ -28,18 +28,18 @@ PROBE = textwrap.dedent(
     server.bind((socket.VMADDR_CID_ANY, port))
     server.listen()
     seen["bound"] = server.getsockname()
-    def serve():
-        conn, peer = server.accept()
-        seen["peer"] = peer
-        conn.sendall(conn.recv(4)[::-1])
-        conn.close()
-    thread = threading.Thread(target=serve)
+    def call():  # from a thread that is not the process's first: the notification names the thread
+        client = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        client.settimeout(5)
+        client.connect((cid, port))
+        client.sendall(b"ping")
+        seen["answer"] = client.recv(4).decode()
+    thread = threading.Thread(target=call)
     thread.start()
-    client = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
-    client.settimeout(5)
-    client.connect((cid, port))
-    client.sendall(b"ping")
-    seen["answer"] = client.recv(4).decode()
+    conn, peer = server.accept()
+    seen["peer"] = peer
+    conn.sendall(conn.recv(4)[::-1])
+    conn.close()
     thread.join()
     class Vec(ctypes.Structure):
         _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
