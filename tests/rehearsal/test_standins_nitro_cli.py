@@ -166,9 +166,11 @@ def test_run_starts_the_eifs_enclave_and_it_attests_the_built_pcr0(built: Path) 
         shape = (info["EnclaveCID"], info["NumberOfCPUs"], info["CPUIDs"], info["MemoryMiB"])
         assert shape == (int(cid), 2, [1, 3], 3072)
         parent = {**OVER_TCP, "ENCLAVE_URL": f"vsock://{cid}:5000"}
+        # run-enclave returns at the init's heartbeat, before the image's command listens (as on Nitro)
+        wait_for(lambda: _parent(parent, "ping").returncode == 0, "the enclave's answer to a ping")
         root_pem = built / "opt/rehearsal/pki" / ATTESTATION_ROOT_FILE
         attest = _parent(parent, "attest", "--root-pem", str(root_pem), "--pinned-pcr0", pcr0)
-        assert attest.returncode == 0, attest.stdout + attest.stderr
+        assert attest.returncode == 0, attest.stdout + attest.stderr + _console(built, info["EnclaveID"])
         assert "MATCH" in attest.stdout
         described = run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout
         assert enclave_checks.check_enclave(described, int(cid)).status.name == "OK"
@@ -191,6 +193,10 @@ def test_run_starts_the_eifs_enclave_and_it_attests_the_built_pcr0(built: Path) 
         )
     assert json.loads(stopped.stdout)["Terminated"] is True
     assert json.loads(run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout) == []
+
+
+def _console(root: Path, enclave_id: str) -> str:
+    return (root / CONSOLE_DIR.lstrip("/") / CONSOLE_NAME.format(enclave_id=enclave_id)).read_text()
 
 
 def _parent(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
