@@ -96,7 +96,8 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     (
         "enclave",
         "no enclave kernel, initramfs or VM: an init stand-in on the host kernel runs the EIF's Cmd with its "
-        "Env in the EIF's root (chroot, cwd /, the init's PATH); CPUs and memory are not isolated",
+        "Env in the EIF's root (chroot, cwd /, the init's PATH); CPUs and memory are not isolated; it shares "
+        "the host's network namespace, where the supervisor refuses its IPv4/IPv6 bind and connect",
     ),
     (
         "/dev/nsm",

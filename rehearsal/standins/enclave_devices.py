@@ -10,7 +10,9 @@
 - bind/connect with a struct sockaddr_vm (include/uapi/linux/vm_sockets.h): carried out on the caller's own
   socket at the TCP address app.shared.vsock_tcp gives the (CID, port), the one rule the parent side uses:
   bind VMADDR_CID_ANY or the enclave's CID at 127.0.0.<CID>; a connecting socket is first bound to the
-  enclave's address, so the peer sees the enclave's CID. Any other family runs as the caller asked.
+  enclave's address, so the peer sees the enclave's CID. An IPv4/IPv6 address is refused as in an enclave,
+  which boots with `lo` down and no other interface (connect ENETUNREACH, bind EADDRNOTAVAIL): the host's
+  network is not the enclave's. Any other family (AF_UNIX) runs as the caller asked.
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ class Supervisor:
     def _bind_or_connect(self, n: sn.Notification) -> None:
         length = min(n.args[2], 128)
         address = sn.read_memory(n.pid, n.args[1], length) if length >= 2 else b""
-        if len(address) < 2 or struct.unpack_from("H", address)[0] != AF_VSOCK:
+        family = struct.unpack_from("H", address)[0] if len(address) >= 2 else -1
+        if family in (socket.AF_INET, socket.AF_INET6):  # an enclave has no network: lo is down at boot
+            self._reply(n, error=errno.ENETUNREACH if n.nr == sn.SYS_CONNECT else errno.EADDRNOTAVAIL)
+            return
+        if family != AF_VSOCK:
             self._reply(n, proceed=True)
             return
         if len(address) < SOCKADDR_VM_BYTES:

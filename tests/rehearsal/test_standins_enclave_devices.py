@@ -57,6 +57,10 @@ PROBE = textwrap.dedent(
         finally:
             os.close(fd)
         return answer.raw[: raw.response.len].decode()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    except OSError as error:
+        seen["inet"] = errno.errorcode[error.errno]
     seen["nsm"] = ioctl(b"hello", 100)
     seen["nsm_truncated"] = ioctl(b"hello", 4)
     seen["nsm_too_long"] = ioctl(b"x" * 4097, 100)
@@ -91,6 +95,7 @@ def test_vsock_and_the_nsm_ioctl_are_carried_below_the_program(tmp_path: Path) -
     assert seen["bound"] == [f"127.0.0.{cid}", port]
     assert seen["peer"][0] == f"127.0.0.{cid}"  # a connecting socket carries the enclave's CID
     assert seen["answer"] == "gnip"
+    assert seen["inet"] == "ENETUNREACH"  # no network but vsock, as in an enclave
     assert seen["nsm"] == "nsm:hello"
     assert seen["nsm_truncated"] == "nsm:"  # parse_resp_raw: cut to the caller's buffer, length written back
     assert seen["nsm_too_long"] == "EMSGSIZE"  # fill_req_raw: more than NSM_REQUEST_MAX_SIZE
