@@ -109,7 +109,7 @@ def outside(argv: Sequence[str] | None) -> int:
     """Fill the caches while the network is reachable (debootstrap, pip), then re-run inside a namespace."""
     run = Run(dir=CACHE, started=time.monotonic())
     try:
-        cached(run)
+        image_inputs(run, cached(run)[1])
     except RehearsalFailed as failed:
         print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
         return 1

@@ -134,11 +134,10 @@ def host_services(
 
 
 def cached(run: Run) -> tuple[Path, Path]:
-    """The wheelhouse and the base rootfs (and the enclave image's inputs, image_inputs), made on first use:
-    before the namespace, which has no network."""
+    """The wheelhouse and the base rootfs, made on first use: before the namespace, which has no network
+    (the outer run also makes image_inputs then)."""
     wheels = run.step("wheelhouse (pip download, cached)", lambda: wheelhouse.ensure(CACHE))
     base = run.step("root filesystem (debootstrap bookworm, cached)", lambda: rootfs.base(CACHE, wheels))
-    image_inputs(run, base)
     return wheels, base
 
 

@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -100,6 +101,7 @@ mount -t tmpfs -o mode=0755 rehearsal-wheelhouse "$root$mountpoint"
 cp "$wheels"/*.whl "$root$mountpoint/"
 exec "$(command -v env)" -i "$@" "$(command -v unshare)" --root="$root" --wd="$workdir" /bin/sh -c "$text"
 """
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 WHEELHOUSE_MOUNT = "/run/rehearsal-wheelhouse"
 
 
@@ -108,6 +110,9 @@ def run_environment(step: Run, base_env: tuple[str, ...]) -> list[str]:
     (which wins), then pip's wheelhouse settings (a deviation: the stand-in's RUN has no PyPI)."""
     args = [f"{name}={value}" for name, value in step.args if value is not None]
     env = merge_env(merge_env(args, base_env), step.env)
+    refused = [item.split("=", 1)[0] for item in env if not ENV_NAME.fullmatch(item.split("=", 1)[0])]
+    if refused:  # stricter than Docker: each pair reaches env(1) as an argument, never as an option
+        raise DockerfileError(f"RUN: variable names {refused} are not [A-Za-z_][A-Za-z0-9_]*")
     return merge_env(env, ("PIP_NO_INDEX=1", f"PIP_FIND_LINKS={WHEELHOUSE_MOUNT}"))
 
 

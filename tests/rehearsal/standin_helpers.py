@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.build.context import SOURCE_DATE_EPOCH
 from rehearsal.standins import MachineModel, StandinSettings, base_image, install_standins
 from rehearsal.standins.host import ENV_ROOT, LIB_DIR
 from rehearsal.standins.image_store import BASES, WHEELHOUSE
@@ -196,7 +197,7 @@ def provide_image_inputs(root: Path) -> None:
 
 
 def build_enclave_image(
-    root: Path, context: Path, dockerfile: Path | None = None, epoch: str = "1700000000"
+    root: Path, context: Path, dockerfile: Path | None = None, epoch: int = SOURCE_DATE_EPOCH
 ) -> str:
     recipe = str(dockerfile or context / "enclave/Dockerfile")
     tag = "nitro-enclave-demo-enclave:latest"

@@ -103,6 +103,16 @@ def test_a_failing_run_fails_the_build_with_its_exit_code() -> None:
         assert "shown-on-failure" in done.stderr
 
 
+def test_a_run_environment_name_that_env_could_read_as_an_option_is_refused() -> None:
+    with short_tmp() as scratch:
+        root = make_root(scratch)
+        install_packages(root, "docker")
+        with docker_daemon(root):
+            done = _small_build(root, scratch, f"FROM {BASE}\nENV -u=PATH\nRUN true\n")
+        assert done.returncode == 1
+        assert "variable names ['-u'] are not" in done.stderr
+
+
 def test_a_base_image_the_stand_in_does_not_hold_is_refused() -> None:
     with short_tmp() as scratch:
         root = make_root(scratch)
