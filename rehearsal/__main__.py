@@ -26,8 +26,19 @@ from rehearsal.deploy import EnclaveImageBuild
 from rehearsal.hosts import booted
 from rehearsal.netns import Namespace, default_name, exec_argv
 from rehearsal.roll import roll
-from rehearsal.run import CACHE, CODEBUILD_PORT, RehearsalFailed, Run, cached, host_services, new_run, prepare
+from rehearsal.run import (
+    CACHE,
+    CODEBUILD_PORT,
+    RehearsalFailed,
+    Run,
+    cached,
+    host_services,
+    image_inputs,
+    new_run,
+    prepare,
+)
 from rehearsal.scenario import Stack, first_cards, first_deploy, host_spec, signalled
+from rehearsal.standins import base_image, image_store
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "mount")
 NETNS_ENV = "REHEARSAL_NETNS"  # set for the inner run: the path of the namespace it runs in
@@ -49,13 +60,17 @@ def preflight() -> str | None:
 
 def codebuild_base(netns: Path, base: Path, layer: Path, run: Run) -> dict[str, object]:
     """What the CodeBuild stand-in needs besides the projects: the build image, the namespace, the
-    service role's key, and the build container's endpoints (the emulator, the credentials URI)."""
+    service role's key, the build container's endpoints (the emulator, the credentials URI), and what the
+    docker stand-in reads instead of a registry and PyPI (bound read-only into each build container)."""
+    python, wheels = image_inputs(run, base)
+    digest = base_image.REFERENCE.rsplit(":", 1)[1]
     return {
         "region": "us-east-1",
         "account": "123456789012",
         "access_key_id": ROLE_ACCESS_KEY,
         "secret_access_key": ROLE_SECRET_KEY,
         "lower_dirs": [str(layer), str(base)],
+        "binds": [[str(python), f"{image_store.BASES}/{digest}"], [str(wheels), image_store.WHEELHOUSE]],
         "netns": str(netns),
         "work_dir": str(run.dir / "codebuild"),
         "build_env": {
@@ -107,7 +122,7 @@ def outside(argv: Sequence[str] | None) -> int:
     """Fill the caches while the network is reachable (debootstrap, pip), then re-run inside a namespace."""
     run = Run(dir=CACHE, started=time.monotonic())
     try:
-        cached(run)
+        image_inputs(run, cached(run)[1])
     except RehearsalFailed as failed:
         print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
         return 1

@@ -22,6 +22,7 @@ BOOTSTRAP = "infra/constructs/host/bootstrap.sh"
 FORGED_MARKER = "/var/tmp/forged-config-ran"  # noqa: S108 - a path inside the rehearsal's host, by design
 # Not a reversion: the forged value alone, against the fixed reader (`--forge-eif-version`).
 FORGED = "forged-eif-version"
+ENCLAVE_DOCKERFILE = "app/enclave/Dockerfile"
 
 
 class NothingToRevert(ValueError):
@@ -85,6 +86,19 @@ def source_demo_env(bootstrap: str) -> str:
     return _replace(reader, 'set -a\n. "$CONF_DIR/demo.env"\nset +a', bootstrap, "the demo.env reader")
 
 
+def enclave_cmd_workdir(dockerfile: str) -> str:
+    """The image's Cmd needs WORKDIR again: PYTHONPATH leaves the Env, so under the Nitro init (cwd /) the
+    interpreter finds no module `app`."""
+    return _replace(r" \\\n\s*PYTHONPATH=\S+$", "", dockerfile, "the enclave image's PYTHONPATH")
+
+
+def enclave_cmd_bare_interpreter(dockerfile: str) -> str:
+    """The image's Cmd names a bare `python` again, which the init's PATH (/sbin:/usr/sbin:/bin:/usr/bin) does
+    not hold in python:3.11-slim: the init's execvpe fails."""
+    pattern = r'^CMD \["/usr/local/bin/python3\.11",'
+    return _replace(pattern, 'CMD ["python",', dockerfile, "the enclave image's absolute interpreter")
+
+
 USER_DATA: dict[str, Callable[[str], str]] = {
     "allocator-blank-line": allocator_blank_line,
     "agent-log-paths": agent_log_paths,
@@ -95,6 +109,8 @@ CODE_ASSET: dict[str, tuple[str, Callable[[str], str]]] = {
     "vsock-proxy-workers": (VSOCK_PROXY_OVERRIDE, vsock_proxy_workers),
     "relay-before-canary": (BOOTSTRAP, relay_before_canary),
     "host-config-sourced": (BOOTSTRAP, source_demo_env),
+    "enclave-cmd-workdir": (ENCLAVE_DOCKERFILE, enclave_cmd_workdir),
+    "enclave-cmd-bare-interpreter": (ENCLAVE_DOCKERFILE, enclave_cmd_bare_interpreter),
 }
 NAMES = tuple(name for name in dict.fromkeys((*USER_DATA, *CODE_ASSET)) if name != FORGED)
 

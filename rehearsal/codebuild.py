@@ -77,7 +77,9 @@ class Service:
 
     @staticmethod
     def machine(c: dict[str, Any]) -> Machine:
-        return Machine([Path(p) for p in c["lower_dirs"]], Path(c["netns"]), Path(c["work_dir"]), c["region"])
+        binds = [(Path(source), inside) for source, inside in c.get("binds", [])]
+        lower = [Path(p) for p in c["lower_dirs"]]
+        return Machine(lower, Path(c["netns"]), Path(c["work_dir"]), c["region"], binds)
 
     def start_build(self, body: dict[str, Any]) -> dict[str, Any]:
         """A new build, or the one a repeated idempotencyToken already started (within 5 minutes; the same

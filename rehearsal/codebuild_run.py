@@ -7,7 +7,9 @@ stand-ins are installed into it (dnf installs nitro-cli there, as the buildspec 
 image, as on CodeBuild's standard image). The source (an S3 zip, as the project's `Source`) is unpacked at
 CODEBUILD_SRC_DIR. Then `systemd-nspawn` (not booted: CodeBuild's container has no init either) runs the
 agent stand-in (rehearsal/standins/codebuild_agent.py) in the rehearsal's network namespace, so the build's
-AWS calls reach the emulator on loopback.
+AWS calls reach the emulator on loopback. What the docker stand-in needs and a real build pulls from the
+network is bound in read-only (Machine.binds): the python:3.11-slim stand-in layer (rehearsal/python_base.py)
+under the image store's bases by its digest, and the enclave image's wheelhouse, where RUN's pip reads it.
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class Machine:
-    """Where builds run: the image's layers (top first), the namespace, the scratch space, the region."""
+    """Where builds run: the image's layers (top first), the namespace, the scratch space, the region, and
+    what is bound read-only into every build container (host directory, path inside)."""
 
     lower_dirs: Sequence[Path]
     netns: Path
     work_dir: Path
     region: str
+    binds: Sequence[tuple[Path, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ def container_command(root: Path, machine: Machine) -> list[str]:
     return [
         "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--as-pid2",
         f"--directory={root}", f"--network-namespace-path={machine.netns}",
-        f"--machine=codebuild-{root.parent.name[:40]}", "/bin/sh", "-c", script,
+        f"--machine=codebuild-{root.parent.name[:40]}",
+        *(f"--bind-ro={source}:{inside}" for source, inside in machine.binds), "/bin/sh", "-c", script,
     ]  # fmt: skip
 
 

@@ -68,16 +68,68 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
         "no VPC",
     ),
     ("PyPI", "a wheelhouse built on the host, bound read-only, /etc/pip.conf no-index"),
+    (
+        "enclave base image",
+        "python:3.11-slim is not pulled: a layer made from Debian 12's packages stands in, laid out as "
+        "docker-library/python's Dockerfile lays it out (/usr/local/bin/python3.11, the python3, python "
+        "and pip links, no python in /usr/bin); Debian's CPython 3.11.2 (not python.org's 3.11.x), its "
+        "stdlib in /usr/lib/python3.11, pip 23.0.1 and setuptools 66.1.1 in "
+        "/usr/local/lib/python3.11/dist-packages (not site-packages), no wheel, idle, python-config or "
+        "netbase; only the packages the interpreter needs",
+    ),
+    (
+        "image build RUN",
+        "/bin/sh -c chrooted in the image's root with no network (own mount, pid and net namespaces, "
+        "/proc, a minimal /dev); pip reads the wheels requirements.txt pins (fetched on the host, hashes "
+        "checked) through PIP_NO_INDEX and PIP_FIND_LINKS added to RUN's environment; no layers, no "
+        "build cache",
+    ),
     ("AWS CLI", "v1 from PyPI in its own venv as /usr/local/bin/aws (AL2023 ships v2)"),
-    ("vsock", "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine)"),
-    ("KMS connections", "the enclave's KMS calls reach the emulator's keep-alive HTTPS listener (localhost)"),
+    (
+        "vsock",
+        "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine): the parent's programs "
+        "map it themselves (NITRO_DEMO_VSOCK_OVER_TCP); inside the enclave a seccomp supervisor maps the "
+        "image's own AF_VSOCK sockets to 127.0.0.<CID>:<port> (app.shared.vsock_tcp's rule)",
+    ),
+    (
+        "KMS connections",
+        "the enclave dials kms.<region>.amazonaws.com through vsock-proxy to the emulator's keep-alive HTTPS "
+        "listener, whose certificate (local PKI) names that host; the local PKI's TLS CA is appended to the "
+        "unpacked image's botocore CA bundle (the image's files are otherwise as built)",
+    ),
     ("nitro-demo attest", "the attestation chain ends at the local PKI's root, not the AWS Nitro root"),
     (
         "nitro-demo send",
         "results are verified against the local PKI's root (ATTESTATION_ROOT_PEM in the manager's "
         "environment), not the AWS Nitro root",
     ),
-    ("enclave", "a software enclave process with a software NSM and a local PKI, not a Nitro Enclave"),
+    (
+        "enclave",
+        "no enclave kernel, initramfs or VM: an init stand-in on the host kernel runs the EIF's Cmd with its "
+        "Env in the EIF's root (chroot, cwd /, the init's PATH); CPUs and memory are not isolated; it shares "
+        "the host's network namespace, where the supervisor refuses its IPv4/IPv6 bind and connect",
+    ),
+    (
+        "/dev/nsm",
+        "a plain file; its ioctl is answered by a seccomp supervisor with the software NSM (local PKI, "
+        "software PCRs), not by the Nitro hypervisor's NSM",
+    ),
+    (
+        "enclave root",
+        "the init stand-in mounts nothing (no devtmpfs, /proc, /sys, /tmp, /run tmpfs, cgroups) and loads no "
+        "nsm.ko; the command stays in the init's process group; nspawn runs with "
+        "--system-call-filter=pidfd_getfd for the supervisor",
+    ),
+    (
+        "enclave console",
+        "the command's stdout/stderr kept in /var/log/nitro_enclaves/rehearsal-enclave-<id>.console for "
+        "every enclave; on Nitro only a debug-mode enclave has a console (nitro-cli console)",
+    ),
+    (
+        "enclave clock",
+        "the enclave's clock is the host's: the skew to the NSM's time is measured and reported but never "
+        "beyond the correction threshold, so only tests/enclave exercise the correction",
+    ),
     (
         "EC2/Nitro tools",
         "dnf, allocator, nitro-cli, vsock-proxy, docker, CloudWatch agent: contract-checking stand-ins",

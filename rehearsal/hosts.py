@@ -23,11 +23,12 @@ from rehearsal.cloud import Cloud
 from rehearsal.codebuild_run import Overlay
 from rehearsal.container import Container
 from rehearsal.netns import IMDS_ADDRESS
-from rehearsal.standins import StandinSettings, install_standins, nspawn_arguments
+from rehearsal.standins import StandinSettings, enclaves, install_standins, nspawn_arguments
 from rehearsal.wheelhouse import CONTAINER_WHEELHOUSE
 
 SIGNAL_TIMEOUT_S = 900.0
 POLL_S = 2.0
+CONSOLE_TAIL_LINES = 12
 
 
 class HostFailed(RuntimeError):
@@ -93,7 +94,6 @@ def booted(
     settings = StandinSettings(
         region=cloud.region,
         emulator_https_url=endpoints.https,
-        enclave_kms_endpoint_url=endpoints.https,
         instance_id=spec.instance_id,
     )
     with contextlib.ExitStack() as stack:
@@ -138,7 +138,8 @@ def wait_for_signal(host: Host, record: Path) -> cfn_signals.ResourceSignal:
                 tail = box.journal(rootfs.CLOUD_FINAL_UNIT)
                 raise HostFailed(
                     "user data",
-                    f"{host.spec.name}: {rootfs.CLOUD_FINAL_UNIT} is {state} without a signal:\n{tail}",
+                    f"{host.spec.name}: {rootfs.CLOUD_FINAL_UNIT} is {state} without a signal:\n{tail}\n"
+                    f"{enclave_console(box)}",
                 )
         time.sleep(POLL_S)
     raise HostFailed("boot signal", f"{host.spec.name}: no signal within {SIGNAL_TIMEOUT_S:g} s")
@@ -146,4 +147,17 @@ def wait_for_signal(host: Host, record: Path) -> cfn_signals.ResourceSignal:
 
 def failed_units(box: Container) -> str:
     parts = [f"failed unit {unit}, journal tail:\n{box.journal(unit, 15)}" for unit in box.failed_units()]
-    return "\n".join(parts)
+    return "\n".join([*parts, enclave_console(box)])
+
+
+def enclave_console(box: Container, lines: int = CONSOLE_TAIL_LINES) -> str:
+    """The last lines of the latest enclave's console (the image's command's own output), and how many
+    enclaves the host started: why an enclave died is said there, not in any unit's journal."""
+    directory = box.root / enclaves.CONSOLE_DIR.lstrip("/")
+    found = directory.glob(enclaves.CONSOLE_NAME.format(enclave_id="*"))
+    consoles = sorted(found, key=lambda path: path.stat().st_mtime)
+    if not consoles:
+        return "no enclave was started (no enclave console)"
+    tail = consoles[-1].read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    started = f"{len(consoles)} enclave(s) started; the console of the last, {consoles[-1].name}"
+    return f"{started}, tail:\n" + "\n".join(tail)

@@ -19,10 +19,14 @@ from app.local import processes
 from app.local.processes import ChildSpec
 from app.local.software_nsm import LocalPki
 from infra.constants import REPO_ROOT
-from rehearsal import rootfs, wheelhouse
+from rehearsal import python_base, rootfs, wheelhouse
 from rehearsal.cfn import PSEUDO
 from rehearsal.cloud import STACK_ID
 from rehearsal.template import Synthesized, synth
+
+# The enclave's image dials KMS by its regional name (its Env sets no endpoint), through vsock-proxy to the
+# emulator, whose certificate must name it.
+KMS_HOST = f"kms.{PSEUDO['AWS::Region']}.amazonaws.com"
 
 CACHE = REPO_ROOT / ".cache" / "rehearsal"
 SIGNALS_PORT = 8085
@@ -86,7 +90,7 @@ def host_services(
         LocalPki.generate().save(pki)
         emulator = stack.enter_context(
             processes.running(
-                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki))),
+                ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki), "--tls-name", KMS_HOST)),
                 run.dir,
                 processes.has_ready_line,
             )
@@ -130,10 +134,24 @@ def host_services(
 
 
 def cached(run: Run) -> tuple[Path, Path]:
-    """The wheelhouse and the base rootfs, made on first use: before the namespace, which has no network."""
+    """The wheelhouse and the base rootfs, made on first use: before the namespace, which has no network
+    (the outer run also makes image_inputs then)."""
     wheels = run.step("wheelhouse (pip download, cached)", lambda: wheelhouse.ensure(CACHE))
     base = run.step("root filesystem (debootstrap bookworm, cached)", lambda: rootfs.base(CACHE, wheels))
     return wheels, base
+
+
+def image_inputs(run: Run, base: Path) -> tuple[Path, Path]:
+    """What the docker stand-in builds the enclave image from, cached: the python:3.11-slim stand-in layer
+    (from the base rootfs's Debian packages) and the wheels the image's requirements.txt pins."""
+    python = run.step(
+        "python:3.11-slim stand-in layer (Debian's packages, cached)", lambda: python_base.ensure(CACHE, base)
+    )
+    wheels = run.step(
+        "enclave image wheelhouse (pip download --require-hashes, cached)",
+        lambda: wheelhouse.ensure_enclave(CACHE),
+    )
+    return python, wheels
 
 
 def prepare(run: Run) -> tuple[Synthesized, Path, Path, Path]:

@@ -51,3 +51,36 @@ def ensure(cache: Path) -> Path:
         raise WheelhouseError(f"pip download failed: {done.stderr.strip()[-2000:]}")
     stamp.write_text("\n".join(wanted) + "\n", encoding="utf-8")
     return wheels
+
+
+ENCLAVE_REQUIREMENTS = REPO_ROOT / "app" / "enclave" / "requirements.txt"
+# The image's platform (python:3.11-slim: CPython 3.11 on glibc 2.36, x86_64), as requirements.txt's header
+# gives it, with every older manylinux_2_N glibc 2.36 also runs (PEP 600): pip expands only the legacy
+# manylinux2014/2010/1 names itself, so `--platform manylinux_2_36_x86_64` alone misses cbor2's _2_28 wheel.
+ENCLAVE_PLATFORM = (
+    *(arg for n in range(36, 4, -1) for arg in ("--platform", f"manylinux_2_{n}_x86_64")),
+    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+)  # fmt: skip
+
+
+def ensure_enclave(cache: Path) -> Path:
+    """cache/enclave-wheels-<hash of requirements.txt>: exactly the wheels the enclave image's
+    requirements.txt pins by hash, for the image's platform, fetched once with `pip download
+    --require-hashes` (a wheel that does not match its pin is never stored); the docker stand-in's RUN
+    reads it instead of PyPI."""
+    text = ENCLAVE_REQUIREMENTS.read_text(encoding="utf-8")
+    wheels = cache / f"enclave-wheels-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    if wheels.is_dir():  # renamed into place only once complete
+        return wheels
+    partial = wheels.with_name(f"{wheels.name}.partial")
+    subprocess.run(["rm", "-rf", str(partial)], check=True)
+    argv = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+        "--require-hashes", *ENCLAVE_PLATFORM, "--dest", str(partial),
+        "--requirement", str(ENCLAVE_REQUIREMENTS),
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise WheelhouseError(f"pip download (enclave image) failed: {done.stderr.strip()[-2000:]}")
+    partial.rename(wheels)
+    return wheels

@@ -59,8 +59,8 @@ class TlsFiles:
     private_key: Path
 
 
-def tls_files(pki: LocalPki, work_dir: Path) -> TlsFiles:
-    cert_pem, key_pem = pki.tls_certificate_for(TLS_HOSTNAME)
+def tls_files(pki: LocalPki, work_dir: Path, extra_names: Sequence[str] = ()) -> TlsFiles:
+    cert_pem, key_pem = pki.tls_certificate_for(TLS_HOSTNAME, *extra_names)
     cert_file, key_file = work_dir / "emulator-tls.crt", work_dir / "emulator-tls.key"
     cert_file.write_bytes(cert_pem)
     key_file.touch(mode=0o600)
@@ -135,6 +135,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app.local.emulator", description=__doc__)
     p.add_argument("--pki", type=Path, required=True, help="directory written by LocalPki.save()")
     p.add_argument("--max-age", type=float, default=ATTESTATION_MAX_AGE_S, help="attestation freshness (s)")
+    p.add_argument(
+        "--tls-name",
+        action="append",
+        default=[],
+        help="another name the HTTPS certificate holds (the rehearsal: kms.<region>.amazonaws.com)",
+    )
     return p
 
 
@@ -158,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_policy_enforcement(pki.root_certificate_der, max_age_s=args.max_age)
     speed_up_moto_clock()
     moto_fidelity.install()  # atomic SQS deletes; Decrypt's KeyId checked as KMS does
-    serve_until_signal(Emulator(tls_files(pki, args.pki)))
+    serve_until_signal(Emulator(tls_files(pki, args.pki, args.tls_name)))
     return 0
 
 

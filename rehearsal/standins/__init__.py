@@ -13,17 +13,17 @@ Interface for the harness (rehearsal/, `make rehearse`):
     `DefaultEnvironment=NITRO_DEMO_VSOCK_OVER_TCP=3`, so every unit's vsock is carried over TCP, this
     machine being the parent at CID 3 (app.shared.vsock_tcp).
 - `nspawn_arguments(settings, pki_host_dir=...)`: what systemd-nspawn must add: the local PKI read-only at
-  `settings.pki_dir`, and /dev/null bound at /dev/nitro_enclaves (the device exists on an instance launched
-  with enclaves enabled; `test -c` only needs a character device, and no stand-in opens it).
+  `settings.pki_dir`, pidfd_getfd allowed (the software enclave's supervisor), and /dev/null bound at
+  /dev/nitro_enclaves (the device exists on an instance launched with enclaves enabled; `test -c` only needs
+  a character device, and no stand-in opens it).
 
 StandinSettings fields:
 - `region`: the stack's region (kms.<region>.amazonaws.com is what vsock-proxy is asked to reach);
 - `emulator_https_url`: the emulator's HTTPS listener as seen from inside the container; vsock-proxy forwards
   every connection there instead of to KMS;
-- `enclave_kms_endpoint_url`: the KMS URL boto3 uses inside the software enclave; None means the regional
-  endpoint, as on Nitro, which needs the emulator's certificate to name kms.<region>.amazonaws.com;
 - `pki_dir`: where the LocalPki directory (app.local.software_nsm, LocalPki.save) is inside the container;
-  the software enclave signs with its leaf key and trusts its TLS CA;
+  the software enclave's NSM signs with its leaf key, and its TLS CA joins the image's CA bundle (the
+  emulator's certificate names kms.<region>.amazonaws.com, which the image dials as on Nitro);
 - `instance_id`, and the machine model the allocator and run-enclave judge by: `instance_vcpus`,
   `threads_per_core`, `instance_memory_mib`, `os_reserved_mib` (c5.xlarge by default);
 - `venv_python`: the python the software enclave runs under (the relay's venv; tests point it elsewhere);
@@ -73,7 +73,6 @@ class MachineModel:
 class StandinSettings:
     region: str
     emulator_https_url: str
-    enclave_kms_endpoint_url: str | None = None
     pki_dir: str = "/opt/rehearsal/pki"
     instance_id: str = "i-0000000000000000"
     machine: MachineModel = MachineModel()
@@ -113,9 +112,15 @@ def install_standins(rootfs: Path, *, settings: StandinSettings) -> None:
     )
 
 
+# The software enclave's supervisor copies the enclave's sockets with pidfd_getfd, which nspawn's default
+# system call filter refuses (EPERM); seccomp user notification and its ADDFD pass it unchanged.
+NSPAWN_SYSCALLS = "--system-call-filter=pidfd_getfd"
+
+
 def nspawn_arguments(settings: StandinSettings, *, pki_host_dir: Path) -> list[str]:
-    """The systemd-nspawn options the stand-ins need: the PKI, and the enclave device unless left out."""
-    arguments = [f"--bind-ro={pki_host_dir}:{settings.pki_dir}"]
+    """The systemd-nspawn options the stand-ins need: the PKI, pidfd_getfd for the software enclave's
+    supervisor, and the enclave device unless left out."""
+    arguments = [f"--bind-ro={pki_host_dir}:{settings.pki_dir}", NSPAWN_SYSCALLS]
     if settings.enclave_device:
         arguments.append(f"--bind=/dev/null:{DEVICE}")
     return arguments

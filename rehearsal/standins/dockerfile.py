@@ -5,9 +5,13 @@ Rules from the Dockerfile reference (docs.docker.com/reference/dockerfile: line 
 source copies its contents; `ARG name[=default]` declares a build argument in the stage it follows, whose
 value a `--build-arg` overrides, which RUN sees and which is not kept in the image's config; a build arg no
 ARG declares is not consumed, and only warned about) and .dockerignore (`**` any number of directories, else
-Go filepath.Match; an excluded directory excludes what is inside it). Variable substitution (`$name`) is
-left to RUN, which the stand-in does not execute; anywhere else, as for an ARG before FROM (global scope) or
-any other instruction, it is refused by name, never guessed at.
+Go filepath.Match; an excluded directory excludes what is inside it). The steps that change the image's
+files (WORKDIR, COPY, RUN) are kept in order; each RUN keeps the ENV and ARG values declared before it (the
+reference: "The environment variables set using ENV will persist when a container is run from the
+resulting image" and are seen by every later RUN; an ARG is seen by the RUN lines after it; "Environment
+variables defined using the ENV instruction always override an ARG instruction of the same name").
+Variable substitution (`$name`) is left to RUN's shell; anywhere else, as for an ARG before FROM (global
+scope) or any other instruction, it is refused by name, never guessed at.
 """
 
 from __future__ import annotations
@@ -23,6 +27,29 @@ class DockerfileError(Exception):
     """A Dockerfile or .dockerignore this stand-in cannot build faithfully."""
 
 
+@dataclass(frozen=True)
+class Run:
+    """One RUN in shell form: its text, and the ENV entries and ARG values in force at that line."""
+
+    text: str
+    env: tuple[str, ...]
+    args: tuple[tuple[str, str | None], ...]
+
+
+@dataclass(frozen=True)
+class Copy:
+    sources: tuple[str, ...]
+    dest: str  # absolute
+
+
+@dataclass(frozen=True)
+class Workdir:
+    path: str  # absolute
+
+
+Step = Run | Copy | Workdir
+
+
 @dataclass
 class Recipe:
     base: str = ""
@@ -32,6 +59,7 @@ class Recipe:
     copies: list[tuple[list[str], str]] = field(default_factory=list)  # (sources, absolute destination)
     runs: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)  # in the Dockerfile's order
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -57,6 +85,22 @@ def _declare(recipe: Recipe, rest: str, build_args: dict[str, str]) -> None:
     recipe.args[name] = build_args.get(name, default if has_default else None)
 
 
+def _copy(recipe: Recipe, rest: str) -> None:
+    words = shlex.split(rest)
+    if len(words) < 2 or any(w.startswith("--") for w in words):
+        raise DockerfileError(f"COPY {rest}: the stand-in copies `COPY src... dest` only, no flags")
+    dest = words[-1] if words[-1].startswith("/") else f"{recipe.workdir.rstrip('/')}/{words[-1]}"
+    recipe.copies.append((words[:-1], dest))
+    recipe.steps.append(Copy(tuple(words[:-1]), dest))
+
+
+def _run(recipe: Recipe, rest: str) -> None:
+    if rest.startswith("["):
+        raise DockerfileError(f"RUN {rest}: the stand-in runs the shell form only")
+    recipe.runs.append(rest)
+    recipe.steps.append(Run(rest, tuple(recipe.env), tuple(recipe.args.items())))
+
+
 def parse(text: str, build_args: dict[str, str] | None = None) -> Recipe:
     recipe = Recipe()
     for keyword, rest in _instructions(text):
@@ -68,18 +112,15 @@ def parse(text: str, build_args: dict[str, str] | None = None) -> Recipe:
             recipe.base = rest
         elif keyword == "ENV":
             recipe.env += [item for item in shlex.split(rest) if "=" in item] or [
-                " ".join(rest.split(None, 1))
+                "=".join(rest.split(None, 1))  # the legacy `ENV key value` form
             ]
         elif keyword == "WORKDIR":
             recipe.workdir = str(PurePosixPath(recipe.workdir) / rest)
+            recipe.steps.append(Workdir(recipe.workdir))
         elif keyword == "COPY":
-            words = shlex.split(rest)
-            if len(words) < 2 or any(w.startswith("--") for w in words):
-                raise DockerfileError(f"COPY {rest}: the stand-in copies `COPY src... dest` only, no flags")
-            dest = words[-1] if words[-1].startswith("/") else f"{recipe.workdir.rstrip('/')}/{words[-1]}"
-            recipe.copies.append((words[:-1], dest))
+            _copy(recipe, rest)
         elif keyword == "RUN":
-            recipe.runs.append(rest)
+            _run(recipe, rest)
         elif keyword == "CMD":
             recipe.cmd = json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
         else:

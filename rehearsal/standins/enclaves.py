@@ -6,8 +6,10 @@ Contract (aws/aws-nitro-enclaves-cli at 2950b36): argument rules from `src/commo
 (E22, `cpu_info.rs`) and whole cores (the driver's NE_ERR_FULL_CORES_NOT_USED); `run-enclave` returns once the
 enclave sends its heartbeat (0xB7, echoed) to the parent's vsock port 9000 (`enclave_ready`). JSON field names
 from `src/common/json_output.rs`, pretty-printed as serde does; ids `i-<instance>-enc<slot hex>`
-(`enclave_proc/utils.rs`). Instead of booting a VM it starts the software enclave (software_enclave.py)
-detached, under the venv's python.
+(`enclave_proc/utils.rs`). Instead of booting a VM it unpacks the EIF and starts the software enclave
+(software_enclave.py: the init stand-in, which runs the EIF's Cmd in the EIF's root) detached, under the
+venv's python, with nothing of this process's environment. Its stdout and stderr, the enclave's console, go
+to CONSOLE_DIR/CONSOLE_NAME (the real console is read with `nitro-cli console`, a debug-mode enclave's only).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ BOOT_TIMEOUT_S = 60.0
 EIF_SIZE_RATIO = 4
 MIB = 1 << 20
 TERMINATE_WAIT_S = 10.0
+CONSOLE_DIR = "/var/log/nitro_enclaves"
+CONSOLE_NAME = "rehearsal-enclave-{enclave_id}.console"
 
 
 def _alive(pid: int) -> bool:
@@ -58,6 +62,7 @@ def running() -> list[dict[str, Any]]:
             found.append(state)
         else:
             record.unlink(missing_ok=True)
+            shutil.rmtree(host.path(f"{STATE_DIR}/{state['EnclaveID']}"), ignore_errors=True)
     return found
 
 
@@ -145,29 +150,24 @@ def _start(eif_path: Path, enclave_id: str, cid: int, debug: bool) -> tuple[subp
     config = host.settings()
     work = host.path(f"{STATE_DIR}/{enclave_id}")
     try:
-        header = eif.unpack(eif_path, work)
+        eif.unpack(eif_path, work)
     except eif.EifError as error:
         exit_with(35, str(error))
-    log = host.path(f"/var/log/nitro_enclaves/rehearsal-enclave-{enclave_id}.log")
-    log.parent.mkdir(parents=True, exist_ok=True)
+    console = host.path(f"{CONSOLE_DIR}/{CONSOLE_NAME.format(enclave_id=enclave_id)}")
+    console.parent.mkdir(parents=True, exist_ok=True)
     command = [
         config.get("venv_python", host.VENV_PYTHON),
         str(Path(__file__).resolve().parent / "software_enclave.py"), "run",
-        "--app-root", str(work / eif.ROOTFS / header["WorkingDir"].lstrip("/")),
-        "--image-root", str(work / eif.ROOTFS),
+        "--eif", str(eif_path.resolve()), "--work", str(work), "--cid", str(cid),
         "--pki", str(host.path(config["pki_dir"])),
-        "--kms-endpoint", config.get("enclave_kms_endpoint_url") or "",
         *(["--debug-mode"] if debug else []),
     ]  # fmt: skip
-    # The enclave sees only its image's environment: nothing of the parent's (no AWS_* variables).
-    environment = dict(item.split("=", 1) for item in header.get("Env", []))
-    environment |= {"PATH": "/usr/local/bin:/usr/bin:/bin", vsock_tcp.ENV_VSOCK_OVER_TCP: str(cid)}
-    with log.open("ab") as output:
+    with console.open("ab") as output:
         child = subprocess.Popen(  # noqa: S603 - fixed argument list
-            command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=environment,
-            start_new_session=True, cwd=str(work),
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, env={},
+            start_new_session=True, cwd="/",
         )  # fmt: skip
-    return child, log
+    return child, console
 
 
 def run_enclave(

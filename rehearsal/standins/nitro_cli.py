@@ -6,10 +6,13 @@ build-enclave follows `build_from_docker` in aws/aws-nitro-enclaves-cli `src/lib
 "Start building the Enclave Image..." on stderr; the blobs' `cmdline` (NITRO_CLI_BLOBS, else the -devel
 package's /usr/share/nitro_enclaves/blobs/) or E19; the output file is created; `artifacts_path()` needs
 NITRO_CLI_ARTIFACTS or HOME (it makes `$HOME/.nitro_cli/`), else E51; the local image, else E50; then "Enclave
-Image successfully created." on stderr and only the measurements JSON on stdout. The measurements come from
-the software enclave's own function (software_enclave.py `image_pcrs`, via app.local.software_nsm), so PCR0 is
-what the software NSM attests when this EIF runs. The EIF is the stand-in format of eif.py. Enclave commands:
-enclaves.py.
+Image successfully created." on stderr and only the measurements JSON on stdout. Of the image's config it
+keeps what `extract_image` keeps (enclave_build/src/docker.rs lines 266-284, nitro_init.kept_config): Cmd,
+or Entrypoint only when there is no Cmd, and Env; WorkingDir and the rest are dropped; neither Cmd nor
+Entrypoint is E48 (`Docker error: UnsupportedEntryPoint`, enclave_build/src/lib.rs `create`). The
+measurements come from the software enclave's own function (software_enclave.py `image_pcrs`, via
+app.local.software_nsm), so PCR0 is what the software NSM attests when this EIF runs. The EIF is the
+stand-in format of eif.py. Enclave commands: enclaves.py.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rehearsal.standins import eif, enclaves, host, image_store
+from rehearsal.standins import eif, enclaves, host, image_store, nitro_init
 from rehearsal.standins.nitro_errors import exit_with
 from rehearsal.standins.packages import NITRO_CLI_VERSION
 
@@ -63,11 +66,11 @@ def _docker_image(tag: str) -> image_store.Image:
     return image
 
 
-def measure(app_root: Path, image_root: Path) -> dict[str, str]:
+def measure(image_root: Path) -> dict[str, str]:
     """The PCRs, computed by the software enclave's own code under the venv's python."""
     python = host.settings().get("venv_python", host.VENV_PYTHON)
     script = Path(__file__).resolve().parent / "software_enclave.py"
-    command = [python, str(script), "measure", "--app-root", str(app_root), "--image-root", str(image_root)]
+    command = [python, str(script), "measure", "--image-root", str(image_root)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=True)  # noqa: S603
     except (OSError, subprocess.CalledProcessError) as error:
@@ -94,11 +97,15 @@ def build_enclave(docker_uri: str, output: Path) -> int:
         )
     artifacts_path()
     image = _docker_image(docker_uri)
-    config = image.config
-    workdir = config.get("WorkingDir") or "/"
-    measurements = measure(image.rootfs / workdir.lstrip("/"), image.rootfs)
+    try:
+        kept = nitro_init.kept_config(image.config)
+    except nitro_init.UnsupportedEntryPoint:
+        # enclave_build/src/lib.rs `create`: "Docker error: ...", then src/lib.rs maps it to E48
+        print("Docker error: UnsupportedEntryPoint", file=sys.stderr, flush=True)
+        exit_with(48, "Failed to create EIF image: DockerError")
+    measurements = measure(image.rootfs)
     header = {"ImageId": image.image_id, "DockerUri": docker_uri, "Measurements": measurements,
-              "Cmd": config.get("Cmd"), "Env": config.get("Env", []), "WorkingDir": workdir}  # fmt: skip
+              "Cmd": list(kept.cmd), "Env": list(kept.env)}  # fmt: skip
     eif.write(output, image.rootfs, header)
     print("Enclave Image successfully created.", file=sys.stderr, flush=True)
     print(json.dumps({"Measurements": measurements}, indent=2))

@@ -26,6 +26,7 @@ MEANING = {
     35: "EIF file parsing error.",
     36: "Enclave boot failure.",
     40: "Socket path not found.",
+    48: "EIF building error.",
     50: "Docker image pull error.",
     51: "Artifacts path environment variable not set. Such error appears when trying to build an EIF "
     "file, but the artifacts path environment variable is not set.",

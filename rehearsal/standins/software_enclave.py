@@ -1,28 +1,47 @@
-"""The software enclave `nitro-cli run-enclave` starts: the EIF's own enclave code with app.local's software
-NSM.
+"""The software enclave `nitro-cli run-enclave` starts instead of a VM: an init stand-in that runs the EIF's
+own Cmd in the EIF's own root, as the enclave's init does (nitro_init.py: aws-nitro-enclaves-sdk-bootstrap
+init/init.c), on the host kernel. Nothing of the checkout or the host's venv runs inside the enclave.
 
-Runs under the rehearsed host's venv python (the relay's venv: boto3, cryptography, cbor2 pinned as the
-image's requirements.txt pins them; the image's `RUN pip install` is not executed by the docker stand-in). The
-code it serves is the EIF's: `app.enclave` and `app.shared` are imported from the unpacked image, and only
-`app.local.software_nsm` from the venv, the way `python -m app.local.enclave` pairs them in local mode.
+`run`, in init.c's order: the heartbeat 0xB7 to the parent's port 9000 and its echo (`enclave_ready`, lines
+354-375), before the command is read; the kept Cmd and Env (the EIF header: /cmd and /env, lines 412-423);
+then a child that chroots into the unpacked image root and does chdir("/") (lines 431-437), looks Cmd[0] up
+on the init's PATH (line 296) and execs it with the image's Env only (line 297; a failure prints
+`execvpe: <name>: <error>`, line 298); the init reaps until that child exits ("child exited with error" on a
+non-zero status, lines 301-319) and then ends the enclave (`reboot`, line 449): every process left is
+killed and this process exits, so describe-enclaves no longer lists it. stdout/stderr are the enclave's
+console (enclaves.py keeps them in a file per enclave).
 
-`measure` prints the PCRs for build-enclave; `run` serves. One function, `image_pcrs`, gives both, so the PCR0
-in the measurements JSON is exactly what the software NSM attests: PCR0 = `measure_enclave_sources` of the
-image's app directory (local mode's measurement); PCR1 = a fixed value (there is no enclave kernel here); PCR2
-= `software_measurement` of every file in the image. Debug mode attests all zeros, as Nitro does.
+Below the program (enclave_devices.py): before chroot the child installs a seccomp filter whose listener this
+process serves, answering /dev/nsm's ioctl with the software NSM (app.local.software_nsm, the rehearsal's PKI)
+and carrying AF_VSOCK over TCP 127.0.0.<CID>. /dev/nsm in the root is a plain file made here.
+
+`measure` prints the PCRs for build-enclave; `run` attests the same (`image_pcrs`): PCR0 = local mode's
+`measure_enclave_sources` of the image's app package (so the key policy's pin is the one local mode computes
+for the same sources); PCR1 = a fixed value (no enclave kernel); PCR2 = `software_measurement` of every file
+of the image. Debug mode attests all zeros, as Nitro does.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import ctypes
 import hashlib
 import json
 import os
+import shutil
+import signal
+import socket
+import stat
 import sys
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-import app
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import cbor2
+
 from app.local.software_nsm import (
     TLS_CA_FILE,
     LocalPki,
@@ -30,85 +49,166 @@ from app.local.software_nsm import (
     measure_enclave_sources,
     software_measurement,
 )
+from app.shared import vsock_tcp
+from rehearsal.standins import eif, nitro_init, seccomp_notify
+from rehearsal.standins.enclave_devices import NSM_DEVICE, Supervisor, filter_program
 
 NO_KERNEL = hashlib.sha384(
     b"nitro-enclave-demo rehearsal: software enclave, no enclave kernel or init"
 ).digest()
+PR_SET_CHILD_SUBREAPER = 36
+CA_BUNDLE = "botocore/cacert.pem"
 
 
-def image_pcrs(app_root: Path, image_root: Path) -> dict[int, bytes]:
-    image_files = [p for p in image_root.rglob("*") if p.is_file()]
+class EnclaveImageError(ValueError):
+    """The image has no single app package to measure."""
+
+
+def image_app_root(image_root: Path) -> Path:
+    """The one directory of the image holding app/enclave and app/shared (the Dockerfile's COPY target)."""
+    packages = [p.parent.parent.parent for p in image_root.rglob("app/enclave/__init__.py")]
+    found = [p for p in packages if (p / "app/shared").is_dir()]
+    if len(found) != 1:
+        raise EnclaveImageError(f"the image must hold exactly one app/enclave package, found {len(found)}")
+    return found[0]
+
+
+def image_pcrs(image_root: Path) -> dict[int, bytes]:
+    image_files = [p for p in image_root.rglob("*") if p.is_file() and not p.is_symlink()]
     return {
-        0: measure_enclave_sources(app_root),
+        0: measure_enclave_sources(image_app_root(image_root)),
         1: NO_KERNEL,
         2: software_measurement(image_files, root=image_root),
     }
 
 
-def _use_image_code(app_root: Path) -> None:
-    """Resolve app.enclave and app.shared from the image, before anything imports them from the venv."""
-    already = [name for name in ("app.enclave", "app.shared") if name in sys.modules]
-    if already:
-        raise RuntimeError(f"{already} imported before the image's code was put first")
-    app.__path__.insert(0, str(app_root / "app"))
+def nsm_answers(pki: LocalPki, pcrs: dict[int, bytes]) -> Callable[[bytes], bytes]:
+    """The NSM's CBOR protocol for Attestation; any other request gets the NSM's InvalidOperation error."""
+    module = SoftwareNsm(pki, pcrs, module_id="rehearsal-software-nsm")
+
+    def answer(request: bytes) -> bytes:
+        try:
+            body = cbor2.loads(request)
+        except (cbor2.CBORDecodeError, ValueError):
+            return bytes(cbor2.dumps({"Error": "InvalidInput"}))
+        asked = body.get("Attestation") if isinstance(body, dict) else None
+        if not isinstance(asked, dict):
+            return bytes(cbor2.dumps({"Error": "InvalidOperation"}))
+        fields = {k: asked.get(k) for k in ("public_key", "user_data", "nonce")}
+        return bytes(cbor2.dumps({"Attestation": {"document": module.attest(**fields)}}))
+
+    return answer
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Serve as the image's entry point does: a supervisor that re-runs this script once per worker (the
-    workers' hidden options come from the image's own `app.enclave.workers`), the heartbeat sent once."""
-    _use_image_code(args.app_root)
-    from app.enclave import __main__ as enclave_main  # noqa: PLC0415 - only after _use_image_code
-    from app.enclave import service, workers  # noqa: PLC0415
-    from app.shared import logs, settings  # noqa: PLC0415
-
-    served_from = Path(service.__file__).resolve()
-    if not served_from.is_relative_to(args.app_root.resolve()):
-        raise RuntimeError(f"the enclave code would come from {served_from}, not the EIF")
-    worker_parser = argparse.ArgumentParser(add_help=False)
-    workers.add_arguments(worker_parser)
-    seat = workers.seat_from(worker_parser.parse_known_args(argv)[0])
-    logs.configure(settings.env(settings.ENV_LOG_LEVEL, "INFO") or "INFO")
-    # The enclave's KMS client trusts the emulator's TLS CA, as it trusts KMS's certificate on Nitro.
-    os.environ["AWS_CA_BUNDLE"] = str(args.pki / TLS_CA_FILE)
-    pcrs = {} if args.debug_mode else image_pcrs(args.app_root, args.image_root)
-    enclave_settings, _ = enclave_main.parse_args([])  # the image's CMD: Nitro's defaults
-    if args.kms_endpoint:
-        enclave_settings = dataclasses.replace(enclave_settings, kms_endpoint_url=args.kms_endpoint)
-    if seat is None:
-        _heartbeat()
-
-    def software_nsm() -> SoftwareNsm:
-        return SoftwareNsm(LocalPki.load(args.pki), pcrs, module_id="rehearsal-software-nsm")
-
-    entry = [sys.executable, str(Path(__file__).resolve()), *argv]
-    return int(service.run(enclave_settings, seat, software_nsm, entry))
+def heartbeat(cid: int) -> None:
+    """init.c `enclave_ready`: connect to 3:9000, send 0xB7, read it back (over vsock_tcp's addresses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as conn:
+        conn.bind(vsock_tcp.tcp_address(cid, 0))
+        conn.connect(vsock_tcp.tcp_address(nitro_init.HEARTBEAT_CID, nitro_init.HEARTBEAT_PORT))
+        conn.sendall(nitro_init.HEARTBEAT)
+        if conn.recv(1) != nitro_init.HEARTBEAT:
+            raise OSError("received wrong heartbeat")
 
 
-def _heartbeat() -> None:
-    """What the enclave's init does first (enclave_ready in nitro-cli): 0xB7 to the parent's port 9000."""
-    from app.shared import transport  # noqa: PLC0415 - the image's, after _use_image_code
+def prepare_root(root: Path, pki: Path) -> None:
+    """/dev/nsm as a plain file; the rehearsal's TLS CA added to the image's botocore CA bundle, so its KMS
+    client trusts the emulator that stands in for kms.<region>.amazonaws.com (a listed deviation)."""
+    (root / "dev").mkdir(exist_ok=True)
+    (root / NSM_DEVICE.lstrip("/")).touch()
+    ca = (pki / TLS_CA_FILE).read_bytes()
+    for bundle in (root / "usr").rglob(CA_BUNDLE):
+        bundle.write_bytes(bundle.read_bytes().rstrip(b"\n") + b"\n" + ca)
 
-    with transport.connect(transport.parse_url("vsock://3:9000")) as conn:
-        conn.sendall(b"\xb7")
-        conn.recv(1)
+
+def _is_executable(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode) and os.access(path, os.X_OK)
+    except OSError:
+        return False
 
 
-def main(argv: list[str]) -> int:
+def _child(root: Path, kept: nitro_init.KeptConfig, program: bytes, to_parent: socket.socket) -> None:
+    """In the forked child; never returns."""
+    try:
+        listener = seccomp_notify.install(program)
+        socket.send_fds(to_parent, [b"L"], [listener])
+        os.close(listener)
+        to_parent.close()
+        os.chroot(root)
+        os.chdir(nitro_init.INIT_CWD)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        environment = dict(item.split("=", 1) for item in nitro_init.exec_environment(kept.env))
+        os.execve(nitro_init.lookup(kept.cmd[0], _is_executable), list(kept.cmd), environment)  # noqa: S606
+    except OSError as error:
+        print(nitro_init.exec_failure_line(kept.cmd[0], error), file=sys.stderr, flush=True)
+        os._exit(error.errno or 1)  # init.c `dien`: exit(errno)
+    os._exit(127)
+
+
+def launch(root: Path, kept: nitro_init.KeptConfig, supervisor: Callable[[int], Supervisor]) -> int:
+    """Fork the command's process; serve its notifications from a thread. Returns its pid."""
+    ours, theirs = socket.socketpair()
+    program = filter_program()
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        _child(root, kept, program, theirs)
+    theirs.close()
+    with ours:
+        _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+    if not fds:
+        return pid  # the child failed before its filter was in place; its console line says why
+    threading.Thread(target=supervisor(fds[0]).serve, daemon=True).start()
+    return pid
+
+
+def reap_until(pid: int) -> int:
+    """init.c `reap_until`: wait for any child (orphans come here too) until `pid` ends; its status."""
+    while True:
+        done, status = os.wait()
+        if done == pid:
+            if os.WIFEXITED(status):
+                if os.WEXITSTATUS(status) != 0:
+                    print(nitro_init.CHILD_FAILED_LINE, file=sys.stderr, flush=True)
+                return os.WEXITSTATUS(status)
+            print(nitro_init.CHILD_SIGNALLED_LINE, file=sys.stderr, flush=True)
+            return 128 + os.WTERMSIG(status)
+
+
+def run(args: argparse.Namespace) -> int:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    heartbeat(args.cid)
+    header: dict[str, Any] = eif.read_header(args.eif)
+    kept = nitro_init.KeptConfig(tuple(header["Cmd"]), tuple(header["Env"]))
+    root = args.work / eif.ROOTFS
+    pcrs = {} if args.debug_mode else image_pcrs(root)  # the image as built, before prepare_root
+    prepare_root(root, args.pki)
+    answers = nsm_answers(LocalPki.load(args.pki), pcrs)
+    pid = launch(root, kept, lambda listener: Supervisor(listener, args.cid, answers))
+    status = reap_until(pid)
+    sys.stderr.flush()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.killpg(os.getpgrp(), signal.SIGKILL)  # reboot(RB_AUTOBOOT): nothing of the enclave outlives it
+    return status
+
+
+def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="software_enclave.py")
-    parser.add_argument("mode", choices=("measure", "run"))
-    parser.add_argument("--app-root", type=Path, required=True, help="the image's WORKDIR (holds app/)")
-    parser.add_argument("--image-root", type=Path, required=True, help="the image's files")
-    parser.add_argument("--pki", type=Path, help="the LocalPki directory (run)")
-    parser.add_argument("--kms-endpoint", default="", help="KMS URL for boto3; empty: the regional endpoint")
-    parser.add_argument("--debug-mode", action="store_true")
-    args, _ = parser.parse_known_args(argv)  # a worker also gets the image's hidden worker options
+    modes = parser.add_subparsers(dest="mode", required=True)
+    measure = modes.add_parser("measure")
+    measure.add_argument("--image-root", type=Path, required=True, help="the image's files")
+    start = modes.add_parser("run")
+    start.add_argument("--eif", type=Path, required=True, help="the EIF (its header: Cmd, Env)")
+    start.add_argument("--work", type=Path, required=True, help="where the EIF was unpacked")
+    start.add_argument("--cid", type=int, required=True, help="the enclave's CID")
+    start.add_argument("--pki", type=Path, required=True, help="the LocalPki directory")
+    start.add_argument("--debug-mode", action="store_true")
+    args = parser.parse_args(argv)
     if args.mode == "measure":
-        pcrs = image_pcrs(args.app_root, args.image_root)
+        pcrs = image_pcrs(args.image_root)
         print(json.dumps({f"PCR{index}": value.hex() for index, value in pcrs.items()}))
         return 0
-    if args.pki is None:
-        parser.error("run needs --pki")
-    return run(args, argv)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ REHEARSAL_STANDIN_ROOT pointing at the scratch root. No container, no network be
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.standins import MachineModel, StandinSettings, install_standins
+from infra.build.context import SOURCE_DATE_EPOCH
+from rehearsal.standins import MachineModel, StandinSettings, base_image, install_standins
 from rehearsal.standins.host import ENV_ROOT, LIB_DIR
+from rehearsal.standins.image_store import BASES, WHEELHOUSE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What a host's bootstrap.sh installs (no Docker, no -devel: hosts build nothing), what the buildspec
@@ -173,9 +176,34 @@ def docker_daemon(root: Path) -> Iterator[None]:
         yield
 
 
-def build_enclave_image(root: Path, context: Path, dockerfile: Path | None = None) -> str:
+@functools.cache
+def image_inputs() -> tuple[Path, Path]:
+    """The python:3.11-slim stand-in layer and the enclave image's wheelhouse, as the rehearsal makes them
+    (cached under .cache/rehearsal: debootstrap on first use, so root and Debian's mirror are needed)."""
+    from rehearsal import python_base, rootfs, wheelhouse  # noqa: PLC0415 - only where a build runs
+    from rehearsal.run import CACHE  # noqa: PLC0415
+
+    debian = rootfs.base(CACHE, wheelhouse.ensure(CACHE))
+    return python_base.ensure(CACHE, debian), wheelhouse.ensure_enclave(CACHE)
+
+
+def provide_image_inputs(root: Path) -> None:
+    """What the rehearsal binds into the build container: the base layer by its digest, the wheelhouse."""
+    base, wheels = image_inputs()
+    bases = root / BASES.lstrip("/")
+    bases.mkdir(parents=True, exist_ok=True)
+    (bases / base_image.REFERENCE.rsplit(":", 1)[1]).symlink_to(base)
+    (root / WHEELHOUSE.lstrip("/")).symlink_to(wheels)
+
+
+def build_enclave_image(
+    root: Path, context: Path, dockerfile: Path | None = None, epoch: int = SOURCE_DATE_EPOCH
+) -> str:
     recipe = str(dockerfile or context / "enclave/Dockerfile")
     tag = "nitro-enclave-demo-enclave:latest"
-    done = run(root, "/usr/bin/docker", "build", "-q", "-f", recipe, "-t", tag, str(context))
+    if not (root / WHEELHOUSE.lstrip("/")).exists():
+        provide_image_inputs(root)
+    argv = ("build", "-q", "--build-arg", f"SOURCE_DATE_EPOCH={epoch}", "-f", recipe, "-t", tag, str(context))
+    done = run(root, "/usr/bin/docker", *argv)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

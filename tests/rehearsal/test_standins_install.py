@@ -22,19 +22,23 @@ def test_only_dnf_is_installed_before_boot_and_it_links_into_the_library(tmp_pat
 
 
 def test_the_settings_and_the_vsock_mapping_are_written(tmp_path: Path) -> None:
-    root = make_root(tmp_path, settings(enclave_kms_endpoint_url="https://localhost:4443"))
+    root = make_root(tmp_path, settings(emulator_https_url="https://localhost:4443"))
     written = json.loads((root / "etc/rehearsal/standins.json").read_text())
-    assert written["enclave_kms_endpoint_url"] == "https://localhost:4443"
+    assert written["emulator_https_url"] == "https://localhost:4443"
     assert written["machine"]["instance_vcpus"] == 4
     conf = (root / "etc/systemd/system.conf.d/rehearsal-vsock-over-tcp.conf").read_text()
     assert "[Manager]\nDefaultEnvironment=NITRO_DEMO_VSOCK_OVER_TCP=3\n" in conf
 
 
-def test_nspawn_gets_the_pki_and_the_enclave_device_unless_it_is_left_out() -> None:
+def test_nspawn_gets_the_pki_pidfd_getfd_and_the_enclave_device_unless_it_is_left_out() -> None:
     on = StandinSettings(region="us-east-1", emulator_https_url="https://127.0.0.1:1")
     assert nspawn_arguments(on, pki_host_dir=Path("/x/pki")) == [
         "--bind-ro=/x/pki:/opt/rehearsal/pki",
+        "--system-call-filter=pidfd_getfd",
         "--bind=/dev/null:/dev/nitro_enclaves",
     ]
     off = StandinSettings(region="us-east-1", emulator_https_url="https://127.0.0.1:1", enclave_device=False)
-    assert nspawn_arguments(off, pki_host_dir=Path("/x/pki")) == ["--bind-ro=/x/pki:/opt/rehearsal/pki"]
+    assert nspawn_arguments(off, pki_host_dir=Path("/x/pki")) == [
+        "--bind-ro=/x/pki:/opt/rehearsal/pki",
+        "--system-call-filter=pidfd_getfd",
+    ]

@@ -19,6 +19,7 @@ from app.local.provision import provision
 from app.local.software_nsm import LocalPki, measure_enclave_sources
 from app.local.stack import RELAY_LOCAL_ENV, Endpoints, StackInfo
 from app.shared import deployment, vsock_tcp
+from rehearsal.run import KMS_HOST
 from tests.local.pipeline_helpers import collect, send
 from tests.rehearsal.standin_helpers import (
     REPO_ROOT,
@@ -43,7 +44,7 @@ CARDS = ["4111111111111111", "5555555555554444", "378282246310005"]
 
 @contextlib.contextmanager
 def emulator(run_dir: Path, pki: Path) -> Iterator[Endpoints]:
-    spec = ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki)))
+    spec = ChildSpec("emulator", "app.local.emulator", ("--pki", str(pki), "--tls-name", KMS_HOST))
     with processes.running(spec, run_dir, processes.has_ready_line) as child:
         ready = json.loads(child.first_line() or "{}")
         yield Endpoints(http=ready["http"], https=ready["https"])
@@ -54,7 +55,7 @@ def test_cards_decrypt_through_vsock_proxy_with_the_configured_workers() -> None
         pki = scratch / "pki"
         LocalPki.generate().save(pki)
         with emulator(scratch / "run", pki) as endpoints:
-            kms = settings(emulator_https_url=endpoints.https, enclave_kms_endpoint_url=endpoints.https)
+            kms = settings(emulator_https_url=endpoints.https)
             root = make_root(scratch, kms)
             install_packages(root)
             (root / "opt/rehearsal").mkdir(parents=True)

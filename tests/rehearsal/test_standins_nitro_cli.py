@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,9 @@ import pytest
 from app.local.software_nsm import ATTESTATION_ROOT_FILE, LocalPki, measure_enclave_sources
 from app.ops import enclave_checks
 from app.shared import vsock_tcp
+from rehearsal import blockers
+from rehearsal.standins.enclaves import CONSOLE_DIR, CONSOLE_NAME
+from rehearsal.standins.nitro_init import CHILD_FAILED_LINE
 from tests.rehearsal.standin_helpers import (
     REPO_ROOT,
     build_enclave_image,
@@ -124,7 +127,13 @@ def test_memory_below_four_times_the_eif_is_e26(built: Path) -> None:
     big = built / "big-context"
     big.mkdir()
     (big / "blob.bin").write_bytes(random.randbytes(700 * 1024))
-    (big / "Dockerfile").write_text("FROM scratch\nWORKDIR /opt/enclave\nCOPY blob.bin ./blob.bin\n")
+    for package in ("app/enclave", "app/shared"):  # the stand-in measures PCR0 over the image's app package
+        (big / package).mkdir(parents=True)
+        (big / package / "__init__.py").write_text("")
+    (big / "Dockerfile").write_text(
+        "FROM scratch\nWORKDIR /opt/enclave\nCOPY blob.bin ./blob.bin\nCOPY app/ ./app/\n"
+        'CMD ["/opt/enclave/blob.bin"]\n'
+    )
     build_enclave_image(built, big, big / "Dockerfile")
     output = built / "big.eif"
     assert run(built, "/usr/bin/nitro-cli", *BUILD, str(output), env={"HOME": str(built)}).returncode == 0
@@ -157,9 +166,11 @@ def test_run_starts_the_eifs_enclave_and_it_attests_the_built_pcr0(built: Path) 
         shape = (info["EnclaveCID"], info["NumberOfCPUs"], info["CPUIDs"], info["MemoryMiB"])
         assert shape == (int(cid), 2, [1, 3], 3072)
         parent = {**OVER_TCP, "ENCLAVE_URL": f"vsock://{cid}:5000"}
+        # run-enclave returns at the init's heartbeat, before the image's command listens (as on Nitro)
+        wait_for(lambda: _parent(parent, "ping").returncode == 0, "the enclave's answer to a ping")
         root_pem = built / "opt/rehearsal/pki" / ATTESTATION_ROOT_FILE
         attest = _parent(parent, "attest", "--root-pem", str(root_pem), "--pinned-pcr0", pcr0)
-        assert attest.returncode == 0, attest.stdout + attest.stderr
+        assert attest.returncode == 0, attest.stdout + attest.stderr + _console(built, info["EnclaveID"])
         assert "MATCH" in attest.stdout
         described = run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout
         assert enclave_checks.check_enclave(described, int(cid)).status.name == "OK"
@@ -182,6 +193,10 @@ def test_run_starts_the_eifs_enclave_and_it_attests_the_built_pcr0(built: Path) 
         )
     assert json.loads(stopped.stdout)["Terminated"] is True
     assert json.loads(run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout) == []
+
+
+def _console(root: Path, enclave_id: str) -> str:
+    return (root / CONSOLE_DIR.lstrip("/") / CONSOLE_NAME.format(enclave_id=enclave_id)).read_text()
 
 
 def _parent(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -237,3 +252,36 @@ def test_a_debug_enclave_is_flagged_and_a_dead_one_leaves_describe_enclaves(buil
     assert (
         _jq(running_filter, gone, "--arg", "name", "nitro-enclave-demo").returncode != 0
     )  # enclave-run.sh exits
+
+
+@pytest.mark.parametrize(
+    ("revert", "says"),
+    [
+        (blockers.enclave_cmd_bare_interpreter, "execvpe: python: No such file or directory"),
+        (blockers.enclave_cmd_workdir, "No module named 'app'"),
+    ],
+)
+def test_an_image_whose_cmd_cannot_start_under_the_init_ends_its_enclave(
+    built: Path, revert: Callable[[str], str], says: str
+) -> None:
+    """run-enclave succeeds (the init's heartbeat comes first), then the Cmd fails, the enclave ends and its
+    console says why, as on Nitro (aws-nitro-enclaves-cli#388)."""
+    context = copy_repo_app(built / f"context-{revert.__name__}")
+    recipe = context / "enclave/Dockerfile"
+    recipe.write_text(revert(recipe.read_text()))
+    build_enclave_image(built, context)
+    output = built / f"{revert.__name__}.eif"
+    assert run(built, "/usr/bin/nitro-cli", *BUILD, str(output), env={"HOME": str(built)}).returncode == 0
+    args = ("--eif-path", str(output), "--cpu-count", "2", "--memory", "3072", "--enclave-cid", "16")
+    started = run(built, "/usr/bin/nitro-cli", "run-enclave", *args, env=OVER_TCP)
+    assert started.returncode == 0, started.stderr
+    enclave_id = json.loads(started.stdout)["EnclaveID"]
+    wait_for(
+        lambda: run(built, "/usr/bin/nitro-cli", "describe-enclaves").stdout.strip() == "[]",
+        "the enclave's end",
+    )
+    console = built / CONSOLE_DIR.lstrip("/") / CONSOLE_NAME.format(enclave_id=enclave_id)
+    text = console.read_text()
+    assert says in text
+    assert CHILD_FAILED_LINE in text
+    build_enclave_image(built, copy_repo_app(built / f"app-after-{revert.__name__}"))  # the module's image
