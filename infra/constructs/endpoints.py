@@ -29,6 +29,7 @@ INTERFACE_ENDPOINTS: Mapping[str, str] = {
 # another account's queue, log group or stack through them. The SSM Agent's two message channels and
 # CloudWatch metric reads keep the default (full access) policy: their calls name no resource of the
 # account (ssmmessages and ec2messages actions define no resource types; metric reads take resource "*").
+# The ssm endpoint also admits this account's reads of AWS-owned documents and public parameters (network.py).
 ACCOUNT_SCOPED_ENDPOINTS = frozenset({"kms", "sqs", "ssm", "logs", "cloudformation"})
 
 # The gateway endpoint (no hourly charge): dnf's Amazon Linux 2023 repositories, the project's code (`aws s3

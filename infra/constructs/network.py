@@ -152,6 +152,8 @@ class Network(Construct):
             )
             if name in endpoints.ACCOUNT_SCOPED_ENDPOINTS:
                 endpoint.add_to_policy(_this_account_only())
+            if name == "ssm":
+                endpoint.add_to_policy(_aws_owned_ssm_reads())
             created.append(endpoint)
         self.s3_gateway = self.vpc.add_gateway_endpoint(
             "S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.host_subnets]
@@ -177,4 +179,20 @@ def _this_account_only() -> iam.PolicyStatement:
         conditions={
             "StringEquals": {"aws:PrincipalAccount": Aws.ACCOUNT_ID, "aws:ResourceAccount": Aws.ACCOUNT_ID}
         },
+    )
+
+
+def _aws_owned_ssm_reads() -> iam.PolicyStatement:
+    """Reads of AWS-owned SSM documents and public parameters (owned by no account of ours), which the SSM
+    Agent and Run Command may name: the exception AWS's own data-perimeter example for the ssm endpoint makes
+    (aws-samples/data-perimeter-policy-examples, vpc_endpoint_policies/ssm_endpoint_policy.json)."""
+    return iam.PolicyStatement(
+        sid="ThisAccountReadsAwsOwnedSsmResources",
+        principals=[iam.AnyPrincipal()],
+        actions=["ssm:Describe*", "ssm:List*", "ssm:Get*"],
+        resources=[
+            f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}::document/*",
+            f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}::parameter/aws/*",
+        ],
+        conditions={"StringEquals": {"aws:PrincipalAccount": Aws.ACCOUNT_ID}},
     )

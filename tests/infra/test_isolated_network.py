@@ -118,12 +118,22 @@ def test_account_scoped_endpoints_admit_this_account_only(isolated: Synth) -> No
         if name not in endpoints.ACCOUNT_SCOPED_ENDPOINTS:
             assert "PolicyDocument" not in endpoint["Properties"], name
             continue
-        (statement,) = endpoint["Properties"]["PolicyDocument"]["Statement"]
-        condition = statement["Condition"]["StringEquals"]
-        assert condition == {
+        statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
+        (everything,) = [st for st in statements if st["Action"] == "*"]
+        assert everything["Condition"]["StringEquals"] == {
             "aws:PrincipalAccount": {"Ref": "AWS::AccountId"},
             "aws:ResourceAccount": {"Ref": "AWS::AccountId"},
         }, name
+        # The one exception: ssm reads of AWS-owned documents and public parameters, by this account only.
+        others = [st for st in statements if st is not everything]
+        assert len(others) == (1 if name == "ssm" else 0), name
+        for other in others:
+            assert set(other["Action"]) == {"ssm:Describe*", "ssm:List*", "ssm:Get*"}
+            assert other["Condition"] == {"StringEquals": {"aws:PrincipalAccount": {"Ref": "AWS::AccountId"}}}
+            assert [evaluate(r) for r in other["Resource"]] == [
+                "arn:aws:ssm:us-east-1::document/*",
+                "arn:aws:ssm:us-east-1::parameter/aws/*",
+            ]
 
 
 def _groups(template: Json) -> tuple[str, str]:
