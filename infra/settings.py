@@ -30,7 +30,11 @@ DEFAULTS: Mapping[str, Any] = {
     # The version docs/reproducible-build.md's analysis read (aws-nitro-enclaves-cli v1.5.0, linuxkit 1.5.2
     # blob); "" leaves it to whatever the AL2023 repository serves.
     "nitro_cli_version": "1.5.0",
+    # "public": public subnets, egress HTTPS only (no hourly charge beyond each host's public IPv4 address);
+    # "isolated": no route to the internet, VPC endpoints for every API a host calls (README, "Network").
+    "network": "public",
 }
+NETWORK_MODES = ("public", "isolated")
 
 ZERO_PCR = "0" * 96
 # The parent keeps at least this much memory for the relay, the agents and the page cache.
@@ -97,6 +101,7 @@ class Settings:
     hosts: int
     retire_previous: bool
     nitro_cli_version: str  # X.Y.Z to install; "" = whatever the AL2023 repository serves to the build
+    network: str  # one of NETWORK_MODES
 
 
 def parse_instance_type(name: str) -> InstanceShape:
@@ -177,6 +182,7 @@ def load_settings(get: Callable[[str], Any], *, region: str | None = None) -> Se
         hosts=_as_int("hosts", value("hosts")),
         retire_previous=_as_bool("retire_previous", value("retire_previous")),
         nitro_cli_version=_as_nitro_cli_version(value("nitro_cli_version")),
+        network=_as_network(value("network")),
     )
     _check_enclave_fits(settings)
     _check_ranges(settings)
@@ -261,6 +267,13 @@ def _as_nitro_cli_version(raw: Any) -> str:
     text = str(raw).strip()
     if text and not enclave_build.NITRO_CLI_VERSION_RE.fullmatch(text):  # the build checks what it used
         raise SettingsError(f"nitro_cli_version must look like '1.3.1' (or be empty), got {raw!r}")
+    return text
+
+
+def _as_network(raw: Any) -> str:
+    text = str(raw).strip().lower()
+    if text not in NETWORK_MODES:
+        raise SettingsError(f"network must be one of {list(NETWORK_MODES)}, got {raw!r}")
     return text
 
 

@@ -29,7 +29,9 @@ class NitroEnclaveDemoStack(Stack):
         )
         names = ParameterNames.for_stack()
         LogKey(self, "LogKey")  # encrypts and names every log group of this stack
-        network = Network(self, "Network", log_retention_days=settings.log_retention_days)
+        network = Network(
+            self, "Network", log_retention_days=settings.log_retention_days, mode=settings.network
+        )
         queues = Queues(self, "Queues")
         observability = Observability(
             self, "Observability", log_retention_days=settings.log_retention_days, queues=queues
@@ -52,6 +54,13 @@ class NitroEnclaveDemoStack(Stack):
             code=code,
             image=image,
             log_group=observability.log_group,
+        )
+        # Isolated mode: what the hosts read from S3 passes the gateway endpoint's policy too.
+        network.allow_s3_reads(
+            "ProjectCode", ["s3:GetObject"], [code.bucket.arn_for_objects(code.s3_object_key)]
+        )
+        network.allow_s3_reads(
+            "BuildArtifacts", ["s3:GetObject", "s3:GetObjectVersion"], [image.bucket.arn_for_objects("*")]
         )
         key = EnclaveKey(
             self,

@@ -81,7 +81,7 @@ class EnclaveHost(Construct):
             machine_image=_amazon_linux_2023(arm64=settings.instance.arm64),
             role=self.role,
             security_group=network.security_group,
-            associate_public_ip_address=True,
+            associate_public_ip_address=network.public_address,
             nitro_enclave_enabled=True,
             require_imdsv2=True,  # CDK renders MetadataOptions.HttpTokens "required" from this
             http_endpoint=True,
@@ -111,7 +111,7 @@ class EnclaveHost(Construct):
             self,
             "Group",
             vpc=network.vpc,
-            vpc_subnets=network.public_subnets,
+            vpc_subnets=network.host_subnets,
             launch_template=self.launch_template,
             # CloudFormation User Guide, "UpdatePolicy attribute" (AutoScalingRollingUpdate):
             # MinInstancesInService must be less than the group's MaxSize. With MaxSize = hosts + 1 and
@@ -131,8 +131,9 @@ class EnclaveHost(Construct):
         )
         # The group goes before the gateway's attachment and the public routes on delete: otherwise
         # CloudFormation may detach the gateway while a host still holds a public address, and the
-        # detach fails with DependencyViolation (DELETE_FAILED; aws/aws-cdk#26716).
-        group.node.add_dependency(*network.internet_path)
+        # detach fails with DependencyViolation (DELETE_FAILED; aws/aws-cdk#26716). In isolated mode the
+        # same holds for the VPC endpoints: no host boots before them, and none outlives them.
+        group.node.add_dependency(*network.host_path)
         cfn_group = group.node.default_child
         if isinstance(cfn_group, CfnResource):
             cfn_group.override_logical_id(GROUP_LOGICAL_ID)

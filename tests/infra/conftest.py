@@ -72,3 +72,8 @@ def debug(synth: SynthFn) -> Synth:
 @pytest.fixture(scope="session")
 def given_pcr0(synth: SynthFn) -> Synth:
     return synth({"enclave_pcr0": PCR0_GIVEN.upper()})
+
+
+@pytest.fixture(scope="session")
+def isolated(synth: SynthFn) -> Synth:
+    return synth({"network": "isolated"})
