@@ -5,9 +5,7 @@ Guide's "Custom resource response objects", and the ResponseURL in no log record
 
 from __future__ import annotations
 
-import datetime
 import functools
-import ipaddress
 import json
 import logging
 import ssl
@@ -20,13 +18,10 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from infra.build.handler import cfn_response, custom_resource
 from infra.build.handler.cfn_response import ResponseNotDelivered
+from rehearsal.tls import loopback_identity
 from tests.infra.test_enclave_build_handlers import (
     NEW,
     PCR0,
@@ -63,42 +58,11 @@ class Endpoint:
         self.puts: list[tuple[str, str | None, bytes]] = []
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (PEM files): the server's identity and the client's only CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
-
-
 def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server context, client context trusting only the server's certificate)."""
     with tempfile.TemporaryDirectory() as directory:
-        cert_file, key_file = self_signed(Path(directory))
-        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server.load_cert_chain(cert_file, key_file)
-        return server, ssl.create_default_context(cafile=str(cert_file))
+        identity = loopback_identity(Path(directory))
+        return identity.server_context(), identity.client_context()
 
 
 SERVER_TLS, CLIENT_TLS = tls()
