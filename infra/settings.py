@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.build.handler import enclave_build
+from infra.constants import HOST_FILES_DIR
 
 DEFAULTS: Mapping[str, Any] = {
     "instance_type": "c5.xlarge",
@@ -37,6 +38,8 @@ DEFAULTS: Mapping[str, Any] = {
 NETWORK_MODES = ("public", "isolated")
 
 ZERO_PCR = "0" * 96
+# KEY<TAB>PATTERN lines: the exact form of each demo.env value, as the host's reader checks it at boot.
+DEMO_ENV_PATTERNS = HOST_FILES_DIR / "demo-env.patterns"
 # The parent keeps at least this much memory for the relay, the agents and the page cache.
 PARENT_RESERVED_MEMORY_MIB = 2048
 MIN_ENCLAVE_MEMORY_MIB = 512
@@ -297,4 +300,26 @@ def _as_context(raw: Any) -> Mapping[str, str]:
         raise SettingsError(f"encryption_context keys and values must be strings, got {raw!r}")
     if "card_id" in parsed:
         raise SettingsError("encryption_context must not set 'card_id': each message adds its own")
-    return dict(sorted(parsed.items()))
+    context = dict(sorted(parsed.items()))
+    # The hosts read it back from demo.env, where anything outside the pattern stops every host at boot
+    # (its config step): refused here, at synth, instead.
+    if not demo_env_pattern("ENCRYPTION_CONTEXT").fullmatch(render_context(context)):
+        raise SettingsError(
+            "encryption_context must be at most 16 pairs, keys of 1-64 and values of 0-256 characters of "
+            f"A-Z a-z 0-9 _ . : / - (no space, quote, backslash or non-ASCII letter), got {raw!r}"
+        )
+    return context
+
+
+def render_context(context: Mapping[str, str]) -> str:
+    """The encryption context as demo.env carries it: compact JSON, in the given order."""
+    return json.dumps(dict(context), separators=(",", ":"))
+
+
+def demo_env_pattern(key: str) -> re.Pattern[str]:
+    """The exact form host/demo-env.patterns gives `key` (the one home of demo.env's patterns)."""
+    for line in DEMO_ENV_PATTERNS.read_text(encoding="utf-8").splitlines():
+        name, tab, pattern = line.partition("\t")
+        if tab and not line.startswith("#") and name == key:
+            return re.compile(pattern)
+    raise KeyError(f"{DEMO_ENV_PATTERNS.name} has no pattern for {key}")

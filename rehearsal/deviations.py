@@ -23,7 +23,8 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     (
         "custom resource",
         "the stack's own function, imported from its cdk.out asset and run in-process (no Lambda); its "
-        "answer PUT to a loopback stand-in of the presigned S3 ResponseURL",
+        "answer PUT over https to a loopback stand-in of the presigned S3 ResponseURL, whose certificate "
+        "(made per run) the function trusts through SSL_CERT_FILE",
     ),
     (
         "Auto Scaling",

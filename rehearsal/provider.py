@@ -1,6 +1,7 @@
 """A Lambda-backed custom resource, replayed in-process as CloudFormation drives it: the request goes to the
 ServiceToken's function, imported from its code asset in cdk.out, and the answer is whatever that function
-PUTs to the request's presigned ResponseURL, here a stand-in endpoint on loopback that records it.
+PUTs to the request's presigned ResponseURL, here a stand-in https endpoint on loopback that records it (a
+certificate made when it starts, which the function trusts through SSL_CERT_FILE while it runs).
 
 Which function: the resource's `ServiceToken` (`Fn::GetAtt [<Function>, Arn]`); its `Handler`
 (`package.module.function`) is imported from its asset directory, so the code that runs is what the deploy
@@ -25,6 +26,7 @@ import json
 import logging
 import secrets
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +40,7 @@ from typing import Any
 from app.local.stack import patched_environ
 from rehearsal.cfn import Resolver
 from rehearsal.template import Synthesized
+from rehearsal.tls import loopback_identity
 
 Handler = Callable[[dict[str, Any], Any], Any]
 MAX_BODY_BYTES, MAX_PHYSICAL_ID_BYTES = 4096, 1024
@@ -65,19 +68,29 @@ class Put:
 
 @dataclass
 class ResponseEndpoint:
-    """The presigned S3 URL's stand-in: records every PUT (path, Content-Type, body); answers 200."""
+    """The presigned S3 URL's stand-in (https, as CloudFormation's): records every PUT (path, Content-Type,
+    body); answers 200. `trusted()` makes code that builds a default TLS context trust its certificate."""
 
     puts: list[Put] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
+    _ca_file: str = ""
 
     def url(self, request_id: str) -> str:
         assert self._server is not None  # noqa: S101 - only inside serving()
         port = self._server.server_address[1]
         # Shaped like CloudFormation's (a key naming the stack and request, then the signature's query).
-        return f"http://127.0.0.1:{port}/stack-id%7C{request_id}?X-Amz-Signature={secrets.token_hex(32)}"
+        return f"https://127.0.0.1:{port}/stack-id%7C{request_id}?X-Amz-Signature={secrets.token_hex(32)}"
 
     def taken(self, request_id: str) -> list[Put]:
         return [put for put in self.puts if put.path.split("?", 1)[0].endswith(f"%7C{request_id}")]
+
+    @contextmanager
+    def trusted(self) -> Iterator[None]:
+        """SSL_CERT_FILE names this endpoint's certificate (OpenSSL reads it whenever a default context is
+        made, as urllib's is for each connection); restored afterwards."""
+        assert self._ca_file  # noqa: S101 - only inside serving()
+        with patched_environ({"SSL_CERT_FILE": self._ca_file}):
+            yield
 
     @contextmanager
     def serving(self) -> Iterator[ResponseEndpoint]:
@@ -95,15 +108,20 @@ class ResponseEndpoint:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # the path carries the signature: never printed
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        with tempfile.TemporaryDirectory(prefix="response-url-tls-") as directory:
+            identity = loopback_identity(Path(directory))
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+            self._server.socket = identity.server_context().wrap_socket(self._server.socket, server_side=True)
+            self._ca_file = str(identity.certificate)
+            thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                yield self
+            finally:
+                self._server.shutdown()
+                self._server.server_close()
+                self._server = None
+                self._ca_file = ""
 
 
 class Context:
@@ -269,7 +287,8 @@ class CustomResource:
             **fields,
         }
         try:
-            records = self.function(event)
+            with self.endpoint.trusted():
+                records = self.function(event)
         except Exception as error:
             raise CustomResourceFailed(
                 f"{self.function.logical_id} raised {type(error).__name__} without answering: {error}"

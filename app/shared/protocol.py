@@ -125,7 +125,7 @@ class DecryptRequest:
     encryption_context: Mapping[str, str]
     region: str
     credentials: Credentials = field(repr=False)
-    key_id: str  # the deployment's key (alias name), passed to Decrypt as KeyId
+    key_id: str  # the deployment's key (its full ARN), passed to Decrypt as KeyId
     message_id: str | None = None  # the SQS message the relay asks for; the enclave signs it into its answer
 
 

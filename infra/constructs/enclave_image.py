@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aws_cdk import CustomResource, Duration, RemovalPolicy
+from aws_cdk import CfnResource, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -44,6 +44,8 @@ HANDLER_DIR = BUILD_DIR / "handler"
 HANDLER = "handler.custom_resource.handler"
 HANDLER_ASSET_EXCLUDE = ["*", "!handler", "!handler/*.py"]
 RESOURCE_TYPE = "Custom::EnclaveImageBuild"
+# The construct id of CDK's stack-wide provider for a bucket's `auto_delete_objects` (aws-s3 bucket.ts).
+AUTO_DELETE_PROVIDER = "Custom::S3AutoDeleteObjectsCustomResourceProvider"
 # The custom resource's attribute names (its handlers' `Data` keys).
 ATTRIBUTES = (
     "Pcr0",
@@ -72,6 +74,11 @@ HANDLER_TIMEOUT = Duration.minutes(15)  # Lambda's maximum
 # CloudFormation's own wait for the answer (1-3600 s, default 3600): a handler that died without answering
 # fails the deploy after its 15 minutes plus Lambda's invocation queue, not after an hour.
 SERVICE_TIMEOUT_S = 1020
+# How long Lambda keeps CloudFormation's asynchronous request queued before dropping it (60-21600 s, default
+# 6 h; Lambda API reference, FunctionEventInvokeConfig): well under SERVICE_TIMEOUT_S, so no request that
+# waited in the queue (or a duplicate of one) starts a build after CloudFormation stopped waiting, or after
+# the 5 minutes StartBuild's idempotency token is remembered.
+MAX_EVENT_AGE_S = 300
 # The account quota a refused StartBuild counts against, by the project's compute type (CodeBuild quotas).
 BUILD_COMPUTE = codebuild.ComputeType.MEDIUM
 QUOTA_NAME = "Concurrently running builds for Linux/Medium environment"
@@ -98,6 +105,7 @@ class EnclaveImage(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.bucket: s3.IBucket = self._bucket()
+        self._auto_delete_logs(log_retention)
         self.project = self._project(code, log_retention, nitro_cli_version)
         self.handler = self._handler(log_retention)
         self.build = self._custom_resource(code, expected_pcr0, retire_previous)
@@ -165,6 +173,26 @@ class EnclaveImage(Construct):
             auto_delete_objects=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
+
+    def _auto_delete_logs(self, log_retention: logs.RetentionDays) -> None:
+        """CDK's bucket auto-delete handler (a stack-wide singleton, CustomResourceProvider, with no log
+        settings of its own) would log to /aws/lambda/<name>, a group Lambda creates on its first run: not
+        encrypted with the log key, no retention, left behind by destroy. Here it logs to a group of this
+        stack instead (the log key and the stack's prefix come from LogKey's aspect), set through the
+        function's LoggingConfig (AWS::Lambda::Function); its Ref makes the function wait for the group, so
+        Lambda never creates one of its own. The provider's role (AWSLambdaBasicExecutionRole) may write to
+        any group, this one included."""
+        provider = Stack.of(self).node.try_find_child(AUTO_DELETE_PROVIDER)
+        if provider is None:
+            return
+        function = provider.node.find_child("Handler")
+        if not isinstance(function, CfnResource):
+            raise TypeError(f"{AUTO_DELETE_PROVIDER}/Handler is not a CloudFormation resource")
+        group = logs.LogGroup(
+            self, "AutoDeleteLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        function.add_property_override("LoggingConfig.LogGroup", group.log_group_name)
+        function.add_property_override("LoggingConfig.LogFormat", "Text")
 
     def _project(
         self, code: s3_assets.Asset, log_retention: logs.RetentionDays, nitro_cli_version: str
@@ -259,6 +287,7 @@ class EnclaveImage(Construct):
             code=lambda_.Code.from_asset(str(BUILD_DIR), exclude=HANDLER_ASSET_EXCLUDE),
             timeout=HANDLER_TIMEOUT,
             retry_attempts=0,
+            max_event_age=Duration.seconds(MAX_EVENT_AGE_S),
             environment={messages.QUOTA_NAME_ENV: QUOTA_NAME},
             role=role,
             log_group=log_group,

@@ -7,7 +7,6 @@ hands over to bootstrap.sh. Nothing here builds or measures an image.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from aws_cdk import Fn
@@ -21,7 +20,7 @@ from infra.constructs import host_logs
 from infra.constructs.enclave_image import EnclaveImage
 from infra.constructs.parameters import ParameterNames
 from infra.constructs.queues import Queues
-from infra.settings import Settings
+from infra.settings import Settings, render_context
 
 
 def host_file(name: str) -> str:
@@ -58,7 +57,7 @@ def render_user_data(inputs: UserDataInputs) -> str:
             "ResultsQueueUrl": inputs.queues.results.queue_url,
             "DeadLetterQueueUrl": inputs.queues.dead_letter.queue_url,
             "KeyArn": inputs.key_arn,
-            "EncryptionContext": json.dumps(dict(s.encryption_context), separators=(",", ":")),
+            "EncryptionContext": render_context(s.encryption_context),
             "EnclaveCid": str(s.enclave_cid),
             "EnclavePort": str(app_settings.ENCLAVE_PORT),
             "EnclaveDebug": "true" if s.enclave_debug else "false",

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.keypolicy.key_arn import KEY_ARN_PATTERN
+from infra import settings as infra_settings
 from infra.build.handler import enclave_build
 from infra.constants import HOST_FILES_DIR
 from tests.infra.demo_env import (
@@ -64,6 +66,24 @@ def test_the_handlers_rules_are_the_hosts_for_the_build_values() -> None:
     assert rules["EXPECTED_PCR0"] == enclave_build.PCR_RE.pattern
     assert rules["EIF_KEY"] == enclave_build.EIF_KEY_RE.pattern
     assert rules["EIF_VERSION"] == enclave_build.EIF_VERSION_RE.pattern
+
+
+def test_the_hosts_key_pattern_is_the_programs_key_arn_pattern() -> None:
+    # The host refuses at boot exactly what the programs would refuse later: an alias, a bare key id.
+    assert patterns()["KMS_KEY_ID"] == KEY_ARN_PATTERN
+
+
+def test_the_settings_check_the_encryption_context_with_the_hosts_pattern() -> None:
+    assert infra_settings.demo_env_pattern("ENCRYPTION_CONTEXT").pattern == patterns()["ENCRYPTION_CONTEXT"]
+    default = infra_settings.render_context(infra_settings.DEFAULTS["encryption_context"])
+    assert re.fullmatch(patterns()["ENCRYPTION_CONTEXT"], default)
+
+
+def test_only_the_encryption_context_admits_a_quote_and_never_first() -> None:
+    for key, pattern in patterns().items():
+        quoted = '"' in pattern.replace('\\"', "")
+        assert quoted == (key == "ENCRYPTION_CONTEXT"), key
+    assert patterns()["ENCRYPTION_CONTEXT"].startswith("\\{")
 
 
 @pytest.mark.parametrize("key", list(patterns()))

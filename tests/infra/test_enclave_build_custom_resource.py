@@ -1,15 +1,19 @@
 """The custom resource's one Lambda function end to end: CodeBuild through botocore's Stubber, the answer PUT
-to a real HTTP server standing in for the presigned ResponseURL, and the function's log records captured:
-one answer per request, in the shape of the CloudFormation User Guide's "Custom resource response objects",
-and the ResponseURL in no log record and no message."""
+to a real HTTPS server (a certificate made here, for 127.0.0.1) standing in for the presigned ResponseURL,
+and the function's log records captured: one answer per request, in the shape of the CloudFormation User
+Guide's "Custom resource response objects", and the ResponseURL in no log record and no message."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from botocore.stub import Stubber
 
 from infra.build.handler import cfn_response, custom_resource
 from infra.build.handler.cfn_response import ResponseNotDelivered
+from rehearsal.tls import loopback_identity
 from tests.infra.test_enclave_build_handlers import (
     NEW,
     PCR0,
@@ -53,9 +58,20 @@ class Endpoint:
         self.puts: list[tuple[str, str | None, bytes]] = []
 
 
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context trusting only the server's certificate)."""
+    with tempfile.TemporaryDirectory() as directory:
+        identity = loopback_identity(Path(directory))
+        return identity.server_context(), identity.client_context()
+
+
+SERVER_TLS, CLIENT_TLS = tls()
+SEND = functools.partial(cfn_response.send, context=CLIENT_TLS)
+
+
 @pytest.fixture
 def endpoint() -> Iterator[tuple[Endpoint, str]]:
-    """A local stand-in of the presigned S3 URL; its URL carries the canary."""
+    """A local stand-in of the presigned S3 URL (https); its URL carries the canary."""
     state = Endpoint(200)
 
     class Recorder(BaseHTTPRequestHandler):
@@ -70,8 +86,9 @@ def endpoint() -> Iterator[tuple[Endpoint, str]]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.socket = SERVER_TLS.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/{CANARY}?X-Amz-Signature={CANARY}-sig"
+    url = f"https://127.0.0.1:{server.server_address[1]}/{CANARY}?X-Amz-Signature={CANARY}-sig"
     yield state, url
     server.shutdown()
     server.server_close()
@@ -89,7 +106,9 @@ def cloudformation_request(kind: str, url: str, physical_id: str | None = None) 
 
 
 def run(event: dict[str, Any], client: Any, clock: Clock) -> dict[str, Any]:
-    answer: dict[str, Any] = json.loads(custom_resource.answer(event, clock, client, sleep=clock.sleep))
+    answer: dict[str, Any] = json.loads(
+        custom_resource.answer(event, clock, client, sleep=clock.sleep, send=SEND)
+    )
     return answer
 
 
@@ -228,8 +247,41 @@ def test_a_refused_put_raises_without_naming_the_url(
 
 def test_an_unreachable_url_raises_without_naming_it() -> None:
     with pytest.raises(ResponseNotDelivered) as failure:
-        cfn_response.send(f"http://127.0.0.1:9/{CANARY}", b"{}")
+        cfn_response.send(f"https://127.0.0.1:9/{CANARY}", b"{}")
     assert CANARY not in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://127.0.0.1:{CANARY}/x",  # http.client.InvalidURL, whose message quotes the port
+        f"https://127.0.0.1/{CANARY} x\nHost: elsewhere",  # InvalidURL: control characters
+        f"https://[{CANARY}/",  # ValueError from urllib.parse
+    ],
+)
+def test_a_malformed_url_raises_the_named_error_without_naming_it(url: str) -> None:
+    with pytest.raises(ResponseNotDelivered) as failure:
+        cfn_response.send(url, b"{}")
+    assert CANARY not in str(failure.value)
+    assert failure.value.__cause__ is None
+    assert failure.value.__suppress_context__
+
+
+@pytest.mark.parametrize("scheme", ["http", "ftp", "file", "HTTPS"])
+def test_a_request_whose_url_is_not_https_starts_no_build_and_puts_nothing(
+    scheme: str,
+    codebuild: tuple[Any, Stubber],  # noqa: F811
+    endpoint: tuple[Endpoint, str],
+) -> None:
+    # A forged invocation may name any URL: only https:// is ever answered, and nothing runs before the check
+    # (the Stubber has no expected call, so any CodeBuild call would fail the test differently).
+    (client, stubber), (state, url) = codebuild, endpoint
+    forged = cloudformation_request("Create", scheme + url.removeprefix("https"))
+    with pytest.raises(ResponseNotDelivered, match="not an https:// URL") as failure:
+        run(forged, client, Clock(900))
+    assert CANARY not in str(failure.value)
+    assert state.puts == []
+    stubber.assert_no_pending_responses()
 
 
 def test_a_reason_too_long_for_4096_bytes_is_shortened_and_the_rest_kept() -> None:

@@ -27,6 +27,7 @@ from infra.constructs.enclave_image import (
     HANDLER,
     HANDLER_DIR,
     HANDLER_TIMEOUT,
+    MAX_EVENT_AGE_S,
     QUEUED_TIMEOUT,
     RESOURCE_TYPE,
     SERVICE_TIMEOUT_S,
@@ -296,6 +297,16 @@ def test_the_response_url_has_no_path_to_a_readable_place(template: Json) -> Non
     assert config["Properties"]["FunctionName"] == {"Ref": function_id}
     assert config["Properties"]["MaximumRetryAttempts"] == 0
     assert "DestinationConfig" not in config["Properties"]
+    # A request queued (or delivered twice) longer than StartBuild's 5-minute idempotency token, or than
+    # CloudFormation waits, is dropped, never run late (Lambda's range: 60-21600 s, default 6 h).
+    assert config["Properties"]["MaximumEventAgeInSeconds"] == MAX_EVENT_AGE_S
+    assert 60 <= MAX_EVENT_AGE_S <= 300 < SERVICE_TIMEOUT_S
+    # No resource policy or function URL lets anyone else invoke it (CloudFormation invokes it with the
+    # deployer's credentials).
+    for kind in ("AWS::Lambda::Permission", "AWS::Lambda::Url"):
+        for logical, other in resources(template, kind).items():
+            names = json.dumps(other["Properties"])
+            assert function_id not in names, (kind, logical)
     tokens = {json.dumps(r["Properties"].get("ServiceToken")) for r in template["Resources"].values()}
     assert json.dumps({"Fn::GetAtt": [function_id, "Arn"]}) in tokens
     _, resource = only(template, RESOURCE_TYPE)

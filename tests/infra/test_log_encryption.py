@@ -42,6 +42,30 @@ def test_every_log_group_is_encrypted_with_the_log_key_not_the_card_key(template
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}, logical_id
 
 
+def test_every_function_logs_to_a_group_of_the_stack(template: Json) -> None:
+    # Without LoggingConfig a function logs to /aws/lambda/<name>, a group Lambda creates on its first run:
+    # not the log key, no retention, left behind by destroy. CDK's bucket auto-delete function included.
+    groups = resources(template, "AWS::Logs::LogGroup")
+    functions = resources(template, "AWS::Lambda::Function")
+    assert any("AutoDeleteObjects" in logical_id for logical_id in functions)
+    for logical_id, function in functions.items():
+        target = function["Properties"].get("LoggingConfig", {}).get("LogGroup")
+        assert isinstance(target, dict), logical_id
+        assert set(target) == {"Ref"}, logical_id
+        group = groups[target["Ref"]]
+        assert group["DeletionPolicy"] == "Delete", logical_id
+        assert "RetentionInDays" in group["Properties"], logical_id
+
+
+def test_the_auto_delete_handler_logs_to_a_group_of_the_stack(template: Json) -> None:
+    (function,) = [f for k, f in resources(template, "AWS::Lambda::Function").items() if "AutoDelete" in k]
+    group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    key_id, _ = log_key(template)
+    group = resources(template, "AWS::Logs::LogGroup")[group_id]
+    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert evaluate(group["Properties"]["LogGroupName"]).startswith(PREFIX)
+
+
 def test_the_log_key_rotates_and_goes_with_the_stack(template: Json) -> None:
     _, key = log_key(template)
     assert key["Properties"]["EnableKeyRotation"] is True

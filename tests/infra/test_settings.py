@@ -133,6 +133,13 @@ def test_pcr0_is_normalised_to_lowercase() -> None:
         ({"key_alias": "nitro"}, "alias/name"),
         ({"encryption_context": "{}"}, "non-empty"),
         ({"encryption_context": '{"card_id": "1"}'}, "card_id"),
+        # What the hosts' reader of demo.env would refuse at boot (its ENCRYPTION_CONTEXT pattern).
+        ({"encryption_context": '{"app": "two words"}'}, "no space, quote, backslash"),
+        ({"encryption_context": '{"app": "say \\"hi\\""}'}, "no space, quote, backslash"),
+        ({"encryption_context": '{"app": "back\\\\slash"}'}, "no space, quote, backslash"),
+        ({"encryption_context": '{"app": "caf\u00e9"}'}, "no space, quote, backslash"),
+        ({"encryption_context": '{"": "empty key"}'}, "no space, quote, backslash"),
+        ({"encryption_context": {f"k{i}": "v" for i in range(17)}}, "at most 16 pairs"),
         ({"boot_timeout_minutes": 9}, "boot_timeout_minutes 9 must be within 10..60"),
         ({"boot_timeout_minutes": 61}, "boot_timeout_minutes 61 must be within 10..60: .*PauseTime.*PT1H"),
         ({"log_retention_days": 8}, "log_retention_days 8"),

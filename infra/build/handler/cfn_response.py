@@ -5,11 +5,14 @@ The body carries exactly the fields of the CloudFormation User Guide's "Custom r
 most 1 KB), StackId, RequestId and LogicalResourceId copied verbatim from the request, NoEcho, Data; the
 whole body at most 4,096 bytes. As cfn-response does, the PUT has an empty Content-Type (the URL is signed
 without one). The URL is a bearer credential: it is never logged, and no message here ever contains it.
+Only an https:// URL is answered (CloudFormation's are presigned S3 https URLs: the Lambda Developer Guide's
+"Using Lambda with CloudFormation" event): a forged request naming plain http or another scheme gets nothing.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -64,21 +67,28 @@ def body(
     return encoded
 
 
-def send(response_url: str, payload: bytes) -> int:
-    """PUT the body; back: the HTTP status (2xx). Raises ResponseNotDelivered otherwise."""
-    if not response_url.startswith(("https://", "http://")):
-        raise ResponseNotDelivered("the request's ResponseURL is not an http(s) URL")
-    request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        response_url,
-        data=payload,
-        method="PUT",
-        headers={"Content-Type": "", "Content-Length": str(len(payload))},
-    )
+def check_url(response_url: str) -> None:
+    """Raises ResponseNotDelivered unless the URL is https:// (the message never quotes it)."""
+    if not response_url.startswith("https://"):
+        raise ResponseNotDelivered("the request's ResponseURL is not an https:// URL: not answered")
+
+
+def send(response_url: str, payload: bytes, *, context: ssl.SSLContext | None = None) -> int:
+    """PUT the body over https (certificate verified: `context`, default the system's); back: the HTTP status
+    (2xx). Raises ResponseNotDelivered otherwise, whatever went wrong (an http.client.InvalidURL, too), with a
+    message that names only the failure's type, never the URL."""
+    check_url(response_url)
     try:
-        with urllib.request.urlopen(request, timeout=PUT_TIMEOUT_S) as answer:  # noqa: S310
+        request = urllib.request.Request(  # noqa: S310 - scheme checked above
+            response_url,
+            data=payload,
+            method="PUT",
+            headers={"Content-Type": "", "Content-Length": str(len(payload))},
+        )
+        with urllib.request.urlopen(request, timeout=PUT_TIMEOUT_S, context=context) as answer:  # noqa: S310
             status: int = answer.status
     except urllib.error.HTTPError as error:
         raise ResponseNotDelivered(f"the response URL answered HTTP {error.code}") from None
-    except (urllib.error.URLError, OSError) as error:
+    except Exception as error:  # any message may quote the URL: only the type is kept
         raise ResponseNotDelivered(f"the response could not be sent ({type(error).__name__})") from None
     return status

@@ -47,7 +47,9 @@ def answer(
     sleep: Callable[[float], None] = time.sleep,
     send: Callable[[str, bytes], int] = cfn_response.send,
 ) -> bytes:
-    """Run the request and PUT its answer; back: the body sent (SUCCESS with Data, or FAILED with Reason)."""
+    """Run the request and PUT its answer; back: the body sent (SUCCESS with Data, or FAILED with Reason).
+    A request whose ResponseURL is not https:// (never CloudFormation's) raises before any CodeBuild call."""
+    cfn_response.check_url(str(event.get("ResponseURL", "")))
     logger.info(
         "%s of %s, request %s",
         event.get("RequestType"),

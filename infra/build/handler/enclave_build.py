@@ -174,9 +174,10 @@ def _nitro_cli_version(exported: dict[str, str]) -> str:
 
 
 def _start(client: Client, event: Event, *, previous: str) -> str:
-    """StartBuild, idempotent per CloudFormation request: CloudFormation invokes the framework
-    asynchronously and Lambda retries a failed invocation, and a repeated StartBuild with the same
-    idempotencyToken (valid 5 minutes, botocore's CodeBuild model) starts no second build."""
+    """StartBuild, idempotent per CloudFormation request: CloudFormation invokes the function
+    asynchronously, and an event Lambda delivers twice (at-least-once) repeats StartBuild with the same
+    idempotencyToken (valid 5 minutes, botocore's CodeBuild model), which starts no second build; the
+    function's queue drops events older than that (enclave_image.MAX_EVENT_AGE_S)."""
     props = event["ResourceProperties"]
     overrides = [
         {"name": "PREVIOUS_BUILD_ID", "value": previous, "type": "PLAINTEXT"},
