@@ -52,6 +52,8 @@ LIBRARY_FILES = (
     # For the build container's measuring venv (rootfs.builder_layer), which resolves `app` here.
     "app/local/__init__.py",
     "app/local/software_nsm.py",
+    "app/enclave/__init__.py",  # software_nsm imports app.enclave.nsm (the NSM's timed document)
+    "app/enclave/nsm.py",
 )
 PARENT_CID = 3
 VSOCK_CONF = "/etc/systemd/system.conf.d/rehearsal-vsock-over-tcp.conf"
