@@ -26,6 +26,7 @@ from rehearsal.deploy import EnclaveImageBuild
 from rehearsal.hosts import booted
 from rehearsal.netns import Namespace, default_name, exec_argv
 from rehearsal.roll import roll
+from rehearsal.rollback import failed_roll
 from rehearsal.run import (
     CACHE,
     CODEBUILD_PORT,
@@ -115,7 +116,7 @@ def deploy_and_roll(stack: Stack, netns: Path, *, with_roll: bool) -> None:
         first_cards(stack, host)
         agent_files.check(run, spec.name, host.root, logs_before)
         if with_roll:
-            roll(stack, host, stack.builds[0].data["Pcr0"])
+            roll(stack, host, stack.builds[0].data["Pcr0"], after=failed_roll)
 
 
 def outside(argv: Sequence[str] | None) -> int:

@@ -144,6 +144,12 @@ class EnclaveImageBuild:
         self._done(response)
         return response, ((previous_id, old) if response.physical_id != previous_id else None)
 
+    def restore(self, physical_id: str, properties: Mapping[str, str], data: Mapping[str, str]) -> None:
+        """A failed update's rollback of a replaced custom resource: CloudFormation sends it no request; the
+        stack's record (physical id, properties, attributes) is the old resource's again."""
+        self.physical_id, self.properties = physical_id, dict(properties)
+        self.cloud.set_attributes(self.logical_id, physical_id, data)
+
     def delete(self, physical_id: str, properties: Mapping[str, str]) -> Response:
         """The cleanup phase's Delete of a replaced physical id (with that resource's old properties)."""
         return self._provider().request(

@@ -12,8 +12,10 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     ),
     (
         "CloudFormation",
-        "the harness creates and updates the resources in CloudFormation's order; SignalResource is a "
-        "stand-in (query protocol, signed, no IAM) reached through AWS_ENDPOINT_URL_CLOUDFORMATION",
+        "the harness creates and updates the resources in CloudFormation's order and replays a failed "
+        "update's rollback (the group before the key policy: our reading, not a documented order); "
+        "SignalResource is a stand-in (query protocol, signed, no IAM) reached through "
+        "AWS_ENDPOINT_URL_CLOUDFORMATION",
     ),
     (
         "CodeBuild",

@@ -95,6 +95,7 @@ class Feeder:
     run: Run
     box: Container
     name: str
+    out_name: str = "cards-during-boot.out"  # the rounds' output, in the run's directory
     rounds: list[tuple[int, str]] = field(default_factory=list)  # (exit status, output) of each round
 
     @contextmanager
@@ -114,7 +115,7 @@ class Feeder:
         finally:
             stop.set()
             feeder.join()
-            out = self.run.dir / "cards-during-boot.out"
+            out = self.run.dir / self.out_name
             out.write_text(
                 "".join(f"--- round {i}: exit {rc}\n{text}" for i, (rc, text) in enumerate(self.rounds))
             )

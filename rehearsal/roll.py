@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from app.local import processes
 from app.local.processes import ChildSpec
@@ -34,30 +34,40 @@ from rehearsal.run import RehearsalFailed
 from rehearsal.scenario import LOAD_COUNT, SEND_COUNT, Stack, build_step, host_spec, signalled
 from rehearsal.template import Synthesized, zip_directory
 
+Patch = Callable[[str, bytes], bytes]
+
 CHANGED_FILE = "app/enclave/__init__.py"
 CHANGE = b"\n# rehearsal roll: a harmless change to the enclave code, so the image and its PCR0 change\n"
 
 
-def change_enclave_code(stack: Stack) -> str:
-    """Publish the changed code asset and switch the template to it; back: the new asset hash."""
+def harmless_change(name: str, content: bytes) -> bytes:
+    return content + (CHANGE if name == CHANGED_FILE else b"")
+
+
+def change_enclave_code(
+    stack: Stack, change: Patch = harmless_change, changed_file: str = CHANGED_FILE
+) -> str:
+    """Publish the code asset (the first synth's source with `change` applied to each file) and switch the
+    template to it; back: the new asset hash."""
     cloud = stack.cloud
     _, build = cloud.synthesized.only("Custom::EnclaveImageBuild")
     old_hash = cloud.resolver().text(build["Properties"]["SourceHash"])
-    asset = cloud.synthesized.file_assets()[old_hash]
+    stack.code_asset = stack.code_asset or old_hash
+    asset = cloud.synthesized.file_assets()[stack.code_asset]
     source = cloud.synthesized.outdir / asset["source"]["path"]
-    if not (source / CHANGED_FILE).is_file():
-        raise LookupError(f"the code asset has no {CHANGED_FILE} to change")
+    if not (source / changed_file).is_file():
+        raise LookupError(f"the code asset has no {changed_file} to change")
     revert = blockers.asset_patch(stack.revert)
 
     def patch(name: str, content: bytes) -> bytes:
-        return revert(name, content) + (CHANGE if name == CHANGED_FILE else b"")
+        return change(name, revert(name, content))
 
-    archive = zip_directory(source, stack.run.dir / "assets" / "changed-code.zip", patch)
+    archive = zip_directory(source, stack.run.dir / "assets" / f"changed-code-{old_hash[:12]}.zip", patch)
     new_hash = hashlib.sha256(archive.read_bytes()).hexdigest()
     s3, body = cloud.client("s3"), archive.read_bytes()
     for destination in asset["destinations"].values():
         bucket = cloud.resolver().substitute(destination["bucketName"], {})
-        key = cloud.resolver().substitute(destination["objectKey"], {}).replace(old_hash, new_hash)
+        key = cloud.resolver().substitute(destination["objectKey"], {}).replace(stack.code_asset, new_hash)
         s3.put_object(Bucket=bucket, Key=key, Body=body)
     cloud.synthesized = cloud.synthesized.with_text_replaced(old_hash, new_hash)
     return new_hash
@@ -123,17 +133,20 @@ def update_build_and_key(stack: Stack, old_pcr0: str) -> tuple[str, Replaced, di
 
 
 @contextlib.contextmanager
-def second_namespace(stack: Stack) -> Iterator[Namespace]:
-    """A network namespace for the new host, its loopback bridged to the services' ports."""
-    with Namespace(f"{stack.run.dir.name.lower()[-15:]}-b") as namespace:
+def second_namespace(stack: Stack, number: int = 2) -> Iterator[Namespace]:
+    """A network namespace for host-<number>, its loopback bridged to the services' ports."""
+    with Namespace(f"{stack.run.dir.name.lower()[-15:]}-{number}") as namespace:
         ports = ",".join(str(p) for p in stack.services.ports())
         bridge = ChildSpec("bridge", "rehearsal.bridge", ("--netns", str(namespace.path), "--ports", ports))
         with processes.running(bridge, stack.run.dir, processes.has_ready_line):
-            stack.run.say(f"network namespace {namespace.name} for host-2, loopback ports {ports} bridged")
+            stack.run.say(
+                f"network namespace {namespace.name} for host-{number}, loopback ports {ports} bridged"
+            )
             yield namespace
 
 
-def roll(stack: Stack, old_host: Host, old_pcr0: str) -> None:
+def roll(stack: Stack, old_host: Host, old_pcr0: str, after: Callable[[Stack, Host], None]) -> None:
+    """The good roll and retire_previous; then `after` with the new host serving alone."""
     run = stack.run
     new_pcr0, replaced, policy = update_build_and_key(stack, old_pcr0)
     held = HeldPolicy(run, stack.cloud, dict(policy))
@@ -161,6 +174,7 @@ def roll(stack: Stack, old_host: Host, old_pcr0: str) -> None:
         stack.status("UPDATE_COMPLETE")
         cards.nitro_demo(run, new_host.box, ["send", str(SEND_COUNT)], f"{spec.name} alone")
         retire(stack, new_host, old_pcr0, new_pcr0)
+        after(stack, new_host)
 
 
 def both_hosts_serve(stack: Stack, old: Host, new: Host, pcr0s: tuple[str, str]) -> None:

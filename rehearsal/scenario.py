@@ -33,6 +33,7 @@ class Stack:
     wheels: Path
     revert: str | None
     builds: list[Response] = field(default_factory=list)
+    code_asset: str = ""  # the first synth's code asset hash (its manifest entry names the source folder)
 
     @property
     def endpoints(self) -> Endpoints:

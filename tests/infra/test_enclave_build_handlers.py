@@ -194,13 +194,17 @@ def test_an_update_with_new_code_builds_with_the_old_build_as_previous(
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == (OLD_PCR0, f"{PCR0},{OLD_PCR0}")
 
 
-# Rollback. CloudFormation rolls a failed update back by sending an Update with the old properties
-# (CloudFormation User Guide, custom resource request types: Update), so SourceHash goes back to hash-1 and
-# OldResourceProperties holds the failed forward's hash-2. OLDER is what OLD itself replaced.
+# A revert: a deploy whose code is that of the build the current one replaced (A -> B -> A's code again).
+# That is an Update (SourceHash back to hash-1, OldResourceProperties with B's hash-2) and the handler
+# returns to A's build without building. CloudFormation's rollback of a failed update is NOT such an Update:
+# for a custom resource whose update replaced it (a new physical id), it restores the old resource and sends
+# Delete for the new physical id in the cleanup phase (see the rollback tests further down). The returns from
+# a failed build's id below are the shapes the handler also accepts, should an Update ever name one.
+# OLDER is what OLD itself replaced.
 OLDER, OLDER_PCR0 = f"{PROJECT}:55555555-8888-7777-6666-555555555555", "f" * 96
 
 
-def rollback(physical_id: str, **p: str) -> Any:
+def revert(physical_id: str, **p: str) -> Any:
     return request("Update", physical_id, old=props(SourceHash=H2), **p)
 
 
@@ -213,15 +217,15 @@ def expect_older(stubber: Stubber) -> None:
     expect_get(stubber, OLDER, build(OLDER, "SUCCEEDED", exported(PCR0=OLDER_PCR0, source=H0)))
 
 
-def test_a_rollback_after_the_forward_build_succeeded_accepts_both_during_the_return(
+def test_a_revert_of_a_successful_build_accepts_both_during_the_return(
     codebuild: tuple[Any, Stubber],
 ) -> None:
-    # The forward build NEW succeeded and a later resource (a host's canary) failed the update: NEW's hosts
-    # that came up serve until the group has rolled back, after the key.
+    # B (NEW) is deployed and serving; a deploy of A's code again: no build, and B's hosts keep decrypting
+    # while the group replaces them with A's, after the key.
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
-    event = rollback(NEW)
+    event = revert(NEW)
     answer = handle_event(event, client)  # no StartBuild queued: a build would fail the Stubber
     assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: NEW}  # no Data: check_complete's alone
     expect_old(stubber)
@@ -256,18 +260,19 @@ def test_a_forward_revert_accepts_both_during_the_return(codebuild: tuple[Any, S
 
 
 @pytest.mark.parametrize("exports", [True, False])
-def test_a_rollback_after_the_forward_build_failed_accepts_the_old_and_its_previous(
+def test_a_revert_from_a_failed_build_accepts_the_old_and_its_previous(
     codebuild: tuple[Any, Stubber], exports: bool
 ) -> None:
-    # The physical id is the failed build's (the handler's FAILED answer carries it). Whether a failed
-    # build exports its variables is not documented: its environment (StartBuild's overrides) serves too.
-    # No host ever ran the failed build: the key keeps what it accepted before the forward update.
+    # An Update that names a failed build's id (the handler's FAILED answer carries it; CloudFormation's
+    # rollback sends none, but the handler does not rely on that). Whether a failed build exports its
+    # variables is not documented: its environment (StartBuild's overrides) serves too. No host ever ran
+    # the failed build: the key keeps what it accepted before.
     client, stubber = codebuild
     variables = exported(OLD, source=H2) if exports else None
     failed = build(FAILED, "FAILED", variables, environment=started_with(OLD, H2))
     expect_get(stubber, FAILED, failed)
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
-    event = rollback(FAILED)
+    event = revert(FAILED)
     answer = handle_event(event, client)
     assert answer == {"PhysicalResourceId": OLD, RETURNING_FROM: FAILED}
     expect_old(stubber)
@@ -284,7 +289,7 @@ def test_a_build_left_that_codebuild_forgot_gives_the_old_builds_own_previous(
     expect_old(stubber)
     expect_get(stubber, NEW)  # buildsNotFound
     expect_older(stubber)
-    data = attributes(client, rollback(OLD), {"PhysicalResourceId": OLD, RETURNING_FROM: NEW})
+    data = attributes(client, revert(OLD), {"PhysicalResourceId": OLD, RETURNING_FROM: NEW})
     assert data["AcceptedPcr0"] == f"{OLD_PCR0},{OLDER_PCR0}"
 
 
@@ -292,7 +297,7 @@ def test_retire_previous_drops_the_build_left_on_a_return(codebuild: tuple[Any, 
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
-    event = rollback(NEW, RetirePrevious="true")
+    event = revert(NEW, RetirePrevious="true")
     answer = handle_event(event, client)
     expect_old(stubber)  # and nothing else: neither NEW nor OLDER is looked up
     data = attributes(client, event, answer)
@@ -303,7 +308,7 @@ def test_a_build_left_with_the_same_measurement_is_listed_once(codebuild: tuple[
     client, stubber = codebuild
     expect_old(stubber)
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2, PCR0=OLD_PCR0)))
-    data = attributes(client, rollback(OLD), {"PhysicalResourceId": OLD, RETURNING_FROM: NEW})
+    data = attributes(client, revert(OLD), {"PhysicalResourceId": OLD, RETURNING_FROM: NEW})
     assert (data["PreviousPcr0"], data["AcceptedPcr0"]) == ("", OLD_PCR0)
 
 
@@ -312,7 +317,7 @@ def test_a_build_left_of_another_project_is_refused(codebuild: tuple[Any, Stubbe
     expect_old(stubber)
     answer = {"PhysicalResourceId": OLD, RETURNING_FROM: "SomeOtherProject:" + NEW.split(":")[1]}
     with pytest.raises(BuildError, match="ReturningFrom 'SomeOtherProject:"):
-        check_complete(in_one_invocation(rollback(OLD), answer), client)
+        check_complete(in_one_invocation(revert(OLD), answer), client)
 
 
 def test_a_later_update_that_keeps_the_returned_build_recomputes_from_it_alone(
@@ -345,14 +350,14 @@ def test_new_code_after_a_return_builds_with_the_returned_build_as_previous(
     assert attributes(client, event, answer)["AcceptedPcr0"] == f"{PCR0},{OLD_PCR0}"
 
 
-def test_a_rollback_that_names_the_old_build_keeps_it(codebuild: tuple[Any, Stubber]) -> None:
-    # Should CloudFormation keep the old physical id after a failed update, the old build is of this source.
+def test_an_update_that_names_the_old_build_with_its_source_keeps_it(codebuild: tuple[Any, Stubber]) -> None:
+    # An Update that names the current build with its own source (a settings-only deploy): kept, no build.
     client, stubber = codebuild
     expect_get(stubber, OLD, build(OLD, "SUCCEEDED", exported(OLDER, PCR0=OLD_PCR0)))
-    assert handle_event(rollback(OLD), client) == {"PhysicalResourceId": OLD}
+    assert handle_event(revert(OLD), client) == {"PhysicalResourceId": OLD}
 
 
-def test_a_new_code_change_after_a_rollback_shape_still_builds(codebuild: tuple[Any, Stubber]) -> None:
+def test_a_new_code_change_after_a_return_shape_still_builds(codebuild: tuple[Any, Stubber]) -> None:
     # NEW (hash-2) replaced OLD (hash-1); hash-3 is neither: build, with NEW as previous.
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
@@ -370,14 +375,14 @@ def test_a_previous_build_of_the_source_that_did_not_succeed_is_not_returned_to(
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(OLD, source=H2)))
     expect_get(stubber, OLD, build(OLD, status, exported(OLDER, PCR0=OLD_PCR0)))
     expect_start(stubber, previous=NEW)
-    assert handle_event(rollback(NEW), client) == {"PhysicalResourceId": NEW}
+    assert handle_event(revert(NEW), client) == {"PhysicalResourceId": NEW}
 
 
 def test_a_first_build_rolled_forward_from_has_no_build_to_return_to(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(NO_PREVIOUS, source=H2)))
     expect_start(stubber, previous=NEW)
-    assert handle_event(rollback(NEW), client) == {"PhysicalResourceId": NEW}
+    assert handle_event(revert(NEW), client) == {"PhysicalResourceId": NEW}
 
 
 def test_retire_previous_drops_the_previous_measurement(codebuild: tuple[Any, Stubber]) -> None:
@@ -587,7 +592,7 @@ def test_malformed_exported_variables_are_refused_by_name(
 
 
 def test_a_build_that_recorded_no_nitro_cli_version_says_unknown(codebuild: tuple[Any, Stubber]) -> None:
-    # A build made before the buildspec recorded it: a rollback to it must not fail on a diagnostic.
+    # A build made before the buildspec recorded it: a revert to it must not fail on a diagnostic.
     client, stubber = codebuild
     variables = exported()
     del variables["NITRO_CLI_VERSION"]
@@ -666,3 +671,70 @@ def test_another_start_build_refusal_is_not_called_a_quota(codebuild: tuple[Any,
     )
     with pytest.raises(botocore.exceptions.ClientError, match="ResourceNotFoundException"):
         handle_event(request("Create"), client)
+
+
+# CloudFormation's rollback of a failed update, as documented: a custom resource whose update returned a new
+# physical id was replaced ("If the value returned is different, CloudFormation recognizes the update as a
+# replacement and sends a delete request to the old resource", User Guide, custom resource request types,
+# Update/Delete: PhysicalResourceId); after a failed update the replacement is what the cleanup removes
+# (UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS: "Ongoing removal of new resources for one or more stacks
+# after a failed stack update", User Guide, stack status codes). No Update goes back to A: the stack keeps
+# A's physical id and A's recorded attributes, and the handler sees only the Delete of B.
+
+
+def test_a_failed_update_rolls_back_with_no_update_and_a_delete_of_the_new_build(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    client, stubber = codebuild
+    expect_start(stubber)
+    create = request("Create")
+    a_answer = handle_event(create, client)
+    a_id = a_answer["PhysicalResourceId"]
+    expect_get(stubber, a_id, build(a_id, "SUCCEEDED", exported(PCR0=OLD_PCR0)))
+    a_data = attributes(client, create, a_answer)
+    assert a_data["AcceptedPcr0"] == OLD_PCR0
+
+    b_id = OLD  # the Stubber's StartBuild answers NEW; B gets OLD's id here so the two differ
+    expect_get(stubber, a_id, build(a_id, "SUCCEEDED", exported(PCR0=OLD_PCR0)))
+    stubber.add_response(
+        "start_build",
+        {"build": {"id": b_id, "buildStatus": "IN_PROGRESS"}},
+        {
+            "projectName": PROJECT,
+            "sourceTypeOverride": "S3",
+            "sourceLocationOverride": LOCATION,
+            "environmentVariablesOverride": [
+                {"name": "PREVIOUS_BUILD_ID", "value": a_id, "type": "PLAINTEXT"},
+                {"name": "SOURCE_HASH", "value": H2, "type": "PLAINTEXT"},
+            ],
+            "idempotencyToken": REQUEST_ID,
+        },
+    )
+    update = request("Update", a_id, old=props(), SourceHash=H2)
+    b_answer = handle_event(update, client)
+    assert b_answer == {"PhysicalResourceId": b_id}  # a new physical id: a replacement
+    expect_get(stubber, b_id, build(b_id, "SUCCEEDED", exported(a_id, source=H2, EIF_VERSION="b-v")))
+    expect_get(stubber, a_id, build(a_id, "SUCCEEDED", exported(PCR0=OLD_PCR0)))
+    b_data = attributes(client, update, b_answer)
+    assert (b_data["PreviousPcr0"], b_data["AcceptedPcr0"]) == (OLD_PCR0, f"{PCR0},{OLD_PCR0}")
+
+    # The roll fails (B's host fails its canary). The rollback: no request for A at all; the stack's
+    # attributes are A's recorded ones again (a_data, untouched by anything below); then Delete of B.
+    expect_get(stubber, b_id, build(b_id, "SUCCEEDED", exported(a_id, source=H2)))  # no stop_build queued
+    cleanup = request("Delete", b_id, SourceHash=H2)
+    answer = handle_event(cleanup, client)
+    assert answer == {"PhysicalResourceId": b_id}
+    assert check_complete(in_one_invocation(cleanup, answer), client) == {"IsComplete": True}
+    # What the stack holds again: A's recorded attributes, so the key accepts A alone and the hosts'
+    # launch template names A's EIF version, which nothing above removed.
+    assert (a_data["Pcr0"], a_data["EifVersion"], a_data["AcceptedPcr0"]) == (OLD_PCR0, EIF_VERSION, OLD_PCR0)
+
+
+def test_the_cleanup_delete_of_a_new_build_still_running_stops_that_build_only(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    # The update failed elsewhere while B was still building: the Delete of B stops B; A is never named.
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "IN_PROGRESS", environment=started_with(OLD, H2)))
+    stubber.add_response("stop_build", {"build": {"id": NEW, "buildStatus": "STOPPED"}}, {"id": NEW})
+    assert handle_event(request("Delete", NEW, SourceHash=H2), client) == {"PhysicalResourceId": NEW}

@@ -285,6 +285,15 @@ def test_the_custom_resource_is_served_by_one_python_function_with_the_least_cod
     assert variables == {messages.QUOTA_NAME_ENV: "Concurrently running builds for Linux/Medium environment"}
 
 
+def test_the_function_can_touch_no_eif_so_a_cleanup_delete_leaves_every_image(template: Json) -> None:
+    # The cleanup Delete of a replaced build (the old one after a successful update, the new one after a
+    # failed update) reaches the function alone: with no S3 action it cannot remove the EIF version the
+    # hosts that stay download. The stack's own auto-delete empties the bucket on destroy only.
+    _, function = _handler(template)
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    assert [a for s in role_statements(template, role) for a in s.actions if a.startswith("s3:")] == []
+
+
 def test_the_response_url_has_no_path_to_a_readable_place(template: Json) -> None:
     # The request (with its presigned ResponseURL) goes to the function and nowhere else: no state machine
     # or other function that could be handed it, no dead-letter queue, no destination, no retried

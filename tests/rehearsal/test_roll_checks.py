@@ -11,7 +11,7 @@ import pytest
 
 from infra.constants import HOST_FILES_DIR
 from infra.constructs import host_logs
-from rehearsal import agent_files, blockers, propagation
+from rehearsal import agent_files, blockers, propagation, rollback
 from rehearsal.run import RehearsalFailed, Run
 from rehearsal.standins.cloudwatch_agent_ctl import CONFIG_DIR
 
@@ -102,3 +102,17 @@ def test_a_feeder_round_with_parked_cards_is_summed_up_by_code_without_numbers()
     feeder.rounds = [(0, "2/2 ok, 0 rejected or wrong\n"), (1, round_text)]
     assert feeder.failed_rounds() == ["1/2 ok, 1 rejected or wrong, 0 missing in 0.64 s: 31.0 cards/s"]
     assert dict(feeder.rejected_codes()) == {"access_denied": 1}
+
+
+def test_the_failing_change_moves_only_the_enclaves_kms_egress_port() -> None:
+    source = (Path(__file__).parents[2] / rollback.SETTINGS_FILE).read_bytes()
+    changed = rollback.wrong_egress_port(rollback.SETTINGS_FILE, source)
+    assert rollback.BAD_EGRESS in changed
+    assert rollback.GOOD_EGRESS not in changed
+    assert len(changed) == len(source)
+    assert rollback.wrong_egress_port("app/enclave/__init__.py", b"x") == b"x"
+
+
+def test_the_failing_change_says_so_when_the_setting_it_moves_is_gone() -> None:
+    with pytest.raises(LookupError, match="no longer holds"):
+        rollback.wrong_egress_port(rollback.SETTINGS_FILE, b'DEFAULT_KMS_EGRESS_URL = "vsock://3:9999"\n')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from rehearsal import python_base
 from rehearsal.standins import base_image
@@ -53,3 +54,11 @@ def test_the_built_base_layer_is_laid_out_as_the_description_says() -> None:
         assert os.readlink(layer / link) == target
     assert not (layer / python_base.EXTERNALLY_MANAGED).exists()
     assert next((layer / "usr/local/lib/python3.11/dist-packages").glob("pip-*.dist-info"))
+
+
+def test_the_one_base_the_docker_stand_in_holds_is_the_dockerfiles_from_as_written() -> None:
+    # The stand-in refuses any other reference (it pulls nothing): a registry prefix changed in the
+    # Dockerfile alone made every rehearsal build fail.
+    dockerfile = Path(__file__).parents[2] / "app" / "enclave" / "Dockerfile"
+    froms = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("FROM ")]
+    assert froms == [base_image.REFERENCE]

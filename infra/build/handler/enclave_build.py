@@ -1,7 +1,8 @@
 """Which CodeBuild build a Custom::EnclaveImageBuild request stands on, and the attributes from it.
 
-`handle_event` starts one build per code change (or returns to the previous one, or stops a running one on
-Delete) and names the build as the physical id (plus RETURNING_FROM when it returns to the previous build);
+`handle_event` starts one build per code change (or returns to the previous one when a deploy reverts to
+its code, or stops a running one on Delete) and names the build as the physical id (plus RETURNING_FROM when
+it returns to the previous build);
 `check_complete` reads that build and, once it SUCCEEDED, returns its measurements, key and version from
 CodeBuild's own API (the build's exported variables), each checked against its exact form, never from
 anything a host can write. custom_resource.py runs the two in one invocation and answers CloudFormation.
@@ -63,9 +64,12 @@ class BuildError(RuntimeError):
 
 
 def handle_event(event: Event, client: Client) -> Event:
-    """Create, or Update with a new SourceHash: start a build whose id becomes the physical id. Update: see
-    _update. Delete: stop the build if still running; the EIF objects stay (a rollback needs them) and
-    destroying the stack empties the bucket."""
+    """Create, or Update with a new SourceHash: start a build whose id becomes the physical id (so each code
+    change is a replacement). Update: see _update. Delete: stop the build if still running, nothing else.
+    CloudFormation deletes a replaced physical id in the cleanup phase: the old build after a successful
+    update, the NEW one after a failed update (it restores the old resource and sends no Update back); so
+    the EIF objects stay (the hosts that remain download theirs) and destroying the stack empties the
+    bucket."""
     props = event["ResourceProperties"]
     kind = event["RequestType"]
     if kind == "Create":
@@ -81,16 +85,16 @@ def handle_event(event: Event, client: Client) -> Event:
 def _update(event: Event, client: Client) -> Event:
     """Which build an Update stands on; a build is started only when no suitable one exists.
 
-    CloudFormation's rollback of a failed update is an Update back to the old properties (User Guide,
-    custom resource request types), so the source hash alone cannot tell "new code" from "back to the
-    code that ran before". A build records the SourceHash it was started with (exported SOURCE_HASH), so:
+    A deploy may revert the code to that of the build the current one replaced (A->B->A), so the source
+    hash alone cannot tell "new code" from "back to the code that ran before". (CloudFormation's rollback
+    of a failed update sends no Update: it restores the old physical id and attributes and deletes the new
+    id.) A build records the SourceHash it was started with (exported SOURCE_HASH), so:
     1. the current build is of this source: keep it (no code change; Data is recomputed from it alone);
-    2. the build it replaced (its PREVIOUS_BUILD_ID) SUCCEEDED from this source: return to it. That is the
-       rollback of a code update (the forward build failed, or a later resource did) and the forward
-       revert A->B->A. Its Data is its own (PCR0, EIF version), but its previous is the build being left
-       (RETURNING_FROM, see build_data): the key is updated before the group, and the group rolls back
-       host by host, so the hosts running the left build must still decrypt meanwhile. A later Update
-       that keeps this physical id recomputes from the build alone (case 1): by then the roll is over;
+    2. the build it replaced (its PREVIOUS_BUILD_ID) SUCCEEDED from this source: return to it (the revert,
+       no build). Its Data is its own (PCR0, EIF version), but its previous is the build being left
+       (RETURNING_FROM, see build_data): the key is updated before the group, and the group replaces the
+       left build's hosts one by one, so they must still decrypt meanwhile. A later Update that keeps
+       this physical id recomputes from the build alone (case 1): by then the roll is over;
     3. otherwise build, with the current build as previous. A replaced project builds without a previous
        one (the handlers' roles may read builds of their own project only)."""
     props = event["ResourceProperties"]
@@ -167,7 +171,7 @@ def build_data(client: Client, build: Event, props: Event, returning_from: str =
 
 def _nitro_cli_version(exported: dict[str, str]) -> str:
     """X.Y.Z the build recorded; UNKNOWN_VERSION for a build made before the buildspec recorded it (a
-    rollback may return to one, and must not fail for want of a diagnostic); anything else is refused."""
+    revert may return to one, and must not fail for want of a diagnostic); anything else is refused."""
     if "NITRO_CLI_VERSION" not in exported:
         return UNKNOWN_VERSION
     return _checked(exported, "NITRO_CLI_VERSION", NITRO_CLI_VERSION_RE)
