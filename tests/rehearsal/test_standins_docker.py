@@ -327,4 +327,3 @@ def test_build_eif_sh_against_the_stand_ins_measures_what_local_mode_measures() 
         measurements = json.loads((scratch / "out/measurements.json").read_text())["Measurements"]
         assert measurements["PCR0"] == measure_enclave_sources(REPO_ROOT).hex()
         assert (scratch / "out/enclave.eif").stat().st_size > 0
-
