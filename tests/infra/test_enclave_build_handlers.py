@@ -633,6 +633,19 @@ def test_an_unversioned_eif_is_refused(codebuild: tuple[Any, Stubber]) -> None:
         check_complete(request("Create", NEW), client)
 
 
+def test_a_build_made_before_bundles_answers_without_bundle_attributes(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    # The rollback of an update from a stack whose hosts read the code asset returns to such a build; the old
+    # template reads no Bundle* attribute. A new template that does fails in CloudFormation on the attribute.
+    client, stubber = codebuild
+    variables = {k: v for k, v in exported().items() if not k.startswith("BUNDLE_")}
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", variables))
+    data = check_complete(request("Create", NEW), client)["Data"]
+    assert not [name for name in data if name.startswith("Bundle")]
+    assert data["EifVersion"] == EIF_VERSION
+
+
 def test_an_unversioned_bundle_is_refused(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(BUNDLE_VERSION="null")))

@@ -178,7 +178,12 @@ def build_data(client: Client, build: Event, props: Event, returning_from: str =
 
 def _bundle(exported: dict[str, str]) -> dict[str, str]:
     """The host bundle's key, version and SHA-256, each of its form, the key naming that same SHA-256.
-    A build without a bundle (made before the buildspec wrote one) is refused: hosts install nothing else."""
+    A build that exported none of them (made before the buildspec wrote a bundle) has no bundle attributes:
+    the rollback of a stack whose old template does not read them still returns to it, and a template
+    that reads them fails in CloudFormation on the missing attribute. One or two of them is refused."""
+    if not any(name in exported for name in ("BUNDLE_KEY", "BUNDLE_VERSION", "BUNDLE_SHA256")):
+        logger.info("the build exported no host bundle (made before bundles): no Bundle* attributes")
+        return {}
     key = _checked(exported, "BUNDLE_KEY", BUNDLE_KEY_RE)
     version = _checked(exported, "BUNDLE_VERSION", EIF_VERSION_RE)
     sha256 = _checked(exported, "BUNDLE_SHA256", BUNDLE_SHA256_RE)
