@@ -52,6 +52,9 @@ LIBRARY_FILES = (
     # For the build container's measuring venv (rootfs.builder_layer), which resolves `app` here.
     "app/local/__init__.py",
     "app/local/software_nsm.py",
+    # software_nsm imports app.enclave.nsm (the NSM's reading types): the package's __init__ and that module.
+    "app/enclave/__init__.py",
+    "app/enclave/nsm.py",
 )
 PARENT_CID = 3
 VSOCK_CONF = "/etc/systemd/system.conf.d/rehearsal-vsock-over-tcp.conf"
