@@ -36,7 +36,8 @@ class NitroEnclaveDemoStack(Stack):
         observability = Observability(
             self, "Observability", log_retention_days=settings.log_retention_days, queues=queues
         )
-        # One code asset: CodeBuild builds the EIF from it, the hosts install the relay from it.
+        # One code asset: CodeBuild builds from it the EIF and the host bundle; hosts never read it (they
+        # install the bundle's exact version, checked against its SHA-256).
         code = code_asset(self, "Code")
         image = EnclaveImage(
             self,
@@ -51,7 +52,6 @@ class NitroEnclaveDemoStack(Stack):
             "HostRole",
             queues=queues,
             parameter_names=names,
-            code=code,
             image=image,
             log_group=observability.log_group,
         )
@@ -80,7 +80,6 @@ class NitroEnclaveDemoStack(Stack):
             queues=queues,
             parameter_names=names,
             log_group=observability.log_group,
-            code=code,
             image=image,
             role=role,
             key_arn=key.key.key_arn,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rehearsal import agent_files, blockers, deviations, forged, rootfs
+from rehearsal import agent_files, blockers, deviations, forged, rootfs, tampered
 from rehearsal.cloud import Cloud
 from rehearsal.codebuild import ROLE_ACCESS_KEY, ROLE_SECRET_KEY
 from rehearsal.deploy import EnclaveImageBuild
@@ -40,6 +40,7 @@ from rehearsal.run import (
 )
 from rehearsal.scenario import Stack, first_cards, first_deploy, host_spec, signalled
 from rehearsal.standins import base_image, image_store
+from rehearsal.tampered import TAMPERED
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "mount")
 NETNS_ENV = "REHEARSAL_NETNS"  # set for the inner run: the path of the namespace it runs in
@@ -99,6 +100,9 @@ def rehearse(run: Run, revert: str | None, *, with_roll: bool) -> None:
 def deploy_and_roll(stack: Stack, netns: Path, *, with_roll: bool) -> None:
     run, cloud = stack.run, stack.cloud
     user_data = first_deploy(stack)
+    if stack.revert == TAMPERED:
+        user_data = run.step("put a tampered version of the host bundle; point the user data at it",
+                             lambda: tampered.tamper(stack, user_data))  # fmt: skip
     spec = host_spec(1, netns, own_namespace=False)
     with booted(
         spec, cloud=cloud, user_data=user_data, base=stack.base, wheels=stack.wheels,
@@ -106,6 +110,9 @@ def deploy_and_roll(stack: Stack, netns: Path, *, with_roll: bool) -> None:
     ) as host:  # fmt: skip
         if stack.revert == blockers.FORGED:
             forged.refused(stack, host)
+            return
+        if stack.revert == TAMPERED:
+            tampered.refused(stack, host)
             return
         try:
             signalled(stack, host)
@@ -142,7 +149,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="boot with a forged EifVersion carrying a command substitution (the reader not reverted): "
         "passes when the host refuses it at step config and the command did not run",
     )
+    parser.add_argument(
+        "--tamper-bundle",
+        action="store_true",
+        help="boot a host whose user data names a new version of the host bundle with other bytes: passes "
+        "when the host refuses it at step bundle (bundle-checksum) and nothing of it ran",
+    )
     args = parser.parse_args(argv)
+    if sum((bool(args.revert), args.forge_eif_version, args.tamper_bundle)) > 1:
+        parser.error("--revert, --forge-eif-version and --tamper-bundle are separate runs")
     if args.forge_eif_version and args.revert:
         parser.error("--forge-eif-version is the fixed form's check; --revert host-config-sourced forges too")
     reason = preflight()
@@ -158,7 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"reverted on purpose: {args.revert} (this run must fail, naming the tool that refused)")
         if args.forge_eif_version:
             print(f"forged on purpose: EifVersion v1$(touch {blockers.FORGED_MARKER}) in demo.env")
-        rehearse(run, blockers.FORGED if args.forge_eif_version else args.revert, with_roll=not args.no_roll)
+        if args.tamper_bundle:
+            print("tampered on purpose: a new host bundle version, other bytes, named by the user data")
+        scenario = (
+            blockers.FORGED if args.forge_eif_version else TAMPERED if args.tamper_bundle else args.revert
+        )
+        rehearse(run, scenario, with_roll=not args.no_roll)
     except RehearsalFailed as failed:
         print(f"REHEARSAL FAILED at step '{failed.step}': {failed.reason}", flush=True)
         print(f"run directory left in place: {run.dir} (each host's and build's overlay upper dir, logs)")

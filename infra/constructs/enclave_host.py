@@ -13,7 +13,6 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct, IConstruct
 
 from infra import constants
@@ -45,13 +44,11 @@ class EnclaveHost(Construct):
         queues: Queues,
         parameter_names: ParameterNames,
         log_group: logs.ILogGroup,
-        code: s3_assets.Asset,
         image: EnclaveImage,
         role: iam.Role,
         key_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.code = code
         self.role = role
         user_data = render_user_data(
             UserDataInputs(
@@ -59,7 +56,6 @@ class EnclaveHost(Construct):
                 queues=queues,
                 names=parameter_names,
                 log_group=log_group,
-                code=self.code,
                 image=image,
                 signal_resource=GROUP_LOGICAL_ID,
                 key_arn=key_arn,

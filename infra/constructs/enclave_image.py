@@ -14,8 +14,10 @@ outputs build on these attributes (CloudFormation tokens, strings):
 - `previous_pcr0`: the PCR0 of the image this build replaces, or "" (first build, or `retire_previous`);
 - `accepted_pcr0`: `pcr0`, then `previous_pcr0` when there is one, comma-separated: what the key policy's
   `kms:RecipientAttestation:ImageSha384` accepts (split with Fn::Split; never more than two values);
-- `nitro_cli_version`: X.Y.Z of the nitro-cli that built the EIF (its kernel, init and nsm.ko are in PCR0).
-`grant_read_eif(role)` lets a host role read exactly that object version's key and nothing else in the bucket.
+- `nitro_cli_version`: X.Y.Z of the nitro-cli that built the EIF (its kernel, init and nsm.ko are in PCR0);
+- `bundle_key`, `bundle_version`, `bundle_sha256`: the host bundle the same build wrote beside the EIF (what
+  a host installs: `bundle/<sha256>.tar.gz` of the build's source tree), its S3 version id and its SHA-256.
+`grant_read_eif(role)` lets a host role read exactly those two object versions and nothing else in the bucket.
 """
 
 from __future__ import annotations
@@ -56,8 +58,12 @@ ATTRIBUTES = (
     "PreviousPcr0",
     "AcceptedPcr0",
     "NitroCliVersion",
+    "BundleKey",
+    "BundleVersion",
+    "BundleSha256",
 )
 EIF_PREFIX = "eif/"
+BUNDLE_PREFIX = "bundle/"
 # The project's placeholders for what StartBuild always overrides (never "": CodeBuild has refused empty
 # values); the handler treats NO_PREVIOUS as "replaces no build".
 NO_PREVIOUS = enclave_build.NO_PREVIOUS
@@ -117,21 +123,29 @@ class EnclaveImage(Construct):
         self.previous_pcr0 = self.build.get_att_string("PreviousPcr0")
         self.accepted_pcr0 = self.build.get_att_string("AcceptedPcr0")
         self.nitro_cli_version = self.build.get_att_string("NitroCliVersion")
+        self.bundle_key = self.build.get_att_string("BundleKey")
+        self.bundle_version = self.build.get_att_string("BundleVersion")
+        self.bundle_sha256 = self.build.get_att_string("BundleSha256")
         enclave_image_nag.acknowledge(self, bucket=self.bucket)
 
     def grant_read_eif(self, role: iam.IRole) -> None:
-        """s3:GetObjectVersion on the built EIF's key, for the build's version only (`s3:versionid`, S3's
-        condition key for it, service authorization reference). A GetObject that names a version id needs
-        s3:GetObjectVersion and not s3:GetObject (S3 API reference, GetObject), so the host, which always
-        passes --version-id, may read exactly that one object version and nothing else."""
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="FetchPinnedEif",
-                actions=["s3:GetObjectVersion"],
-                resources=[self.bucket.arn_for_objects(self.eif_key)],
-                conditions={"StringEquals": {"s3:versionid": self.eif_version}},
+        """s3:GetObjectVersion on the built EIF's key and on the host bundle's key, each for the build's
+        version only (`s3:versionid`, S3's condition key for it, service authorization reference). A
+        GetObject that names a version id needs s3:GetObjectVersion and not s3:GetObject (S3 API reference,
+        GetObject), so the host, which always passes --version-id, may read exactly these two object
+        versions and nothing else."""
+        for sid, key, version in (
+            ("FetchPinnedEif", self.eif_key, self.eif_version),
+            ("FetchHostBundle", self.bundle_key, self.bundle_version),
+        ):
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    actions=["s3:GetObjectVersion"],
+                    resources=[self.bucket.arn_for_objects(key)],
+                    conditions={"StringEquals": {"s3:versionid": version}},
+                )
             )
-        )
 
     def _custom_resource(
         self, code: s3_assets.Asset, expected_pcr0: str, retire_previous: bool
@@ -204,7 +218,8 @@ class EnclaveImage(Construct):
             self,
             "BuildRole",
             assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
-            description="The enclave image build: reads the code asset, writes eif/* in the EIF bucket",
+            description="The enclave image build: reads the code asset, writes eif/* and bundle/* in the "
+            "EIF bucket",
         )
         project = codebuild.Project(
             self,
@@ -259,9 +274,12 @@ class EnclaveImage(Construct):
                 resources=[code.bucket.bucket_arn],
             ),
             iam.PolicyStatement(
-                sid="PutEif",
+                sid="PutEifAndHostBundle",
                 actions=["s3:PutObject"],
-                resources=[self.bucket.arn_for_objects(f"{EIF_PREFIX}*")],
+                resources=[
+                    self.bucket.arn_for_objects(f"{EIF_PREFIX}*"),
+                    self.bucket.arn_for_objects(f"{BUNDLE_PREFIX}*"),
+                ],
             ),
         ]
 

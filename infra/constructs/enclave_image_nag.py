@@ -31,16 +31,22 @@ def acknowledgments(bucket: str) -> tuple[Acknowledgment, ...]:
     return (
         Acknowledgment(
             id="AwsSolutions-S1",
-            reason="EIF bucket: its only writer is the build role (s3:PutObject on eif/* only) and its "
-            "readers are host roles limited to one object version each. Neither server access logs nor "
-            "CloudTrail record those object reads and writes unless the account enables them (CloudTrail "
-            "only with S3 data events, which this stack does not configure); a log bucket would need its "
-            "own destroy story. Admitted in docs/threat-model.md.",
+            reason="EIF bucket: its only writer is the build role (s3:PutObject on eif/* and bundle/* "
+            "only) and its readers are host roles limited to one object version of each. Neither server "
+            "access logs nor CloudTrail record those object reads and writes unless the account enables them "
+            "(CloudTrail only with S3 data events, which this stack does not configure); a log bucket would "
+            "need its own destroy story. Admitted in docs/threat-model.md.",
         ),
         Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/eif/*]",
             reason="The build names the EIF by its own SHA-256 only once it is built, so the build role may "
             "put objects under eif/ in the EIF bucket; it can read nothing there and write nowhere else.",
+        ),
+        Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/bundle/*]",
+            reason="The build names the host bundle by its own SHA-256 only once it is packed, so the build "
+            "role may put objects under bundle/ in the EIF bucket; hosts read only the one version the build "
+            "resource names and check its SHA-256 before unpacking it.",
         ),
         Acknowledgment(
             id="AwsSolutions-CB4",

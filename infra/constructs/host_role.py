@@ -1,16 +1,16 @@
-"""The enclave hosts' IAM role: the SSM Agent's channels (Session Manager, Run Command), queues, the pin's SSM
-record, logs, the project's code, the pinned EIF object and (granted by the group's `signals`,
-infra/constructs/enclave_host.py: CDK adds cloudformation:SignalResource on AWS::StackId, this stack's ARN,
-and nothing else) the boot signal to this stack. Never any KMS action: the key policy alone decides who may
-Encrypt, and Decrypt needs an attestation. No AWS managed policy: AmazonSSMManagedInstanceCore would also
-grant ssm:GetParameter(s) and ssm:GetDocument on every resource of the account."""
+"""The enclave hosts' IAM role: the SSM Agent's channels (Session Manager, Run Command), queues, the pin's
+SSM record, logs, the pinned EIF and the host bundle (one object version each: grant_read_eif) and (granted
+by the group's `signals`, infra/constructs/enclave_host.py: CDK adds cloudformation:SignalResource on
+AWS::StackId, this stack's ARN, and nothing else) the boot signal to this stack. Never any KMS action: the
+key policy alone decides who may Encrypt, and Decrypt needs an attestation. No AWS managed policy:
+AmazonSSMManagedInstanceCore would also grant ssm:GetParameter(s) and ssm:GetDocument on every resource of
+the account."""
 
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from infra.constructs.enclave_image import EnclaveImage
@@ -46,7 +46,6 @@ def host_role(
     *,
     queues: Queues,
     parameter_names: ParameterNames,
-    code: s3_assets.Asset,
     image: EnclaveImage,
     log_group: logs.ILogGroup,
 ) -> iam.Role:
@@ -68,7 +67,6 @@ def host_role(
         ),
         ("ProducerReadsResults", list(RECEIVE_ACTIONS), [results]),
         ("ReadPinnedMeasurement", ["ssm:GetParameter"], [_parameter_arn(scope, parameter_names.pinned_pcr0)]),
-        ("FetchProjectCode", ["s3:GetObject"], [code.bucket.arn_for_objects(code.s3_object_key)]),
     ]
     for sid, actions, resources in grants:
         role.add_to_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))

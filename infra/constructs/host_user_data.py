@@ -1,8 +1,10 @@
 """The hosts' user data: the real files in infra/constructs/host/, rendered by CloudFormation (Fn::Sub).
 
 demo.env carries every deploy-time value a host needs, the pinned EIF's exact object version and PCR0 among
-them; the user data writes it (and the CloudWatch agent's configuration, rendered from host_logs.py) and
-hands over to bootstrap.sh. Nothing here builds or measures an image.
+them; the user data writes it (and the CloudWatch agent's configuration, rendered from host_logs.py),
+installs the host bundle (the exact version and SHA-256 the build resource names) and hands over to
+bootstrap.sh from it. Hosts never read the CDK code asset: only CodeBuild builds from it. Nothing here
+builds or measures an image.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from dataclasses import dataclass
 
 from aws_cdk import Fn
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3_assets as s3_assets
 
 from app.shared import deployment
 from app.shared import settings as app_settings
@@ -40,7 +41,6 @@ class UserDataInputs:
     queues: Queues
     names: ParameterNames
     log_group: logs.ILogGroup
-    code: s3_assets.Asset
     image: EnclaveImage
     signal_resource: str  # the group's logical id, a plain string
     key_arn: str  # Fn::GetAtt of the card key's Arn: the programs refuse an alias (app.keypolicy.key_arn)
@@ -66,6 +66,9 @@ def render_user_data(inputs: UserDataInputs) -> str:
             "EifVersion": image.eif_version,
             # Always the build's own PCR0: `-c enclave_pcr0` is checked against it by the build's handler.
             "ExpectedPcr0": image.pcr0,
+            "BundleKey": image.bundle_key,
+            "BundleVersion": image.bundle_version,
+            "BundleSha256": image.bundle_sha256,
             "SignalResource": inputs.signal_resource,
             "MeasurementsParameter": inputs.names.measurements,
             "PinnedPcr0Parameter": inputs.names.pinned_pcr0,
@@ -77,8 +80,11 @@ def render_user_data(inputs: UserDataInputs) -> str:
         host_file("user-data.sh"),
         {
             "SignalResource": inputs.signal_resource,
-            "CodeBucket": inputs.code.s3_bucket_name,
-            "CodeKey": inputs.code.s3_object_key,
+            # The host bundle: exactly the object version the build wrote, and its SHA-256.
+            "BundleBucket": image.bucket.bucket_name,
+            "BundleKey": image.bundle_key,
+            "BundleVersion": image.bundle_version,
+            "BundleSha256": image.bundle_sha256,
             "DemoEnv": demo_env,
             "AllocatorYaml": Fn.sub(heredoc_body("allocator.yaml"), sizing),
             "VsockProxyYaml": Fn.sub(heredoc_body("vsock-proxy.yaml")),

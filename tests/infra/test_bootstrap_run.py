@@ -128,7 +128,8 @@ def _demo_env(template: Json, home_dir: Path, eif_version: str = EIF_VERSION) ->
     path moved into the scratch home directory."""
     build_id, _ = only(template, "Custom::EnclaveImageBuild")
     text = user_data_parts(template)["DemoEnv"]
-    for attribute, value in (("Pcr0", STUB_PCR0), ("EifKey", EIF_KEY), ("EifVersion", eif_version)):
+    bundle = (("BundleKey", f"bundle/{'0' * 64}.tar.gz"), ("BundleVersion", "b1"), ("BundleSha256", "0" * 64))
+    for attribute, value in (("Pcr0", STUB_PCR0), ("EifKey", EIF_KEY), ("EifVersion", eif_version), *bundle):
         text = text.replace(f"getatt-{build_id}-{attribute}", value)
     eif_line = f"ENCLAVE_EIF={INSTALL_DIR}/enclave.eif\n"
     assert text.count(eif_line) == 1
@@ -152,7 +153,7 @@ def run_bootstrap(
     for directory in (conf, home_dir, stubs):
         directory.mkdir()
     (conf / "demo.env").write_text(_demo_env(template, home_dir, eif_version))
-    # The host files where the user data unpacks the code asset (the reader and its patterns among them).
+    # The host files where the user data unpacks the host bundle (the reader and its patterns among them).
     (home_dir / "src/infra/constructs").mkdir(parents=True)
     (home_dir / "src/infra/constructs/host").symlink_to(HOST_FILES_DIR)
     scripts = {

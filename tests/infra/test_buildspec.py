@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,13 @@ EXPORTED = {
     "SOURCE_HASH": SOURCE_HASH,
     "NITRO_CLI_VERSION": "1.4.2",
 }
+# The host bundle's exports, whose SHA-256 depends on the source tree: checked by their own tests.
+BUNDLE_EXPORTS = ("BUNDLE_KEY", "BUNDLE_VERSION", "BUNDLE_SHA256")
+
+
+def eif_exports(exported: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in exported.items() if k not in BUNDLE_EXPORTS}
+
 
 # Stand-ins. build-eif.sh's interface (helper "repro", docs/infra.md): `build-eif.sh <out-dir>` writes
 # <out-dir>/enclave.eif and <out-dir>/measurements.json, nitro-cli build-enclave's stdout.
@@ -202,13 +211,19 @@ def test_shellcheck_passes_on_each_command_as_its_own_script(phase: str, command
 def test_a_build_exports_lower_case_measurements_the_key_and_the_version(tmp_path: Path) -> None:
     outcome, _ = run_build(tmp_path)
     assert outcome.succeeded, outcome.output
-    assert outcome.exported == EXPORTED
+    assert eif_exports(outcome.exported) == EXPORTED
+
+
+def puts_of(calls: list[str], prefix: str) -> list[list[str]]:
+    puts = [json.loads(c.removeprefix("aws ")) for c in calls if c.startswith("aws ")]
+    return [p for p in puts if dict(zip(p[2::2], p[3::2], strict=True))["--key"].startswith(prefix)]
 
 
 def test_the_eif_is_put_once_under_its_hash_with_s3_checking_the_checksum(tmp_path: Path) -> None:
     outcome, calls = run_build(tmp_path)
     assert outcome.succeeded, outcome.output
-    puts = [json.loads(c.removeprefix("aws ")) for c in calls if c.startswith("aws ")]
+    assert len([c for c in calls if c.startswith("aws ")]) == 2  # the EIF and the host bundle
+    puts = puts_of(calls, "eif/")
     assert len(puts) == 1
     opts = dict(zip(puts[0][2::2], puts[0][3::2], strict=True))
     assert opts == {
@@ -219,6 +234,48 @@ def test_the_eif_is_put_once_under_its_hash_with_s3_checking_the_checksum(tmp_pa
         "--query": "VersionId",
         "--output": "text",
     }
+
+
+def test_the_host_bundle_is_the_source_tree_put_once_under_its_hash(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    write_executable(source / "infra/build/build-eif.sh", FAKE_BUILD_EIF)
+    (source / "app").mkdir()
+    (source / "app/relay.py").write_text("print('the relay')\n")
+    outcome, calls = run_build(tmp_path, source=source)
+    assert outcome.succeeded, outcome.output
+    body = (tmp_path / "out/host-bundle.tar.gz").read_bytes()
+    sha256 = hashlib.sha256(body).hexdigest()
+    assert {k: outcome.exported[k] for k in BUNDLE_EXPORTS} == {
+        "BUNDLE_KEY": f"bundle/{sha256}.tar.gz",
+        "BUNDLE_VERSION": "v1.Zx+/version",
+        "BUNDLE_SHA256": sha256,
+    }
+    (put,) = puts_of(calls, "bundle/")
+    opts = dict(zip(put[2::2], put[3::2], strict=True))
+    assert opts["--checksum-sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        names = set(archive.getnames())
+        relay = archive.extractfile("./app/relay.py")
+        assert relay is not None
+        assert relay.read() == b"print('the relay')\n"
+    assert "./infra/build/build-eif.sh" in names
+    assert not [n for n in names if "enclave.eif" in n or "measurements" in n]  # taken before the build
+    variables = [{"name": k, "value": v} for k, v in outcome.exported.items()]
+    build = {"id": "p:1", "buildStatus": "SUCCEEDED", "exportedEnvironmentVariables": variables}
+    props = {"ProjectName": "EnclaveImageProject-abc", "RetirePrevious": "true", "ExpectedPcr0": ""}
+    assert build_data(None, build, props)["BundleSha256"] == sha256
+
+
+def test_the_same_source_gives_the_same_bundle(tmp_path: Path) -> None:
+    # Sorted names, fixed owner and time, gzip without name or time: a rebuild of the same code is the same
+    # object (a host replaced later would get the same bytes even from a new build of the same source).
+    shas = []
+    for attempt in ("one", "two"):
+        (tmp_path / attempt).mkdir()
+        outcome, _ = run_build(tmp_path / attempt)
+        assert outcome.succeeded, outcome.output
+        shas.append(outcome.exported["BUNDLE_SHA256"])
+    assert shas[0] == shas[1]
 
 
 def test_the_install_phase_installs_the_nitro_cli(tmp_path: Path) -> None:
@@ -313,7 +370,7 @@ def test_the_real_build_script_over_the_code_asset_exports_what_the_handler_acce
         tmp_path, source=source, project={"NITRO_CLI_VERSION": "1.4.2"}, MEASUREMENTS=lower
     )
     assert outcome.succeeded, outcome.output
-    assert outcome.exported == EXPORTED
+    assert eif_exports(outcome.exported) == EXPORTED
     epoch = context.SOURCE_DATE_EPOCH
     assert (
         f"docker build --no-cache --build-arg SOURCE_DATE_EPOCH={epoch} -f enclave/Dockerfile"
@@ -345,7 +402,9 @@ def test_the_build_relies_on_exported_variables_and_the_directory_only(tmp_path:
     assert outcome.exported["EIF_KEY"] == f"eif/{hashlib.sha256(EIF_BYTES).hexdigest()}.eif"
     assert outcome.exported["EIF_VERSION"] == "v1.Zx+/version"
     assert outcome.exported["PCR0"] == "ab" * 48
-    assert len([c for c in calls if c.startswith("aws ")]) == 1
+    body = (tmp_path / "out/host-bundle.tar.gz").read_bytes()
+    assert outcome.exported["BUNDLE_KEY"] == f"bundle/{hashlib.sha256(body).hexdigest()}.tar.gz"
+    assert len(puts_of(calls, "eif/")) == len(puts_of(calls, "bundle/")) == 1
 
 
 @pytest.mark.parametrize(("carry_unexported", "seen"), [(True, "1"), (False, "")])

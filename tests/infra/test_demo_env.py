@@ -66,6 +66,9 @@ def test_the_handlers_rules_are_the_hosts_for_the_build_values() -> None:
     assert rules["EXPECTED_PCR0"] == enclave_build.PCR_RE.pattern
     assert rules["EIF_KEY"] == enclave_build.EIF_KEY_RE.pattern
     assert rules["EIF_VERSION"] == enclave_build.EIF_VERSION_RE.pattern
+    assert rules["BUNDLE_KEY"] == enclave_build.BUNDLE_KEY_RE.pattern
+    assert rules["BUNDLE_VERSION"] == enclave_build.EIF_VERSION_RE.pattern
+    assert rules["BUNDLE_SHA256"] == enclave_build.BUNDLE_SHA256_RE.pattern
 
 
 def test_the_hosts_key_pattern_is_the_programs_key_arn_pattern() -> None:

@@ -30,6 +30,9 @@ FAILED = f"{PROJECT}:77777777-8888-7777-6666-555555555555"
 PCR0, PCR1, PCR2, OLD_PCR0 = ("a" * 96, "b" * 96, "c" * 96, "d" * 96)
 EIF_KEY = "eif/" + "e" * 64 + ".eif"
 EIF_VERSION = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"
+BUNDLE_SHA256 = "b" * 64
+BUNDLE_KEY = f"bundle/{BUNDLE_SHA256}.tar.gz"
+BUNDLE_VERSION = "Zx.bundle-version_1"
 DEEP_LINK = "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEvent:group=g;stream=s"
 LOCATION = "cdk-assets-bucket/0123abcd.zip"
 REQUEST_ID = "unique-id-for-this-create-request"
@@ -78,6 +81,9 @@ def exported(previous: str = NO_PREVIOUS, source: str = H1, **values: str) -> di
         "PREVIOUS_BUILD_ID": previous,
         "SOURCE_HASH": source,
         "NITRO_CLI_VERSION": "1.4.2",
+        "BUNDLE_KEY": BUNDLE_KEY,
+        "BUNDLE_VERSION": BUNDLE_VERSION,
+        "BUNDLE_SHA256": BUNDLE_SHA256,
     }
     return {**base, **values}
 
@@ -167,6 +173,9 @@ def test_a_first_build_succeeds_with_its_exported_values(codebuild: tuple[Any, S
             "PreviousPcr0": "",
             "AcceptedPcr0": PCR0,
             "NitroCliVersion": "1.4.2",
+            "BundleKey": BUNDLE_KEY,
+            "BundleVersion": BUNDLE_VERSION,
+            "BundleSha256": BUNDLE_SHA256,
         },
     }
 
@@ -580,6 +589,16 @@ def test_enclave_pcr0_is_compared_without_regard_to_case(codebuild: tuple[Any, S
         ("SOURCE_HASH", "1" * 63),
         ("PREVIOUS_BUILD_ID", f"{PROJECT}:not-a-uuid"),
         ("PREVIOUS_BUILD_ID", ""),
+        # The host bundle's values reach the user data and demo.env just as the EIF's do.
+        ("BUNDLE_KEY", "bundle/../eif/x.tar.gz"),
+        ("BUNDLE_KEY", f"bundle/{BUNDLE_SHA256}.zip"),
+        ("BUNDLE_KEY", f"{BUNDLE_KEY}'$(reboot)'"),
+        ("BUNDLE_VERSION", ""),
+        ("BUNDLE_VERSION", "v1$(touch /tmp/pwned)"),
+        ("BUNDLE_VERSION", "v1'x"),
+        ("BUNDLE_SHA256", "B" * 64),
+        ("BUNDLE_SHA256", "b" * 63),
+        ("BUNDLE_SHA256", "b" * 64 + "\n"),
     ],
 )
 def test_malformed_exported_variables_are_refused_by_name(
@@ -600,7 +619,9 @@ def test_a_build_that_recorded_no_nitro_cli_version_says_unknown(codebuild: tupl
     assert check_complete(request("Create", NEW), client)["Data"]["NitroCliVersion"] == "unknown"
 
 
-@pytest.mark.parametrize("name", ["PCR0", "EIF_KEY", "EIF_VERSION", "SOURCE_HASH"])
+@pytest.mark.parametrize(
+    "name", ["PCR0", "EIF_KEY", "EIF_VERSION", "SOURCE_HASH", "BUNDLE_KEY", "BUNDLE_VERSION", "BUNDLE_SHA256"]
+)
 def test_a_missing_exported_variable_is_refused_by_name(codebuild: tuple[Any, Stubber], name: str) -> None:
     client, stubber = codebuild
     variables = exported()
@@ -614,6 +635,34 @@ def test_an_unversioned_eif_is_refused(codebuild: tuple[Any, Stubber]) -> None:
     client, stubber = codebuild
     expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(EIF_VERSION="null")))
     with pytest.raises(BuildError, match="EIF_VERSION is 'null'"):
+        check_complete(request("Create", NEW), client)
+
+
+def test_a_build_made_before_bundles_answers_without_bundle_attributes(
+    codebuild: tuple[Any, Stubber],
+) -> None:
+    # The rollback of an update from a stack whose hosts read the code asset returns to such a build; the old
+    # template reads no Bundle* attribute. A new template that does fails in CloudFormation on the attribute.
+    client, stubber = codebuild
+    variables = {k: v for k, v in exported().items() if not k.startswith("BUNDLE_")}
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", variables))
+    data = check_complete(request("Create", NEW), client)["Data"]
+    assert not [name for name in data if name.startswith("Bundle")]
+    assert data["EifVersion"] == EIF_VERSION
+
+
+def test_an_unversioned_bundle_is_refused(codebuild: tuple[Any, Stubber]) -> None:
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(BUNDLE_VERSION="null")))
+    with pytest.raises(BuildError, match="BUNDLE_VERSION is 'null'"):
+        check_complete(request("Create", NEW), client)
+
+
+def test_a_bundle_key_that_does_not_name_its_checksum_is_refused(codebuild: tuple[Any, Stubber]) -> None:
+    # Both of their forms, but the key would let a host fetch other bytes than the checksum says it gets.
+    client, stubber = codebuild
+    expect_get(stubber, NEW, build(NEW, "SUCCEEDED", exported(BUNDLE_SHA256="c" * 64)))
+    with pytest.raises(BuildError, match="does not name its BUNDLE_SHA256"):
         check_complete(request("Create", NEW), client)
 
 

@@ -67,6 +67,7 @@ def synth(
     attributes = {name: getattr(image, name) for name in ("pcr0", "pcr1", "pcr2", "eif_key", "eif_version")}
     attributes |= {"previous_pcr0": image.previous_pcr0, "accepted_pcr0": image.accepted_pcr0}
     attributes |= {"nitro_cli_version": image.nitro_cli_version}
+    attributes |= {name: getattr(image, name) for name in ("bundle_key", "bundle_version", "bundle_sha256")}
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     assembly = app.synth()
     template: Json = assembly.get_stack_artifact(stack.artifact_id).template
@@ -205,7 +206,7 @@ def test_the_project_carries_the_buildspec_file(template: Json) -> None:
     )
 
 
-def test_the_build_role_reads_the_asset_and_puts_eifs_and_nothing_else(built: Built) -> None:
+def test_the_build_role_reads_the_asset_and_puts_eifs_and_bundles_and_nothing_else(built: Built) -> None:
     template = built.template
     role = build_role(template)
     assumed = template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
@@ -215,13 +216,16 @@ def test_the_build_role_reads_the_asset_and_puts_eifs_and_nothing_else(built: Bu
     assert granted == {
         ("ReadCodeAsset", ("s3:GetObject", "s3:GetObjectVersion")),
         ("LocateCodeAssetBucket", ("s3:GetBucketAcl", "s3:GetBucketLocation")),
-        ("PutEif", ("s3:PutObject",)),
+        ("PutEifAndHostBundle", ("s3:PutObject",)),
         ("", ("logs:CreateLogStream", "logs:PutLogEvents")),
     }
     raw = {s.get("Sid", ""): s["Resource"] for s in raw_statements(template, role)}
     assert f"/{built.hash}.zip" in json.dumps(raw["ReadCodeAsset"])
     bucket_id = logical_id(template, "AWS::S3::Bucket")
-    assert raw["PutEif"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/eif/*"]]}
+    assert raw["PutEifAndHostBundle"] == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/eif/*"]]},
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/bundle/*"]]},
+    ]
     assert raw[""] == {"Fn::GetAtt": [logical_id(template, "AWS::Logs::LogGroup", "BuildLogs"), "Arn"]}
 
 
@@ -258,6 +262,7 @@ def test_the_attributes_are_the_custom_resources(template: Json) -> None:
     names = {"pcr0": "Pcr0", "pcr1": "Pcr1", "pcr2": "Pcr2", "eif_key": "EifKey", "eif_version": "EifVersion"}
     names |= {"previous_pcr0": "PreviousPcr0", "accepted_pcr0": "AcceptedPcr0"}
     names |= {"nitro_cli_version": "NitroCliVersion"}
+    names |= {"bundle_key": "BundleKey", "bundle_version": "BundleVersion", "bundle_sha256": "BundleSha256"}
     assert template["Attributes"] == {k: {"Fn::GetAtt": [build_id, v]} for k, v in names.items()}
 
 
@@ -350,18 +355,25 @@ def test_the_handlers_asset_is_the_handler_package_alone(built: Built) -> None:
     assert files == sorted(f"handler/{p.name}" for p in HANDLER_DIR.glob("*.py"))
 
 
-def test_a_host_role_may_read_only_the_built_eif(template: Json) -> None:
+def test_a_host_role_may_read_only_the_built_eif_and_bundle_versions(template: Json) -> None:
     build_id, bucket_id = logical_id(template, RESOURCE_TYPE), logical_id(template, "AWS::S3::Bucket")
     host = logical_id(template, "AWS::IAM::Role", "HostRole")
-    (statement,) = role_statements(template, host)
-    # Only the build's version: GetObject with a version id needs s3:GetObjectVersion alone.
-    assert statement.actions == ("s3:GetObjectVersion",)
+    statements = role_statements(template, host)
+    # Only the build's versions: GetObject with a version id needs s3:GetObjectVersion alone.
+    assert [s.actions for s in statements] == [("s3:GetObjectVersion",)] * 2
     policy = next(p for k, p in resources(template, "AWS::IAM::Policy").items() if k.startswith("HostRole"))
-    (raw,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert raw["Resource"] == {
-        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/", {"Fn::GetAtt": [build_id, "EifKey"]}]]
-    }
-    assert raw["Condition"] == {"StringEquals": {"s3:versionid": {"Fn::GetAtt": [build_id, "EifVersion"]}}}
+    raw = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert set(raw) == {"FetchPinnedEif", "FetchHostBundle"}
+    for sid, key, version in (
+        ("FetchPinnedEif", "EifKey", "EifVersion"),
+        ("FetchHostBundle", "BundleKey", "BundleVersion"),
+    ):
+        assert raw[sid]["Resource"] == {
+            "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/", {"Fn::GetAtt": [build_id, key]}]]
+        }
+        assert raw[sid]["Condition"] == {
+            "StringEquals": {"s3:versionid": {"Fn::GetAtt": [build_id, version]}}
+        }
 
 
 def test_cfn_lint_passes_but_for_cdks_own_redundant_depends_on(built: Built) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -302,8 +303,25 @@ def test_the_role_reads_the_pinned_eif_object_only(template: Json) -> None:
     (statement,) = [s for s in statements(template) if s.sid == "FetchPinnedEif"]
     assert statement.condition == {"StringEquals": {"s3:versionid": {"Fn::GetAtt": [build_id, "EifVersion"]}}}
     reads = [(sid, r) for sid, (a, r) in role_grants(template).items() if any(x.startswith("s3:") for x in a)]
-    assert sorted(sid for sid, _ in reads) == ["FetchPinnedEif", "FetchProjectCode"]
+    assert sorted(sid for sid, _ in reads) == ["FetchHostBundle", "FetchPinnedEif"]
     assert "*" not in str(reads)
+
+
+def test_the_role_reads_the_builds_host_bundle_version_only_and_no_code_asset(template: Json) -> None:
+    build_id, _ = only(template, "Custom::EnclaveImageBuild")
+    bucket_id, _ = only(template, "AWS::S3::Bucket")
+    actions, targets = role_grants(template)["FetchHostBundle"]
+    assert actions == {"s3:GetObjectVersion"}
+    bundle = {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/", {"Fn::GetAtt": [build_id, "BundleKey"]}]]
+    }
+    assert targets == [bundle]
+    (statement,) = [s for s in statements(template) if s.sid == "FetchHostBundle"]
+    assert statement.condition == {
+        "StringEquals": {"s3:versionid": {"Fn::GetAtt": [build_id, "BundleVersion"]}}
+    }
+    # The CDK assets bucket (its name is a Fn::Sub of cdk-hnb659fds-assets-...) is nowhere in the host's role.
+    assert "assets" not in json.dumps([r for _, (_, r) in role_grants(template).items()])
 
 
 def test_the_role_signals_this_stack_only(template: Json) -> None:

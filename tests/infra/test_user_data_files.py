@@ -16,13 +16,13 @@ from tests.infra.test_host_files import user_data_parts
 
 CONF_DIR_LINE = "readonly CONF_DIR=/etc/nitro-enclave-demo"
 HOME_DIR_LINE = "readonly HOME_DIR=/opt/nitro-enclave-demo"
-# The heredocs end before the code download; nothing after it writes configuration.
-FIRST_LINE_AFTER_THE_FILES = "aws s3 cp"
+# The heredocs end before the host bundle's download; nothing after it writes configuration.
+FIRST_LINE_AFTER_THE_FILES = "bundle_dir=$(mktemp -d)"
 WRITTEN = ("demo.env", "allocator.yaml", "vsock-proxy.yaml", "amazon-cloudwatch-agent.json")
 
 
 def written_by_user_data(template: Json, scratch: Path) -> dict[str, bytes]:
-    """Run the rendered user data up to the code download, as cloud-init would (bash, no HOME), with its
+    """Run the rendered user data up to the bundle download, as cloud-init would (bash, no HOME), with its
     configuration and install directories redirected into `scratch`; return what it wrote."""
     script = user_data_parts(template)["user-data.sh"]
     for line in (CONF_DIR_LINE, HOME_DIR_LINE, FIRST_LINE_AFTER_THE_FILES):

@@ -3,9 +3,10 @@
 `handle_event` starts one build per code change (or returns to the previous one when a deploy reverts to
 its code, or stops a running one on Delete) and names the build as the physical id (plus RETURNING_FROM when
 it returns to the previous build);
-`check_complete` reads that build and, once it SUCCEEDED, returns its measurements, key and version from
-CodeBuild's own API (the build's exported variables), each checked against its exact form, never from
-anything a host can write. custom_resource.py runs the two in one invocation and answers CloudFormation.
+`check_complete` reads that build and, once it SUCCEEDED, returns its measurements, the EIF's and the host
+bundle's keys and versions (and the bundle's SHA-256) from CodeBuild's own API (the build's exported
+variables), each checked against its exact form, never from anything a host can write. custom_resource.py
+runs the two in one invocation and answers CloudFormation.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ EIF_KEY_RE = re.compile(r"eif/[0-9a-f]{64}\.eif")
 # S3 is seen to use: nothing a shell or systemd's EnvironmentFile= would read as quoting, expansion or
 # whitespace. "null" means an unversioned object and is refused separately.
 EIF_VERSION_RE = re.compile(r"[A-Za-z0-9._+/=-]{1,1024}")
+# The host bundle (what a host installs: relay, producer, ops, host files), content-addressed like the EIF:
+# its key names the SHA-256 of its bytes, exported again as BUNDLE_SHA256 (the host checks the bytes against
+# it before unpacking anything); its version id has the EIF's form.
+BUNDLE_KEY_RE = re.compile(r"bundle/[0-9a-f]{64}\.tar\.gz")
+BUNDLE_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # CodeBuild build ids are "<project name>:<uuid>" (project names: 2-150 of A-Za-z0-9 - _, CodeBuild quotas).
 BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,149}:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 # The code asset's hash the build was started for: CDK's asset hash, a SHA-256 in lower-case hex.
@@ -46,6 +52,9 @@ EXPORTED_VARIABLES = (
     "PREVIOUS_BUILD_ID",
     "SOURCE_HASH",
     "NITRO_CLI_VERSION",
+    "BUNDLE_KEY",
+    "BUNDLE_VERSION",
+    "BUNDLE_SHA256",
 )
 # PREVIOUS_BUILD_ID of a build that replaces none: CodeBuild has refused empty environment variable values
 # before, so neither the project nor a StartBuild override ever carries "".
@@ -151,6 +160,7 @@ def build_data(client: Client, build: Event, props: Event, returning_from: str =
         _checked(exported, "PREVIOUS_BUILD_ID", BUILD_ID_RE)
     if eif_version == "null":
         raise BuildError("the build's exported EIF_VERSION is 'null': the EIF bucket is not versioned")
+    bundle = _bundle(exported)
     expected = str(props.get("ExpectedPcr0", "")).strip().lower()
     if expected and expected != pcr0:
         raise BuildError(f"the build's PCR0 {pcr0} differs from enclave_pcr0 {expected}")
@@ -166,7 +176,28 @@ def build_data(client: Client, build: Event, props: Event, returning_from: str =
         "PreviousPcr0": previous,
         "AcceptedPcr0": f"{pcr0},{previous}" if previous else pcr0,
         "NitroCliVersion": nitro_cli_version,
+        **bundle,
     }
+
+
+def _bundle(exported: dict[str, str]) -> dict[str, str]:
+    """The host bundle's key, version and SHA-256, each of its form, the key naming that same SHA-256.
+    A build that exported none of them (made before the buildspec wrote a bundle) has no bundle attributes:
+    the rollback of a stack whose old template does not read them still returns to it, and a template
+    that reads them fails in CloudFormation on the missing attribute. One or two of them is refused."""
+    if not any(name in exported for name in ("BUNDLE_KEY", "BUNDLE_VERSION", "BUNDLE_SHA256")):
+        logger.info("the build exported no host bundle (made before bundles): no Bundle* attributes")
+        return {}
+    key = _checked(exported, "BUNDLE_KEY", BUNDLE_KEY_RE)
+    version = _checked(exported, "BUNDLE_VERSION", EIF_VERSION_RE)
+    sha256 = _checked(exported, "BUNDLE_SHA256", BUNDLE_SHA256_RE)
+    if version == "null":
+        raise BuildError("the build's exported BUNDLE_VERSION is 'null': the EIF bucket is not versioned")
+    if key != f"bundle/{sha256}.tar.gz":
+        raise BuildError(
+            f"the build's exported BUNDLE_KEY {key!r} does not name its BUNDLE_SHA256 {sha256!r}"
+        )
+    return {"BundleKey": key, "BundleVersion": version, "BundleSha256": sha256}
 
 
 def _nitro_cli_version(exported: dict[str, str]) -> str:

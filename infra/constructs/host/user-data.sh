@@ -1,16 +1,21 @@
 #!/bin/bash
 # First boot of a nitro-enclave-demo host, rendered by CloudFormation (Fn::Sub) into the launch template.
-# Writes the configuration files, fetches the project's code (an S3 asset) and hands over to bootstrap.sh.
+# Writes the configuration files, installs the host bundle the enclave image build wrote (exactly the object
+# version the build resource named, refused unless its SHA-256 is the one the build recorded: nothing from it
+# is unpacked or run before that check) and hands over to bootstrap.sh from it. The bundle's key, version and
+# SHA-256 are the build resource's attributes, each checked by its handler against a pattern that admits no
+# quote or whitespace (infra/build/handler/enclave_build.py), so they stay literal in '...' below.
 # A failure here signals FAILURE to the group's creation policy or rolling update (SignalResource, with the
 # role's own credentials), so `cdk deploy` stops at once and the stack events name the host and the step.
 set -Eeuo pipefail
 
 readonly CONF_DIR=/etc/nitro-enclave-demo
 readonly HOME_DIR=/opt/nitro-enclave-demo
-readonly CODE_ZIP=/tmp/nitro-enclave-demo-code.zip
+readonly BUNDLE_SHA256='${BundleSha256}'
 readonly IMDS=http://169.254.169.254/latest
 
-# SignalResource has no reason field: the UniqueId (at most 64 characters) carries "<instance-id> <step>".
+# SignalResource has no reason field: the UniqueId (at most 64 characters) carries "<instance-id> <step>"
+# (for the bundle, "<instance-id> bundle: <code>", as bootstrap.sh names its failures).
 signal_failure() {
   local step="$1" reason="$2" token instance_id
   echo "nitro-enclave-demo user data FAILED: $step: $reason" >&2
@@ -43,11 +48,21 @@ cat >"$CONF_DIR/amazon-cloudwatch-agent.json" <<'END_OF_CLOUDWATCH_AGENT_JSON'
 ${CloudWatchAgentJson}
 END_OF_CLOUDWATCH_AGENT_JSON
 
-aws s3 cp --only-show-errors --region '${AWS::Region}' 's3://${CodeBucket}/${CodeKey}' "$CODE_ZIP" ||
-  signal_failure code-download "could not download the project's code from s3://${CodeBucket}/${CodeKey}"
+bundle_dir=$(mktemp -d)
+bundle="$bundle_dir/host-bundle.tar.gz"
+aws s3api get-object --region '${AWS::Region}' --bucket '${BundleBucket}' --key '${BundleKey}' \
+  --version-id '${BundleVersion}' "$bundle" >/dev/null ||
+  signal_failure 'bundle: bundle-download' "could not download s3://${BundleBucket}/${BundleKey} version ${BundleVersion}"
+actual=$(sha256sum "$bundle" | cut -d ' ' -f 1)
+if [[ "$actual" != "$BUNDLE_SHA256" ]]; then
+  rm -rf "$bundle_dir"
+  signal_failure 'bundle: bundle-checksum' "refused the host bundle s3://${BundleBucket}/${BundleKey} version ${BundleVersion}: its SHA-256 is $actual, the build recorded $BUNDLE_SHA256; nothing of it was unpacked or run"
+fi
 rm -rf "$HOME_DIR/src"
-python3 -m zipfile -e "$CODE_ZIP" "$HOME_DIR/src" ||
-  signal_failure code-unpack "could not unpack the project's code into $HOME_DIR/src"
+install -d -m 0755 "$HOME_DIR/src"
+tar --extract --gzip --no-same-owner --file "$bundle" --directory "$HOME_DIR/src" ||
+  signal_failure 'bundle: bundle-unpack' "could not unpack the host bundle into $HOME_DIR/src"
+rm -rf "$bundle_dir"
 
 trap - ERR
 exec /bin/bash "$HOME_DIR/src/infra/constructs/host/bootstrap.sh"
