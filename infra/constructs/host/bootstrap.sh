@@ -26,6 +26,9 @@ readonly JOURNAL_EXPORTS=(nitro-enclave-demo-relay nitro-enclave-demo-logs nitro
 readonly IMDS=http://169.254.169.254/latest
 # SignalResource's UniqueId is 1-64 characters (CloudFormation API reference, SignalResource).
 readonly UNIQUE_ID_MAX=64
+# Tries of the IMDS id and of SignalResource (2, 4, 8, 16 s between the latter) before a signal counts as failed.
+readonly IMDS_ATTEMPTS=5
+readonly SIGNAL_ATTEMPTS=5
 readonly RELAY_UNIT=nitro-enclave-demo-relay.service
 # CloudFormation's refusal when no stack operation waits for the group's signals (a host the group launched
 # on its own, e.g. a replacement): ValidationError "Stack <arn> is in <STATE> state and cannot be signaled".
@@ -49,11 +52,22 @@ log() {
   printf 'nitro-enclave-demo bootstrap: %s\n' "$*"
 }
 
-# The instance's own id, from IMDSv2 (a session token first; the launch template requires tokens).
+# The instance's own id, from IMDSv2 (a session token first; the launch template requires tokens), tried
+# IMDS_ATTEMPTS times: an IMDS call can fail for a moment. Prints nothing and returns 1 when every try failed
+# or answered an empty id. (Called inside `signal ... || answer=$?`, where set -e and the ERR trap are off:
+# every failure here is checked by hand.)
 instance_id() {
-  local token
-  token=$(curl -sS --fail -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/api/token")
-  curl -sS --fail -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id"
+  local token id attempt
+  for ((attempt = 1; attempt <= IMDS_ATTEMPTS; attempt++)); do
+    if token=$(curl -sS --fail -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/api/token") &&
+      id=$(curl -sS --fail -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id") &&
+      [[ -n "$id" ]]; then
+      printf '%s\n' "$id"
+      return 0
+    fi
+    ((attempt == IMDS_ATTEMPTS)) || sleep "$attempt"
+  done
+  return 1
 }
 
 # One signal to the host group's creation policy or rolling update: SUCCESS, or FAILURE with what failed.
@@ -61,21 +75,33 @@ instance_id() {
 # 64 characters) into the stack events; the full reason is in this host's bootstrap log. The UniqueId of a
 # SUCCESS is the bare instance id, as the API reference asks for Auto Scaling groups. Returns NOT_WAITING_RC
 # when CloudFormation answers that nothing waits for a signal (CloudFormation's answer is printed).
+# A throttled or failed call ("(Throttling) Rate exceeded", a network error) is tried again, SIGNAL_ATTEMPTS
+# times in all with doubling waits; only CloudFormation's "cannot be signaled" ends it at once. (set -e and
+# the ERR trap are off in here, as in instance_id: every failure is checked by hand.)
 signal() {
-  local status="$1" detail="${2:-}" id unique answer
-  id=$(instance_id)
+  local status="$1" detail="${2:-}" id unique answer attempt
+  if ! id=$(instance_id); then
+    printf 'no instance id from IMDS (%s) after %s attempts: cannot signal\n' "$IMDS" "$IMDS_ATTEMPTS"
+    return 1
+  fi
   unique=$id
   [[ -z "$detail" ]] || unique=$(printf '%s %s' "$id" "$detail" | cut -c "1-$UNIQUE_ID_MAX")
   # ":-": a demo.env refused at step config may lack them; the call then fails and the log says so.
   local call=(aws cloudformation signal-resource --region "${AWS_REGION:-}" --stack-name "${STACK_NAME:-}"
     --logical-resource-id "${SIGNAL_RESOURCE:-}" --status "$status")
-  answer=$("${call[@]}" --unique-id "$unique" 2>&1) && return 0
-  # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still fails fast.
-  if [[ "$unique" != "$id" ]] && ! grep -qE "$NOT_WAITING_RE" <<<"$answer"; then
-    answer=$("${call[@]}" --unique-id "$id" 2>&1) && return 0
-  fi
-  printf '%s\n' "$answer"
-  grep -qE "$NOT_WAITING_RE" <<<"$answer" && return "$NOT_WAITING_RC"
+  for ((attempt = 1; attempt <= SIGNAL_ATTEMPTS; attempt++)); do
+    answer=$("${call[@]}" --unique-id "$unique" 2>&1) && return 0
+    # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still gets through.
+    if [[ "$unique" != "$id" ]] && ! grep -qE "$NOT_WAITING_RE" <<<"$answer"; then
+      answer=$("${call[@]}" --unique-id "$id" 2>&1) && return 0
+    fi
+    printf '%s\n' "$answer"
+    grep -qE "$NOT_WAITING_RE" <<<"$answer" && return "$NOT_WAITING_RC"
+    if ((attempt < SIGNAL_ATTEMPTS)); then
+      log "signal $status not taken (attempt $attempt of $SIGNAL_ATTEMPTS); trying again in $((2 ** attempt)) s"
+      sleep "$((2 ** attempt))"
+    fi
+  done
   return 1
 }
 
