@@ -131,7 +131,8 @@ class EnclaveHost(Construct):
         )
         # The group goes before the gateway's attachment and the public routes on delete: otherwise
         # CloudFormation may detach the gateway while a host still holds a public address, and the
-        # detach fails with DependencyViolation (DELETE_FAILED; aws/aws-cdk#26716).
+        # detach fails with DependencyViolation (DELETE_FAILED; CloudFormation Template Reference, "DependsOn
+        # attribute", "When a DependsOn attribute is required").
         group.node.add_dependency(*network.internet_path)
         cfn_group = group.node.default_child
         if isinstance(cfn_group, CfnResource):

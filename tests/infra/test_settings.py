@@ -133,8 +133,8 @@ def test_pcr0_is_normalised_to_lowercase() -> None:
         ({"key_alias": "nitro"}, "alias/name"),
         ({"encryption_context": "{}"}, "non-empty"),
         ({"encryption_context": '{"card_id": "1"}'}, "card_id"),
-        ({"boot_timeout_minutes": 9}, "boot_timeout_minutes 9 must be within 10..60"),
-        ({"boot_timeout_minutes": 61}, "boot_timeout_minutes 61 must be within 10..60: .*PauseTime.*PT1H"),
+        ({"boot_timeout_minutes": 29}, "boot_timeout_minutes 29 must be within 30..60"),
+        ({"boot_timeout_minutes": 61}, "boot_timeout_minutes 61 must be within 30..60: .*PauseTime.*PT1H"),
         ({"log_retention_days": 8}, "log_retention_days 8"),
         ({"hosts": 0}, "hosts 0 must be within 1..10"),
         ({"hosts": 11}, "hosts 11 must be within 1..10"),
@@ -150,7 +150,7 @@ def test_impossible_values_are_rejected_with_the_value(overrides: dict[str, Any]
         settings(**overrides)
 
 
-@pytest.mark.parametrize("minutes", [10, 60])
+@pytest.mark.parametrize("minutes", [30, 60])
 def test_boot_timeouts_at_the_bounds_are_accepted(minutes: int) -> None:
     assert settings(boot_timeout_minutes=minutes).boot_timeout_minutes == minutes
 

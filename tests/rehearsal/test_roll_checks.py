@@ -30,6 +30,21 @@ def test_relay_before_canary_starts_the_relay_with_the_enclave_again() -> None:
         blockers.relay_before_canary(reverted)
 
 
+def test_relay_before_canary_also_starts_the_unit_unproven_and_parks_access_denied_at_once() -> None:
+    patch = blockers.asset_patch("relay-before-canary")
+    unit_path, relay_path = blockers.RELAY_UNIT, blockers.RELAY_MODULE
+    root = HOST_FILES_DIR.parents[2]
+    unit = (root / unit_path).read_text()
+    assert "ExecStartPre=/opt/nitro-enclave-demo/venv/bin/python -m app.parent canary\n" in unit
+    reverted_unit = patch(unit_path, unit.encode()).decode()
+    assert "app.parent canary" not in reverted_unit
+    assert "ExecStart=/opt/nitro-enclave-demo/venv/bin/python -m app.parent run\n" in reverted_unit
+    relay = (root / relay_path).read_text()
+    assert "PROPAGATION_GRACE_S = 0.0\n" in patch(relay_path, relay.encode()).decode()
+    with pytest.raises(blockers.NothingToRevert):
+        blockers.relay_unproven(reverted_unit)
+
+
 def test_agent_log_paths_puts_the_service_suffix_back_in_the_agents_paths() -> None:
     rendered = host_logs.agent_config_json()
     reverted = json.loads(blockers.revert_user_data("agent-log-paths", rendered))

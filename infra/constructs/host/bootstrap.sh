@@ -6,6 +6,7 @@
 # pinned PCR0, starts the enclave, proves the crypto path with a canary decrypt (straight to the enclave, no
 # relay), and only then starts the relay and signals SUCCESS to the stack's host group (SignalResource): no
 # card is taken before the host is proven, and a failure after the enclave start leaves the relay stopped.
+# The relay unit itself runs the canary before every start (ExecStartPre), so a reboot proves the host again.
 # A host the group launches outside a stack operation (a replacement) runs the same steps; CloudFormation
 # refuses its signal ("cannot be signaled"), which is logged, and the boot still ends "done".
 # Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user data),
@@ -269,7 +270,9 @@ if ! "$VENV_DIR/bin/python" -m app.parent canary 2>&1 | tee "$canary_out"; then
   fail "${code:-failed}" "canary failed on this host; KMS's answer is above"
 fi
 
-step relay "start $RELAY_UNIT: the canary passed, this host may take cards"
+# The relay unit runs the canary again as its ExecStartPre, as at every later start (a reboot, `cloud-init
+# clean --reboot`): this step's canary names the failure for the signal, the unit's holds on every start.
+step relay "start $RELAY_UNIT: the canary passed, this host may take cards (the unit's ExecStartPre proves it again)"
 systemctl enable --now "$RELAY_UNIT"
 systemctl is-active --quiet "$RELAY_UNIT" || fail relay-down "relay service is not running (journalctl -u nitro-enclave-demo-relay)"
 
