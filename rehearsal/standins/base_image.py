@@ -23,7 +23,12 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 UPSTREAM = "docker-library/python 3.11/slim-bookworm/Dockerfile (commit 4f07059)"
-REFERENCE = "python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"
+# Exactly the shipped Dockerfile's FROM: ECR Public's mirror of the Docker Official Image, by digest
+# (tests/rehearsal/test_standins_docker.py holds the two equal).
+REFERENCE = (
+    "public.ecr.aws/docker/library/python:3.11-slim"
+    "@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"
+)
 
 INTERPRETER = "/usr/local/bin/python3.11"  # `make install` (line 97), default prefix
 BIN_DIR = "/usr/local/bin"

@@ -327,3 +327,10 @@ def test_build_eif_sh_against_the_stand_ins_measures_what_local_mode_measures() 
         measurements = json.loads((scratch / "out/measurements.json").read_text())["Measurements"]
         assert measurements["PCR0"] == measure_enclave_sources(REPO_ROOT).hex()
         assert (scratch / "out/enclave.eif").stat().st_size > 0
+
+
+def test_the_stand_in_holds_exactly_the_base_the_shipped_dockerfile_names() -> None:
+    # The docker stand-in refuses any FROM but base_image.REFERENCE: it must be the shipped one, exactly.
+    dockerfile = Path(__file__).resolve().parents[2] / "app/enclave/Dockerfile"
+    (from_line,) = [line for line in dockerfile.read_text().splitlines() if line.startswith("FROM ")]
+    assert from_line.split()[1] == base_image.REFERENCE
