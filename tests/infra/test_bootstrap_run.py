@@ -425,6 +425,8 @@ def test_a_signal_refused_five_times_fails_the_boot_and_stops_the_relay(
     assert len([c for c in run.aws_calls if c.startswith("cloudformation signal-resource")]) >= 5
     assert "CloudFormation did not take the SUCCESS signal" in run.output
     assert RELAY_STOP in run.commands
+    # Nobody waits for this host's signal: the line the stack's BootFailureAlarm counts.
+    assert "boot FAILED and not signalled: could not signal FAILURE to " in run.output
 
 
 def test_cannot_be_signaled_is_not_tried_again(template: Json, tmp_path: Path) -> None:

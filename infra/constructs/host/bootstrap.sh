@@ -145,10 +145,11 @@ on_error() {
   log "failure report: $STEP failed (exit $rc); ${found:+doctor: $found; }a failed first deploy rolls back and deletes this host and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}"
   local answer=0
   signal FAILURE "$STEP_ID: ${FAILURE_CODE:-exit $rc}" || answer=$?
+  # "boot FAILED and not signalled" is what the stack's BootFailureAlarm counts (infra/constructs/observability.py).
   if ((answer == NOT_WAITING_RC)); then
     log "boot FAILED and not signalled: no stack operation waits for this host (one the group launched on its own, e.g. a replacement); it serves no cards"
   elif ((answer != 0)); then
-    log "could not signal FAILURE to ${SIGNAL_RESOURCE:-?}"
+    log "boot FAILED and not signalled: could not signal FAILURE to ${SIGNAL_RESOURCE:-?}; it serves no cards"
   fi
   exit "$rc"
 }
