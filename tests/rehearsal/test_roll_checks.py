@@ -117,3 +117,15 @@ def test_a_feeder_round_with_parked_cards_is_summed_up_by_code_without_numbers()
     feeder.rounds = [(0, "2/2 ok, 0 rejected or wrong\n"), (1, round_text)]
     assert feeder.failed_rounds() == ["1/2 ok, 1 rejected or wrong, 0 missing in 0.64 s: 31.0 cards/s"]
     assert dict(feeder.rejected_codes()) == {"access_denied": 1}
+
+
+def test_a_failed_round_is_blamed_on_the_relay_only_when_cards_came_back_access_denied() -> None:
+    from collections import Counter  # noqa: PLC0415 - only this test builds counters by hand
+
+    assert "took cards while KMS still refused its image" in propagation.failure_cause(
+        Counter({"access_denied": 3, "kms_unavailable": 1})
+    )
+    other = propagation.failure_cause(Counter({"invalid_ciphertext": 2}))
+    assert "other than the key policy" in other
+    assert "canary" not in other
+    assert "no card was rejected" in propagation.failure_cause(Counter())
