@@ -52,6 +52,8 @@ LIBRARY_FILES = (
     # For the build container's measuring venv (rootfs.builder_layer), which resolves `app` here.
     "app/local/__init__.py",
     "app/local/software_nsm.py",
+    "app/enclave/__init__.py",
+    "app/enclave/nsm.py",  # software_nsm imports its Stamp and TimedDocument (stdlib and cbor2 only)
 )
 PARENT_CID = 3
 VSOCK_CONF = "/etc/systemd/system.conf.d/rehearsal-vsock-over-tcp.conf"
