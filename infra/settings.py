@@ -53,7 +53,10 @@ MAX_HOSTS = 10
 # PauseTime, whose documented maximum is one hour, PT1H (CloudFormation User Guide, "UpdatePolicy attribute",
 # AutoScalingRollingUpdate). Refused above that rather than capped: a host that needs longer could never
 # finish a roll, so a capped pause would only fail every later code change after a first deploy that worked.
-MIN_BOOT_TIMEOUT_MINUTES = 10
+# At least the boot's own waits: the enclave unit's start (TimeoutStartSec=600), 30 pings 10 s apart, the
+# canary's propagation retries (app.parent.canary.RETRY_DEADLINE_S, 300 s) and the relay's start, which runs
+# the canary again (TimeoutStartSec=420): 27 minutes, plus dnf and pip (tests/infra/test_host_files.py).
+MIN_BOOT_TIMEOUT_MINUTES = 30
 MAX_BOOT_TIMEOUT_MINUTES = 60
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365)
 MAX_CID = 0xFFFFFFFE

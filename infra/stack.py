@@ -109,6 +109,7 @@ class NitroEnclaveDemoStack(Stack):
                 log_group_name=observability.log_group.log_group_name,
                 dashboard_url=observability.dashboard_url,
                 dead_letter_alarm_name=observability.dead_letter_alarm.alarm_name,
+                boot_failure_alarm_name=observability.boot_failure_alarm.alarm_name,
                 send_cards_document=documents.send_cards.ref,
                 status_document=documents.status.ref,
             ),

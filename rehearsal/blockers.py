@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 VSOCK_PROXY_OVERRIDE = "infra/constructs/host/vsock-proxy.override.conf"
 BOOTSTRAP = "infra/constructs/host/bootstrap.sh"
+RELAY_UNIT = "infra/constructs/host/nitro-enclave-demo-relay.service"
+RELAY_MODULE = "app/parent/relay.py"
 # Where a forged demo.env value's command leaves its mark (not /tmp: systemd-nspawn mounts a tmpfs there).
 FORGED_MARKER = "/var/tmp/forged-config-ran"  # noqa: S108 - a path inside the rehearsal's host, by design
 # Not a reversion: the forged value alone, against the fixed reader (`--forge-eif-version`).
@@ -58,7 +60,8 @@ def agent_log_paths(user_data: str) -> str:
 
 
 def relay_before_canary(bootstrap: str) -> str:
-    """The relay starts with the enclave again, before the ping and the canary have proven the host."""
+    """The relay starts with the enclave again, before the ping and the canary have proven the host (with
+    `relay_unproven` and `access_denied_permanent`, the old form whole)."""
     started = _replace(
         r'^step relay "[^"]*"\nsystemctl enable --now "\$RELAY_UNIT"\n',
         "",
@@ -70,6 +73,18 @@ def relay_before_canary(bootstrap: str) -> str:
         r'\1systemctl enable --now "$RELAY_UNIT"\n',
         started,
         "the enclave's start",
+    )
+
+
+def relay_unproven(unit: str) -> str:
+    """The relay unit starts the relay without running the canary first (no ExecStartPre)."""
+    return _replace(r"^ExecStartPre=.* -m app\.parent canary\n", "", unit, "the relay unit's canary")
+
+
+def access_denied_permanent(relay: str) -> str:
+    """The relay parks `access_denied` at once again, with no propagation grace window after its start."""
+    return _replace(
+        r"^PROPAGATION_GRACE_S = \S+$", "PROPAGATION_GRACE_S = 0.0", relay, "the relay's grace window"
     )
 
 
@@ -105,12 +120,17 @@ USER_DATA: dict[str, Callable[[str], str]] = {
     "host-config-sourced": forge_eif_version,
     FORGED: forge_eif_version,
 }
-CODE_ASSET: dict[str, tuple[str, Callable[[str], str]]] = {
-    "vsock-proxy-workers": (VSOCK_PROXY_OVERRIDE, vsock_proxy_workers),
-    "relay-before-canary": (BOOTSTRAP, relay_before_canary),
-    "host-config-sourced": (BOOTSTRAP, source_demo_env),
-    "enclave-cmd-workdir": (ENCLAVE_DOCKERFILE, enclave_cmd_workdir),
-    "enclave-cmd-bare-interpreter": (ENCLAVE_DOCKERFILE, enclave_cmd_bare_interpreter),
+# Per reversion, the files of the code asset it changes and how.
+CODE_ASSET: dict[str, dict[str, Callable[[str], str]]] = {
+    "vsock-proxy-workers": {VSOCK_PROXY_OVERRIDE: vsock_proxy_workers},
+    "relay-before-canary": {
+        BOOTSTRAP: relay_before_canary,
+        RELAY_UNIT: relay_unproven,
+        RELAY_MODULE: access_denied_permanent,
+    },
+    "host-config-sourced": {BOOTSTRAP: source_demo_env},
+    "enclave-cmd-workdir": {ENCLAVE_DOCKERFILE: enclave_cmd_workdir},
+    "enclave-cmd-bare-interpreter": {ENCLAVE_DOCKERFILE: enclave_cmd_bare_interpreter},
 }
 NAMES = tuple(name for name in dict.fromkeys((*USER_DATA, *CODE_ASSET)) if name != FORGED)
 
@@ -123,8 +143,7 @@ def asset_patch(blocker: str | None) -> Callable[[str, bytes], bytes]:
     """A function (path in the asset, content) -> content that reverts `blocker`'s file, if it has one."""
 
     def patch(path: str, content: bytes) -> bytes:
-        if blocker in CODE_ASSET and CODE_ASSET[blocker][0] == path:
-            return CODE_ASSET[blocker][1](content.decode()).encode()
-        return content
+        revert = CODE_ASSET.get(blocker or "", {}).get(path)
+        return content if revert is None else revert(content.decode()).encode()
 
     return patch

@@ -3,6 +3,8 @@ it (one JSON line per card, `app.parent.relay`), and how often vsock-proxy had e
 stand-in says so on stderr). A card retried (`kms_unavailable` is blocker 3's symptom: a connection accepted
 and never served until boto3's read timeout), received more than once, or not ok fails the rehearsal. A busy
 proxy alone does not: a connection that waits a moment while another is being torn down is served in time.
+Every start of the relay must follow a passing canary in the relay unit's own journal (its ExecStartPre):
+a start without one fails the rehearsal too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ PROXY_UNIT = "nitro-enclaves-vsock-proxy"
 PROXY_BUSY = "workers busy"
 KMS_UNAVAILABLE = "kms_unavailable"
 ACCESS_DENIED = "access_denied"  # KMS refused the enclave's attested Decrypt: the pin does not accept it
+CANARY_OK = "canary ok: "  # app.parent.canary's line, printed by the relay unit's ExecStartPre
+RELAY_STARTED = "relay started"  # app.parent.relay.STARTED_LINE, the relay's first line
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,15 @@ class Figures:
     proxy_waits: int
     enclave_ms: tuple[float, ...]
     access_denied: int = 0
+    unproven_starts: int = 0  # relay starts with no passing canary before them in the unit's journal
 
     def problems(self) -> list[str]:
         found = []
+        if self.unproven_starts:
+            found.append(
+                f"the relay started {self.unproven_starts} time(s) with no passing canary before it in its "
+                "unit's journal (ExecStartPre)"
+            )
         if self.kms_unavailable:
             found.append(
                 f"{self.kms_unavailable} KMS call(s) timed out or failed (kms_unavailable); vsock-proxy had "
@@ -73,7 +83,20 @@ def from_journals(relay_journal: str, proxy_journal: str) -> Figures:
         proxy_waits=sum(1 for line in proxy_journal.splitlines() if PROXY_BUSY in line),
         enclave_ms=tuple(float(c["enclave_ms"]) for c in processed if c.get("enclave_ms") is not None),
         access_denied=sum(1 for c in processed if c.get("code") == ACCESS_DENIED),
+        unproven_starts=unproven_starts(relay_journal),
     )
+
+
+def unproven_starts(relay_journal: str) -> int:
+    """How many `relay started` lines have no `canary ok:` line since the previous start."""
+    proven, unproven = False, 0
+    for line in relay_journal.splitlines():
+        if line.startswith(CANARY_OK):
+            proven = True
+        elif _json(line).get("msg") == RELAY_STARTED:
+            unproven += not proven
+            proven = False
+    return unproven
 
 
 def _json(line: str) -> dict[str, Any]:

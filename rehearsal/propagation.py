@@ -36,6 +36,7 @@ FEED_COUNT = 20
 POLL_S = 0.5
 NITRO_DEMO = "/usr/local/bin/nitro-demo"
 SUMMARY = re.compile(r"^\d+/\d+ ok, ")  # the producer's last line (app/producer)
+ACCESS_DENIED = "access_denied"
 REJECTED = re.compile(r" rejected +\d+ ms +card_id=\S+ +([a-z_]+):")
 
 
@@ -146,6 +147,18 @@ def dead_letter_depth(cloud: Cloud) -> int:
     return sum(int(found["Attributes"][n]) for n in names)
 
 
+def failure_cause(codes: Counter[str]) -> str:
+    """What the rejected codes of the failed rounds say went wrong."""
+    if codes.get(ACCESS_DENIED):
+        return (
+            "a host's relay took cards while KMS still refused its image (access_denied): it served before "
+            "its canary passed, or gave up on access_denied within KMS's propagation delay"
+        )
+    if codes:
+        return "cards were rejected for a reason other than the key policy (the codes above)"
+    return "no card was rejected: a send round failed on its own (missing results or the producer's error)"
+
+
 def check_nothing_parked(run: Run, cloud: Cloud, feeder: Feeder, held: HeldPolicy, new_host: str) -> None:
     """Every card sent while the new host booted came back ok and the dead-letter queue is empty."""
     parked, failed, codes = dead_letter_depth(cloud), feeder.failed_rounds(), feeder.rejected_codes()
@@ -166,9 +179,8 @@ def check_nothing_parked(run: Run, cloud: Cloud, feeder: Feeder, held: HeldPolic
             "cards during the new host's boot",
             f"{parked} card(s) parked on the dead-letter queue; rejected: "
             f"{', '.join(f'{n} {code}' for code, n in codes.most_common()) or 'none'}; {len(failed)} of "
-            f"{len(feeder.rounds)} send rounds failed ({'; '.join(failed[:3])}): a host took cards before "
-            "its canary passed, while KMS still refused its image (access_denied is permanent); rounds in "
-            f"{run.dir / 'cards-during-boot.out'}",
+            f"{len(feeder.rounds)} send rounds failed ({'; '.join(failed[:3])}): {failure_cause(codes)}; "
+            f"rounds in {run.dir / 'cards-during-boot.out'}",
         )
     if not feeder.rounds:
         raise RehearsalFailed(

@@ -37,10 +37,13 @@ CARD_ID_PREFIX = "canary-"
 ENCRYPT_REFUSED = "encrypt_refused"
 WRONG_LAST4 = "wrong_last4"
 UNREADABLE_ANSWER = "unreadable_answer"
-# The waits between attempts: 7 retries, 60 s of waiting in all; and the canary stops retrying once a wait
-# would end more than RETRY_DEADLINE_S after its first attempt began (attempts take time too).
-RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0)
-RETRY_DEADLINE_S = 60.0
+# The waits between attempts: 1, 2, 4, 8 s, then every 15 s; the canary stops retrying once a wait would end
+# more than RETRY_DEADLINE_S after its first attempt began (attempts take time too). Five minutes: KMS's
+# propagation is "typically less than a few seconds" but "in some cases several minutes" (AWS KMS Developer
+# Guide, "AWS KMS eventual consistency"). The relay unit's TimeoutStartSec (it runs the canary as its
+# ExecStartPre) and the smallest boot_timeout_minutes leave room for it.
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, *(15.0,) * 19)
+RETRY_DEADLINE_S = 300.0
 # KMS's answer to the host's Encrypt while a new alias or key has not reached every KMS host yet.
 KMS_NOT_FOUND = "NotFoundException"
 PROPAGATION_NOTE = "KMS may still be propagating a change"

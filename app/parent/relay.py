@@ -37,6 +37,12 @@ IDLE_PAUSE_S = 1.0  # after a batch where the enclave was unreachable, so poller
 # The enclave works on at most KMS_CONNECTIONS cards at once (its workers' KMS connections together):
 # that many cards in flight keeps it busy, and the enclave pool's window holds the relay to it.
 DEFAULT_POLLERS = -(-deployment.KMS_CONNECTIONS // deployment.MAX_BATCH)
+# KMS is eventually consistent: a key policy change (a roll's new PCR0) reaches every KMS host "typically
+# [in] less than a few seconds", "in some cases several minutes" (AWS KMS Developer Guide, "AWS KMS eventual
+# consistency"). One passing canary proves that one KMS host has the new policy, not all of them: for this
+# long after the relay starts, `access_denied` is retried with the queue's back-off like a transient code
+# (parked with its reason at the queue's last allowed receive, as those are); afterwards it is permanent.
+PROPAGATION_GRACE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,11 @@ class Relay:
         sqs: Any,
         credentials: Callable[[], Credentials],
         enclave: EnclaveClient | EnclavePool,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._clock = clock
+        self._started = clock()
         self._sqs = sqs
         self._credentials = credentials
         self._enclave = enclave
@@ -198,7 +207,7 @@ class Relay:
             body = self._enclave.wait(request_id, future, deadline)
             answer = protocol.parse_decrypt_result(body)
         except EnclaveError as error:
-            if error.retryable:
+            if error.retryable or self._still_propagating(error.code):
                 fate.retry = error
             else:
                 self._reject(fate, error.code, error.reason, error.proof)
@@ -215,6 +224,11 @@ class Relay:
             end_to_end_ms=_since_ms(fate.message.sent_at_ms),
             proof=answer.proof,
         )
+
+    def _still_propagating(self, code: ErrorCode) -> bool:
+        """`access_denied` within PROPAGATION_GRACE_S of the relay's start: maybe a KMS host that has not
+        got this image's key policy yet, so worth another attempt."""
+        return code is ErrorCode.ACCESS_DENIED and self._clock() - self._started < PROPAGATION_GRACE_S
 
     def _settle_bug(self, fate: _Fate, error: Exception, what: str) -> None:
         """The failure boundary: a bug of ours on one message rejects that message (`internal`) alone.

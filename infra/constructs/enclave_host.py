@@ -127,8 +127,9 @@ class EnclaveHost(Construct):
         )
         # The group goes before the gateway's attachment and the public routes on delete: otherwise
         # CloudFormation may detach the gateway while a host still holds a public address, and the
-        # detach fails with DependencyViolation (DELETE_FAILED; aws/aws-cdk#26716). In isolated mode the
-        # same holds for the VPC endpoints: no host boots before them, and none outlives them.
+        # detach fails with DependencyViolation (DELETE_FAILED; CloudFormation Template Reference, "DependsOn
+        # attribute", "When a DependsOn attribute is required"). In isolated mode the same holds for the VPC
+        # endpoints: no host boots before them, and none outlives them.
         group.node.add_dependency(*network.host_path)
         cfn_group = group.node.default_child
         if isinstance(cfn_group, CfnResource):

@@ -1,6 +1,7 @@
 """Observability: the log group the instance's CloudWatch agent ships to, metrics drawn from the relay's and
 the enclave's JSON log lines (metric filters: no code change in the relay), a dashboard with SQS's own
-metrics beside them, and an alarm when a card lands on the dead-letter queue. Grants nothing to anyone.
+metrics beside them, an alarm when a card lands on the dead-letter queue, and one when a host's boot fails
+with no stack operation to tell. Grants nothing to anyone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from infra.constructs.network import RETENTION
 from infra.constructs.queues import Queues
 
 PERIOD = Duration.minutes(1)
+# bootstrap.sh's line for a boot that failed and reached no stack operation (a host the group launched on
+# its own, e.g. a replacement, or a signal CloudFormation never took): it serves no cards and nothing else
+# tells anyone. Plain text in the bootstrap stream (cloud-init's output), matched as a quoted phrase.
+BOOT_FAILED_UNSIGNALLED = "boot FAILED and not signalled"
+BOOT_FAILURES_METRIC = "UnsignalledBootFailures"
 RELAY = '$.logger = "app.parent.relay"'
 ENCLAVE = '$.source = "enclave"'
 # The log stream (host_logs) each kind of line arrives in; a metric whose stream is not shipped stays empty.
@@ -105,6 +111,7 @@ class Observability(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        self.boot_failure_alarm = self._boot_failure_alarm()
         self.dashboard = self._dashboard(queues, dead_letters)
         self.dashboard_url = Fn.join(
             "",
@@ -112,6 +119,36 @@ class Observability(Construct):
                 f"https://{Aws.REGION}.console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}#dashboards:name=",
                 self.dashboard.dashboard_name,
             ],
+        )
+
+    def _boot_failure_alarm(self) -> cloudwatch.Alarm:
+        """A host whose boot failed with no stack operation to tell: counted from its bootstrap line, and
+        an alarm at the first. Nothing marks the host unhealthy: see docs/operations.md."""
+        self.log_group.add_metric_filter(
+            "UnsignalledBootFailures",
+            filter_pattern=logs.FilterPattern.literal(f'"{BOOT_FAILED_UNSIGNALLED}"'),
+            metric_namespace=constants.METRIC_NAMESPACE,
+            metric_name=BOOT_FAILURES_METRIC,
+            metric_value="1",
+            default_value=0,
+        )
+        failures = cloudwatch.Metric(
+            namespace=constants.METRIC_NAMESPACE,
+            metric_name=BOOT_FAILURES_METRIC,
+            period=PERIOD,
+            statistic="Sum",
+        )
+        return cloudwatch.Alarm(
+            self,
+            "BootFailureAlarm",
+            alarm_description="nitro-enclave-demo: a host's boot failed and no stack operation was told (a "
+            "replacement host, or a signal CloudFormation did not take); it serves no cards. Its bootstrap "
+            "log stream says which step failed and why (docs/operations.md)",
+            metric=failures,
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
     def _metric_filter(self, spec: LogMetric) -> cloudwatch.Metric:
@@ -167,7 +204,12 @@ class Observability(Construct):
                 width=8,
             ),
             cloudwatch.GraphWidget(title="Dead-letter queue depth", left=[dead_letters], width=8),
-            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=[self.dead_letter_alarm], width=8, height=3),
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms",
+                alarms=[self.dead_letter_alarm, self.boot_failure_alarm],
+                width=8,
+                height=3,
+            ),
             self._recent_problems(),
         )
         return dashboard

@@ -27,6 +27,7 @@ class OutputValues:
     log_group_name: str
     dashboard_url: str
     dead_letter_alarm_name: str
+    boot_failure_alarm_name: str
     send_cards_document: str
     status_document: str
 
@@ -171,6 +172,11 @@ class Outputs(Construct):
             "DeadLetterAlarmName",
             v.dead_letter_alarm_name,
             "In alarm while the dead-letter queue holds cards",
+        )
+        self._out(
+            "BootFailureAlarmName",
+            v.boot_failure_alarm_name,
+            "In alarm when a host's boot failed with no stack operation to tell (it serves no cards)",
         )
         self._out("SendCardsDocument", v.send_cards_document, "SSM document: send Count cards, print results")
         self._out("StatusDocument", v.status_document, "SSM document: status and doctor of every part")

@@ -48,6 +48,14 @@ with open(os.environ["AWS_CALLS"], "a") as calls:
     calls.write(" ".join(args) + "\n")
 def opt(name):
     return args[args.index(name) + 1] if name in args else None
+THROTTLED = ("An error occurred (Throttling) when calling the SignalResource operation (reached max retries: "
+             "2): Rate exceeded")
+def _fails_left(name):
+    # the first $name calls fail (a count in the file ${name}_FILE)
+    path = os.environ[name + "_FILE"]
+    done = int(open(path).read()) if os.path.exists(path) else 0
+    open(path, "w").write(str(done + 1))
+    return done < int(os.environ.get(name, "0"))
 if args[:2] == ["s3api", "get-object"]:
     if (opt("--key"), opt("--version-id")) != (os.environ["STORED_KEY"], os.environ["STORED_VERSION"]):
         sys.exit("An error occurred (NoSuchVersion) when calling the GetObject operation")
@@ -63,6 +71,8 @@ elif args[:2] == ["cloudformation", "signal-resource"]:
         sys.exit("An error occurred (ValidationError) when calling the SignalResource operation")
     if os.environ.get("SIGNAL_REFUSED"):
         sys.exit(os.environ["NOT_WAITING"])
+    if _fails_left("SIGNAL_FAILS"):
+        sys.exit(THROTTLED)
     with open(os.environ["SIGNALS"], "a") as out:
         out.write(json.dumps(signal) + "\n")
 """
@@ -83,8 +93,11 @@ if [ "$(basename "$0")" = dnf ] && [ "$DNF_EXIT" != 0 ]; then echo "$DNF_ERROR" 
 exit 0
 """
 DOCKER_MASK = "systemctl mask --now docker.service docker.socket"
-# IMDSv2: a PUT for the session token, then the instance id with that token.
+# IMDSv2: a PUT for the session token, then the instance id with that token; the first IMDS_FAILS token
+# requests fail as curl --fail does on an HTTP error (exit 22).
 CURL = f"""#!/bin/sh
+n=$(cat "$IMDS_FAILS_FILE" 2>/dev/null || echo 0); echo $((n + 1)) >"$IMDS_FAILS_FILE"
+case "$*" in *api/token*) [ "$n" -lt "$IMDS_FAILS" ] && exit 22 ;; esac
 case "$*" in
   *api/token*) echo token-1 ;;
   *"X-aws-ec2-metadata-token: token-1"*meta-data/instance-id*) echo {INSTANCE_ID} ;;
@@ -107,6 +120,12 @@ if [ "$2" = venv ]; then
   mkdir -p "$3/bin" && cp "$VENV_PYTHON_STUB" "$3/bin/python" && chmod +x "$3/bin/python"
 fi
 """
+# sleep: the bootstrap's waits between tries pass at once (recorded in SLEEPS); its short polls (under 1 s)
+# really sleep.
+SLEEP = """#!/bin/sh
+case "$1" in 0.*) exec /bin/sleep "$1" ;; esac
+echo "$1" >>"$SLEEPS"
+"""
 # What PATH cannot reach: the builtin `test -c` of the Nitro device, and the CloudWatch agent's absolute path.
 BASH_ENV = """test() { if [ "$*" = "-c /dev/nitro_enclaves" ]; then return 0; fi; builtin test "$@"; }
 /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl() { return 0; }
@@ -121,6 +140,7 @@ class Run:
     aws_calls: list[str]
     home_dir: Path
     commands: list[str]  # dnf, systemctl and docker calls, in order
+    sleeps: list[str]  # the waits of 1 s or more, in order
 
 
 def _demo_env(template: Json, home_dir: Path, eif_version: str = EIF_VERSION) -> str:
@@ -147,6 +167,8 @@ def run_bootstrap(
     canary_fails: bool = False,
     signal_refused: bool = False,
     eif_version: str = EIF_VERSION,
+    signal_fails: int = 0,
+    imds_fails: int = 0,
 ) -> Run:
     """Run the real bootstrap.sh with stubs; `on_nitro` pretends /dev/nitro_enclaves exists."""
     conf, home_dir, stubs = tmp_path / "conf", tmp_path / "home", tmp_path / "bin"
@@ -163,6 +185,7 @@ def run_bootstrap(
         "python3.11": PYTHON,
         "venv-python": VENV_PYTHON,
         "install": "#!/bin/sh\nexit 0\n",
+        "sleep": SLEEP,
         **dict.fromkeys(("dnf", "systemctl", "docker", "dockerd"), RECORDER),
     }
     for name, text in scripts.items():
@@ -184,6 +207,11 @@ def run_bootstrap(
         "DNF_ERROR": DNF_ERROR,
         "VENV_PYTHON_STUB": str(stubs / "venv-python"),
         "NOT_WAITING": NOT_WAITING,
+        "SIGNAL_FAILS": str(signal_fails),
+        "SIGNAL_FAILS_FILE": str(tmp_path / "signal_fails"),
+        "IMDS_FAILS": str(imds_fails),
+        "IMDS_FAILS_FILE": str(tmp_path / "imds_fails"),
+        "SLEEPS": str(tmp_path / "sleeps"),
         **({"CANARY_FAILS": "1"} if canary_fails else {}),
         **({"SIGNAL_REFUSED": "1"} if signal_refused else {}),
     }
@@ -204,6 +232,7 @@ def run_bootstrap(
         aws_calls=calls.read_text().splitlines() if calls.exists() else [],
         home_dir=home_dir,
         commands=commands.read_text().splitlines() if commands.exists() else [],
+        sleeps=sleeps.read_text().splitlines() if (sleeps := tmp_path / "sleeps").exists() else [],
     )
 
 
@@ -374,3 +403,48 @@ def test_the_real_systemctl_masks_an_installed_inactive_docker(tmp_path: Path) -
     )
     assert state.stdout.split() == ["masked", "masked"]
     assert all((tmp_path / "etc/systemd/system" / unit).readlink() == Path("/dev/null") for unit in units)
+
+
+THROTTLED = "(Throttling) when calling the SignalResource operation (reached max retries: 2): Rate exceeded"
+
+
+def test_a_throttled_signal_is_tried_again_and_the_host_serves(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, signal_fails=4)
+    assert run.returncode == 0, run.output[-2000:]
+    assert [s["Status"] for s in run.signals] == ["SUCCESS"]
+    assert THROTTLED in run.output
+    assert "signal SUCCESS not taken (attempt 4 of 5); trying again in 16 s" in run.output
+    assert run.sleeps[-4:] == ["2", "4", "8", "16"]
+    assert RELAY_STOP not in run.commands
+
+
+def test_a_signal_refused_five_times_fails_the_boot_and_stops_the_relay(
+    template: Json, tmp_path: Path
+) -> None:
+    run = run_bootstrap(template, tmp_path, signal_fails=99)
+    assert run.returncode != 0
+    assert len([c for c in run.aws_calls if c.startswith("cloudformation signal-resource")]) >= 5
+    assert "CloudFormation did not take the SUCCESS signal" in run.output
+    assert RELAY_STOP in run.commands
+    # Nobody waits for this host's signal: the line the stack's BootFailureAlarm counts.
+    assert "boot FAILED and not signalled: could not signal FAILURE to " in run.output
+
+
+def test_cannot_be_signaled_is_not_tried_again(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, signal_refused=True)
+    assert run.returncode == 0, run.output[-2000:]
+    assert len([c for c in run.aws_calls if c.startswith("cloudformation signal-resource")]) == 1
+
+
+def test_a_failing_imds_is_tried_again_and_the_signal_carries_the_id(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, imds_fails=2)
+    assert run.returncode == 0, run.output[-2000:]
+    assert [s["UniqueId"] for s in run.signals] == [INSTANCE_ID]
+
+
+def test_no_instance_id_fails_clearly_and_never_signals_an_empty_id(template: Json, tmp_path: Path) -> None:
+    run = run_bootstrap(template, tmp_path, imds_fails=99)
+    assert run.returncode != 0
+    assert not [c for c in run.aws_calls if c.startswith("cloudformation signal-resource")]
+    assert "no instance id from IMDS (http://169.254.169.254/latest) after 5 attempts" in run.output
+    assert RELAY_STOP in run.commands

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.parent import canary
 from app.shared import deployment
 from infra.constants import HOST_FILES_DIR
+from infra.settings import MIN_BOOT_TIMEOUT_MINUTES
 from tests.infra.cfn import Json, card_key, evaluate, only
 from tests.infra.conftest import PCR0_GIVEN, Synth
 from tests.infra.demo_env import systemd_reads_literally
@@ -252,3 +254,38 @@ def test_vsock_proxy_gets_a_worker_for_every_kms_connection_the_enclave_holds(
     argv = _systemd_expand(exec_start, env_file(template, tmp_path))
     assert argv[:4] == ["/usr/bin/vsock-proxy", "8000", "kms.us-east-1.amazonaws.com", "443"]
     assert _vsock_proxy_workers(argv) >= deployment.KMS_CONNECTIONS
+
+
+def _unit_settings(name: str) -> dict[str, list[str]]:
+    """A unit file's `Key=value` lines, every value of each key in order (systemd repeats keys)."""
+    found: dict[str, list[str]] = {}
+    for line in (HOST_FILES_DIR / name).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def test_every_start_of_the_relay_is_proven_by_the_canary_first() -> None:
+    # The user data runs once per instance, the relay unit at every boot: its own start runs the canary
+    # (ExecStartPre: a failure fails the start, ExecStart never runs; systemd.service(5)).
+    relay = _unit_settings("nitro-enclave-demo-relay.service")
+    venv_python = "/opt/nitro-enclave-demo/venv/bin/python"
+    assert relay["ExecStartPre"] == [f"{venv_python} -m app.parent canary"]
+    assert relay["ExecStart"] == [f"{venv_python} -m app.parent run"]
+    # Long enough for the canary's propagation retries (their waits plus the attempts' own time).
+    (timeout,) = relay["TimeoutStartSec"]
+    assert int(timeout) > canary.RETRY_DEADLINE_S + 60
+    # Bound to the enclave: stopped when the enclave unit stops or fails, and ordered after it.
+    assert relay["BindsTo"] == ["nitro-enclave-demo-enclave.service"]
+    assert "nitro-enclave-demo-enclave.service" in relay["After"][0].split()
+    assert "Requires" not in relay
+
+
+def test_the_canary_deadline_fits_in_the_smallest_boot_timeout() -> None:
+    # The boot's own waits, in order: the enclave unit's start, the pings, the canary (run by the bootstrap
+    # and again by the relay's start); dnf and pip come on top.
+    enclave_s = int(_unit_settings("nitro-enclave-demo-enclave.service")["TimeoutStartSec"][0])
+    relay_s = int(_unit_settings("nitro-enclave-demo-relay.service")["TimeoutStartSec"][0])
+    waits_s = enclave_s + 30 * 10 + canary.RETRY_DEADLINE_S + relay_s
+    assert waits_s < MIN_BOOT_TIMEOUT_MINUTES * 60

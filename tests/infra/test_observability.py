@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aws_cdk import assertions
 
-from infra.constants import METRIC_NAMESPACE, NITRO_DEMO, REPO_ROOT
+from infra.constants import HOST_FILES_DIR, METRIC_NAMESPACE, NITRO_DEMO, REPO_ROOT
+from infra.constructs.observability import BOOT_FAILED_UNSIGNALLED, BOOT_FAILURES_METRIC
 from tests.infra.cfn import Json, evaluate, only, resources, statements
 from tests.infra.conftest import Synth, SynthFn
 from tests.infra.test_host_files import env_file, tool, user_data_parts
@@ -48,6 +49,7 @@ def test_metric_filters_count_and_measure_from_the_json_lines(default: Synth) ->
         "EndToEndLatency",
         "EnclaveLatency",
         "EnclaveDecryptFailures",
+        BOOT_FAILURES_METRIC,
     }
     for props in by_name.values():
         assert props["LogGroupName"] == {"Ref": log_group_id(default.template)}
@@ -66,15 +68,44 @@ def test_metric_filters_match_messages_the_programs_really_log(template: Json) -
             assert f'"{message}"' in source, message
 
 
+def _alarm(template: Json, namespace: str) -> Json:
+    found: Json
+    (found,) = [
+        a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == namespace
+    ]
+    return found
+
+
 def test_dead_letter_alarm_fires_on_the_first_parked_card(template: Json) -> None:
-    _, alarm = only(template, "AWS::CloudWatch::Alarm")
-    props = alarm["Properties"]
+    props = _alarm(template, "AWS/SQS")
     (dlq_id,) = [k for k in resources(template, "AWS::SQS::Queue") if k.startswith("QueuesDeadLetterQueue")]
     assert props["Namespace"] == "AWS/SQS"
     assert props["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}]
     assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_a_failed_unsignalled_boot_is_counted_and_alarms_without_touching_the_host(template: Json) -> None:
+    # The phrase bootstrap.sh logs when its boot failed and no stack operation took the FAILURE signal.
+    bootstrap = (HOST_FILES_DIR / "bootstrap.sh").read_text()
+    assert bootstrap.count(f'log "{BOOT_FAILED_UNSIGNALLED}: ') == 2  # not waiting; signal not taken
+    (boot_filter,) = [
+        f["Properties"]
+        for f in resources(template, "AWS::Logs::MetricFilter").values()
+        if f["Properties"]["MetricTransformations"][0]["MetricName"] == BOOT_FAILURES_METRIC
+    ]
+    assert boot_filter["FilterPattern"] == f'"{BOOT_FAILED_UNSIGNALLED}"'
+    assert boot_filter["LogGroupName"] == {"Ref": log_group_id(template)}
+    props = _alarm(template, METRIC_NAMESPACE)
+    assert props["MetricName"] == BOOT_FAILURES_METRIC
+    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert props["TreatMissingData"] == "notBreaching"
+    # Told, not acted on: no alarm action, and nothing marks an instance unhealthy (docs/operations.md).
+    assert "AlarmActions" not in props
+    assert "set-instance-health" not in json.dumps(template).lower()
 
 
 def test_dashboard_shows_cards_failures_latency_and_queues(template: Json) -> None:
@@ -116,9 +147,10 @@ def test_operations_outputs(default: Synth) -> None:
     assert evaluate(outputs["DashboardUrl"]["Value"]).startswith(
         "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name=ref-"
     )
-    default.assertions.has_output(
-        "DeadLetterAlarmName", {"Value": assertions.Match.object_like({"Ref": assertions.Match.any_value()})}
-    )
+    for name in ("DeadLetterAlarmName", "BootFailureAlarmName"):
+        default.assertions.has_output(
+            name, {"Value": assertions.Match.object_like({"Ref": assertions.Match.any_value()})}
+        )
     group = evaluate(outputs["HostGroupName"]["Value"])
     send = evaluate(outputs["SendCardsCommand"]["Value"])
     # One host sends the cards (whichever is the group's first InService host now).

@@ -140,8 +140,8 @@ def test_pcr0_is_normalised_to_lowercase() -> None:
         ({"encryption_context": '{"app": "caf\u00e9"}'}, "no space, quote, backslash"),
         ({"encryption_context": '{"": "empty key"}'}, "no space, quote, backslash"),
         ({"encryption_context": {f"k{i}": "v" for i in range(17)}}, "at most 16 pairs"),
-        ({"boot_timeout_minutes": 9}, "boot_timeout_minutes 9 must be within 10..60"),
-        ({"boot_timeout_minutes": 61}, "boot_timeout_minutes 61 must be within 10..60: .*PauseTime.*PT1H"),
+        ({"boot_timeout_minutes": 29}, "boot_timeout_minutes 29 must be within 30..60"),
+        ({"boot_timeout_minutes": 61}, "boot_timeout_minutes 61 must be within 30..60: .*PauseTime.*PT1H"),
         ({"log_retention_days": 8}, "log_retention_days 8"),
         ({"hosts": 0}, "hosts 0 must be within 1..10"),
         ({"hosts": 11}, "hosts 11 must be within 1..10"),
@@ -157,7 +157,7 @@ def test_impossible_values_are_rejected_with_the_value(overrides: dict[str, Any]
         settings(**overrides)
 
 
-@pytest.mark.parametrize("minutes", [10, 60])
+@pytest.mark.parametrize("minutes", [30, 60])
 def test_boot_timeouts_at_the_bounds_are_accepted(minutes: int) -> None:
     assert settings(boot_timeout_minutes=minutes).boot_timeout_minutes == minutes
 

@@ -32,6 +32,9 @@ KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-123456
 SETTINGS = canary.CanarySettings(key_id=KEY_ARN, region="us-east-1", encryption_context={"app": "x"})
 
 
+ATTEMPTS = len(canary.RETRY_DELAYS_S) + 1
+
+
 class FakeTime:
     """The canary's clock and sleep: a sleep advances the clock (and runs `on_sleep`), an attempt costs
     `attempt_s` (advanced by the stubs that call `attempt`)."""
@@ -106,14 +109,17 @@ def test_a_wrong_pcr0_fails_the_canary_with_kms_last_answer_after_bounded_retrie
     assert code == 1
     assert out == ""
     *notes, line = err.splitlines()
-    # Every wait of the schedule, 60 s in all, then KMS's last answer.
+    # Every wait of the schedule, five minutes in all ("several minutes" of KMS propagation), then KMS's
+    # last answer.
     assert fake.sleeps == list(canary.RETRY_DELAYS_S)
     assert sum(fake.sleeps) <= canary.RETRY_DEADLINE_S
     assert len(notes) == len(canary.RETRY_DELAYS_S)
     assert all("KMS may still be propagating a change" in note for note in notes)
     assert line.startswith(f"canary failed: {ErrorCode.ACCESS_DENIED.value}: ")
     assert "AccessDeniedException" in line  # KMS's own answer, as the enclave received it
-    assert line.endswith("(attempt 8 of 8, 60 s after the first)")
+    attempts = len(canary.RETRY_DELAYS_S) + 1
+    assert line.endswith(f"(attempt {attempts} of {attempts}, 300 s after the first)")
+    assert canary.RETRY_DEADLINE_S == sum(canary.RETRY_DELAYS_S) == 300
     assert CARD not in out + err
 
 
@@ -189,7 +195,7 @@ def test_a_key_policy_updated_during_a_wait_passes_the_canary(
     code, out, err = _canary(rolling, capsys)
     assert code == 0, err
     assert fake.sleeps == [canary.RETRY_DELAYS_S[0]]
-    assert f"attempt 1 of 8: {ErrorCode.ACCESS_DENIED.value}: " in err
+    assert f"attempt 1 of {ATTEMPTS}: {ErrorCode.ACCESS_DENIED.value}: " in err
     assert out.startswith(f"canary ok: this host's enclave decrypted the test card ending {CARD[-4:]}")
     assert CARD not in out + err
 
@@ -207,7 +213,7 @@ class _NotFoundKms:
 
 
 def test_slow_attempts_stop_the_retries_at_the_deadline() -> None:
-    fake = FakeTime(attempt_s=20.0)
+    fake = FakeTime(attempt_s=100.0)
     kms, notes = _NotFoundKms(fake), list[str]()
     with pytest.raises(canary.CanaryError) as raised:
         canary.run_canary(
@@ -217,11 +223,12 @@ def test_slow_attempts_stop_the_retries_at_the_deadline() -> None:
             credentials=_no_credentials,
             retry=fake.retry(notes.append),
         )
-    # 20 s + wait 1 + 20 s + wait 2 + 20 s = 63 s: a third wait would end past 60 s.
+    # 100 s + wait 1 + 100 s + wait 2 + 100 s = 303 s: a third wait would end past 300 s.
     assert (kms.calls, fake.sleeps, len(notes)) == (3, [1.0, 2.0], 2)
     assert raised.value.code == canary.ENCRYPT_REFUSED
     assert raised.value.reason == (
-        "KMS Encrypt on this host: NotFoundException: no such alias (attempt 3 of 8, 63 s after the first)"
+        "KMS Encrypt on this host: NotFoundException: no such alias "
+        f"(attempt 3 of {ATTEMPTS}, 303 s after the first)"
     )
 
 
@@ -274,7 +281,8 @@ def test_a_clock_skew_refusal_is_tried_again_and_says_why() -> None:
     )
     assert (result.last4, enclave.calls, fake.sleeps) == (CARD[-4:], 2, [1.0])
     assert notes == [
-        "canary: attempt 1 of 8: clock_skew: KMS InvalidSignatureException: Signature expired: ...; "
+        f"canary: attempt 1 of {ATTEMPTS}: clock_skew: "
+        "KMS InvalidSignatureException: Signature expired: ...; "
         "the enclave measures its clock again with its next attestation document, trying again in 1 s"
     ]
 

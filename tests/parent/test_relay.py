@@ -33,8 +33,8 @@ MAX_RECEIVES = 3
 KEY_ID = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
-def scripted_enclave(request: Request) -> Response:
-    """The ciphertext says what to do: b"ok:NNNN", b"perm", b"clock", b"retry"."""
+def scripted_enclave(request: Request) -> Response:  # noqa: PLR0911 - one answer per scripted command
+    """The ciphertext says what to do: b"ok:NNNN", b"perm", b"clock", b"denied", b"retry"."""
     if request.op is Op.PING:
         return Response(request.id, body={"status": "ok"})
     decrypt = protocol.parse_decrypt(request.body)
@@ -53,9 +53,12 @@ def scripted_enclave(request: Request) -> Response:
         return protocol.error_response(request.id, code, "KMS InvalidCiphertextException", proof)
     if command == "clock":
         return protocol.error_response(request.id, ErrorCode.CLOCK_SKEW, CLOCK_SKEW_ANSWER)
+    if command == "denied":
+        return protocol.error_response(request.id, ErrorCode.ACCESS_DENIED, DENIED_ANSWER)
     return protocol.error_response(request.id, ErrorCode.KMS_THROTTLED, "KMS ThrottlingException")
 
 
+DENIED_ANSWER = "KMS AccessDeniedException: the key policy refused this attestation"
 CLOCK_SKEW_ANSWER = (
     "KMS InvalidSignatureException: Signature expired: 20261205T070408Z is now earlier than 20261205T070548Z "
     "(20261205T071048Z - 5 min.); the enclave's clock is 399.999 s behind the NSM's (not corrected) at the "
@@ -431,3 +434,77 @@ def test_a_card_id_holding_a_card_number_is_refused_and_never_echoed(
     assert "****1111" in parked["Body"]  # scrubbed to its last four
     everything = json.dumps([parked, result.to_json()]) + caplog.text
     assert "4111111111111111" not in re.sub(r"[\\s._:/-]", "", everything)
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _relay_with_clock(sqs: Any, settings: RelaySettings, clock: _Clock) -> tuple[Relay, EnclaveClient]:
+    client = EnclaveClient(settings.enclave_url, request_timeout_s=5)
+    subject = Relay(settings, sqs=sqs, credentials=lambda: Credentials("a", "b"), enclave=client, clock=clock)
+    return subject, client
+
+
+def _not_visible(sqs: Any, queue_url: str) -> str:
+    names = ["ApproximateNumberOfMessagesNotVisible"]
+    return str(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"][names[0]])
+
+
+def test_access_denied_is_retried_while_kms_may_still_propagate(
+    sqs: Any, relay: tuple[Relay, RelaySettings]
+) -> None:
+    # A KMS host that has not got the new key policy yet refuses this image; another try may reach one
+    # that has.
+    _, settings = relay
+    clock = _Clock()
+    subject, client = _relay_with_clock(sqs, settings, clock)
+    clock.now += 60  # a minute after the relay's start: KMS may take "several minutes"
+    _send(sqs, settings.cards_queue_url, b"denied")
+    _process_all(sqs, subject, settings)
+    client.close()
+    assert _drain(sqs, settings.dead_letter_queue_url) == []
+    assert _drain(sqs, settings.results_queue_url) == []
+    assert _not_visible(sqs, settings.cards_queue_url) == "1"
+
+
+def test_access_denied_after_the_grace_window_is_parked_at_once(
+    sqs: Any, relay: tuple[Relay, RelaySettings]
+) -> None:
+    _, settings = relay
+    clock = _Clock()
+    subject, client = _relay_with_clock(sqs, settings, clock)
+    clock.now += relay_module.PROPAGATION_GRACE_S
+    _send(sqs, settings.cards_queue_url, b"denied")
+    _process_all(sqs, subject, settings)
+    client.close()
+    parked = _drain(sqs, settings.dead_letter_queue_url)
+    assert parked[0]["MessageAttributes"]["error_code"]["StringValue"] == "access_denied"
+    assert parked[0]["MessageAttributes"]["error_message"]["StringValue"] == DENIED_ANSWER
+
+
+def test_access_denied_within_the_grace_window_is_parked_at_the_last_attempt(
+    sqs: Any, relay: tuple[Relay, RelaySettings]
+) -> None:
+    # A changed image is refused for good: its cards end parked with access_denied and KMS's answer, as
+    # any transient code does on the queue's last allowed receive (SQS's redrive would give no reason).
+    _, settings = relay
+    subject, client = _relay_with_clock(sqs, settings, _Clock())
+    _send(sqs, settings.cards_queue_url, b"denied")
+    for _ in range(MAX_RECEIVES - 1):
+        (early,) = queues.receive(sqs, settings.cards_queue_url, 0)
+        sqs.change_message_visibility(
+            QueueUrl=settings.cards_queue_url, ReceiptHandle=early.receipt_handle, VisibilityTimeout=0
+        )
+    subject.process(queues.receive(sqs, settings.cards_queue_url, 0))
+    client.close()
+    parked = _drain(sqs, settings.dead_letter_queue_url)
+    assert parked[0]["MessageAttributes"]["error_code"]["StringValue"] == "access_denied"
+    message = parked[0]["MessageAttributes"]["error_message"]["StringValue"]
+    assert message == f"gave up after {MAX_RECEIVES} attempts: {DENIED_ANSWER}"

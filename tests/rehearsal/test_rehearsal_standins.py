@@ -98,3 +98,17 @@ def test_kms_timeouts_and_redeliveries_fail_the_load_and_name_the_busy_proxy() -
 def test_a_proxy_busy_for_a_moment_alone_fails_nothing() -> None:
     proxy = "rehearsal stand-in vsock-proxy: all 32 workers busy; an accepted connection waits\n"
     assert figures.from_journals(_card("ok"), proxy).problems() == []
+
+
+def _started() -> str:
+    return json.dumps({"ts": "t", "level": "INFO", "logger": "app.parent.__main__", "msg": "relay started"})
+
+
+def test_every_relay_start_needs_a_passing_canary_before_it_in_the_units_journal() -> None:
+    canary_ok = "canary ok: this host's enclave decrypted the test card ending 1111 through attested KMS"
+    proven = "\n".join([canary_ok, _started(), _card("ok"), canary_ok, _started()])
+    assert figures.from_journals(proven, "").problems() == []
+    # The second start (a reboot, say) ran no canary.
+    unproven = "\n".join([canary_ok, _started(), _card("ok"), _started()])
+    (problem,) = figures.from_journals(unproven, "").problems()
+    assert problem.startswith("the relay started 1 time(s) with no passing canary before it")

@@ -30,6 +30,21 @@ def test_relay_before_canary_starts_the_relay_with_the_enclave_again() -> None:
         blockers.relay_before_canary(reverted)
 
 
+def test_relay_before_canary_also_starts_the_unit_unproven_and_parks_access_denied_at_once() -> None:
+    patch = blockers.asset_patch("relay-before-canary")
+    unit_path, relay_path = blockers.RELAY_UNIT, blockers.RELAY_MODULE
+    root = HOST_FILES_DIR.parents[2]
+    unit = (root / unit_path).read_text()
+    assert "ExecStartPre=/opt/nitro-enclave-demo/venv/bin/python -m app.parent canary\n" in unit
+    reverted_unit = patch(unit_path, unit.encode()).decode()
+    assert "app.parent canary" not in reverted_unit
+    assert "ExecStart=/opt/nitro-enclave-demo/venv/bin/python -m app.parent run\n" in reverted_unit
+    relay = (root / relay_path).read_text()
+    assert "PROPAGATION_GRACE_S = 0.0\n" in patch(relay_path, relay.encode()).decode()
+    with pytest.raises(blockers.NothingToRevert):
+        blockers.relay_unproven(reverted_unit)
+
+
 def test_agent_log_paths_puts_the_service_suffix_back_in_the_agents_paths() -> None:
     rendered = host_logs.agent_config_json()
     reverted = json.loads(blockers.revert_user_data("agent-log-paths", rendered))
@@ -116,3 +131,15 @@ def test_the_failing_change_moves_only_the_enclaves_kms_egress_port() -> None:
 def test_the_failing_change_says_so_when_the_setting_it_moves_is_gone() -> None:
     with pytest.raises(LookupError, match="no longer holds"):
         rollback.wrong_egress_port(rollback.SETTINGS_FILE, b'DEFAULT_KMS_EGRESS_URL = "vsock://3:9999"\n')
+
+
+def test_a_failed_round_is_blamed_on_the_relay_only_when_cards_came_back_access_denied() -> None:
+    from collections import Counter  # noqa: PLC0415 - only this test builds counters by hand
+
+    assert "took cards while KMS still refused its image" in propagation.failure_cause(
+        Counter({"access_denied": 3, "kms_unavailable": 1})
+    )
+    other = propagation.failure_cause(Counter({"invalid_ciphertext": 2}))
+    assert "other than the key policy" in other
+    assert "canary" not in other
+    assert "no card was rejected" in propagation.failure_cause(Counter())

@@ -6,6 +6,7 @@
 # pinned PCR0, starts the enclave, proves the crypto path with a canary decrypt (straight to the enclave, no
 # relay), and only then starts the relay and signals SUCCESS to the stack's host group (SignalResource): no
 # card is taken before the host is proven, and a failure after the enclave start leaves the relay stopped.
+# The relay unit itself runs the canary before every start (ExecStartPre), so a reboot proves the host again.
 # A host the group launches outside a stack operation (a replacement) runs the same steps; CloudFormation
 # refuses its signal ("cannot be signaled"), which is logged, and the boot still ends "done".
 # Static file: deploy-time values come from /etc/nitro-enclave-demo/demo.env (written by the user data),
@@ -26,6 +27,9 @@ readonly JOURNAL_EXPORTS=(nitro-enclave-demo-relay nitro-enclave-demo-logs nitro
 readonly IMDS=http://169.254.169.254/latest
 # SignalResource's UniqueId is 1-64 characters (CloudFormation API reference, SignalResource).
 readonly UNIQUE_ID_MAX=64
+# Tries of the IMDS id and of SignalResource (2, 4, 8, 16 s between the latter) before a signal counts as failed.
+readonly IMDS_ATTEMPTS=5
+readonly SIGNAL_ATTEMPTS=5
 readonly RELAY_UNIT=nitro-enclave-demo-relay.service
 # CloudFormation's refusal when no stack operation waits for the group's signals (a host the group launched
 # on its own, e.g. a replacement): ValidationError "Stack <arn> is in <STATE> state and cannot be signaled".
@@ -49,11 +53,22 @@ log() {
   printf 'nitro-enclave-demo bootstrap: %s\n' "$*"
 }
 
-# The instance's own id, from IMDSv2 (a session token first; the launch template requires tokens).
+# The instance's own id, from IMDSv2 (a session token first; the launch template requires tokens), tried
+# IMDS_ATTEMPTS times: an IMDS call can fail for a moment. Prints nothing and returns 1 when every try failed
+# or answered an empty id. (Called inside `signal ... || answer=$?`, where set -e and the ERR trap are off:
+# every failure here is checked by hand.)
 instance_id() {
-  local token
-  token=$(curl -sS --fail -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/api/token")
-  curl -sS --fail -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id"
+  local token id attempt
+  for ((attempt = 1; attempt <= IMDS_ATTEMPTS; attempt++)); do
+    if token=$(curl -sS --fail -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/api/token") &&
+      id=$(curl -sS --fail -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/instance-id") &&
+      [[ -n "$id" ]]; then
+      printf '%s\n' "$id"
+      return 0
+    fi
+    ((attempt == IMDS_ATTEMPTS)) || sleep "$attempt"
+  done
+  return 1
 }
 
 # One signal to the host group's creation policy or rolling update: SUCCESS, or FAILURE with what failed.
@@ -61,21 +76,33 @@ instance_id() {
 # 64 characters) into the stack events; the full reason is in this host's bootstrap log. The UniqueId of a
 # SUCCESS is the bare instance id, as the API reference asks for Auto Scaling groups. Returns NOT_WAITING_RC
 # when CloudFormation answers that nothing waits for a signal (CloudFormation's answer is printed).
+# A throttled or failed call ("(Throttling) Rate exceeded", a network error) is tried again, SIGNAL_ATTEMPTS
+# times in all with doubling waits; only CloudFormation's "cannot be signaled" ends it at once. (set -e and
+# the ERR trap are off in here, as in instance_id: every failure is checked by hand.)
 signal() {
-  local status="$1" detail="${2:-}" id unique answer
-  id=$(instance_id)
+  local status="$1" detail="${2:-}" id unique answer attempt
+  if ! id=$(instance_id); then
+    printf 'no instance id from IMDS (%s) after %s attempts: cannot signal\n' "$IMDS" "$IMDS_ATTEMPTS"
+    return 1
+  fi
   unique=$id
   [[ -z "$detail" ]] || unique=$(printf '%s %s' "$id" "$detail" | cut -c "1-$UNIQUE_ID_MAX")
   # ":-": a demo.env refused at step config may lack them; the call then fails and the log says so.
   local call=(aws cloudformation signal-resource --region "${AWS_REGION:-}" --stack-name "${STACK_NAME:-}"
     --logical-resource-id "${SIGNAL_RESOURCE:-}" --status "$status")
-  answer=$("${call[@]}" --unique-id "$unique" 2>&1) && return 0
-  # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still fails fast.
-  if [[ "$unique" != "$id" ]] && ! grep -qE "$NOT_WAITING_RE" <<<"$answer"; then
-    answer=$("${call[@]}" --unique-id "$id" 2>&1) && return 0
-  fi
-  printf '%s\n' "$answer"
-  grep -qE "$NOT_WAITING_RE" <<<"$answer" && return "$NOT_WAITING_RC"
+  for ((attempt = 1; attempt <= SIGNAL_ATTEMPTS; attempt++)); do
+    answer=$("${call[@]}" --unique-id "$unique" 2>&1) && return 0
+    # Should CloudFormation refuse a UniqueId that is not a bare instance id, the bare id still gets through.
+    if [[ "$unique" != "$id" ]] && ! grep -qE "$NOT_WAITING_RE" <<<"$answer"; then
+      answer=$("${call[@]}" --unique-id "$id" 2>&1) && return 0
+    fi
+    printf '%s\n' "$answer"
+    grep -qE "$NOT_WAITING_RE" <<<"$answer" && return "$NOT_WAITING_RC"
+    if ((attempt < SIGNAL_ATTEMPTS)); then
+      log "signal $status not taken (attempt $attempt of $SIGNAL_ATTEMPTS); trying again in $((2 ** attempt)) s"
+      sleep "$((2 ** attempt))"
+    fi
+  done
   return 1
 }
 
@@ -118,10 +145,11 @@ on_error() {
   log "failure report: $STEP failed (exit $rc); ${found:+doctor: $found; }a failed first deploy rolls back and deletes this host and the log group ${CW_LOG_GROUP:-}: keep them with \`cdk deploy --no-rollback\`; last output: ${output:-none}"
   local answer=0
   signal FAILURE "$STEP_ID: ${FAILURE_CODE:-exit $rc}" || answer=$?
+  # "boot FAILED and not signalled" is what the stack's BootFailureAlarm counts (infra/constructs/observability.py).
   if ((answer == NOT_WAITING_RC)); then
     log "boot FAILED and not signalled: no stack operation waits for this host (one the group launched on its own, e.g. a replacement); it serves no cards"
   elif ((answer != 0)); then
-    log "could not signal FAILURE to ${SIGNAL_RESOURCE:-?}"
+    log "boot FAILED and not signalled: could not signal FAILURE to ${SIGNAL_RESOURCE:-?}; it serves no cards"
   fi
   exit "$rc"
 }
@@ -243,7 +271,9 @@ if ! "$VENV_DIR/bin/python" -m app.parent canary 2>&1 | tee "$canary_out"; then
   fail "${code:-failed}" "canary failed on this host; KMS's answer is above"
 fi
 
-step relay "start $RELAY_UNIT: the canary passed, this host may take cards"
+# The relay unit runs the canary again as its ExecStartPre, as at every later start (a reboot, `cloud-init
+# clean --reboot`): this step's canary names the failure for the signal, the unit's holds on every start.
+step relay "start $RELAY_UNIT: the canary passed, this host may take cards (the unit's ExecStartPre proves it again)"
 systemctl enable --now "$RELAY_UNIT"
 systemctl is-active --quiet "$RELAY_UNIT" || fail relay-down "relay service is not running (journalctl -u nitro-enclave-demo-relay)"
 
