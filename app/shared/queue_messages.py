@@ -182,8 +182,11 @@ class ResultMessage:
         message_id = parsed.get("message_id")
         if not isinstance(message_id, str):
             raise MalformedMessage("message_id missing")
+        card_id = parsed.get("card_id")
+        if card_id is not None and not isinstance(card_id, str):  # a forged body may put anything here
+            raise MalformedMessage("card_id is not a string or null")
         return cls(
-            card_id=parsed.get("card_id"),
+            card_id=card_id,
             message_id=message_id,
             status=status,
             last4=parsed.get("last4"),

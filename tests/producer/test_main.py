@@ -9,6 +9,7 @@ import pytest
 
 from app.local.provision import Provisioned
 from app.producer.__main__ import main
+from app.shared import result_proof
 from app.shared.cards import LAST_DIGITS_SHOWN
 from app.shared.queue_messages import CardMessage, ResultMessage
 from tests.result_signing import OTHER_PCR0, SigningEnclave
@@ -33,10 +34,15 @@ def _fake_relay(
             for message in answer.get("Messages", []):
                 card = CardMessage.from_json(message["Body"])
                 context = {"app": "nitro-enclave-demo", "card_id": card.card_id}
-                plain = kms.decrypt(CiphertextBlob=card.ciphertext, EncryptionContext=context)["Plaintext"]
-                digits = last4 or plain.decode()[-LAST_DIGITS_SHOWN:]
+                answer = kms.decrypt(CiphertextBlob=card.ciphertext, EncryptionContext=context)
+                digits = last4 or answer["Plaintext"].decode()[-LAST_DIGITS_SHOWN:]
                 result = ResultMessage(card.card_id, message["MessageId"], "ok", last4=digits)
-                result = result if signer is None else signer.sign(result)
+                bound = {  # what the enclave signs: KMS's KeyId, the ciphertext and context hashes
+                    "kms_key_arn": answer["KeyId"],
+                    "ciphertext_sha256": result_proof.sha256_hex(card.ciphertext),
+                    "context_sha256": result_proof.context_sha256(context),
+                }
+                result = result if signer is None else signer.sign(result, **bound)
                 sqs.send_message(QueueUrl=stack.results_queue_url, MessageBody=result.to_json())
                 sqs.delete_message(QueueUrl=stack.cards_queue_url, ReceiptHandle=message["ReceiptHandle"])
                 done += 1
