@@ -6,10 +6,11 @@ key policy itself, as `python -m app.parent attest` does, or given). Builds the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -47,15 +48,26 @@ class Trust:
         )
 
 
-def load_root(root_pem: Path | None) -> tuple[bytes, str]:
-    """The AWS Nitro root (pinned fingerprint), or the PEM given (the local PKI's, in local mode)."""
+def load_root(root_pem: Path | None, warn: IO[str] | None = None) -> tuple[bytes, str]:
+    """The AWS Nitro root (pinned fingerprint), or the PEM given (the local PKI's, in local mode); any
+    other root than AWS's is named in a loud line on `warn` (stderr by default): a root set by
+    ATTESTATION_ROOT_PEM decides what verifies, and must never replace AWS's unnoticed."""
+    aws_root = attestation.load_aws_nitro_root()
     if root_pem is None:
-        return attestation.load_aws_nitro_root(), "the AWS Nitro root"
+        return aws_root, "the AWS Nitro root"
     try:
         pem = x509.load_pem_x509_certificate(root_pem.read_bytes())
     except (OSError, ValueError) as error:
         raise TrustError(f"cannot read the root certificate {root_pem}: {error}") from None
-    return pem.public_bytes(serialization.Encoding.DER), str(root_pem)
+    der = pem.public_bytes(serialization.Encoding.DER)
+    if der != aws_root:
+        print(
+            f"WARNING: results are verified against the root {root_pem} "
+            f"({pem.subject.rfc4514_string()}), NOT the AWS Nitro root: only right in local mode "
+            "and the rehearsal (unset ATTESTATION_ROOT_PEM and --root-pem otherwise)",
+            file=warn or sys.stderr, flush=True,
+        )  # fmt: skip
+    return der, str(root_pem)
 
 
 def load_trust(
@@ -74,6 +86,13 @@ def load_trust(
         raise TrustError(
             f"cannot read the pin from the key policy of {key_id}: {type(error).__name__}: {error}"
         ) from error
+    unpinned = [grant.statement for grant in grants if not grant.image_sha384]
+    if unpinned:  # as `python -m app.parent attest` fails on them
+        names = ", ".join(f'"{name}"' for name in unpinned)
+        raise TrustError(
+            f"the key policy of {key_id} allows kms:Decrypt with no ImageSha384 condition in {names}: "
+            "those principals decrypt without any enclave, so the pin does not guard the cards"
+        )
     values = tuple(dict.fromkeys(value for grant in grants for value in grant.image_sha384))
     if not values:
         raise TrustError(f"the key policy of {key_id} pins no PCR0 for kms:Decrypt")

@@ -9,6 +9,7 @@ import pytest
 
 from app.local.provision import Provisioned
 from app.producer.__main__ import main
+from app.producer.verification import TrustError, load_root, load_trust
 from app.shared import result_proof
 from app.shared.cards import LAST_DIGITS_SHOWN
 from app.shared.queue_messages import CardMessage, ResultMessage
@@ -212,3 +213,32 @@ def test_an_unreadable_pin_stops_before_anything_is_sent(
     assert main(args, out) == 1
     assert f"cannot read the pin from the key policy of {missing}" in capsys.readouterr().err
     assert sqs.receive_message(QueueUrl=stack.cards_queue_url, WaitTimeSeconds=0).get("Messages") is None
+
+
+def test_a_key_policy_allowing_decrypt_without_a_pin_is_not_trusted(
+    kms: Any, stack: Provisioned, tmp_path: Any
+) -> None:
+    """As `attest` fails on it: a statement that lets someone decrypt with no ImageSha384 condition."""
+    policy = json.loads(kms.get_key_policy(KeyId=stack.key_arn, PolicyName="default")["Policy"])
+    unpinned = {
+        "Sid": "AllowDecryptAnywhere", "Effect": "Allow", "Principal": {"AWS": "*"},
+        "Action": "kms:Decrypt", "Resource": "*",
+    }  # fmt: skip
+    policy["Statement"].append(unpinned)
+    kms.put_key_policy(KeyId=stack.key_arn, PolicyName="default", Policy=json.dumps(policy))
+    try:
+        with pytest.raises(TrustError, match='ImageSha384 condition in "AllowDecryptAnywhere"'):
+            load_trust(root_pem=None, pinned_pcr0=None, kms=kms, key_id=stack.key_arn)
+    finally:
+        policy["Statement"].remove(unpinned)
+        kms.put_key_policy(KeyId=stack.key_arn, PolicyName="default", Policy=json.dumps(policy))
+
+
+def test_a_root_other_than_aws_is_named_in_a_loud_warning(tmp_path: Any) -> None:
+    warn = io.StringIO()
+    load_root(ENCLAVE.root_pem(tmp_path), warn)
+    assert warn.getvalue().startswith("WARNING: results are verified against the root ")
+    assert "NOT the AWS Nitro root" in warn.getvalue()
+    quiet = io.StringIO()
+    load_root(None, quiet)
+    assert quiet.getvalue() == ""
