@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,8 @@ MAX_FIELD_BYTES = 0xFFFF
 MAX_DOCUMENT_AGE_S = 14 * 24 * 3600.0
 VERIFIED = "verified"
 UNVERIFIED = "UNVERIFIED"
-_CACHE_ENTRIES = 256  # verified documents: one per enclave worker and key lifetime
+_CACHE_ENTRIES = 256  # verified documents: one per enclave worker and key lifetime, least recently used out
+_FAILURE_CACHE_ENTRIES = 64  # refused documents, apart: a flood of forgeries cannot push verified ones out
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,8 @@ class ResultVerifier:
         self._fixed_context = None if fixed_context is None else dict(fixed_context)
         self._max_age_s = max_age_s
         self._clock = clock
-        self._documents: dict[bytes, _Attested | str] = {}
+        self._documents: OrderedDict[bytes, _Attested] = OrderedDict()
+        self._refused: OrderedDict[bytes, str] = OrderedDict()
 
     def verify(self, fields: SignedFields, proof: Any, *, ciphertext_sha256: str | None = None) -> Verdict:
         """`fields`: the answer as the result states it; `ciphertext_sha256`: of the ciphertext the reader
@@ -234,14 +237,22 @@ class ResultVerifier:
     def _attested(self, document: bytes) -> _Attested:
         """The document's PCR0, result key and time, verified once per document (then from the cache)."""
         digest = hashlib.sha256(document).digest()
-        cached = self._documents.get(digest)
-        if cached is None:
-            cached = self._documents[digest] = _verify_document(document, self._root)
-            if len(self._documents) > _CACHE_ENTRIES:
-                self._documents.pop(next(iter(self._documents)))
-        if isinstance(cached, str):
-            raise ProofRefused(cached)
-        return cached
+        attested = self._documents.get(digest)
+        if attested is not None:
+            self._documents.move_to_end(digest)
+            return attested
+        reason = self._refused.get(digest)
+        if reason is None:
+            checked = _verify_document(document, self._root)
+            if isinstance(checked, _Attested):
+                self._documents[digest] = checked
+                if len(self._documents) > _CACHE_ENTRIES:
+                    self._documents.popitem(last=False)
+                return checked
+            reason = self._refused[digest] = checked
+            if len(self._refused) > _FAILURE_CACHE_ENTRIES:
+                self._refused.popitem(last=False)
+        raise ProofRefused(reason)
 
 
 def _verify_document(document: bytes, root: bytes) -> _Attested | str:

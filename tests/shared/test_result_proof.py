@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.local.software_nsm import SoftwareNsm
-from app.shared import result_proof
+from app.shared import attestation, result_proof
 from app.shared.queue_messages import ResultMessage
 from app.shared.result_proof import ResultVerifier, SignedFields
 from tests.attestation_helpers import local_pki
@@ -197,3 +197,31 @@ def test_a_verified_document_is_checked_once() -> None:
     assert _verdict(first, verifier).verified
     assert _verdict(second, verifier).verified
     assert len(verifier._documents) == 1
+
+
+def test_a_flood_of_refused_documents_does_not_push_the_verified_one_out() -> None:
+    verifier = _verifier()
+    assert _verdict(ENCLAVE.sign(OK), verifier).verified
+    signed = ENCLAVE.sign(OK)
+    assert signed.proof is not None
+    for i in range(result_proof._CACHE_ENTRIES + 10):  # distinct garbage documents
+        junk = base64.b64encode(b"junk-%d" % i).decode()
+        assert not _verdict(
+            dataclasses.replace(signed, proof={**signed.proof, "document": junk}), verifier
+        ).verified
+    assert len(verifier._documents) == 1
+    assert len(verifier._refused) == result_proof._FAILURE_CACHE_ENTRIES
+
+
+def test_a_document_under_another_root_is_refused_before_its_signature_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked: list[object] = []
+
+    def counted(*args: object) -> None:
+        checked.append(args)
+
+    monkeypatch.setattr(attestation, "_verify_cose_signature", counted)
+    verdict = _verdict(SigningEnclave(PINNED_PCR0, pki=local_pki(1)).sign(OK))
+    assert "UntrustedChain" in verdict.reason
+    assert checked == []
