@@ -3,7 +3,9 @@
 This is the only place a full card number exists, as a local variable, for the time it takes to check
 it. It is never logged, returned, or put in an exception message. Every answer, ok or refused, is
 signed with the current key's result key (`app/shared/result_proof.py`): the card id (from the encryption
-context KMS checked), the relay's message id, the status and the last four digits or the error code.
+context KMS checked), the relay's message id, the status and the last four digits or the error code, the
+KeyId of KMS's Decrypt response (absent when KMS never accepted the ciphertext), and SHA-256 of the
+ciphertext and of the canonical encryption context.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class DecryptError(Exception):
         super().__init__(message)
         self.code = code
         self.proof: dict[str, object] | None = None  # set by Decryptor.decrypt: the signed refusal
+        self.kms_key_arn: str | None = None  # the key KMS used, when KMS accepted the ciphertext
 
 
 class Decryptor:
@@ -53,24 +56,29 @@ class Decryptor:
     def decrypt(self, request: DecryptRequest) -> DecryptResult:
         """The last four digits, signed; or DecryptError carrying the signed refusal."""
         try:
-            result = self._decrypt(request)
+            result, key_arn = self._decrypt(request)
         except DecryptError as error:
-            error.proof = self._sign(request, "rejected", None, error.code.value)
+            error.proof = self._sign(request, "rejected", None, error.code.value, error.kms_key_arn)
             raise
-        return dataclasses.replace(result, proof=self._sign(request, "ok", result.last4, None))
+        return dataclasses.replace(result, proof=self._sign(request, "ok", result.last4, None, key_arn))
 
     def _sign(
-        self, request: DecryptRequest, status: str, last4: str | None, error_code: str | None
-    ) -> dict[str, object]:
+        self, request: DecryptRequest, status: str, last4: str | None, error_code: str | None,
+        kms_key_arn: str | None,
+    ) -> dict[str, object]:  # fmt: skip
         card_id = request.encryption_context.get(CONTEXT_CARD_ID_KEY)
-        fields = result_proof.SignedFields(card_id, request.message_id, status, last4, error_code)
+        fields = result_proof.SignedFields(
+            card_id, request.message_id, status, last4, error_code, kms_key_arn,
+            result_proof.sha256_hex(request.ciphertext),
+            result_proof.context_sha256(request.encryption_context),
+        )  # fmt: skip
         return self._keys.current().sign(fields)
 
-    def _decrypt(self, request: DecryptRequest) -> DecryptResult:
+    def _decrypt(self, request: DecryptRequest) -> tuple[DecryptResult, str]:
         started = time.perf_counter()
         key = self._keys.current()
         try:
-            wrapped = self._kms.decrypt(
+            answer = self._kms.decrypt(
                 region=request.region,
                 credentials=request.credentials,
                 key_id=request.key_id,  # a ciphertext under any other key fails with IncorrectKeyException
@@ -89,8 +97,15 @@ class Decryptor:
                 message = f"{message}; {self._clock_state()}; {CLOCK_SKEW_NEXT}"
             raise DecryptError(code, message) from error
         kms_ms = (time.perf_counter() - started) * 1000
-        last4 = self._last_four(wrapped, key.private_key)
-        return DecryptResult(last4, round(kms_ms, 2), round((time.perf_counter() - started) * 1000, 2))
+        try:
+            last4 = self._last_four(answer.ciphertext_for_recipient, key.private_key)
+        except DecryptError as error:
+            error.kms_key_arn = (
+                answer.key_arn
+            )  # KMS accepted this ciphertext: the refusal says under which key
+            raise
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        return DecryptResult(last4, round(kms_ms, 2), elapsed_ms), answer.key_arn
 
     def _clock_state(self) -> str:
         reading = self.clock.reading

@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,6 +52,15 @@ class KmsError(Exception):
 
 class KmsUnreachable(Exception):
     """No answer from KMS over the egress link (connect, TLS, timeout, a broken or odd response)."""
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    """KMS's answer to an attested Decrypt: the wrapped plaintext, and `key_arn`, the response's KeyId (the
+    ARN of the key KMS used: what a signed result names, since the request's KeyId is the caller's word)."""
+
+    ciphertext_for_recipient: bytes = field(repr=False)
+    key_arn: str
 
 
 @dataclass(frozen=True)
@@ -131,9 +140,10 @@ class KmsClient:
     def decrypt(
         self, *, region: str, credentials: Credentials, key_id: str, ciphertext: bytes,
         encryption_context: Mapping[str, str], recipient: Recipient, signed_at: float | None = None,
-    ) -> bytes:  # fmt: skip
-        """CiphertextForRecipient, or KmsError / KmsUnreachable. Decrypt is idempotent: a connection
-        that went stale while idle is replaced and the call sent once more, within the same deadline.
+    ) -> Decrypted:  # fmt: skip
+        """CiphertextForRecipient and the KeyId KMS answered, or KmsError / KmsUnreachable. Decrypt is
+        idempotent: a connection that went stale while idle is replaced and the call sent once more,
+        within the same deadline.
         `signed_at` (seconds since the epoch, default now) is the request's X-Amz-Date."""
         deadline = time.monotonic() + self._call_deadline_s
         host = self.host_for(region)
@@ -228,7 +238,7 @@ class KmsClient:
             self._idle.clear()
 
 
-def _ciphertext_for_recipient(status: int, data: bytes) -> bytes:
+def _ciphertext_for_recipient(status: int, data: bytes) -> Decrypted:
     try:
         answer = json.loads(data) if data else {}
     except ValueError as error:
@@ -243,7 +253,12 @@ def _ciphertext_for_recipient(status: int, data: bytes) -> bytes:
     if not isinstance(wrapped, str) or not wrapped:
         # Real KMS never returns Plaintext to an attested call; if it did, we would not use it.
         raise KmsError("MissingCiphertextForRecipient", "KMS answered without CiphertextForRecipient", status)
+    key_arn = answer.get("KeyId")
+    if not isinstance(key_arn, str) or not key_arn.startswith("arn:"):
+        # KMS's Decrypt response always names the key it used (KeyId, an ARN); without it no result
+        # could say which deployment's key vouched for the ciphertext.
+        raise KmsError("MissingKeyId", "KMS answered without the KeyId of the key it used", status)
     try:
-        return base64.b64decode(wrapped, validate=True)
+        return Decrypted(base64.b64decode(wrapped, validate=True), key_arn)
     except ValueError as error:
         raise KmsUnreachable("KMS's CiphertextForRecipient is not base64") from error

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.parent import queues
+from app.parent.dead_letter_body import dead_letter_body
 from app.parent.enclave_client import EnclaveClient, EnclaveError
 from app.parent.enclave_pool import EnclavePool
 from app.parent.queues import Received
@@ -316,7 +317,7 @@ def _dlq_entries(rejected: Mapping[str, tuple[_Fate, ResultMessage]], max_bytes:
     return [
         queues.dead_letter_entry(
             entry_id,
-            cards.scrub_card_numbers(fate.message.body),  # a card id (or any field) holding a number
+            dead_letter_body(fate.message.body),  # never the raw body: re-encoded, or scrubbed wide
             queues.dead_letter_attributes(
                 result.error_code or ErrorCode.INTERNAL.value,
                 result.error_message or "",

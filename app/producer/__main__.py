@@ -50,8 +50,9 @@ def run(config: ProducerConfig, numbers: Sequence[str], out: IO[str]) -> int:
     trust = None
     if config.wait:  # read before anything is sent: no pin, nothing can be verified
         trust = load_trust(
-            root_pem=config.root_pem, pinned_pcr0=config.pinned_pcr0, kms=kms, key_id=config.key_id
-        )
+            root_pem=config.root_pem, pinned_pcr0=config.pinned_pcr0, kms=kms, key_id=config.key_id,
+            fixed_context=config.encryption_context,
+        )  # fmt: skip
     picks = pick_cards(numbers, config.count, random.Random(config.seed))  # noqa: S311 - test data
     started = time.monotonic()
     with progress("encrypting and queueing cards", config.count) as advance:
@@ -96,8 +97,9 @@ def verify(argv: Sequence[str], out: IO[str], lines: IO[str]) -> int:
     kms = boto3.session.Session(region_name=config.region).client("kms")
     try:
         trust = load_trust(
-            root_pem=config.root_pem, pinned_pcr0=config.pinned_pcr0, kms=kms, key_id=config.key_id
-        )
+            root_pem=config.root_pem, pinned_pcr0=config.pinned_pcr0, kms=kms, key_id=config.key_id,
+            fixed_context=config.encryption_context,
+        )  # fmt: skip
     except TrustError as error:
         print(f"error: {error}\nwhat to do: {advice.for_error(error)}", file=sys.stderr)
         return 1

@@ -41,6 +41,7 @@ class VerifyConfig:
     region: str
     root_pem: Path | None
     pinned_pcr0: str | None
+    encryption_context: Mapping[str, str] | None = None  # the fixed pairs; None: context not compared
 
 
 def parser() -> argparse.ArgumentParser:
@@ -111,7 +112,13 @@ def resolve_verify(argv: Sequence[str], environ: Mapping[str, str] | None = None
         region=region,
         root_pem=_root_pem(args.root_pem, environ),
         pinned_pcr0=args.pinned_pcr0,
+        encryption_context=_fixed_context(environ),
     )
+
+
+def _fixed_context(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The deployment's fixed pairs, as the producer encrypts under them (the default when unset)."""
+    return settings.parse_encryption_context(settings.env(settings.ENV_ENCRYPTION_CONTEXT, environ=environ))
 
 
 def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ProducerConfig:
@@ -137,9 +144,7 @@ def resolve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Pr
         results_queue_url=results_url,
         key_id=_key_id(args.key_id, environ, region),
         region=region,
-        encryption_context=settings.parse_encryption_context(
-            settings.env(settings.ENV_ENCRYPTION_CONTEXT, environ=environ)
-        ),
+        encryption_context=_fixed_context(environ),
         seed=args.seed,
         log_file=args.log_file,
         root_pem=_root_pem(args.root_pem, environ),

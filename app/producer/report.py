@@ -3,9 +3,21 @@ result's own text (error message) is scrubbed of number-like runs, since anyone 
 
 from __future__ import annotations
 
+import re
+
 from app.shared.cards import mask, scrub_card_numbers
 
 from .waiter import CardOutcome, Collected
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """ASCII only, every other character and every control character as a backslash escape: a result's
+    text comes from anyone who can post one (a lone surrogate cannot be printed; an escape could drive
+    the terminal)."""
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", escaped)
 
 
 def outcome_line(outcome: CardOutcome) -> str:
@@ -23,7 +35,7 @@ def outcome_line(outcome: CardOutcome) -> str:
         text = line.format("MISMATCH") + f"  answered {mask(last4) if last4.isdigit() else '?'}"
     else:
         text = line.format("rejected") + f"  {result.error_code}: {result.error_message}"
-    return scrub_card_numbers(text + why_not)
+    return printable(scrub_card_numbers(text + why_not))
 
 
 def summary_line(collected: Collected, sent_count: int, started_monotonic: float) -> str:
@@ -39,7 +51,12 @@ def summary_line(collected: Collected, sent_count: int, started_monotonic: float
     if not checked:
         return line
     verified = sum(1 for o in checked if o.verified)
-    return line + f"; {verified} verified, {len(checked) - verified} UNVERIFIED"
+    seen = collected.unverified_seen
+    return (
+        line
+        + f"; {verified} verified, {len(checked) - verified} UNVERIFIED"
+        + (f"; {seen} unverified results seen" if seen else "")
+    )
 
 
 def all_matched(collected: Collected, sent_count: int) -> bool:

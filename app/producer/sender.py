@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from app.shared import logs, queue_messages
+from app.shared import logs, queue_messages, result_proof
 from app.shared.cards import LAST_DIGITS_SHOWN
 from app.shared.deployment import MAX_BATCH
 from app.shared.queue_messages import CardMessage, MalformedMessage, check_card_id, encryption_context
@@ -62,6 +62,7 @@ class SentCard:
     last4: str
     length: int
     sent_monotonic: float
+    ciphertext_sha256: str | None = None  # of the ciphertext sent: a signed result must name this one
 
 
 def pick_cards(numbers: Sequence[str], count: int, rng: random.Random | None = None) -> list[str]:
@@ -117,7 +118,10 @@ def send_cards(
             now = datetime.now(UTC)
             _send_batch(sqs, queue_url, [CardMessage(i, b, now) for i, b in zip(ids, blobs, strict=True)])
             at = time.monotonic()
-            sent += [SentCard(i, n[-LAST_DIGITS_SHOWN:], len(n), at) for i, n in zip(ids, chunk, strict=True)]
+            sent += [
+                SentCard(i, n[-LAST_DIGITS_SHOWN:], len(n), at, result_proof.sha256_hex(b))
+                for i, n, b in zip(ids, chunk, blobs, strict=True)
+            ]
             logger.debug("batch queued", extra=logs.fields(cards=len(chunk), first_card_id=ids[0]))
             if on_batch is not None:
                 on_batch(len(chunk))

@@ -2,8 +2,8 @@
 
 Results for other card ids are left alone (not deleted): they become visible again to their own reader
 after the results queue's visibility timeout. Results for our ids, duplicates included, are deleted.
-With a verifier, each result gets a verdict (result_proof.py): the first result for an id is its outcome,
-verified or not, so a forged result that arrives first is reported UNVERIFIED, never believed.
+With a verifier, each result gets a verdict (result_proof.py) and a card waits for a verified one until the
+deadline; unverified ones are shown as they arrive and counted (`_Collector`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.shared import logs
+from app.shared import limits, logs
 from app.shared.deployment import MAX_BATCH
 from app.shared.queue_messages import MalformedMessage, ResultMessage
 from app.shared.result_proof import ResultVerifier, Verdict
@@ -50,12 +50,16 @@ class CardOutcome:
 @dataclass(frozen=True)
 class Collected:
     outcomes: tuple[CardOutcome, ...]
-    missing: tuple[SentCard, ...]
+    missing: tuple[SentCard, ...]  # no result at all (a card with only unverified ones is in outcomes)
     finished_monotonic: float
+    unverified_seen: int = 0  # results for our cards that did not verify, replaced or not
 
 
 class _Collector:
-    """The bookkeeping of one wait: which cards are pending, which are done."""
+    """The bookkeeping of one wait. Without a verifier the first result for a card is its outcome. With
+    one, a card stays pending until a verified result (or the deadline): an unverified one is shown as it
+    arrives and kept as the outcome only until a verified one replaces it, so a forged result that arrives
+    first can neither stand in for the genuine one nor make it be deleted unread."""
 
     def __init__(
         self,
@@ -65,12 +69,24 @@ class _Collector:
     ):
         self.pending = {card.card_id: card for card in sent}
         self.done: set[str] = set()
-        self.outcomes: list[CardOutcome] = []
+        self.outcomes: dict[str, CardOutcome] = {}
+        self.unverified_seen = 0
         self._on_outcome = on_outcome
         self._verifier = verifier
 
     def take(self, message: MessageTypeDef) -> bool:
-        """Record the message if it is a result for one of our cards; True when it should be deleted."""
+        """Record the message if it is a result for one of our cards; True when it should be deleted.
+        Never raises: anyone may write to the results queue, and one body must not stop the wait."""
+        try:
+            return self._take(message)
+        except Exception as error:
+            logger.warning(
+                "result not readable, left on the queue",
+                extra=logs.fields(reason=f"{type(error).__name__}: {limits.clip(str(error), 200)}"),
+            )
+            return False
+
+    def _take(self, message: MessageTypeDef) -> bool:
         try:
             result = ResultMessage.from_json(message.get("Body", ""))
         except MalformedMessage as error:
@@ -79,18 +95,31 @@ class _Collector:
         card_id = result.card_id or ""
         if card_id in self.done:
             return True  # a duplicate of a result we already have (at-least-once delivery)
-        card = self.pending.pop(card_id, None)
+        card = self.pending.get(card_id)
         if card is None:
             return False
-        self.done.add(card_id)
         verdict = (
-            None if self._verifier is None else self._verifier.verify(result.signed_fields(), result.proof)
+            None
+            if self._verifier is None
+            else self._verifier.verify(
+                result.signed_fields(), result.proof, ciphertext_sha256=card.ciphertext_sha256
+            )
         )
         outcome = CardOutcome(card, result, (time.monotonic() - card.sent_monotonic) * 1000, verdict)
-        self.outcomes.append(outcome)
+        if verdict is not None and not verdict.verified:
+            self.unverified_seen += 1
+            self.outcomes.setdefault(card_id, outcome)  # shown now; replaced by a verified one
+        else:
+            self.outcomes[card_id] = outcome
+            del self.pending[card_id]
+            self.done.add(card_id)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
         return True
+
+    def collected(self) -> Collected:
+        missing = tuple(card for card_id, card in self.pending.items() if card_id not in self.outcomes)
+        return Collected(tuple(self.outcomes.values()), missing, time.monotonic(), self.unverified_seen)
 
 
 def collect_results(
@@ -113,7 +142,7 @@ def collect_results(
         )
         messages = answer.get("Messages", [])
         _delete(sqs, results_queue_url, [m["ReceiptHandle"] for m in messages if collector.take(m)])
-    return Collected(tuple(collector.outcomes), tuple(collector.pending.values()), time.monotonic())
+    return collector.collected()
 
 
 def _delete(sqs: SQSClient, queue_url: str, handles: Sequence[str]) -> None:

@@ -31,7 +31,7 @@ from app.shared.attestation_errors import (
     StaleDocument,
     UntrustedChain,
 )
-from app.shared.cert_chain import load_certificate, verify_chain
+from app.shared.cert_chain import check_root, load_certificate, verify_chain
 
 __all__ = [
     "AttestationDocument",
@@ -123,6 +123,7 @@ def verify_document(
         raise ValueError("`at` must be timezone-aware")
     envelope = _decode_cose(cose)
     document = _parse_payload(envelope.payload)
+    check_root(document.cabundle, root_certificate_der)  # cheap: before the P-384 signature check
     leaf = load_certificate(document.certificate, "certificate")
     try:
         _verify_cose_signature(envelope, leaf)

@@ -25,14 +25,20 @@ def load_certificate(der: bytes, what: str) -> x509.Certificate:
         raise MalformedDocument(f"{what} is not a DER X.509 certificate: {exc}") from exc
 
 
+def check_root(cabundle: tuple[bytes, ...], root_der: bytes) -> None:
+    """UntrustedChain unless cabundle[0] is the pinned root: two hashes, so callers check it before any
+    signature (a document under another root costs no ECDSA verification)."""
+    expected = hashlib.sha256(root_der).hexdigest()
+    presented = hashlib.sha256(cabundle[0] if cabundle else b"").hexdigest()
+    if not hmac.compare_digest(expected, presented):
+        raise UntrustedChain(f"cabundle root has SHA-256 {presented}, the pinned root is {expected}")
+
+
 def verify_chain(
     cabundle: tuple[bytes, ...], leaf: x509.Certificate, root_der: bytes, when: datetime
 ) -> None:
     """cabundle[0] must be the pinned root; each certificate must sign the next, down to the leaf."""
-    expected = hashlib.sha256(root_der).hexdigest()
-    presented = hashlib.sha256(cabundle[0]).hexdigest()
-    if not hmac.compare_digest(expected, presented):
-        raise UntrustedChain(f"cabundle root has SHA-256 {presented}, the pinned root is {expected}")
+    check_root(cabundle, root_der)
     chain = [load_certificate(der, f"cabundle[{i}]") for i, der in enumerate(cabundle)]
     chain.append(leaf)
     for position, certificate in enumerate(chain):

@@ -24,6 +24,13 @@ MAX_MESSAGE_ID_CHARS = 128  # SQS message ids are 36-character UUIDs
 MAX_CIPHERTEXT_BYTES = 6144  # KMS CiphertextBlob for 4 KiB of plaintext stays well below this
 CONTEXT_CARD_ID_KEY = "card_id"
 CARD_ID_MAX_CHARS = 64
+# Size caps, checked before any parse. A card body: the largest ciphertext in base64 (8,192), plus 512 for
+# the rest of the largest CardMessage (~170: the longest id, sent_at, the keys) and 512 more for a
+# hand-made body's whitespace: 9,216.
+# A result: a real Nitro attestation document is ~4.5-4.7 KB (~6.3 KB base64) and the longest error
+# message 512 characters (up to ~3 KB as JSON \u escapes): ~10 KB at most, so 16 KiB.
+MAX_CARD_BODY_CHARS = 4 * -(-MAX_CIPHERTEXT_BYTES // 3) + 512 + 512
+MAX_RESULT_BODY_CHARS = 16 * 1024
 
 
 class MalformedMessage(ValueError):
@@ -49,9 +56,9 @@ def _parse_iso(value: Any, name: str) -> datetime | None:
         raise MalformedMessage(f"{name} is not ISO-8601: {limits.echo(value)}") from error
 
 
-def _load_object(body: str | bytes) -> dict[str, Any]:
+def _load_object(body: str | bytes, max_chars: int) -> dict[str, Any]:
     try:
-        parsed = limits.loads(body)
+        parsed = limits.loads(body, max_chars=max_chars)
     except limits.JsonRefused as error:
         raise MalformedMessage(f"body refused: {error}") from error
     if not isinstance(parsed, dict):
@@ -119,7 +126,7 @@ class CardMessage:
 
     @classmethod
     def from_json(cls, body: str | bytes) -> CardMessage:
-        parsed = _load_object(body)
+        parsed = _load_object(body, MAX_CARD_BODY_CHARS)
         card_id = check_card_id(parsed.get("card_id"))
         encoded = parsed.get("ciphertext")
         if not isinstance(encoded, str) or not encoded:
@@ -175,15 +182,18 @@ class ResultMessage:
 
     @classmethod
     def from_json(cls, body: str | bytes) -> ResultMessage:
-        parsed = _load_object(body)
+        parsed = _load_object(body, MAX_RESULT_BODY_CHARS)
         status = parsed.get("status")
         if status not in ("ok", "rejected"):
             raise MalformedMessage(f"unknown status {status!r}")
         message_id = parsed.get("message_id")
         if not isinstance(message_id, str):
             raise MalformedMessage("message_id missing")
+        card_id = parsed.get("card_id")
+        if card_id is not None and not isinstance(card_id, str):  # a forged body may put anything here
+            raise MalformedMessage("card_id is not a string or null")
         return cls(
-            card_id=parsed.get("card_id"),
+            card_id=card_id,
             message_id=message_id,
             status=status,
             last4=parsed.get("last4"),

@@ -28,7 +28,7 @@ from app.local.kms_enforcement import install_policy_enforcement, uninstall_poli
 from app.local.principals import ADMINISTRATOR
 from app.local.provision import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, create_key, local_client
 from app.local.software_nsm import TLS_CA_FILE, LocalPki, SoftwareNsm
-from app.shared import deployment
+from app.shared import deployment, result_proof
 from app.shared.protocol import Credentials, DecryptRequest, ErrorCode
 from app.shared.result_proof import ResultVerifier, SignedFields
 
@@ -353,8 +353,12 @@ def test_a_certificate_for_another_host_name_is_refused(
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value) or "certificate" in str(caught.value).lower()
 
 
-def _verifier(pki: Any) -> ResultVerifier:
-    return ResultVerifier(root_certificate_der=pki[0].root_certificate_der, pinned_pcr0=[PINNED.hex()])
+def _verifier(pki: Any, emulator: Endpoints, key_id: str) -> ResultVerifier:
+    arn = local_client("kms", emulator.http).describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    return ResultVerifier(
+        root_certificate_der=pki[0].root_certificate_der, pinned_pcr0=[PINNED.hex()],
+        pinned_key_arn=arn, fixed_context=deployment.ENCRYPTION_CONTEXT,
+    )  # fmt: skip
 
 
 def test_an_answer_is_signed_over_the_card_id_the_message_id_and_the_last_four(
@@ -365,8 +369,42 @@ def test_an_answer_is_signed_over_the_card_id_the_message_id_and_the_last_four(
     )
     result = _decryptor(pki, emulator, monkeypatch).decrypt(request)
     signed = SignedFields("c-1", "m-1", "ok", result.last4, None)
-    assert _verifier(pki).verify(signed, result.proof).verified
-    assert not _verifier(pki).verify(dataclasses.replace(signed, last4="4242"), result.proof).verified
+    sent = result_proof.sha256_hex(request.ciphertext)
+    assert _verifier(pki, emulator, key_id).verify(signed, result.proof, ciphertext_sha256=sent).verified
+    assert (
+        not _verifier(pki, emulator, key_id)
+        .verify(dataclasses.replace(signed, last4="4242"), result.proof)
+        .verified
+    )
+
+
+def test_an_answer_kms_gave_under_the_callers_own_key_is_unverified(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root on a host (or anyone with the EIF) names their own key: a Luhn-valid number of their choice
+    under the victim's card id. The enclave answers and signs, but KMS's KeyId is theirs."""
+    own_key, _ = create_key(local_client("kms", emulator.http, principal=ADMINISTRATOR), [PINNED.hex()])
+    ciphertext = _encrypt(emulator, own_key, b"4242424242424242")
+    request = dataclasses.replace(_request(ciphertext, own_key), message_id="m-3")
+    result = _decryptor(pki, emulator, monkeypatch).decrypt(request)
+    assert result.last4 == "4242"
+    signed = SignedFields("c-1", "m-3", "ok", "4242", None)
+    verdict = _verifier(pki, emulator, key_id).verify(signed, result.proof)
+    assert not verdict.verified
+    assert "not the pinned key" in verdict.reason
+
+
+def test_a_refusal_kms_never_accepted_is_signed_as_such_and_unverified(
+    pki: Any, emulator: Endpoints, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = dataclasses.replace(_request(b"garbage" * 20, key_id), message_id="m-4")
+    with pytest.raises(DecryptError) as caught:
+        _decryptor(pki, emulator, monkeypatch).decrypt(request)
+    assert caught.value.proof is not None
+    assert caught.value.proof["kms_key_arn"] is None
+    signed = SignedFields("c-1", "m-4", "rejected", None, caught.value.code.value)
+    verdict = _verifier(pki, emulator, key_id).verify(signed, caught.value.proof)
+    assert verdict.reason == result_proof.NOT_AUTHENTICATED_BY_KMS
 
 
 def test_a_refusal_is_signed_with_its_error_code(
@@ -378,4 +416,4 @@ def test_a_refusal_is_signed_with_its_error_code(
         _decryptor(pki, emulator, monkeypatch).decrypt(request)
     assert caught.value.code is ErrorCode.NOT_A_CARD
     signed = SignedFields("c-1", "m-2", "rejected", None, "not_a_card")
-    assert _verifier(pki).verify(signed, caught.value.proof).verified
+    assert _verifier(pki, emulator, key_id).verify(signed, caught.value.proof).verified

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.enclave.kms_client import KmsClient, KmsUnreachable, Recipient
+from app.enclave.kms_client import Decrypted, KmsClient, KmsUnreachable, Recipient
 from app.parent.enclave_client import REQUEST_TIMEOUT_S
 from app.shared import deployment
 from app.shared.protocol import Credentials
@@ -39,7 +39,7 @@ def silent_peer() -> Iterator[str]:
         conn.close()
 
 
-def _decrypt(kms: KmsClient) -> bytes:
+def _decrypt(kms: KmsClient) -> Decrypted:
     return kms.decrypt(
         region="us-east-1", credentials=CREDS, key_id="alias/x", ciphertext=b"c",
         encryption_context={"app": "x"}, recipient=Recipient('{"AttestationDocument":"AA=="}'),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +12,8 @@ from app.local.stack import StackInfo
 from app.producer.card_file import load_cards
 from app.producer.sender import SentCard, send_cards
 from app.producer.waiter import Collected, collect_results
-from app.shared import cards, deployment
+from app.shared import deployment
+from tests.number_scan import leaked
 
 
 def clients(info: StackInfo) -> tuple[Any, Any]:
@@ -53,15 +53,11 @@ def all_test_numbers() -> tuple[str, ...]:
 
 
 def full_numbers_in(paths: Sequence[Path], texts: Sequence[str] = ()) -> list[str]:
-    """Each (place, number) where a full test card number appears, written plain or in any grouping (a
-    card id such as `id:4111-1111-1111-1111`: every run `cards.CARD_NUMBER_RUN` finds, separators
-    dropped); empty when none does."""
+    """Each (place, number) where a full test card number appears, in any form the tests' own wide scan
+    finds (`tests.number_scan`: any separators, Unicode digits, JSON escapes); empty when none does."""
     found: list[str] = []
     contents = [(str(p), p.read_text(encoding="utf-8", errors="replace")) for p in paths if p.is_file()]
     contents += [(f"output {i}", text) for i, text in enumerate(texts)]
     for place, text in contents:
-        runs = [
-            re.sub(cards.NUMBER_SEPARATORS, "", run.group()) for run in cards.CARD_NUMBER_RUN.finditer(text)
-        ]
-        found += [f"{place}: ...{n[-4:]}" for n in all_test_numbers() if any(n in run for run in runs)]
+        found += [f"{place}: {hit}" for hit in leaked(all_test_numbers(), text)]
     return found

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from app.producer.__main__ import main as producer_main
 from app.producer.sender import SentCard, encrypt_card
 from app.shared import deployment
 from app.shared.queue_messages import CardMessage, ResultMessage
+from tests.number_scan import leaked
 from tests.poison_messages import POISON
 from tests.result_signing import OTHER_PCR0, SigningEnclave
 
@@ -191,6 +193,66 @@ def test_no_log_of_the_run_holds_a_full_number(info: StackInfo) -> None:
     logs = sorted(info.run_dir.glob("*.log"))
     assert {p.name for p in logs} >= {"emulator.stderr.log", "enclave.stderr.log", "relay.stderr.log"}
     assert full_numbers_in(logs) == []
+
+
+def _number_forms(number: str) -> list[str]:
+    """The card number as card ids in the forms the product's own rule missed, each tagged to be found."""
+    groups = [number[i : i + 4] for i in range(0, len(number), 4)]
+    full_width = "".join(chr(0xFF10 + int(d)) for d in number)
+    arabic_indic = "".join(chr(0x0660 + int(d)) for d in number)
+    forms = [
+        "+".join(groups),
+        "|".join(groups),
+        ",".join(groups),
+        "\t".join(groups),
+        full_width,
+        arabic_indic,
+    ]
+    return [f"leak{i}x {form}" for i, form in enumerate(forms)]
+
+
+def _every_message(info: StackInfo, queue_url: str) -> list[dict[str, Any]]:
+    """Every message on the queue, paged through with a short visibility timeout (each back on the queue
+    5 s later, for other readers), with its attributes."""
+    sqs = clients(info)[1]
+    seen: dict[str, dict[str, Any]] = {}
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+            AttributeNames=["All"], VisibilityTimeout=5, WaitTimeSeconds=0,
+        )  # fmt: skip
+        messages = answer.get("Messages", [])
+        if not messages:
+            return list(seen.values())
+        seen.update((message["MessageId"], message) for message in messages)
+
+
+def test_a_card_number_as_card_id_in_any_form_leaks_into_no_file_and_no_queue(info: StackInfo) -> None:
+    """Through the whole local stack: every file the run writes, the dead-letter copies and the results
+    are scanned by the tests' own wide scan (`tests.number_scan`), not the product's rule."""
+    sqs = clients(info)[1]
+    forms = _number_forms(VISA)
+    for form in forms:  # raw UTF-8 and JSON-escaped bodies alike
+        for ensure_ascii in (True, False):
+            body = json.dumps(
+                {"version": 1, "card_id": form, "ciphertext": "AAAA"}, ensure_ascii=ensure_ascii
+            )
+            sqs.send_message(QueueUrl=info.resources.cards_queue_url, MessageBody=body)
+    deadline = time.monotonic() + 60
+    parked: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        parked = [
+            m for m in _every_message(info, info.resources.dead_letter_queue_url) if "leak" in m["Body"]
+        ]
+        if len(parked) >= 2 * len(forms):
+            break
+        time.sleep(5.5)  # the paged messages are visible again
+    assert len(parked) == 2 * len(forms)
+    results = _every_message(info, info.resources.results_queue_url)
+    texts = [json.dumps(m) for m in parked + results]
+    assert leaked([VISA], "\n".join(json.dumps({"card_id": f}) for f in forms)) == ["...1111"]  # scan sees
+    files = [path for path in info.run_dir.rglob("*") if path.is_file()]
+    assert full_numbers_in(files, texts) == []
 
 
 def _real_result(info: StackInfo) -> ResultMessage:

@@ -9,6 +9,8 @@ import pytest
 
 from app.local.provision import Provisioned
 from app.producer.__main__ import main
+from app.producer.verification import TrustError, load_root, load_trust
+from app.shared import result_proof
 from app.shared.cards import LAST_DIGITS_SHOWN
 from app.shared.queue_messages import CardMessage, ResultMessage
 from tests.result_signing import OTHER_PCR0, SigningEnclave
@@ -33,10 +35,15 @@ def _fake_relay(
             for message in answer.get("Messages", []):
                 card = CardMessage.from_json(message["Body"])
                 context = {"app": "nitro-enclave-demo", "card_id": card.card_id}
-                plain = kms.decrypt(CiphertextBlob=card.ciphertext, EncryptionContext=context)["Plaintext"]
-                digits = last4 or plain.decode()[-LAST_DIGITS_SHOWN:]
+                answer = kms.decrypt(CiphertextBlob=card.ciphertext, EncryptionContext=context)
+                digits = last4 or answer["Plaintext"].decode()[-LAST_DIGITS_SHOWN:]
                 result = ResultMessage(card.card_id, message["MessageId"], "ok", last4=digits)
-                result = result if signer is None else signer.sign(result)
+                bound = {  # what the enclave signs: KMS's KeyId, the ciphertext and context hashes
+                    "kms_key_arn": answer["KeyId"],
+                    "ciphertext_sha256": result_proof.sha256_hex(card.ciphertext),
+                    "context_sha256": result_proof.context_sha256(context),
+                }
+                result = result if signer is None else signer.sign(result, **bound)
                 sqs.send_message(QueueUrl=stack.results_queue_url, MessageBody=result.to_json())
                 sqs.delete_message(QueueUrl=stack.cards_queue_url, ReceiptHandle=message["ReceiptHandle"])
                 done += 1
@@ -85,7 +92,9 @@ def test_stdout_holds_the_queued_line_then_results_and_no_json(
     assert lines[0].endswith("; waiting up to 20 s for their results")
     assert lines[1].startswith("results verified against ")
     assert not [line for line in lines if line.startswith("{") or "\r" in line]
-    assert capsys.readouterr().err == ""  # INFO lines stay off stderr unless LOG_LEVEL asks for them
+    err = capsys.readouterr().err.splitlines()  # INFO lines stay off stderr unless LOG_LEVEL asks
+    assert len(err) == 1  # only the warning that the root is not AWS's (the test enclave's root)
+    assert err[0].startswith("WARNING: results are verified against the root ")
 
 
 @pytest.mark.usefixtures("producer_env")
@@ -206,3 +215,32 @@ def test_an_unreadable_pin_stops_before_anything_is_sent(
     assert main(args, out) == 1
     assert f"cannot read the pin from the key policy of {missing}" in capsys.readouterr().err
     assert sqs.receive_message(QueueUrl=stack.cards_queue_url, WaitTimeSeconds=0).get("Messages") is None
+
+
+def test_a_key_policy_allowing_decrypt_without_a_pin_is_not_trusted(
+    kms: Any, stack: Provisioned, tmp_path: Any
+) -> None:
+    """As `attest` fails on it: a statement that lets someone decrypt with no ImageSha384 condition."""
+    policy = json.loads(kms.get_key_policy(KeyId=stack.key_arn, PolicyName="default")["Policy"])
+    unpinned = {
+        "Sid": "AllowDecryptAnywhere", "Effect": "Allow", "Principal": {"AWS": "*"},
+        "Action": "kms:Decrypt", "Resource": "*",
+    }  # fmt: skip
+    policy["Statement"].append(unpinned)
+    kms.put_key_policy(KeyId=stack.key_arn, PolicyName="default", Policy=json.dumps(policy))
+    try:
+        with pytest.raises(TrustError, match='ImageSha384 condition in "AllowDecryptAnywhere"'):
+            load_trust(root_pem=None, pinned_pcr0=None, kms=kms, key_id=stack.key_arn)
+    finally:
+        policy["Statement"].remove(unpinned)
+        kms.put_key_policy(KeyId=stack.key_arn, PolicyName="default", Policy=json.dumps(policy))
+
+
+def test_a_root_other_than_aws_is_named_in_a_loud_warning(tmp_path: Any) -> None:
+    warn = io.StringIO()
+    load_root(ENCLAVE.root_pem(tmp_path), warn)
+    assert warn.getvalue().startswith("WARNING: results are verified against the root ")
+    assert "NOT the AWS Nitro root" in warn.getvalue()
+    quiet = io.StringIO()
+    load_root(None, quiet)
+    assert quiet.getvalue() == ""

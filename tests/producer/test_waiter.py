@@ -4,9 +4,12 @@ import time
 from typing import Any
 
 from app.local.provision import Provisioned
+from app.producer.report import outcome_line
 from app.producer.sender import SentCard
 from app.producer.waiter import collect_results
+from app.shared import result_proof
 from app.shared.queue_messages import ResultMessage
+from tests.result_signing import SigningEnclave
 
 
 def _sent(card_id: str, last4: str = "1111") -> SentCard:
@@ -68,3 +71,64 @@ def test_a_timeout_reports_the_missing_cards(sqs: Any, stack: Provisioned) -> No
     _publish(sqs, stack, _ok("here"))
     collected = collect_results(sqs, stack.results_queue_url, [_sent("here"), _sent("lost")], timeout_s=1.5)
     assert [card.card_id for card in collected.missing] == ["lost"]
+
+
+SIGNED_CIPHERTEXT = result_proof.sha256_hex(b"ciphertext")  # what tests.result_signing signs by default
+ENCLAVE = SigningEnclave()
+
+
+def _sent_signed(card_id: str) -> SentCard:
+    return SentCard(card_id, "1111", 16, time.monotonic(), SIGNED_CIPHERTEXT)
+
+
+def test_a_forged_result_arriving_first_does_not_hide_the_genuine_one(sqs: Any, stack: Provisioned) -> None:
+    forged = _ok("victim", last4="9999")  # unsigned: anyone may post it
+    _publish(sqs, stack, forged, ENCLAVE.sign(_ok("victim")))
+    shown: list[str] = []
+    collected = collect_results(
+        sqs, stack.results_queue_url, [_sent_signed("victim")], timeout_s=10, verifier=ENCLAVE.verifier(),
+        on_outcome=lambda outcome: shown.append(outcome.verdict.label if outcome.verdict else "-"),
+    )  # fmt: skip
+    (outcome,) = collected.outcomes
+    assert outcome.verified
+    assert outcome.result.last4 == "1111"
+    assert shown == ["UNVERIFIED", "verified"]
+    assert collected.unverified_seen == 1
+    assert _queue_depth(sqs, stack) == 0
+
+
+def test_an_answer_kms_gave_under_another_key_stays_unverified_on_the_real_queue(
+    sqs: Any, stack: Provisioned
+) -> None:
+    """The enclave's genuine signature over an answer KMS gave under the attacker's own key, posted to the
+    results queue for a victim's card id: it never counts, and the card ends the wait unverified."""
+    other_key = "arn:aws:kms:eu-west-1:444455556666:key/00000000-0000-4000-8000-00000000000f"
+    _publish(sqs, stack, ENCLAVE.sign(_ok("victim", last4="4242"), kms_key_arn=other_key))
+    collected = collect_results(
+        sqs, stack.results_queue_url, [_sent_signed("victim")], timeout_s=2, verifier=ENCLAVE.verifier()
+    )
+    (outcome,) = collected.outcomes
+    assert outcome.verdict is not None
+    assert not outcome.verified
+    assert "not the pinned key" in outcome.verdict.reason
+    assert collected.unverified_seen == 1
+
+
+def test_hostile_bodies_neither_crash_the_wait_nor_stop_it(sqs: Any, stack: Provisioned) -> None:
+    for body in (
+        '{"version":1,"card_id":[1],"message_id":"m","status":"ok"}',
+        '{"version":1,"card_id":{"a":1},"message_id":"m","status":"ok"}',
+        '{"version":1,"card_id":"h","message_id":"m","status":"ok","last4":"\\ud800","proof":null}',
+    ):
+        sqs.send_message(QueueUrl=stack.results_queue_url, MessageBody=body)
+    _publish(sqs, stack, ENCLAVE.sign(_ok("h")))
+    lines: list[str] = []
+    collected = collect_results(
+        sqs, stack.results_queue_url, [_sent_signed("h")], timeout_s=10, verifier=ENCLAVE.verifier(),
+        on_outcome=lambda outcome: lines.append(outcome_line(outcome)),
+    )  # fmt: skip
+    (outcome,) = collected.outcomes
+    assert outcome.verified
+    assert any("UNVERIFIED" in line for line in lines)
+    for line in lines:
+        line.encode("ascii")  # printable: the lone surrogate came out escaped

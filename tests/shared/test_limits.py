@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -49,3 +50,33 @@ def test_echo_of_a_huge_value_is_short() -> None:
 def test_brackets_inside_strings_never_count(texts: list[str]) -> None:
     assert limits.nesting_depth(json.dumps(texts)) == 1
     assert limits.nesting_depth(json.dumps({"k": texts})) == 2
+
+
+HOSTILE = '"' + '\\"' * (128 * 1024)  # 256 KB: an unterminated string of escaped quotes
+
+
+def test_an_unterminated_string_of_escapes_is_one_token_not_one_scan_per_quote() -> None:
+    """The work is counted, not timed: the string pattern matches the whole hostile tail in one match, so
+    no search restarts inside it (the old pattern failed at each of its quotes in turn, each attempt
+    reading to the end)."""
+    (token,) = list(limits._TOKEN.finditer(HOSTILE))
+    assert token.span() == (0, len(HOSTILE))
+    assert limits.nesting_depth(HOSTILE + "[[") == 0  # brackets after an open string are inside it
+    assert limits.nesting_depth('["a\\\\"]') == 1
+
+
+def test_a_body_over_its_cap_is_refused_before_any_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        def record(*args: object) -> int:
+            calls.append(name)
+            return 0
+
+        return record
+
+    monkeypatch.setattr(limits, "nesting_depth", counted("nesting_depth"))
+    monkeypatch.setattr(json, "loads", counted("json.loads"))
+    with pytest.raises(limits.JsonRefused, match="more than 1000"):
+        limits.loads(HOSTILE, max_chars=1000)
+    assert calls == []

@@ -5,10 +5,15 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from app.shared import limits
 from app.shared.queue_messages import (
+    CARD_ID_MAX_CHARS,
+    MAX_CARD_BODY_CHARS,
+    MAX_CIPHERTEXT_BYTES,
     CardMessage,
     MalformedMessage,
     ResultMessage,
@@ -68,7 +73,8 @@ def _card_body(**fields: object) -> str:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("[" * 100_000 + "]" * 100_000, "nested deeper"),  # was RecursionError
+        ("[" * 100_000 + "]" * 100_000, "more than"),  # was RecursionError; now over the size cap
+        ("[" * 4_000 + "]" * 4_000, "nested deeper"),  # under the cap: the depth bound
         (_card_body(ciphertext="AAAA€AAA"), "not valid base64"),  # was ValueError
         (_card_body(version=True), "unsupported version"),  # True == 1 in Python
         (_card_body(version=1.0), "unsupported version"),
@@ -104,3 +110,26 @@ def test_a_card_id_holding_a_card_number_is_malformed_and_not_echoed(card_id: st
 def test_new_card_ids_never_trip_the_rule() -> None:
     draws = iter(["4111-1111-1111-1111", "id:4111111111111111", "card-7"])
     assert new_card_id(lambda: next(draws)) == "card-7"
+
+
+@pytest.mark.parametrize("reader", [CardMessage.from_json, ResultMessage.from_json])
+def test_a_256_kb_hostile_body_is_refused_by_size_before_any_parse(
+    reader: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[object] = []
+
+    def record(*args: object) -> int:
+        parsed.append(args)
+        return 0
+
+    monkeypatch.setattr(limits, "nesting_depth", record)
+    body = '{"version":1,"card_id":"a","ciphertext":"' + '\\"' * (128 * 1024) + '"}'
+    with pytest.raises(MalformedMessage, match=r"body refused: body of \d+ bytes or characters, more than"):
+        reader(body)
+    assert parsed == []
+
+
+def test_the_largest_card_message_fits_its_cap() -> None:
+    largest = CardMessage("x" * CARD_ID_MAX_CHARS, bytes(MAX_CIPHERTEXT_BYTES), datetime.now(UTC)).to_json()
+    assert len(largest) <= MAX_CARD_BODY_CHARS - 512
+    assert CardMessage.from_json(largest).ciphertext == bytes(MAX_CIPHERTEXT_BYTES)
