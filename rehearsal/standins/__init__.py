@@ -52,6 +52,9 @@ LIBRARY_FILES = (
     # For the build container's measuring venv (rootfs.builder_layer), which resolves `app` here.
     "app/local/__init__.py",
     "app/local/software_nsm.py",
+    # software_nsm's clock stamps (Stamp, TimedDocument) are the enclave's own NSM types.
+    "app/enclave/__init__.py",
+    "app/enclave/nsm.py",
 )
 PARENT_CID = 3
 VSOCK_CONF = "/etc/systemd/system.conf.d/rehearsal-vsock-over-tcp.conf"
