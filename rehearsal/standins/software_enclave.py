@@ -5,7 +5,9 @@ init/init.c), on the host kernel. Nothing of the checkout or the host's venv run
 `run`, in init.c's order: the heartbeat 0xB7 to the parent's port 9000 and its echo (`enclave_ready`, lines
 354-375), before the command is read; the kept Cmd and Env (the EIF header: /cmd and /env, lines 412-423);
 then a child that chroots into the unpacked image root and does chdir("/") (lines 431-437), looks Cmd[0] up
-on the init's PATH (line 296) and execs it with the image's Env only (line 297; a failure prints
+(`sh` for an empty Cmd, lines 280-281) on the init's PATH (line 296) and execs it with every signal unblocked
+and at SIG_DFL as a C init's child has them (lines 287-289; the SIGPIPE and SIGXFSZ Python ignores are reset)
+and the image's Env only (line 297; a failure prints
 `execvpe: <name>: <error>`, line 298); the init reaps until that child exits ("child exited with error" on a
 non-zero status, lines 301-319) and then ends the enclave (`reboot`, line 449): every process left is
 killed and this process exits, so describe-enclaves no longer lists it. stdout/stderr are the enclave's
@@ -13,7 +15,9 @@ console (enclaves.py keeps them in a file per enclave).
 
 Below the program (enclave_devices.py): before chroot the child installs a seccomp filter whose listener this
 process serves, answering /dev/nsm's ioctl with the software NSM (app.local.software_nsm, the rehearsal's PKI)
-and carrying AF_VSOCK over TCP 127.0.0.<CID>. /dev/nsm in the root is a plain file made here.
+and carrying AF_VSOCK over TCP 127.0.0.<CID>; if that supervisor stops, the console says so and the enclave
+ends (the command is killed) rather than leave its calls unanswered. /dev/nsm in the root is a plain file made
+here; nothing is written through a symlink of the image (prepare_root runs before the chroot, on the host).
 
 `measure` prints the PCRs for build-enclave; `run` attests the same (`image_pcrs`): PCR0 = local mode's
 `measure_enclave_sources` of the image's app package (so the key policy's pin is the one local mode computes
