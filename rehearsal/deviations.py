@@ -92,7 +92,10 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
         "vsock",
         "TCP on loopback stands in for AF_VSOCK (no vsock loopback on this machine): the parent's programs "
         "map it themselves (NITRO_DEMO_VSOCK_OVER_TCP); inside the enclave a seccomp supervisor maps the "
-        "image's own AF_VSOCK sockets to 127.0.0.<CID>:<port> (app.shared.vsock_tcp's rule)",
+        "image's own AF_VSOCK sockets to 127.0.0.<CID>:<port> (app.shared.vsock_tcp's rule); those sockets "
+        "are AF_INET: getsockname/accept answer ('127.0.0.<CID>', port), a socket rebuilt from an inherited "
+        "fd reports AF_INET, so the image's transport.bound_url takes its vsock-over-TCP branch, not the "
+        "AF_VSOCK one Nitro runs; a vsock port above 65535 (VMADDR_PORT_ANY) is refused with EINVAL",
     ),
     (
         "KMS connections",

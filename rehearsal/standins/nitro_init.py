@@ -21,6 +21,7 @@ Sources, each rule below cites its line:
 from __future__ import annotations
 
 import errno
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ HEARTBEAT_PORT = 9000  # init.c line 62
 HEARTBEAT = b"\xb7"  # init.c line 64
 CHILD_FAILED_LINE = "child exited with error"  # init.c reap_until, line 311
 CHILD_SIGNALLED_LINE = "child exited by signal"  # init.c reap_until, line 315
+DEFAULT_ARGV = ("sh",)  # init.c default_argv (line 71), what `launch` runs when /cmd had no line (line 281)
+# CPython sets these to SIG_IGN at start-up and an ignored signal stays ignored across execve; init.c is C, so
+# its child execs with every disposition at SIG_DFL (it clears only the blocked mask, lines 287-289).
+PYTHON_IGNORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 class UnsupportedEntryPoint(ValueError):
@@ -65,10 +70,18 @@ def exec_environment(env: Sequence[str]) -> list[str]:
     return list(env) if env else [f"PATH={INIT_PATH}"]
 
 
+def exec_argv(cmd: Sequence[str]) -> tuple[str, ...]:
+    """The argv init.c's `launch` execs: the kept Cmd, or `sh` when it is empty (read_config returns NULL for
+    an empty /cmd, and launch falls back to default_argv, lines 280-281)."""
+    return tuple(cmd) or DEFAULT_ARGV
+
+
 def lookup(name: str, is_executable: Callable[[str], bool], path: str = INIT_PATH) -> str:
     """Where glibc's execvpe (called at init.c line 297) finds `name`: a name with a `/` as it is, else the
     first directory of the init's PATH (never the image's) holding an executable of that name. Raises
-    FileNotFoundError (ENOENT), as execvpe fails, when there is none."""
+    FileNotFoundError (ENOENT), as execvpe fails, when there is none. Stricter than glibc, allowed: the
+    stand-in execs the path with os.execve, so a file the kernel refuses as ENOEXEC (a script with no `#!`)
+    fails, where glibc's execvpe would retry it as `/bin/sh <file>`."""
     if "/" in name:
         if is_executable(name):
             return name

@@ -7,8 +7,10 @@ listener fd; the filter is inherited across fork and execve, so every process of
 The supervisor takes each notification with SECCOMP_IOCTL_NOTIF_RECV and answers it with NOTIF_SEND (a value
 or an errno, or SECCOMP_USER_NOTIF_FLAG_CONTINUE to run the call as asked) or NOTIF_ADDFD with
 SECCOMP_ADDFD_FLAG_SEND (install an fd in the caller and return its number). It reads and writes the
-caller's memory through /proc/<pid>/mem and takes a copy of a caller's fd with pidfd_getfd, then checks
-with NOTIF_ID_VALID that the caller is still the one that asked. x86_64 only (the image is x86_64).
+caller's memory through /proc/<pid>/mem and takes a copy of a caller's fd with pidfd_getfd; as
+seccomp_unotify(2) prescribes, it opens the mem file (once per notification) or the pidfd first, then checks
+with NOTIF_ID_VALID that the caller is still the one that asked, and only then reads, writes or copies
+through that fd. x86_64 only (the image is x86_64).
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ def install(program: bytes) -> int:
 
 
 def receive(listener: int) -> Notification:
-    """The next notification; ENOENT once no process uses the filter any more."""
+    """The next notification. ENOENT (seccomp_unotify(2), kernel seccomp_notify_recv): the caller was killed
+    or its call interrupted by a signal before the notification was taken; the next one may follow. With
+    no caller left it blocks (or, once no process uses the filter, the listener reports POLLHUP)."""
     data = bytearray(NOTIF_SIZE)
     fcntl.ioctl(listener, NOTIF_RECV, data)
     notif_id, pid, _flags, nr = struct.unpack_from("QIIi", data, 0)
@@ -125,21 +129,37 @@ def still_valid(listener: int, notif_id: int) -> bool:
     return True
 
 
-def read_memory(pid: int, address: int, length: int) -> bytes:
-    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.pread(fd, length, address)
-    finally:
-        os.close(fd)
+class StaleNotification(SeccompError):
+    """The notification's caller is gone, or its call was interrupted: what was opened may be another's."""
 
 
-def write_memory(pid: int, address: int, data: bytes) -> None:
-    fd = os.open(f"/proc/{pid}/mem", os.O_WRONLY | os.O_CLOEXEC)
+def check_valid(listener: int, notif_id: int) -> None:
+    """Raise StaleNotification unless `notif_id` still names a waiting call (NOTIF_ID_VALID)."""
+    if not still_valid(listener, notif_id):
+        raise StaleNotification(2, f"notification {notif_id} is no longer valid")  # ENOENT
+
+
+def open_memory(listener: int, notif_id: int, pid: int) -> int:
+    """/proc/<pid>/mem opened read-write, then NOTIF_ID_VALID (seccomp_unotify(2): open first, check, then
+    use that fd): a pid reused since the notification fails the check. The caller closes it."""
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
     try:
-        if os.pwrite(fd, data, address) != len(data):
-            raise SeccompError(14, f"short write into process {pid}")  # EFAULT
-    finally:
+        check_valid(listener, notif_id)
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def read_memory(mem: int, address: int, length: int) -> bytes:
+    """From the caller's memory, through the fd open_memory gave."""
+    return os.pread(mem, length, address)
+
+
+def write_memory(mem: int, address: int, data: bytes) -> None:
+    """Into the caller's memory, through the fd open_memory gave."""
+    if os.pwrite(mem, data, address) != len(data):
+        raise SeccompError(14, "short write into the caller's memory")  # EFAULT
 
 
 def thread_group(tid: int) -> int:
@@ -152,13 +172,15 @@ def thread_group(tid: int) -> int:
     raise SeccompError(3, f"thread {tid} has no Tgid")  # ESRCH
 
 
-def take_fd(tid: int, fd: int) -> int:
-    """A copy of thread `tid`'s `fd` (pidfd_getfd: the same open socket, not a new one)."""
+def take_fd(listener: int, notif_id: int, tid: int, fd: int) -> int:
+    """A copy of thread `tid`'s `fd` (pidfd_getfd: the same open socket, not a new one); the pidfd is checked
+    with NOTIF_ID_VALID after it is opened and before it is used, as for /proc/<pid>/mem."""
     pid = thread_group(tid)
     pidfd = _libc.syscall(SYS_PIDFD_OPEN, pid, 0)
     if pidfd < 0:
         raise SeccompError(ctypes.get_errno(), f"pidfd_open({pid})")
     try:
+        check_valid(listener, notif_id)
         copy = _libc.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
         if copy < 0:
             raise SeccompError(ctypes.get_errno(), f"pidfd_getfd({pid}, {fd})")

@@ -5,7 +5,9 @@ init/init.c), on the host kernel. Nothing of the checkout or the host's venv run
 `run`, in init.c's order: the heartbeat 0xB7 to the parent's port 9000 and its echo (`enclave_ready`, lines
 354-375), before the command is read; the kept Cmd and Env (the EIF header: /cmd and /env, lines 412-423);
 then a child that chroots into the unpacked image root and does chdir("/") (lines 431-437), looks Cmd[0] up
-on the init's PATH (line 296) and execs it with the image's Env only (line 297; a failure prints
+(`sh` for an empty Cmd, lines 280-281) on the init's PATH (line 296) and execs it with every signal unblocked
+and at SIG_DFL as a C init's child has them (lines 287-289; the SIGPIPE and SIGXFSZ Python ignores are reset)
+and the image's Env only (line 297; a failure prints
 `execvpe: <name>: <error>`, line 298); the init reaps until that child exits ("child exited with error" on a
 non-zero status, lines 301-319) and then ends the enclave (`reboot`, line 449): every process left is
 killed and this process exits, so describe-enclaves no longer lists it. stdout/stderr are the enclave's
@@ -13,7 +15,9 @@ console (enclaves.py keeps them in a file per enclave).
 
 Below the program (enclave_devices.py): before chroot the child installs a seccomp filter whose listener this
 process serves, answering /dev/nsm's ioctl with the software NSM (app.local.software_nsm, the rehearsal's PKI)
-and carrying AF_VSOCK over TCP 127.0.0.<CID>. /dev/nsm in the root is a plain file made here.
+and carrying AF_VSOCK over TCP 127.0.0.<CID>; if that supervisor stops, the console says so and the enclave
+ends (the command is killed) rather than leave its calls unanswered. /dev/nsm in the root is a plain file made
+here; nothing is written through a symlink of the image (prepare_root runs before the chroot, on the host).
 
 `measure` prints the PCRs for build-enclave; `run` attests the same (`image_pcrs`): PCR0 = local mode's
 `measure_enclave_sources` of the image's app package (so the key policy's pin is the one local mode computes
@@ -24,6 +28,7 @@ of the image. Debug mode attests all zeros, as Nitro does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -110,14 +115,35 @@ def heartbeat(cid: int) -> None:
             raise OSError("received wrong heartbeat")
 
 
+def _no_links(root: Path, path: Path) -> Path:
+    """`path` if no component of it below `root` is a symlink (lstat); EnclaveImageError otherwise. This runs
+    before the chroot: a link in the image (to /usr/..., or ../..) would lead a write out onto the host."""
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise EnclaveImageError(
+                f"the image's {current.relative_to(root)} is a symlink: not written through"
+            )
+    return path
+
+
 def prepare_root(root: Path, pki: Path) -> None:
     """/dev/nsm as a plain file; the rehearsal's TLS CA added to the image's botocore CA bundle, so its KMS
-    client trusts the emulator that stands in for kms.<region>.amazonaws.com (a listed deviation)."""
-    (root / "dev").mkdir(exist_ok=True)
-    (root / NSM_DEVICE.lstrip("/")).touch()
+    client trusts the emulator that stands in for kms.<region>.amazonaws.com (a listed deviation). Nothing is
+    written through a symlink of the image (refused: EnclaveImageError)."""
+    dev = _no_links(root, root / "dev")
+    dev.mkdir(exist_ok=True)
+    nsm = _no_links(root, root / NSM_DEVICE.lstrip("/"))
+    os.close(os.open(nsm, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
     ca = (pki / TLS_CA_FILE).read_bytes()
-    for bundle in (root / "usr").rglob(CA_BUNDLE):
-        bundle.write_bytes(bundle.read_bytes().rstrip(b"\n") + b"\n" + ca)
+    for bundle in _no_links(root, root / "usr").rglob(CA_BUNDLE):  # rglob does not descend into links
+        fd = os.open(_no_links(root, bundle), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "r+b") as file:
+            bundled = file.read().rstrip(b"\n")
+            file.seek(0)
+            file.write(bundled + b"\n" + ca)
+            file.truncate()
 
 
 def _is_executable(path: str) -> bool:
@@ -128,7 +154,8 @@ def _is_executable(path: str) -> bool:
 
 
 def _child(root: Path, kept: nitro_init.KeptConfig, program: bytes, to_parent: socket.socket) -> None:
-    """In the forked child; never returns."""
+    """In the forked child; never returns: whatever fails, the child ends here, not in the caller's code."""
+    argv = nitro_init.exec_argv(kept.cmd)
     try:
         listener = seccomp_notify.install(program)
         socket.send_fds(to_parent, [b"L"], [listener])
@@ -136,12 +163,16 @@ def _child(root: Path, kept: nitro_init.KeptConfig, program: bytes, to_parent: s
         to_parent.close()
         os.chroot(root)
         os.chdir(nitro_init.INIT_CWD)
+        for inherited in nitro_init.PYTHON_IGNORED_SIGNALS:  # the C init's child has them at SIG_DFL
+            signal.signal(inherited, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         environment = dict(item.split("=", 1) for item in nitro_init.exec_environment(kept.env))
-        os.execve(nitro_init.lookup(kept.cmd[0], _is_executable), list(kept.cmd), environment)  # noqa: S606
+        os.execve(nitro_init.lookup(argv[0], _is_executable), list(argv), environment)  # noqa: S606
     except OSError as error:
-        print(nitro_init.exec_failure_line(kept.cmd[0], error), file=sys.stderr, flush=True)
+        print(nitro_init.exec_failure_line(argv[0], error), file=sys.stderr, flush=True)
         os._exit(error.errno or 1)  # init.c `dien`: exit(errno)
+    except BaseException as error:  # a bug of the stand-in: said; the child still ends
+        print(f"rehearsal init stand-in: {error!r}", file=sys.stderr, flush=True)
     os._exit(127)
 
 
@@ -158,8 +189,20 @@ def launch(root: Path, kept: nitro_init.KeptConfig, supervisor: Callable[[int], 
         _, fds, _, _ = socket.recv_fds(ours, 1, 1)
     if not fds:
         return pid  # the child failed before its filter was in place; its console line says why
-    threading.Thread(target=supervisor(fds[0]).serve, daemon=True).start()
+    threading.Thread(target=_serve_or_end, args=(supervisor(fds[0]), pid), daemon=True).start()
     return pid
+
+
+def _serve_or_end(supervisor: Supervisor, pid: int) -> None:
+    """The supervisor's thread. If it stops serving, nothing would answer the enclave's /dev/nsm or vsock
+    calls again: say so on the console and kill the command, so the enclave ends (reap_until sees it)."""
+    try:
+        supervisor.serve()
+    except BaseException as error:  # every way out of serve ends the enclave
+        print(f"rehearsal enclave supervisor stopped: {error!r}; ending the enclave", file=sys.stderr)
+        sys.stderr.flush()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def reap_until(pid: int) -> int:
