@@ -8,7 +8,8 @@ has returned and the stack goes on to the group, but the emulator gets the polic
 canary has been refused HOLD_REFUSALS times (its boot log shows each retry), so the new image is refused for
 a while, as it can be on a real roll. A `Feeder` sends cards through the old host the whole time; a host
 that took cards before its canary passed would park them on the dead-letter queue (access_denied is
-permanent), and `check_nothing_parked` says so.
+retried for about 30 s per card within the relay's first 5 minutes, then parked), and `check_nothing_parked`
+says so.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ parent's vsock-proxy listens, becomes 3:8001), a mistake that builds, measures a
 replaces B (a new physical id, PREVIOUS_BUILD_ID B, AcceptedPcr0 "C,B"), the key policy is put, and host-3
 boots from the new user data; its enclave cannot reach KMS, the canary fails (kms_unavailable is not retried)
 and host-3 signals FAILURE before its relay ever starts. CloudFormation then rolls the update back:
-- UPDATE_ROLLBACK_IN_PROGRESS, resources in reverse order of their updates: the group's rolling update is
-  rolled back first (host-3 terminated; host-2 already runs the old launch template version and stays),
+- UPDATE_ROLLBACK_IN_PROGRESS, resources in reverse order of their updates (our assumption: no AWS page we
+  found states the order; host-3 never serves, so this run passes under either order): the group's rolling
+  update is rolled back first (host-3 terminated; host-2 already runs the old launch template version and
+  stays),
   then the key policy is put back to the old one, rendered from B's recorded attributes, which the stack
   restores for the build resource without any request to its function;
 - UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS: Delete of C's physical id, through the stack's function.

@@ -722,7 +722,8 @@ def test_another_start_build_refusal_is_not_called_a_quota(codebuild: tuple[Any,
         handle_event(request("Create"), client)
 
 
-# CloudFormation's rollback of a failed update, as documented: a custom resource whose update returned a new
+# CloudFormation's rollback of a failed update, as we read its documentation (docs/infra.md, *Rollback*): a
+# custom resource whose update returned a new
 # physical id was replaced ("If the value returned is different, CloudFormation recognizes the update as a
 # replacement and sends a delete request to the old resource", User Guide, custom resource request types,
 # Update/Delete: PhysicalResourceId); after a failed update the replacement is what the cleanup removes

@@ -276,10 +276,14 @@ def test_every_start_of_the_relay_is_proven_by_the_canary_first() -> None:
     # Long enough for the canary's propagation retries (their waits plus the attempts' own time).
     (timeout,) = relay["TimeoutStartSec"]
     assert int(timeout) > canary.RETRY_DEADLINE_S + 60
-    # Bound to the enclave: stopped when the enclave unit stops or fails, and ordered after it.
-    assert relay["BindsTo"] == ["nitro-enclave-demo-enclave.service"]
+    # Requires=, not BindsTo=: an enclave restarted by its own unit must not leave the relay stopped for good
+    # (a BindsTo= stop is no failure, so the relay's Restart= would never bring it back).
+    assert relay["Requires"] == ["nitro-enclave-demo-enclave.service"]
+    assert "BindsTo" not in relay
     assert "nitro-enclave-demo-enclave.service" in relay["After"][0].split()
-    assert "Requires" not in relay
+    # A start whose canary keeps failing ends in the failed state instead of looping unseen.
+    assert relay["StartLimitIntervalSec"] == ["3600"]
+    assert relay["StartLimitBurst"] == ["10"]
 
 
 def test_the_canary_deadline_fits_in_the_smallest_boot_timeout() -> None:
