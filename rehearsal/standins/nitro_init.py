@@ -33,9 +33,12 @@ HEARTBEAT = b"\xb7"  # init.c line 64
 CHILD_FAILED_LINE = "child exited with error"  # init.c reap_until, line 311
 CHILD_SIGNALLED_LINE = "child exited by signal"  # init.c reap_until, line 315
 DEFAULT_ARGV = ("sh",)  # init.c default_argv (line 71), what `launch` runs when /cmd had no line (line 281)
-# CPython sets these to SIG_IGN at start-up and an ignored signal stays ignored across execve; init.c is C, so
-# its child execs with every disposition at SIG_DFL (it clears only the blocked mask, lines 287-289).
-PYTHON_IGNORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+# An ignored signal stays ignored across execve, and whatever started the stand-in may have ignored some
+# (CPython ignores SIGPIPE and SIGXFSZ; a CI runner may ignore more, glibc's reserved 32 among them); init.c
+# is C and PID 1, so its child execs with every disposition at SIG_DFL (it clears only the blocked mask,
+# lines 287-289).
+# Every signal but SIGKILL and SIGSTOP, which no process can catch or ignore; 1..64 is Linux's range (_NSIG).
+RESETTABLE_SIGNALS = tuple(n for n in range(1, 65) if n not in (signal.SIGKILL, signal.SIGSTOP))
 
 
 class UnsupportedEntryPoint(ValueError):

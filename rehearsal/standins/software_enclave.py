@@ -153,6 +153,24 @@ def _is_executable(path: str) -> bool:
         return False
 
 
+_SYS_RT_SIGACTION = 13  # x86_64
+_SIGSET_BYTES = 8  # the kernel's sigset_t
+
+
+class _KernelSigaction(ctypes.Structure):
+    _fields_ = (("handler", ctypes.c_void_p), ("flags", ctypes.c_ulong), ("restorer", ctypes.c_void_p),
+                ("mask", ctypes.c_ulong))  # fmt: skip
+
+
+def _default_dispositions() -> None:
+    """SIG_DFL for every signal, by rt_sigaction itself: glibc's sigaction refuses its reserved 32 and 33,
+    which a parent may still have left ignored."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    default = _KernelSigaction(None, 0, None, 0)  # SIG_DFL is handler 0
+    for number in nitro_init.RESETTABLE_SIGNALS:
+        libc.syscall(_SYS_RT_SIGACTION, number, ctypes.byref(default), None, _SIGSET_BYTES)
+
+
 def _child(root: Path, kept: nitro_init.KeptConfig, program: bytes, to_parent: socket.socket) -> None:
     """In the forked child; never returns: whatever fails, the child ends here, not in the caller's code."""
     argv = nitro_init.exec_argv(kept.cmd)
@@ -163,8 +181,7 @@ def _child(root: Path, kept: nitro_init.KeptConfig, program: bytes, to_parent: s
         to_parent.close()
         os.chroot(root)
         os.chdir(nitro_init.INIT_CWD)
-        for inherited in nitro_init.PYTHON_IGNORED_SIGNALS:  # the C init's child has them at SIG_DFL
-            signal.signal(inherited, signal.SIG_DFL)
+        _default_dispositions()  # the C init's child has every one at SIG_DFL
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         environment = dict(item.split("=", 1) for item in nitro_init.exec_environment(kept.env))
         os.execve(nitro_init.lookup(argv[0], _is_executable), list(argv), environment)  # noqa: S606
