@@ -15,7 +15,10 @@ from rehearsal.standins.cloudwatch_agent_ctl import CONFIG_DIR
 
 # Watched, but nothing in the rehearsal writes it: the nitro-cli stand-in keeps no log file of its own.
 NOT_WRITTEN_HERE = frozenset({"/var/log/nitro_enclaves/nitro_enclaves.log"})
-GROWS_WITH_CARDS = ("relay", "enclave")  # the streams the metric filters read
+# The relay logs a line per card, so its file must grow while cards go through. The enclave's log channel
+# ships no per-card line (only start-up, key pairs, warnings and errors), so on a quiet host its file may
+# not grow during a few hundred cards: it is checked to exist and not be empty, as every other file.
+GROWS_WITH_CARDS = ("relay",)
 
 
 def watched(root: Path) -> dict[str, str]:
@@ -38,7 +41,7 @@ def sizes(root: Path) -> dict[str, int | None]:
 
 
 def check(run: Run, host: str, root: Path, before: dict[str, int | None]) -> None:
-    """Each watched file exists and is not empty, and the relay's and the enclave's grew since `before`."""
+    """Each watched file exists and is not empty, and the relay's grew since `before`."""
     streams, now = watched(root), sizes(root)
     if not streams:
         raise RehearsalFailed(f"CloudWatch agent's files on {host}", "the agent fetched no file to watch")
