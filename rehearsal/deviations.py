@@ -143,7 +143,8 @@ DEVIATIONS: tuple[tuple[str, str], ...] = (
     (
         "logs",
         "no log shipping: the agent stand-in checks and keeps its config; the harness checks every file it "
-        "watches exists and grows (nitro-cli's own log: only that it exists); journals stay in the rootfs",
+        "watches exists and is not empty, and the relay's grows (nitro-cli's own log: only that it exists); "
+        "journals stay in the rootfs",
     ),
 )
 
